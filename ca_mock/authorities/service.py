@@ -1,0 +1,253 @@
+"""Making the CA hierarchy once (``jpki-ca init``) and loading it for every later use.
+
+Root -> signature CA and user-authentication CA -> a delegated OCSP signer under each.
+The hierarchy is never regenerated silently: init on an initialised store is refused unless
+the caller explicitly accepts the existing one.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import weakref
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from sqlalchemy import select
+
+from ca_mock import keys, urls
+from ca_mock.authorities.models import Authority, CAMeta
+from ca_mock.db import Store, utcnow
+from ca_mock.problems import AlreadyInitialised, NotInitialised, UnknownAuthority
+from ca_mock.settings import CASettings
+
+ROOT = "root"
+SIGNATURE_CA = "sign"
+AUTHENTICATION_CA = "auth"
+ISSUING_CAS = (SIGNATURE_CA, AUTHENTICATION_CA)
+CRL_ISSUERS = (ROOT, *ISSUING_CAS)
+
+_COMMON_NAMES = {
+    ROOT: "JPKI Mock Root CA",
+    SIGNATURE_CA: "JPKI Mock Signature CA",
+    AUTHENTICATION_CA: "JPKI Mock User Authentication CA",
+}
+
+
+def ocsp_signer_name(issuing: str) -> str:
+    return f"{issuing}-ocsp"
+
+
+@dataclass(frozen=True)
+class LoadedAuthority:
+    name: str
+    role: str
+    certificate: x509.Certificate
+    der: bytes
+    key: keys.CAPrivateKey
+    # CertID hashes by algorithm name: (issuerNameHash, issuerKeyHash), for OCSP matching.
+    cert_id_hashes: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    public_url: str
+    authorities: dict[str, LoadedAuthority]
+
+    def get(self, name: str) -> LoadedAuthority:
+        try:
+            return self.authorities[name]
+        except KeyError:
+            raise UnknownAuthority(f"no authority named {name!r}; known: {', '.join(self.authorities)}") from None
+
+    def ocsp_signer(self, issuing: str) -> LoadedAuthority:
+        return self.get(ocsp_signer_name(issuing))
+
+    def issuer_for_cert_id(self, algorithm: str, name_hash: bytes, key_hash: bytes) -> LoadedAuthority | None:
+        for name in ISSUING_CAS:
+            authority = self.authorities[name]
+            if authority.cert_id_hashes.get(algorithm) == (name_hash, key_hash):
+                return authority
+        return None
+
+
+def _cert_id_hashes(cert: x509.Certificate) -> dict[str, tuple[bytes, bytes]]:
+    # RFC 6960 CertID: hash of the issuer's DER subject name and of its subjectPublicKey BIT STRING value.
+    from asn1crypto import x509 as asn1_x509
+
+    parsed = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    name_der = parsed.subject.dump()
+    key_bits = parsed.public_key["public_key"].contents[1:]  # drop the unused-bits octet
+    return {
+        alg: (hashlib.new(alg, name_der).digest(), hashlib.new(alg, key_bits).digest())
+        for alg in ("sha1", "sha256")
+    }
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "JPKI Mock (J-LIS stand-in)"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _ca_certificate(
+    subject_name: str,
+    key: keys.CAPrivateKey,
+    issuer_cert: x509.Certificate | None,
+    issuer_key: keys.CAPrivateKey,
+    years: int,
+    public_url: str,
+    issuer_name: str,
+) -> x509.Certificate:
+    now = utcnow()
+    subject = _name(_COMMON_NAMES[subject_name])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_cert.subject if issuer_cert else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365 * years))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None if issuer_cert is None else 0), True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False,
+            ),
+            True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False)
+    )
+    if issuer_cert is not None:
+        builder = builder.add_extension(
+            x509.CRLDistributionPoints(
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(urls.crl_url(public_url, issuer_name))], None, None, None)]
+            ),
+            False,
+        ).add_extension(
+            x509.AuthorityInformationAccess(
+                [x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                                        x509.UniformResourceIdentifier(urls.ca_certificate_url(public_url, issuer_name)))]
+            ),
+            False,
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _ocsp_signer_certificate(
+    issuing: LoadedAuthority, key: keys.CAPrivateKey
+) -> x509.Certificate:
+    now = utcnow()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(f"{issuing.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value} OCSP Responder"))
+        .issuer_name(issuing.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365 * 2))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), False)
+        .add_extension(x509.OCSPNoCheck(), False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuing.key.public_key()), False)
+        .sign(issuing.key, hashes.SHA256())
+    )
+
+
+def is_initialised(store: Store) -> bool:
+    with store.sessions() as session:
+        return session.get(CAMeta, "public_url") is not None
+
+
+def initialise(store: Store, settings: CASettings, exist_ok: bool = False) -> Hierarchy:
+    """Create the hierarchy and the API token, or (with ``exist_ok``) keep the one that exists."""
+    if is_initialised(store):
+        if exist_ok:
+            return load_hierarchy(store)
+        raise AlreadyInitialised(
+            "this store already holds a CA; its keys are kept. Use a new --data folder or database "
+            "for a new CA (pass --exist-ok to accept the existing one)."
+        )
+    public_url = settings.public_url.rstrip("/")
+    made: dict[str, tuple[x509.Certificate, keys.CAPrivateKey]] = {}
+    root_key = keys.generate_private_key(settings.key_algorithm)
+    made[ROOT] = (_ca_certificate(ROOT, root_key, None, root_key, 20, public_url, ROOT), root_key)
+    for name in ISSUING_CAS:
+        key = keys.generate_private_key(settings.key_algorithm)
+        made[name] = (_ca_certificate(name, key, made[ROOT][0], root_key, 10, public_url, ROOT), key)
+    with store.transaction() as session:
+        session.add(CAMeta(key="public_url", value=public_url))
+        session.add(CAMeta(key="key_algorithm", value=settings.key_algorithm))
+        for name, (cert, key) in made.items():
+            session.add(
+                Authority(
+                    name=name, role="root" if name == ROOT else "issuing",
+                    parent=None if name == ROOT else ROOT,
+                    certificate_der=cert.public_bytes(serialization.Encoding.DER),
+                    private_key_pem=keys.private_key_to_pem(key),
+                    crl_number=0, crl_dirty=True,
+                )
+            )
+        session.flush()
+        for name in ISSUING_CAS:
+            cert, key = made[name]
+            issuing = LoadedAuthority(name, "issuing", cert, b"", key)
+            signer_key = keys.generate_private_key(settings.key_algorithm)
+            signer_cert = _ocsp_signer_certificate(issuing, signer_key)
+            session.add(
+                Authority(
+                    name=ocsp_signer_name(name), role="ocsp-signer", parent=name,
+                    certificate_der=signer_cert.public_bytes(serialization.Encoding.DER),
+                    private_key_pem=keys.private_key_to_pem(signer_key),
+                    crl_number=0, crl_dirty=False,
+                )
+            )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.api_token and not settings.token_file.exists():
+        settings.token_file.write_text(secrets.token_urlsafe(32) + "\n")
+        settings.token_file.chmod(0o600)
+    _HIERARCHIES.pop(store, None)
+    return load_hierarchy(store)
+
+
+_HIERARCHIES: "weakref.WeakKeyDictionary[Store, Hierarchy]" = weakref.WeakKeyDictionary()
+
+
+def load_hierarchy(store: Store) -> Hierarchy:
+    """The hierarchy of this store, read once per process: CA keys do not change after init."""
+    cached = _HIERARCHIES.get(store)
+    if cached is not None:
+        return cached
+    with store.sessions() as session:
+        meta = session.get(CAMeta, "public_url")
+        if meta is None:
+            raise NotInitialised("no CA in this store yet; run `jpki-ca init` first")
+        loaded = {}
+        for row in session.scalars(select(Authority)):
+            cert = x509.load_der_x509_certificate(row.certificate_der)
+            loaded[row.name] = LoadedAuthority(
+                name=row.name, role=row.role, certificate=cert, der=row.certificate_der,
+                key=keys.private_key_from_pem(row.private_key_pem),
+                cert_id_hashes=_cert_id_hashes(cert) if row.role == "issuing" else {},
+            )
+    hierarchy = Hierarchy(public_url=meta.value, authorities=loaded)
+    _HIERARCHIES[store] = hierarchy
+    return hierarchy

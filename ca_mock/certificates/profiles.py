@@ -1,0 +1,143 @@
+"""The four certificate profiles of DESIGN.md section 4 and the one function that builds them.
+
+Signature profiles carry the holder's four items in subjectAltName otherName, as the card
+does; user-authentication profiles carry no personal data at all. The subject DN holds only
+an opaque identifier, so no personal data leaks through the DN either.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+
+from asn1crypto import core
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+
+from ca_mock import urls
+from ca_mock.authorities.service import AUTHENTICATION_CA, SIGNATURE_CA, LoadedAuthority
+
+# subjectAltName otherName type ids used by JPKI signature certificates.
+OID_NAME = ObjectIdentifier("1.2.392.200149.8.5.5.1")
+OID_GENDER = ObjectIdentifier("1.2.392.200149.8.5.5.3")
+OID_DATE_OF_BIRTH = ObjectIdentifier("1.2.392.200149.8.5.5.4")
+OID_ADDRESS = ObjectIdentifier("1.2.392.200149.8.5.5.5")
+
+GENDERS = ("1", "2", "3")  # JPKI codes: 1 male, 2 female, 3 not stated
+
+
+@dataclass(frozen=True)
+class PersonalData:
+    """The four items of the card's signature certificate. Never the Individual Number."""
+
+    name: str
+    date_of_birth: dt.date
+    gender: str
+    address: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    authority: str
+    policy_oid: str
+    carries_personal_data: bool
+    is_phone: bool
+
+    @property
+    def non_repudiation(self) -> bool:
+        return self.carries_personal_data
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile("card-signature", SIGNATURE_CA, "1.2.392.200149.8.5.1.1.10", True, False),
+        Profile("card-authentication", AUTHENTICATION_CA, "1.2.392.200149.8.5.1.3.10", False, False),
+        Profile("phone-signature", SIGNATURE_CA, "1.2.392.200149.8.5.1.1.30", True, True),
+        Profile("phone-authentication", AUTHENTICATION_CA, "1.2.392.200149.8.5.1.3.30", False, True),
+    )
+}
+
+
+def _other_names(person: PersonalData) -> list[x509.OtherName]:
+    # otherName values must arrive DER-encoded (LIBRARY_NOTES); asn1crypto encodes them.
+    return [
+        x509.OtherName(OID_NAME, core.UTF8String(person.name).dump()),
+        x509.OtherName(OID_GENDER, core.PrintableString(person.gender).dump()),
+        x509.OtherName(OID_DATE_OF_BIRTH, core.PrintableString(person.date_of_birth.strftime("%Y%m%d")).dump()),
+        x509.OtherName(OID_ADDRESS, core.UTF8String(person.address).dump()),
+    ]
+
+
+def build_certificate(
+    profile: Profile,
+    public_key,
+    person: PersonalData | None,
+    serial: int,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    issuer: LoadedAuthority,
+    public_url: str,
+) -> x509.Certificate:
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "JPKI Mock"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, profile.name),
+            x509.NameAttribute(NameOID.COMMON_NAME, secrets.token_hex(12)),
+        ]
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=profile.non_repudiation,
+                key_encipherment=False, data_encipherment=False, key_agreement=False,
+                key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+            ),
+            True,
+        )
+        .add_extension(
+            x509.CertificatePolicies([x509.PolicyInformation(ObjectIdentifier(profile.policy_oid), None)]), False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), False)
+        .add_extension(
+            x509.CRLDistributionPoints(
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(urls.crl_url(public_url, issuer.name))], None, None, None)]
+            ),
+            False,
+        )
+        .add_extension(
+            x509.FreshestCRL(
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(urls.delta_crl_url(public_url, issuer.name))], None, None, None)]
+            ),
+            False,
+        )
+        .add_extension(
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(x509.AuthorityInformationAccessOID.OCSP,
+                                           x509.UniformResourceIdentifier(urls.ocsp_url(public_url))),
+                    x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                                           x509.UniformResourceIdentifier(urls.ca_certificate_url(public_url, issuer.name))),
+                ]
+            ),
+            False,
+        )
+    )
+    if profile.carries_personal_data:
+        assert person is not None
+        builder = builder.add_extension(x509.SubjectAlternativeName(_other_names(person)), False)
+    if profile.name.endswith("authentication"):
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+    return builder.sign(issuer.key, hashes.SHA256())

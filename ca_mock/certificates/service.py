@@ -1,0 +1,228 @@
+"""The CA's use cases on certificates: issue from a CSR, revoke, hold, release, look up.
+
+Each runs in one transaction that also re-signs the certificate's OCSP answers and records the
+operation id, so a committed change is visible at OCSP at once and a retried call is harmless.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ca_mock import keys
+from ca_mock.authorities.models import Authority
+from ca_mock.authorities.service import load_hierarchy
+from ca_mock.certificates.models import IssuedCertificate, StatusEvent
+from ca_mock.certificates.profiles import PROFILES, PersonalData, build_certificate
+from ca_mock.certificates.schemas import IssueRequest
+from ca_mock.certificates.status_rules import CertStatus, StatusAction, next_status
+from ca_mock.crl.entries import encode_entry
+from ca_mock.db import Store, utcnow
+from ca_mock.ocsp.service import prepare_responses
+from ca_mock.operations import service as operations
+from ca_mock.problems import InvalidCSR, InvalidRequest, PolicyViolation, UnknownCertificate
+from ca_mock.settings import CASettings
+
+
+def normalise_serial(serial: str | int) -> str:
+    """Serials are stored as lower-case hex without leading zeros: one spelling per certificate."""
+    if isinstance(serial, int):
+        return format(serial, "x")
+    try:
+        return format(int(serial, 16), "x")
+    except ValueError:
+        raise InvalidRequest(f"serial {serial!r} is not a hexadecimal number", field="serial") from None
+
+
+def certificate_view(cert: IssuedCertificate) -> dict[str, Any]:
+    pem = x509.load_der_x509_certificate(cert.der).public_bytes(serialization.Encoding.PEM).decode()
+    return {
+        "serial": cert.serial, "profile": cert.profile, "authority": cert.authority,
+        "status": cert.status, "reason": cert.reason,
+        "revoked_at": _iso(cert.revoked_at), "invalidity_date": _iso(cert.invalidity_date),
+        "not_before": _iso(cert.not_before), "not_after": _iso(cert.not_after),
+        "card_serial": cert.card_serial, "certificate_pem": pem,
+    }
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _load_csr(csr_pem: str) -> x509.CertificateSigningRequest:
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem.encode())
+    except ValueError as exc:
+        raise InvalidCSR(f"csr_pem is not a PEM PKCS#10 request: {exc}", field="csr_pem") from None
+    try:
+        valid = csr.is_signature_valid
+    except Exception as exc:  # unsupported algorithm inside an otherwise parseable request
+        raise InvalidCSR(f"csr_pem signature cannot be checked: {exc}", field="csr_pem") from None
+    if not valid:
+        raise InvalidCSR("csr_pem self-signature does not verify: the request was altered or "
+                         "not signed by the key it carries", field="csr_pem")
+    return csr
+
+
+def _validity(
+    request: IssueRequest, settings: CASettings, card: IssuedCertificate | None, now: dt.datetime
+) -> dt.datetime:
+    profile = PROFILES[request.profile]
+    days = settings.phone_validity_days if profile.is_phone else settings.card_validity_days
+    policy_limit = now + dt.timedelta(days=days)
+    limit, limit_name = policy_limit, f"the issuing policy ({days} days)"
+    if card is not None and card.not_after < limit:
+        limit, limit_name = card.not_after, f"the card certificate's notAfter ({card.not_after.isoformat()})"
+    if request.not_after is None:
+        return limit
+    wanted = request.not_after
+    if wanted.tzinfo is None:
+        raise InvalidRequest("not_after must carry a time zone", field="not_after")
+    wanted = wanted.astimezone(dt.timezone.utc).replace(microsecond=0)
+    if wanted <= now:
+        raise PolicyViolation("not_after is not in the future", field="not_after")
+    if wanted > limit:
+        raise PolicyViolation(f"not_after {wanted.isoformat()} is beyond {limit_name}", field="not_after")
+    return wanted
+
+
+def _card_for(session: Session, request: IssueRequest) -> IssuedCertificate | None:
+    profile = PROFILES[request.profile]
+    if not profile.is_phone:
+        if request.card_serial is not None:
+            raise InvalidRequest("card_serial is only for phone profiles", field="card_serial")
+        return None
+    if request.card_serial is None:
+        raise InvalidRequest(f"{profile.name} needs card_serial: the card signature certificate it "
+                             "derives from", field="card_serial")
+    card = session.get(IssuedCertificate, normalise_serial(request.card_serial))
+    if card is None or card.profile != "card-signature":
+        raise PolicyViolation(f"card_serial {request.card_serial} is not a card signature certificate "
+                              "of this CA", field="card_serial")
+    if card.status != CertStatus.GOOD.value:
+        raise PolicyViolation(f"the card signature certificate is {card.status}; a phone certificate "
+                              "cannot derive from it", field="card_serial")
+    return card
+
+
+def issue_certificate(store: Store, settings: CASettings, request: IssueRequest) -> dict[str, Any]:
+    """Issue one certificate from a PKCS#10 request; subject data comes from ``request.person``."""
+    hierarchy = load_hierarchy(store)
+    profile = PROFILES[request.profile]
+    if profile.carries_personal_data and request.person is None:
+        raise InvalidRequest(f"{profile.name} certificates carry the holder's four items; person is "
+                             "required", field="person")
+    if not profile.carries_personal_data and request.person is not None:
+        raise InvalidRequest(f"{profile.name} certificates carry no personal data; omit person", field="person")
+    csr = _load_csr(request.csr_pem)
+    keys.check_subject_key(csr.public_key())
+    content = request.model_dump(mode="json", exclude={"operation_id"})
+    print_ = operations.fingerprint("issue", content)
+    try:
+        with store.transaction() as session:
+            previous = operations.previous_result(session, request.operation_id, "issue", print_)
+            if previous is not None:
+                return previous
+            now = utcnow()
+            card = _card_for(session, request)
+            not_after = _validity(request, settings, card, now)
+            person = (
+                PersonalData(request.person.name, request.person.date_of_birth, request.person.gender,
+                             request.person.address)
+                if request.person else None
+            )
+            issuer = hierarchy.get(profile.authority)
+            serial = x509.random_serial_number()
+            cert = build_certificate(profile, csr.public_key(), person, serial, now, not_after,
+                                     issuer, hierarchy.public_url)
+            row = IssuedCertificate(
+                serial=normalise_serial(serial), authority=issuer.name, profile=profile.name,
+                card_serial=card.serial if card else None, not_before=now, not_after=not_after,
+                der=cert.public_bytes(serialization.Encoding.DER), status=CertStatus.GOOD.value,
+                status_changed_at=now,
+            )
+            session.add(row)
+            session.add(StatusEvent(serial=row.serial, at=now, status="good", reason=None,
+                                    operation_id=request.operation_id))
+            session.flush()
+            prepare_responses(session, hierarchy, row, dt.timedelta(hours=settings.ocsp_validity_hours))
+            result = certificate_view(row)
+            operations.record_result(session, request.operation_id, "issue", print_, result)
+            return result
+    except IntegrityError:
+        # The same operation id committed concurrently: answer with its result.
+        with store.sessions() as session:
+            previous = operations.previous_result(session, request.operation_id, "issue", print_)
+            if previous is None:
+                raise
+            return previous
+
+
+def change_status(
+    store: Store,
+    settings: CASettings,
+    serial: str,
+    action: StatusAction,
+    operation_id: str,
+    reason: str | None = None,
+    invalidity_date: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Revoke, hold or release one certificate under the rules of :mod:`status_rules`."""
+    hierarchy = load_hierarchy(store)
+    serial = normalise_serial(serial)
+    if invalidity_date is not None:
+        if invalidity_date.tzinfo is None:
+            raise InvalidRequest("invalidity_date must carry a time zone", field="invalidity_date")
+        invalidity_date = invalidity_date.astimezone(dt.timezone.utc).replace(microsecond=0)
+        if invalidity_date > utcnow():
+            raise InvalidRequest("invalidity_date is in the future", field="invalidity_date")
+    print_ = operations.fingerprint(action.value, {"serial": serial, "reason": reason,
+                                                   "invalidity_date": _iso(invalidity_date)})
+    with store.transaction() as session:
+        # Lock the row first: a concurrent retry of the same operation then waits and replays.
+        cert = session.scalars(
+            select(IssuedCertificate).where(IssuedCertificate.serial == serial).with_for_update()
+        ).one_or_none()
+        if cert is None:
+            raise UnknownCertificate(f"no certificate with serial {serial} was issued by this CA", field="serial")
+        previous = operations.previous_result(session, operation_id, action.value, print_)
+        if previous is not None:
+            return previous
+        change = next_status(CertStatus(cert.status), cert.reason, action, reason)
+        now = utcnow()
+        if change.status is CertStatus.GOOD:
+            cert.revoked_at, cert.invalidity_date, cert.crl_entry_der = None, None, None
+        else:
+            # A certificate revoked after a hold keeps the hold's date: it was not to be
+            # trusted from the moment it was suspended.
+            cert.revoked_at = cert.revoked_at or now
+            cert.invalidity_date = invalidity_date or cert.invalidity_date
+            cert.crl_entry_der = encode_entry(int(serial, 16), cert.revoked_at, change.reason,
+                                              cert.invalidity_date)
+        cert.status, cert.reason, cert.status_changed_at = change.status.value, change.reason, now
+        session.add(StatusEvent(serial=serial, at=now, status=cert.status, reason=cert.reason,
+                                operation_id=operation_id))
+        prepare_responses(session, hierarchy, cert, dt.timedelta(hours=settings.ocsp_validity_hours))
+        result = certificate_view(cert)
+        operations.record_result(session, operation_id, action.value, print_, result)
+        # Last, to hold the issuer row's lock as briefly as possible.
+        session.execute(update(Authority).where(Authority.name == cert.authority).values(crl_dirty=True))
+        return result
+
+
+def get_certificate(store: Store, serial: str) -> dict[str, Any]:
+    with store.sessions() as session:
+        cert = session.get(IssuedCertificate, normalise_serial(serial))
+        if cert is None:
+            raise UnknownCertificate(f"no certificate with serial {serial} was issued by this CA", field="serial")
+        view = certificate_view(cert)
+        view["history"] = [
+            {"at": e.at.isoformat(), "status": e.status, "reason": e.reason, "operation_id": e.operation_id}
+            for e in session.scalars(select(StatusEvent).where(StatusEvent.serial == cert.serial).order_by(StatusEvent.id))
+        ]
+        return view

@@ -1,0 +1,196 @@
+"""Publishing CRLs (RFC 5280): one full CRL and one delta CRL per issuer, sharing a numbering.
+
+A full CRL is the stored DER entries of every listed certificate, concatenated, wrapped and
+signed once: linear in the number of entries, with no Python object per entry (the
+cryptography builder's add-one-entry path is quadratic, see LIBRARY_NOTES.md).
+
+A delta CRL lists what changed since its base full CRL, including ``removeFromCRL`` for holds
+that were lifted. The base is re-chosen every ``delta_base_hours``.
+
+Freshness: a status change marks its issuer dirty. The next fetch of a CRL of that issuer, or
+the background publisher of ``jpki-ca serve`` (every ``crl_publish_interval_seconds``),
+whichever comes first, publishes anew.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from asn1crypto import core
+from asn1crypto import crl as asn1_crl
+from asn1crypto import x509 as asn1_x509
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ca_mock import keys, urls
+from ca_mock.authorities.models import Authority
+from ca_mock.authorities.service import CRL_ISSUERS, LoadedAuthority, load_hierarchy
+from ca_mock.certificates.models import IssuedCertificate, StatusEvent
+from ca_mock.crl.entries import encode_entry
+from ca_mock.crl.models import PublishedCRL
+from ca_mock.db import Store, utcnow
+from ca_mock.problems import UnknownAuthority
+from ca_mock.settings import CASettings
+
+LISTED = ("held", "revoked")
+# Changes that committed late (slow transactions) must still reach the next delta: a delta
+# looks this far behind its base. Listing an entry twice is harmless; missing one is not.
+DELTA_OVERLAP = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Publication:
+    authority: str
+    number: int
+    full_entries: int
+    delta_entries: int
+    base_number: int
+
+
+def _time(value: dt.datetime) -> asn1_crl.Time:
+    return asn1_crl.Time({"utc_time": value} if value.year < 2050 else {"general_time": value})
+
+
+def build_crl(
+    issuer: LoadedAuthority,
+    entries_der: bytes,
+    number: int,
+    this_update: dt.datetime,
+    next_update: dt.datetime,
+    public_url: str,
+    delta_base: int | None = None,
+) -> bytes:
+    """Wrap already-encoded entries into a signed CRL; ``delta_base`` makes it a delta CRL."""
+    issuer_cert = asn1_x509.Certificate.load(issuer.der)
+    algorithm_name = keys.signature_algorithm(issuer.key)
+    algorithm = {"algorithm": algorithm_name}
+    if algorithm_name == "sha256_rsa":
+        algorithm["parameters"] = core.Null()
+    extensions: list[dict] = [
+        {"extn_id": "authority_key_identifier", "critical": False,
+         "extn_value": {"key_identifier": issuer_cert.key_identifier}},
+        {"extn_id": "crl_number", "critical": False, "extn_value": number},
+    ]
+    if delta_base is None:
+        extensions.append({"extn_id": "freshest_crl", "critical": False, "extn_value": [
+            {"distribution_point": {"full_name": [asn1_x509.GeneralName(
+                name="uniform_resource_identifier", value=urls.delta_crl_url(public_url, issuer.name))]}}]})
+    else:
+        extensions.append({"extn_id": "delta_crl_indicator", "critical": True, "extn_value": delta_base})
+    tbs_fields = {
+        "version": "v2",
+        "signature": algorithm,
+        "issuer": issuer_cert.subject,
+        "this_update": _time(this_update),
+        "next_update": _time(next_update),
+        "crl_extensions": extensions,
+    }
+    if entries_der:  # RFC 5280: the list is absent, not empty, when nothing is revoked
+        tbs_fields["revoked_certificates"] = asn1_crl.RevokedCertificates(contents=entries_der)
+    tbs = asn1_crl.TbsCertList(tbs_fields)
+    signature = keys.sign_sha256(issuer.key, tbs.dump())
+    return asn1_crl.CertificateList(
+        {"tbs_cert_list": tbs, "signature_algorithm": algorithm, "signature": signature}
+    ).dump()
+
+
+def _full_entries(session: Session, authority: str) -> tuple[bytes, int]:
+    buffer, count = bytearray(), 0
+    rows = session.execute(
+        select(IssuedCertificate.crl_entry_der)
+        .where(IssuedCertificate.authority == authority, IssuedCertificate.status.in_(LISTED))
+        .execution_options(yield_per=20_000)
+    )
+    for (entry,) in rows:
+        buffer += entry
+        count += 1
+    return bytes(buffer), count
+
+
+def _delta_entries(session: Session, authority: str, base_time: dt.datetime) -> tuple[bytes, int]:
+    changed = session.scalars(
+        select(IssuedCertificate).where(
+            IssuedCertificate.authority == authority,
+            IssuedCertificate.status_changed_at >= base_time - DELTA_OVERLAP,
+        )
+    ).all()
+    released = [c.serial for c in changed if c.status == "good"]
+    once_held = set(
+        session.scalars(
+            select(StatusEvent.serial).where(StatusEvent.serial.in_(released), StatusEvent.status == "held")
+        )
+    ) if released else set()
+    buffer, count = bytearray(), 0
+    for cert in changed:
+        if cert.status in LISTED:
+            buffer += cert.crl_entry_der
+        elif cert.serial in once_held:
+            buffer += encode_entry(int(cert.serial, 16), cert.status_changed_at, "removeFromCRL")
+        else:
+            continue
+        count += 1
+    return bytes(buffer), count
+
+
+def _reserve_number(
+    store: Store, settings: CASettings, name: str, force: bool
+) -> tuple[int, int, dt.datetime, dt.datetime] | None:
+    """Short locked step: decide whether to publish, take a CRL number, clear the dirty flag.
+
+    Changes committed after this step set the flag again, so none is missed; changes before
+    it are visible to the reads that follow.
+    """
+    now = utcnow()
+    with store.transaction() as session:
+        authority = session.scalars(select(Authority).where(Authority.name == name).with_for_update()).one()
+        current = session.get(PublishedCRL, (name, "full"))
+        ageing = current is None or current.next_update - now < dt.timedelta(hours=settings.crl_validity_hours) / 2
+        if not (force or authority.crl_dirty or ageing):
+            return None
+        authority.crl_number += 1
+        authority.crl_dirty = False
+        number = authority.crl_number
+        if (authority.delta_base_time is None
+                or now - authority.delta_base_time >= dt.timedelta(hours=settings.delta_base_hours)):
+            authority.delta_base_number, authority.delta_base_time = number, now
+        return number, authority.delta_base_number, authority.delta_base_time, now
+
+
+def publish(store: Store, settings: CASettings, name: str, force: bool = False) -> Publication | None:
+    """Publish a new full and delta CRL for ``name`` if it changed, is ageing, or ``force``."""
+    if name not in CRL_ISSUERS:
+        raise UnknownAuthority(f"no CRL issuer named {name!r}; known: {', '.join(CRL_ISSUERS)}")
+    hierarchy = load_hierarchy(store)
+    reserved = _reserve_number(store, settings, name, force)
+    if reserved is None:
+        return None
+    number, base_number, base_time, now = reserved
+    next_update = now + dt.timedelta(hours=settings.crl_validity_hours)
+    issuer = hierarchy.get(name)
+    with store.sessions() as session:
+        full_der, full_count = _full_entries(session, name)
+        delta_der, delta_count = _delta_entries(session, name, base_time)
+    full = build_crl(issuer, full_der, number, now, next_update, hierarchy.public_url)
+    delta = build_crl(issuer, delta_der, number, now, next_update, hierarchy.public_url, delta_base=base_number)
+    with store.transaction() as session:
+        for kind, der, count, base in (("full", full, full_count, None), ("delta", delta, delta_count, base_number)):
+            existing = session.get(PublishedCRL, (name, kind), with_for_update=True)
+            if existing is not None and existing.number >= number:
+                continue  # a concurrent publisher got a later number in first
+            session.merge(PublishedCRL(authority=name, kind=kind, number=number, base_number=base,
+                                       this_update=now, next_update=next_update, entries=count, der=der))
+    return Publication(name, number, full_count, delta_count, base_number)
+
+
+def current_crl(store: Store, settings: CASettings, name: str, kind: str) -> PublishedCRL:
+    """The CRL to serve: published anew first if anything changed since the last one."""
+    publish(store, settings, name)
+    with store.sessions() as session:
+        published = session.get(PublishedCRL, (name, kind))
+        assert published is not None  # publish() always leaves one behind
+        return published
+
+
+def publish_all_due(store: Store, settings: CASettings) -> list[Publication]:
+    return [p for name in CRL_ISSUERS if (p := publish(store, settings, name)) is not None]
+

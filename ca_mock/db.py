@@ -1,0 +1,106 @@
+"""The CA's store: one SQLAlchemy engine, the declarative base and the UTC time type.
+
+SQLite is the embedded default (WAL, so the HTTP server and the CLI can share the file);
+PostgreSQL is supported through the same models. Status changes lock the certificate row
+(``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite serialises writers itself).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes on both databases (SQLite drops the zone otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect):  # type: ignore[override]
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the CA store")
+        value = value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect):  # type: ignore[override]
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+def utcnow() -> dt.datetime:
+    """Now, to the second: certificates, CRLs and OCSP carry whole seconds."""
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # pragma: no cover - trivial
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+            # Let the "begin" hook below decide how each transaction starts.
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # pragma: no cover - trivial
+            # Writers take the write lock up front (BEGIN IMMEDIATE) so that a read-then-write
+            # never fails half-way with SQLITE_BUSY; readers stay DEFERRED and never wait.
+            immediate = conn.get_execution_options().get("write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def create_schema(engine: Engine) -> None:
+    # Import the model modules so every table is registered on Base.metadata.
+    from ca_mock.authorities import models as _a  # noqa: F401
+    from ca_mock.certificates import models as _c  # noqa: F401
+    from ca_mock.crl import models as _r  # noqa: F401
+    from ca_mock.ocsp import models as _o  # noqa: F401
+    from ca_mock.operations import models as _p  # noqa: F401
+
+    Base.metadata.create_all(engine)
+
+
+class Store:
+    """The engine plus a session factory; one per process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A read-write transaction; commits on success, rolls back on any exception."""
+        with self.engine.connect() as connection:
+            connection.execution_options(write=True)
+            with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+                yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,55 @@
+"""Key making and raw signing for the CA's own keys (RSA-2048 or P-256, always SHA-256)."""
+from __future__ import annotations
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from ca_mock.problems import PolicyViolation
+
+CAPrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+def generate_private_key(algorithm: str) -> CAPrivateKey:
+    if algorithm == "rsa2048":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if algorithm == "p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise ValueError(f"unknown key algorithm {algorithm!r}; use rsa2048 or p256")
+
+
+def private_key_to_pem(key: CAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def private_key_from_pem(pem: bytes) -> CAPrivateKey:
+    key = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey))
+    return key
+
+
+def signature_algorithm(key: CAPrivateKey) -> str:
+    """The signature algorithm of ``key`` as asn1crypto names it (for a CRL's AlgorithmIdentifier)."""
+    return "sha256_rsa" if isinstance(key, rsa.RSAPrivateKey) else "sha256_ecdsa"
+
+
+def sign_sha256(key: CAPrivateKey, data: bytes) -> bytes:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    return key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+
+def check_subject_key(public_key: object) -> None:
+    """Refuse keys the statute or our policy does not allow: RSA below 2048 bits, curves but P-256."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        if public_key.key_size < 2048:
+            raise PolicyViolation(
+                f"RSA key of {public_key.key_size} bits; the statute requires at least 2048", field="csr"
+            )
+        return
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        if not isinstance(public_key.curve, ec.SECP256R1):
+            raise PolicyViolation(f"EC curve {public_key.curve.name}; only P-256 is allowed", field="csr")
+        return
+    raise PolicyViolation(f"key type {type(public_key).__name__} is not allowed; use RSA-2048+ or P-256", field="csr")

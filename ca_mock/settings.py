@@ -1,0 +1,60 @@
+"""Settings of the mock CA, read from the environment (prefix ``JPKI_CA_``).
+
+Every policy number of DESIGN.md section 4 lives here with its default, so an operator can see
+and change it without reading code.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KeyAlgorithm = Literal["rsa2048", "p256"]
+
+
+class CASettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JPKI_CA_", extra="ignore")
+
+    data_dir: Path = Field(Path("var/ca"), description="Folder holding the CA's SQLite store.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite file ca.sqlite3 under data_dir."
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8100",
+        description="Base URL written into certificates (CRL, OCSP, caIssuers). Fixed at init.",
+    )
+    api_token: str | None = Field(
+        None,
+        description="Bearer credential the lifecycle service presents; default: the token file "
+        "that `jpki-ca init` writes under data_dir.",
+    )
+    key_algorithm: KeyAlgorithm = Field("rsa2048", description="Algorithm of the CA keys made at init.")
+    card_validity_days: int = Field(5 * 365, description="Longest validity of a card certificate.")
+    phone_validity_days: int = Field(5 * 365, description="Longest validity of a phone certificate.")
+    crl_validity_hours: int = Field(24, description="nextUpdate - thisUpdate of every CRL.")
+    crl_publish_interval_seconds: float = Field(
+        2.0, description="Upper bound between a status change and the CRLs that show it."
+    )
+    delta_base_hours: int = Field(
+        24, description="A delta CRL lists changes since a base full CRL at most this old."
+    )
+    ocsp_validity_hours: int = Field(24, description="nextUpdate - thisUpdate of OCSP responses.")
+    max_body_bytes: int = Field(64 * 1024, description="Requests with a larger body get 413.")
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'ca.sqlite3').resolve()}"
+
+    @property
+    def token_file(self) -> Path:
+        return self.data_dir / "api-token"
+
+    def resolved_api_token(self) -> str | None:
+        if self.api_token:
+            return self.api_token
+        if self.token_file.exists():
+            return self.token_file.read_text().strip()
+        return None

@@ -1,0 +1,19 @@
+"""Where each published object lives, relative to the CA's public URL. One place, so the URLs
+written into certificates and the routes that serve them cannot drift apart."""
+from __future__ import annotations
+
+
+def ca_certificate_url(base: str, authority: str) -> str:
+    return f"{base}/ca/{authority}.cer"
+
+
+def crl_url(base: str, authority: str) -> str:
+    return f"{base}/crl/{authority}.crl"
+
+
+def delta_crl_url(base: str, authority: str) -> str:
+    return f"{base}/crl/{authority}-delta.crl"
+
+
+def ocsp_url(base: str) -> str:
+    return f"{base}/ocsp"

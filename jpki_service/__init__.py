@@ -1,0 +1,1 @@
+"""The JPKI smartphone certificate lifecycle service (built in the issues after the mock CA)."""
