@@ -41,6 +41,9 @@ class CASettings(BaseSettings):
         24, description="A delta CRL lists changes since a base full CRL at most this old."
     )
     ocsp_validity_hours: int = Field(24, description="nextUpdate - thisUpdate of OCSP responses.")
+    ocsp_cache_max_age_seconds: int = Field(
+        5, description="max-age of GET OCSP answers: how long a cache may hide a status change."
+    )
     max_body_bytes: int = Field(64 * 1024, description="Requests with a larger body get 413.")
 
     def resolved_database_url(self) -> str:

@@ -226,3 +226,14 @@ def get_certificate(store: Store, serial: str) -> dict[str, Any]:
             for e in session.scalars(select(StatusEvent).where(StatusEvent.serial == cert.serial).order_by(StatusEvent.id))
         ]
         return view
+
+
+def certificates_of_card(store: Store, card_serial: str) -> list[dict[str, Any]]:
+    """The phone certificates issued from one card signature certificate (for the card cascade)."""
+    with store.sessions() as session:
+        rows = session.scalars(
+            select(IssuedCertificate)
+            .where(IssuedCertificate.card_serial == normalise_serial(card_serial))
+            .order_by(IssuedCertificate.not_before)
+        )
+        return [certificate_view(row) for row in rows]

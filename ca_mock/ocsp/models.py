@@ -18,6 +18,7 @@ class PreparedOCSPResponse(Base):
 
     serial: Mapped[str] = mapped_column(ForeignKey("certificates.serial"), primary_key=True)
     hash_algorithm: Mapped[str] = mapped_column(String(8), primary_key=True)  # sha1 | sha256
+    authority: Mapped[str] = mapped_column(String(32))  # the issuer named in the CertID
     this_update: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     next_update: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     der: Mapped[bytes] = mapped_column(LargeBinary)

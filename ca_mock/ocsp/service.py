@@ -72,7 +72,7 @@ def prepare_responses(
             cert.revoked_at, validity,
         )
         session.merge(
-            PreparedOCSPResponse(serial=cert.serial, hash_algorithm=algorithm, der=der,
+            PreparedOCSPResponse(serial=cert.serial, hash_algorithm=algorithm, authority=cert.authority, der=der,
                                  this_update=this_update, next_update=next_update)
         )
 

@@ -1,0 +1,141 @@
+"""The CA's HTTP server: the lifecycle service's API (bearer), and the public CRL, OCSP and
+CA-certificate endpoints that relying parties reach from the URLs inside certificates."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ca_mock.authorities import views as authority_views
+from ca_mock.authorities.service import load_hierarchy
+from ca_mock.certificates import views as certificate_views
+from ca_mock.crl import views as crl_views
+from ca_mock.crl.service import publish_all_due
+from ca_mock.db import Store, create_schema
+from ca_mock.http import BodySizeLimit, problem_response
+from ca_mock.ocsp.responder import OCSPResponder
+from ca_mock.ocsp.service import refresh_ageing_responses
+from ca_mock.problems import CAProblem
+from ca_mock.settings import CASettings
+
+log = logging.getLogger("ca_mock")
+
+DESCRIPTION = """
+A real X.509 CA standing in for J-LIS: real keys, signatures, CRLs (RFC 5280) and OCSP (RFC 6960).
+
+* `/api/v1/...` is for the lifecycle service and needs `Authorization: Bearer <token>`.
+* `/ca/NAME.cer`, `/crl/NAME.crl`, `/crl/NAME-delta.crl` and `/ocsp` are public.
+* Errors are `application/problem+json` (RFC 9457).
+"""
+
+
+def _ocsp_openapi(app: FastAPI) -> dict:
+    """Document the OCSP endpoints, which a bare ASGI responder serves in front of FastAPI."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = FastAPI.openapi(app)
+    ocsp_response = {"200": {"description": "An OCSP response, possibly with an error status",
+                             "content": {"application/ocsp-response": {"schema": {"type": "string", "format": "binary"}}}}}
+    schema["paths"]["/ocsp"] = {"post": {
+        "tags": ["public"], "summary": "OCSP query (RFC 6960), DER body",
+        "requestBody": {"required": True, "content": {"application/ocsp-request": {"schema": {"type": "string", "format": "binary"}}}},
+        "responses": ocsp_response}}
+    schema["paths"]["/ocsp/{request}"] = {"get": {
+        "tags": ["public"], "summary": "OCSP query, base64 DER in the path (RFC 5019)",
+        "parameters": [{"name": "request", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": ocsp_response}}
+    app.openapi_schema = schema
+    return schema
+
+
+async def _publisher(store: Store, settings: CASettings) -> None:
+    """Keep CRLs within the publish interval of the last change, and OCSP answers fresh."""
+    validity = dt.timedelta(hours=settings.ocsp_validity_hours)
+
+    def one_round() -> None:
+        publish_all_due(store, settings)
+        with store.transaction() as session:
+            refresh_ageing_responses(session, load_hierarchy(store), validity)
+
+    while True:
+        try:
+            await anyio.to_thread.run_sync(one_round)
+        except Exception:  # keep publishing; the next round retries
+            log.exception("CRL/OCSP publishing round failed")
+        await asyncio.sleep(settings.crl_publish_interval_seconds)
+
+
+def build_fastapi(store: Store, settings: CASettings, api_token: str | None, background: bool) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        load_hierarchy(store)  # fail at start, not at the first request, if init was not run
+        task = asyncio.create_task(_publisher(store, settings)) if background else None
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(title="JPKI mock CA", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.store, app.state.settings, app.state.api_token = store, settings, api_token
+    app.include_router(certificate_views.router)
+    app.include_router(crl_views.router)
+    app.include_router(authority_views.router)
+    app.openapi = lambda: _ocsp_openapi(app)  # type: ignore[method-assign]
+
+    @app.get("/healthz", tags=["public"], summary="Liveness and the public URL")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "public_url": load_hierarchy(store).public_url}
+
+    @app.exception_handler(CAProblem)
+    async def _problem(_request: Request, exc: CAProblem):
+        return problem_response(exc.status, exc.title, exc.detail, exc.slug, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError):
+        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        return problem_response(422, "Invalid request", detail, "invalid-request", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException):
+        return problem_response(exc.status_code, "HTTP error", str(exc.detail), f"http-{exc.status_code}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception):
+        log.exception("unexpected error")
+        return problem_response(500, "Internal error", "the CA failed; nothing was changed", "internal")
+
+    return app
+
+
+class CAApplication:
+    """ASGI entry: OCSP straight to its responder, everything else to FastAPI, all size-limited."""
+
+    def __init__(self, settings: CASettings, store: Store | None = None, background: bool = True) -> None:
+        self.settings = settings
+        self.store = store or Store(settings.resolved_database_url())
+        create_schema(self.store.engine)
+        self.api = build_fastapi(self.store, settings, settings.resolved_api_token(), background)
+        self.ocsp = OCSPResponder(self.store, settings)
+        self._routed = BodySizeLimit(self._route, settings.max_body_bytes)
+
+    async def _route(self, scope, receive, send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == "/ocsp" or path.startswith("/ocsp/"):
+            await self.ocsp(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self._routed(scope, receive, send)
+
+
+def create_app(settings: CASettings | None = None, background: bool = True) -> CAApplication:
+    return CAApplication(settings or CASettings(), background=background)

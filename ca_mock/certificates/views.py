@@ -1,0 +1,54 @@
+"""The lifecycle service's API on certificates: issue, look up, revoke, hold, release."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from ca_mock.certificates import service
+from ca_mock.certificates.schemas import (
+    CertificateOut,
+    IssueRequest,
+    RevokeRequest,
+    StatusChangeRequest,
+)
+from ca_mock.certificates.status_rules import StatusAction
+from ca_mock.http import require_bearer
+
+router = APIRouter(prefix="/api/v1/certificates", tags=["certificates"], dependencies=[Depends(require_bearer)])
+SerialPath = Path(min_length=1, max_length=40, pattern=r"^[0-9A-Fa-f]+$", description="Serial in hex")
+
+
+@router.post("", status_code=201, response_model=CertificateOut, summary="Issue a certificate from a CSR")
+def issue(body: IssueRequest, request: Request) -> dict[str, Any]:
+    return service.issue_certificate(request.app.state.store, request.app.state.settings, body)
+
+
+@router.get("", response_model=list[CertificateOut], summary="Certificates derived from a card certificate")
+def derived_from_card(
+    request: Request, card_serial: str = Query(min_length=1, max_length=40, pattern=r"^[0-9A-Fa-f]+$")
+) -> list[dict[str, Any]]:
+    return service.certificates_of_card(request.app.state.store, card_serial)
+
+
+@router.get("/{serial}", summary="Look up a certificate, its status and history")
+def look_up(request: Request, serial: str = SerialPath) -> dict[str, Any]:
+    return service.get_certificate(request.app.state.store, serial)
+
+
+@router.post("/{serial}/revoke", response_model=CertificateOut, summary="Revoke for good")
+def revoke(body: RevokeRequest, request: Request, serial: str = SerialPath) -> dict[str, Any]:
+    return service.change_status(request.app.state.store, request.app.state.settings, serial,
+                                 StatusAction.REVOKE, body.operation_id, body.reason, body.invalidity_date)
+
+
+@router.post("/{serial}/hold", response_model=CertificateOut, summary="Suspend (certificateHold)")
+def hold(body: StatusChangeRequest, request: Request, serial: str = SerialPath) -> dict[str, Any]:
+    return service.change_status(request.app.state.store, request.app.state.settings, serial,
+                                 StatusAction.HOLD, body.operation_id)
+
+
+@router.post("/{serial}/release", response_model=CertificateOut, summary="Lift a hold")
+def release(body: StatusChangeRequest, request: Request, serial: str = SerialPath) -> dict[str, Any]:
+    return service.change_status(request.app.state.store, request.app.state.settings, serial,
+                                 StatusAction.RELEASE, body.operation_id)
