@@ -1,0 +1,303 @@
+"""``jpki-ca``: run and administer the mock CA on this machine (it works on the store directly).
+
+Every command exits non-zero with a one-line message on bad input; ``--help`` on each says more.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pydantic import ValidationError
+
+from ca_mock.certificates.status_rules import REVOCATION_REASONS, StatusAction
+from ca_mock.problems import CAProblem
+from ca_mock.settings import CASettings
+
+app = typer.Typer(help="The JPKI mock certification authority (J-LIS stand-in).", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+card_app = typer.Typer(help="Simulated My Number cards (the municipal-office step).", no_args_is_help=True)
+app.add_typer(card_app, name="card")
+
+
+class Context:
+    def __init__(self, data: Path | None, database_url: str | None) -> None:
+        overrides: dict[str, Any] = {}
+        if data is not None:
+            overrides["data_dir"] = data
+        if database_url is not None:
+            overrides["database_url"] = database_url
+        self.overrides = overrides
+
+    def settings(self, **more: Any) -> CASettings:
+        return CASettings(**self.overrides, **more)
+
+
+def _store(settings: CASettings):
+    from sqlalchemy.exc import OperationalError
+
+    from ca_mock.db import Store, create_schema
+
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.resolved_database_url())
+    try:
+        create_schema(store.engine)
+    except OperationalError as exc:
+        fail(f"cannot open the CA store {store.engine.url.render_as_string(hide_password=True)}: {exc.orig}")
+    return store
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def _run(action):
+    """Run ``action``; turn a CA refusal or a settings error into a clear message and exit 1."""
+    try:
+        return action()
+    except CAProblem as problem:
+        fail(problem.detail)
+    except ValidationError as exc:
+        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+
+
+def _print(data: Any, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    for key, value in data.items():
+        if key not in ("certificate_pem", "history"):
+            typer.echo(f"{key:16} {value}")
+    for event in data.get("history", []):
+        typer.echo(f"  {event['at']}  {event['status']:8} {event['reason'] or ''}")
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    data: Optional[Path] = typer.Option(None, "--data", envvar="JPKI_CA_DATA_DIR",
+                                        help="Data folder (default ./var/ca)."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", envvar="JPKI_CA_DATABASE_URL",
+                                               help="SQLAlchemy URL (default SQLite under --data)."),
+) -> None:
+    ctx.obj = Context(data, database_url)
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    public_url: str = typer.Option("http://127.0.0.1:8100", envvar="JPKI_CA_PUBLIC_URL",
+                                   help="Base URL written into every certificate; fixed from now on."),
+    key_algorithm: str = typer.Option("rsa2048", help="rsa2048 (default) or p256."),
+    exist_ok: bool = typer.Option(False, "--exist-ok", help="Keep an existing CA instead of failing."),
+) -> None:
+    """Create the root, the two issuing CAs and their OCSP signers. Never replaces an existing CA."""
+    from ca_mock.authorities.service import initialise, is_initialised
+
+    if key_algorithm not in ("rsa2048", "p256"):
+        fail(f"--key-algorithm {key_algorithm!r}: use rsa2048 or p256")
+    if not public_url.startswith(("http://", "https://")):
+        fail(f"--public-url {public_url!r} must start with http:// or https://")
+    settings = ctx.obj.settings(public_url=public_url, key_algorithm=key_algorithm)
+    store = _store(settings)
+    existed = is_initialised(store)
+    hierarchy = _run(lambda: initialise(store, settings, exist_ok=exist_ok))
+    verb = "kept the existing CA" if existed else "created a new CA"
+    typer.echo(f"{verb} at {settings.resolved_database_url()}")
+    typer.echo(f"public URL   {hierarchy.public_url}")
+    typer.echo(f"API token    {settings.token_file if not settings.api_token else 'from JPKI_CA_API_TOKEN'}")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8100, help="Port to bind."),
+) -> None:
+    """Serve the CA API, CRLs and OCSP over HTTP until interrupted."""
+    import uvicorn
+
+    from ca_mock.app import create_app
+    from ca_mock.authorities.service import load_hierarchy
+
+    settings = ctx.obj.settings()
+    store = _store(settings)
+    hierarchy = _run(lambda: load_hierarchy(store))
+    if settings.resolved_api_token() is None:
+        fail("no API token: set JPKI_CA_API_TOKEN or run `jpki-ca init` to write one")
+    typer.echo(f"JPKI mock CA on http://{host}:{port}  (certificates point at {hierarchy.public_url})")
+    typer.echo(f"  API docs  http://{host}:{port}/docs")
+    typer.echo(f"  CRL       {hierarchy.public_url}/crl/sign.crl  {hierarchy.public_url}/crl/auth.crl")
+    typer.echo(f"  OCSP      {hierarchy.public_url}/ocsp")
+    sys.stdout.flush()
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+def _operation_id(given: str | None) -> str:
+    import uuid
+
+    return given or f"cli-{uuid.uuid4().hex}"
+
+
+@app.command()
+def issue(
+    ctx: typer.Context,
+    profile: str = typer.Option(..., help="card-signature, card-authentication, phone-signature, phone-authentication"),
+    csr: Path = typer.Option(..., exists=True, dir_okay=False, help="PKCS#10 request, PEM."),
+    name: Optional[str] = typer.Option(None, help="Signature profiles: holder's name."),
+    birth: Optional[str] = typer.Option(None, help="Signature profiles: YYYY-MM-DD."),
+    gender: Optional[str] = typer.Option(None, help="Signature profiles: 1, 2 or 3."),
+    address: Optional[str] = typer.Option(None, help="Signature profiles: address."),
+    card_serial: Optional[str] = typer.Option(None, help="Phone profiles: card signature certificate serial."),
+    not_after: Optional[dt.datetime] = typer.Option(None, help="Requested notAfter (UTC)."),
+    operation_id: Optional[str] = typer.Option(None, help="Idempotency key (default: a fresh one)."),
+    out: Optional[Path] = typer.Option(None, help="Write the certificate PEM here."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Issue a certificate from a CSR file."""
+    from ca_mock.certificates.schemas import IssueRequest
+    from ca_mock.certificates.service import issue_certificate
+
+    settings = ctx.obj.settings()
+    person = None
+    if any(v is not None for v in (name, birth, gender, address)):
+        person = {"name": name, "date_of_birth": birth, "gender": gender, "address": address}
+    request = _run(lambda: IssueRequest(
+        operation_id=_operation_id(operation_id), profile=profile, csr_pem=csr.read_text(errors="replace"),
+        person=person, card_serial=card_serial,
+        not_after=not_after.replace(tzinfo=dt.timezone.utc) if not_after else None,
+    ))
+    result = _run(lambda: issue_certificate(_store(settings), settings, request))
+    if out:
+        out.write_text(result["certificate_pem"])
+    _print(result, as_json)
+
+
+def _change(ctx: typer.Context, serial: str, action: StatusAction, reason: str | None,
+            operation_id: str | None, as_json: bool) -> None:
+    from ca_mock.certificates.service import change_status
+
+    settings = ctx.obj.settings()
+    result = _run(lambda: change_status(_store(settings), settings, serial, action,
+                                        _operation_id(operation_id), reason))
+    _print(result, as_json)
+
+
+@app.command()
+def revoke(
+    ctx: typer.Context,
+    serial: str = typer.Argument(..., help="Serial in hex."),
+    reason: str = typer.Option(..., help=f"One of: {', '.join(REVOCATION_REASONS)}."),
+    operation_id: Optional[str] = typer.Option(None, help="Idempotency key."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Revoke a certificate for good."""
+    _change(ctx, serial, StatusAction.REVOKE, reason, operation_id, as_json)
+
+
+@app.command()
+def hold(
+    ctx: typer.Context,
+    serial: str = typer.Argument(..., help="Serial in hex."),
+    operation_id: Optional[str] = typer.Option(None, help="Idempotency key."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Suspend a certificate (certificateHold)."""
+    _change(ctx, serial, StatusAction.HOLD, None, operation_id, as_json)
+
+
+@app.command()
+def release(
+    ctx: typer.Context,
+    serial: str = typer.Argument(..., help="Serial in hex."),
+    operation_id: Optional[str] = typer.Option(None, help="Idempotency key."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Lift the hold of a held certificate."""
+    _change(ctx, serial, StatusAction.RELEASE, None, operation_id, as_json)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    serial: str = typer.Argument(..., help="Serial in hex."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show a certificate's status and history."""
+    from ca_mock.certificates.service import get_certificate
+
+    settings = ctx.obj.settings()
+    _print(_run(lambda: get_certificate(_store(settings), serial)), as_json)
+
+
+@app.command()
+def crl(
+    ctx: typer.Context,
+    issuer: str = typer.Option("sign", help="root, sign or auth."),
+    delta: bool = typer.Option(False, "--delta", help="The delta CRL instead of the full one."),
+    force: bool = typer.Option(False, "--force", help="Publish a new CRL even if nothing changed."),
+    out: Optional[Path] = typer.Option(None, help="Write the DER CRL here."),
+) -> None:
+    """Publish (if anything changed) and show or save a CRL."""
+    from ca_mock.crl.service import current_crl, publish
+
+    settings = ctx.obj.settings()
+    store = _store(settings)
+    if force:
+        _run(lambda: publish(store, settings, issuer, force=True))
+    published = _run(lambda: current_crl(store, settings, issuer, "delta" if delta else "full"))
+    if out:
+        out.write_bytes(published.der)
+    typer.echo(f"{issuer} {'delta' if delta else 'full'} CRL #{published.number}"
+               + (f" (base #{published.base_number})" if delta else "")
+               + f": {published.entries} entries, {len(published.der)} bytes,"
+               f" thisUpdate {published.this_update.isoformat()}, nextUpdate {published.next_update.isoformat()}")
+
+
+def _secret(env: str, prompt: str) -> str:
+    value = os.environ.get(env)
+    if value is not None:
+        return value
+    return typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+
+
+@card_app.command("issue")
+def card_issue(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., help="Card file to write."),
+    name: str = typer.Option(..., help="Holder's name, as on the card."),
+    birth: str = typer.Option(..., help="Date of birth, YYYY-MM-DD."),
+    gender: str = typer.Option(..., help="1 male, 2 female, 3 not stated."),
+    address: str = typer.Option(..., help="Address, as on the card."),
+) -> None:
+    """Make a simulated My Number card. Secrets: prompted, or JPKI_CARD_PASSWORD / JPKI_CARD_PIN."""
+    from ca_mock.cards.rules import SecretRuleViolation, check_pin, normalise_signature_password
+    from ca_mock.cards.service import issue_card, write_card
+    from ca_mock.certificates.schemas import PersonIn
+
+    if out.exists():
+        fail(f"{out} exists; a card file is never overwritten")
+    person = _run(lambda: PersonIn(name=name, date_of_birth=birth, gender=gender, address=address))
+    try:
+        password = normalise_signature_password(_secret("JPKI_CARD_PASSWORD", "Card signature password"))
+        pin = check_pin(_secret("JPKI_CARD_PIN", "Card user-authentication PIN"))
+    except SecretRuleViolation as exc:
+        fail(str(exc))
+    settings = ctx.obj.settings()
+    card = _run(lambda: issue_card(_store(settings), settings, person, password, pin))
+    write_card(card, out)
+    typer.echo(f"card written to {out}")
+    typer.echo(f"  signature certificate       {card['signature']['serial']}")
+    typer.echo(f"  authentication certificate  {card['authentication']['serial']}")
+
+
+def main() -> None:
+    app()
