@@ -1,0 +1,3 @@
+from ca_mock.cli import main
+
+main()
