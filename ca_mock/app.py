@@ -60,8 +60,7 @@ async def _publisher(store: Store, settings: CASettings) -> None:
 
     def one_round() -> None:
         publish_all_due(store, settings)
-        with store.transaction() as session:
-            refresh_ageing_responses(session, load_hierarchy(store), validity)
+        refresh_ageing_responses(store, load_hierarchy(store), validity)
 
     while True:
         try:

@@ -141,12 +141,20 @@ def _reserve_number(
     it are visible to the reads that follow.
     """
     now = utcnow()
+    half_life = dt.timedelta(hours=settings.crl_validity_hours) / 2
+
+    def due(session: Session, authority: Authority) -> bool:
+        current = session.get(PublishedCRL, (name, "full"))
+        return force or authority.crl_dirty or current is None or current.next_update - now < half_life
+
+    # A read first, so the idle rounds of the background publisher take no write lock.
+    with store.sessions() as session:
+        if not due(session, session.get_one(Authority, name)):
+            return None
     with store.transaction() as session:
         authority = session.scalars(select(Authority).where(Authority.name == name).with_for_update()).one()
-        current = session.get(PublishedCRL, (name, "full"))
-        ageing = current is None or current.next_update - now < dt.timedelta(hours=settings.crl_validity_hours) / 2
-        if not (force or authority.crl_dirty or ageing):
-            return None
+        if not due(session, authority):
+            return None  # another publisher got there first
         authority.crl_number += 1
         authority.crl_dirty = False
         number = authority.crl_number

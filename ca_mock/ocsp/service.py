@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from ca_mock.authorities.service import Hierarchy, LoadedAuthority
 from ca_mock.certificates.models import IssuedCertificate
-from ca_mock.db import utcnow
+from ca_mock.db import Store, utcnow
 from ca_mock.ocsp.models import PreparedOCSPResponse
 
 HASHES = {"sha1": hashes.SHA1, "sha256": hashes.SHA256}
@@ -78,15 +78,23 @@ def prepare_responses(
 
 
 def refresh_ageing_responses(
-    session: Session, hierarchy: Hierarchy, validity: dt.timedelta, limit: int = 500
+    store: Store, hierarchy: Hierarchy, validity: dt.timedelta, limit: int = 500
 ) -> int:
-    """Re-sign responses past half their life, so a response never reaches its nextUpdate."""
+    """Re-sign responses past half their life, so a response never reaches its nextUpdate.
+
+    Each certificate is re-signed under its row lock, like a status change: without it, a
+    revocation committed between our read and our write would be overwritten by a stale answer.
+    """
     due = utcnow() + validity / 2
-    serials = session.scalars(
-        select(PreparedOCSPResponse.serial).where(PreparedOCSPResponse.next_update < due).distinct().limit(limit)
-    ).all()
+    with store.sessions() as session:  # idle rounds stay read-only
+        serials = session.scalars(
+            select(PreparedOCSPResponse.serial).where(PreparedOCSPResponse.next_update < due).distinct().limit(limit)
+        ).all()
     for serial in serials:
-        cert = session.get(IssuedCertificate, serial)
-        if cert is not None:
-            prepare_responses(session, hierarchy, cert, validity)
+        with store.transaction() as session:
+            cert = session.scalars(
+                select(IssuedCertificate).where(IssuedCertificate.serial == serial).with_for_update()
+            ).one_or_none()
+            if cert is not None:
+                prepare_responses(session, hierarchy, cert, validity)
     return len(serials)
