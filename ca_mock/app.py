@@ -8,9 +8,7 @@ import datetime as dt
 import logging
 
 import anyio.to_thread
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
 from ca_mock.authorities import views as authority_views
 from ca_mock.authorities.service import load_hierarchy
@@ -18,10 +16,9 @@ from ca_mock.certificates import views as certificate_views
 from ca_mock.crl import views as crl_views
 from ca_mock.crl.service import publish_all_due
 from ca_mock.db import Store, create_schema
-from ca_mock.http import BodySizeLimit, problem_response
+from ca_mock.http import BodySizeLimit, install_problem_handlers
 from ca_mock.ocsp.responder import OCSPResponder
 from ca_mock.ocsp.service import refresh_ageing_responses
-from ca_mock.problems import CAProblem
 from ca_mock.settings import CASettings
 
 log = logging.getLogger("ca_mock")
@@ -92,25 +89,7 @@ def build_fastapi(store: Store, settings: CASettings, api_token: str | None, bac
     def healthz() -> dict[str, str]:
         return {"status": "ok", "public_url": load_hierarchy(store).public_url}
 
-    @app.exception_handler(CAProblem)
-    async def _problem(_request: Request, exc: CAProblem):
-        return problem_response(exc.status, exc.title, exc.detail, exc.slug, **exc.extra)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError):
-        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        return problem_response(422, "Invalid request", detail, "invalid-request", errors=errors)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException):
-        return problem_response(exc.status_code, "HTTP error", str(exc.detail), f"http-{exc.status_code}")
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception):
-        log.exception("unexpected error")
-        return problem_response(500, "Internal error", "the CA failed; nothing was changed", "internal")
-
+    install_problem_handlers(app, log)
     return app
 
 

@@ -1,13 +1,16 @@
 """Shared HTTP pieces of the CA: problem responses, the bearer check and the body-size limit."""
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ca_mock.problems import CAProblem
+from ca_mock.problems import CAProblem, Problem
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -21,6 +24,29 @@ def problem_response(status: int, title: str, detail: str, slug: str, **extra: A
             "detail": detail, **extra}
     headers = {"WWW-Authenticate": 'Bearer realm="jpki-ca"'} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def install_problem_handlers(app: FastAPI, log: logging.Logger) -> None:
+    """Every error leaves as a problem document; an unexpected one says nothing of its cause."""
+
+    @app.exception_handler(Problem)
+    async def _problem(_request: Request, exc: Problem):
+        return problem_response(exc.status, exc.title, exc.detail, exc.slug, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError):
+        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        return problem_response(422, "Invalid request", detail, "invalid-request", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException):
+        return problem_response(exc.status_code, "HTTP error", str(exc.detail), f"http-{exc.status_code}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception):
+        log.exception("unexpected error")
+        return problem_response(500, "Internal error", "the server failed; nothing was changed", "internal")
 
 
 def require_bearer(request: Request) -> None:

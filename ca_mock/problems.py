@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 
-class CAProblem(Exception):
+class Problem(Exception):
+    """Base of every refusal reported as a problem document, by the CA and by the service."""
+
     status: int = 400
     title: str = "Bad request"
     slug: str = "bad-request"
@@ -26,6 +28,10 @@ class CAProblem(Exception):
             "detail": self.detail,
             **self.extra,
         }
+
+
+class CAProblem(Problem):
+    """A refusal by the CA."""
 
 
 class InvalidRequest(CAProblem):
