@@ -54,19 +54,26 @@ def sign_message(private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, me
     return base64.b64encode(signature).decode()
 
 
-def signature_verifies(public_key: object, message: bytes, signature_b64: str) -> bool:
-    """True only for a well-formed signature by ``public_key`` over ``message``."""
-    try:
-        signature = base64.b64decode(signature_b64, validate=True)
-    except (binascii.Error, ValueError):
-        return False
+def verify_signature(public_key: object, message: bytes, signature: bytes,
+                     algorithm: hashes.HashAlgorithm | None = None) -> bool:
+    """True only for a signature by ``public_key`` over ``message`` (RSA PKCS#1 v1.5 or ECDSA)."""
+    algorithm = algorithm or hashes.SHA256()
     try:
         if isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+            public_key.verify(signature, message, padding.PKCS1v15(), algorithm)
         elif isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+            public_key.verify(signature, message, ec.ECDSA(algorithm))
         else:
             return False
     except InvalidSignature:
         return False
     return True
+
+
+def signature_verifies(public_key: object, message: bytes, signature_b64: str) -> bool:
+    """True only for a well-formed base64 signature by ``public_key`` over ``message``."""
+    try:
+        signature = base64.b64decode(signature_b64, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return verify_signature(public_key, message, signature)

@@ -7,6 +7,7 @@ skipped, except on CI (``CI=true``), where that fails the run.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -47,26 +48,42 @@ def postgres_problem() -> str | None:
     return _POSTGRES_PROBLEM[0]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path: Path):
-    """A database URL for an empty store, once per backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ca.sqlite3'}"
+@contextlib.contextmanager
+def _empty_database(kind: str, tmp_path: Path, name: str):
+    """A URL for an empty database: a SQLite file, or a fresh PostgreSQL schema dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / f'{name}.sqlite3'}"
         return
     problem = postgres_problem()
     if problem:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{problem} (CI requires PostgreSQL)")
         pytest.skip(problem)
-    schema = f"t_{uuid.uuid4().hex[:16]}"
+    schema = f"t_{name}_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(POSTGRES_URL)
     with admin.begin() as connection:
         connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     separator = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-    admin.dispose()
+    try:
+        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path: Path):
+    """A database URL for an empty CA store, once per backend."""
+    with _empty_database(request.param, tmp_path, "ca") as url:
+        yield url
+
+
+@pytest.fixture
+def service_database_url(database_url: str, tmp_path: Path):
+    """An empty database for the lifecycle service, on the same backend as the CA's."""
+    with _empty_database("sqlite" if database_url.startswith("sqlite") else "postgresql", tmp_path, "svc") as url:
+        yield url
 
 
 def free_port() -> int:
@@ -101,38 +118,85 @@ class RunningCA:
     settings: CASettings
     store: Store
     process: subprocess.Popen
+    restart_args: tuple = ()
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+    def start(self) -> None:
+        args, env, log = self.restart_args
+        self.process = start_process(args, env, f"{self.url}/healthz", log)
 
     def client(self, authorised: bool = True) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}"} if authorised else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
-@pytest.fixture
-def ca_server(ca_settings: CASettings, store: Store, hierarchy: Hierarchy, tmp_path: Path):
-    """``jpki-ca serve`` as a real process on a free port, on this test's store."""
-    port = int(ca_settings.public_url.rsplit(":", 1)[1])
-    env = {**os.environ, "JPKI_CA_DATA_DIR": str(ca_settings.data_dir),
-           "JPKI_CA_DATABASE_URL": ca_settings.resolved_database_url()}
-    log = open(tmp_path / "ca-server.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ca_mock", "serve", "--port", str(port)], env=env, stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}"
+def start_process(args: list[str], env: dict[str, str], health_url: str, log_path: Path) -> subprocess.Popen:
+    """Start a server process and wait until its health URL answers 200."""
+    log = open(log_path, "a")
+    process = subprocess.Popen(args, env={**os.environ, **env}, stdout=log, stderr=log)
     deadline = time.monotonic() + 30
     while True:
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
+            if httpx.get(health_url, timeout=1).status_code == 200:
+                return process
         except httpx.HTTPError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"jpki-ca serve did not start: {(tmp_path / 'ca-server.log').read_text()}")
+            raise RuntimeError(f"{args} did not start: {log_path.read_text()}")
         time.sleep(0.1)
-    yield RunningCA(url, ca_settings.resolved_api_token() or "", ca_settings, store, process)
+
+
+def stop_process(process: subprocess.Popen) -> None:
     process.terminate()
     try:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         process.kill()
-    log.close()
+        process.wait()
+
+
+@pytest.fixture
+def ca_server(ca_settings: CASettings, store: Store, hierarchy: Hierarchy, tmp_path: Path):
+    """``jpki-ca serve`` as a real process on a free port, on this test's store."""
+    port = int(ca_settings.public_url.rsplit(":", 1)[1])
+    env = {"JPKI_CA_DATA_DIR": str(ca_settings.data_dir), "JPKI_CA_DATABASE_URL": ca_settings.resolved_database_url()}
+    args = [sys.executable, "-m", "ca_mock", "serve", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    running = RunningCA(url, ca_settings.resolved_api_token() or "", ca_settings, store,
+                        start_process(args, env, f"{url}/healthz", tmp_path / "ca-server.log"))
+    running.restart_args = (args, env, tmp_path / "ca-server.log")
+    yield running
+    stop_process(running.process)
+
+
+@dataclass
+class RunningService:
+    url: str
+    database_url: str
+    data_dir: Path
+    process: subprocess.Popen
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60)
+
+
+@pytest.fixture
+def service_server(ca_server: RunningCA, service_database_url: str, tmp_path: Path):
+    """``jpki-service serve`` as a real process, talking to the real CA process over HTTP."""
+    port = free_port()
+    data_dir = tmp_path / "service"
+    env = {
+        "JPKI_DATA_DIR": str(data_dir), "JPKI_DATABASE_URL": service_database_url,
+        "JPKI_CA_URL": ca_server.url, "JPKI_CA_TOKEN": ca_server.token,
+        # Short waits so tests see the background worker act quickly.
+        "JPKI_DISPATCH_INTERVAL_SECONDS": "0.2", "JPKI_MAX_RETRY_BACKOFF_SECONDS": "1",
+        "JPKI_CASCADE_INTERVAL_SECONDS": "1",
+    }
+    url = f"http://127.0.0.1:{port}"
+    process = start_process([sys.executable, "-m", "jpki_service", "serve", "--port", str(port)], env,
+                            f"{url}/healthz", tmp_path / "service.log")
+    yield RunningService(url, service_database_url, data_dir, process)
+    stop_process(process)

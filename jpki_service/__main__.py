@@ -1,0 +1,3 @@
+from jpki_service.cli import main
+
+main()

@@ -1,0 +1,99 @@
+"""The lifecycle service's HTTP application and its background worker."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import time
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from ca_mock.http import BodySizeLimit, install_problem_handlers
+from jpki_service.ca_client import CAClient, CAUnavailable
+from jpki_service.challenges.service import purge_expired_challenges
+from jpki_service.db import Store
+from jpki_service.registrations import service as registrations
+from jpki_service.registrations import views as registration_views
+from jpki_service.relying_party import views as rp_views
+from jpki_service.settings import ServiceSettings
+
+log = logging.getLogger("jpki_service")
+
+DESCRIPTION = """
+The lifecycle of JPKI smartphone certificates: registration from the My Number card, revocation,
+password reset, uninstall and stale certificates, with every change recorded here first and then
+carried to the CA. Owner requests are proven by signatures over single-use challenges
+(docs/service-api.md). Errors are `application/problem+json`.
+"""
+
+
+def person_secret(settings: ServiceSettings) -> bytes:
+    """The key of the keyed person index: from settings, or a key file made once under data_dir."""
+    if settings.person_key:
+        return settings.person_key.encode()
+    path = settings.data_dir / "person-key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+async def _worker(ctx: registrations.ServiceContext) -> None:
+    """Carry waiting changes to the CA, follow card revocations, forget old challenges."""
+    settings = ctx.settings
+    last_cascade = 0.0
+
+    def one_round() -> None:
+        nonlocal last_cascade
+        registrations.carry_to_ca(ctx)
+        if time.monotonic() - last_cascade >= settings.cascade_interval_seconds:
+            last_cascade = time.monotonic()
+            registrations.apply_card_cascade(ctx)
+            purge_expired_challenges(ctx.store)
+
+    while True:
+        try:
+            await anyio.to_thread.run_sync(one_round)
+        except CAUnavailable as exc:
+            log.warning("CA unavailable, will retry: %s", exc)
+        except Exception:
+            log.exception("background round failed; retrying")
+        await asyncio.sleep(settings.dispatch_interval_seconds)
+
+
+def create_app(settings: ServiceSettings, ca: CAClient | None = None, background: bool = True) -> BodySizeLimit:
+    if ca is None:
+        if not settings.ca_url:
+            raise ValueError("no CA: set JPKI_CA_URL (or let `jpki-service serve` start the mock CA)")
+        ca = CAClient(settings.ca_url, settings.ca_token, settings.ca_timeout_seconds)
+    ctx = registrations.ServiceContext(Store(settings.resolved_database_url()), ca, settings, person_secret(settings))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        task = asyncio.create_task(_worker(ctx)) if background else None
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        ctx.ca.close()
+
+    app = FastAPI(title="JPKI smartphone certificate lifecycle", version="0.1.0", description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.context = ctx
+    app.include_router(registration_views.router)
+    app.include_router(rp_views.router)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness and the CA queue")
+    def healthz() -> dict:
+        from jpki_service.ca_commands.service import queue_summary
+
+        return {"status": "ok", "ca_commands": queue_summary(ctx.store)}
+
+    install_problem_handlers(app, log)
+    return BodySizeLimit(app, settings.max_body_bytes)

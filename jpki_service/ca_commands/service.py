@@ -1,0 +1,158 @@
+"""Carrying recorded changes to the CA: enqueue in the lifecycle transaction, dispatch after.
+
+A command is written in the same transaction as the state change that needs it, so a crash or
+a CA outage delays it, never loses it. Dispatch calls the CA *outside* any database
+transaction with the command's own operation id: a command run twice (two workers, a crash
+after the CA answered) is answered twice by the CA and takes effect once. Commands of one
+registration run in the order they were recorded; a transient failure stops that
+registration's queue until the next attempt, so a revoke never overtakes its issue.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from jpki_service.ca_client import CAClient, CARefused, CAUnavailable
+from jpki_service.ca_commands.models import CACommand
+from jpki_service.db import Store, utcnow
+from jpki_service.registrations.models import PhoneCertificate
+
+log = logging.getLogger("jpki_service.ca_commands")
+
+# What the CA must report for a command to count as carried out.
+_DESIRED_STATUS = {"revoke": "revoked", "hold": "held", "release": "good"}
+
+
+def enqueue(session: Session, certificate: PhoneCertificate, action: str, reason: str | None = None,
+            payload: dict | None = None) -> CACommand:
+    now = utcnow()
+    command = CACommand(
+        registration_id=certificate.registration_id, certificate_id=certificate.id, action=action,
+        reason=reason, operation_id=f"svc-{secrets.token_hex(16)}", payload=payload, state="pending",
+        attempts=0, created_at=now, next_attempt_at=now,
+    )
+    session.add(command)
+    return command
+
+
+@dataclass
+class DispatchReport:
+    done: int = 0
+    failed: int = 0
+    deferred: int = 0
+    registrations: set[str] = field(default_factory=set)
+
+
+# Called after an issue command completed, in its transaction: lets the registration move on.
+IssuedHook = Callable[[Session, str], None]
+RefusedHook = Callable[[Session, str, str], None]
+
+
+def _due(store: Store, registration_id: str | None, limit: int) -> list[CACommand]:
+    query = select(CACommand).where(CACommand.state == "pending", CACommand.next_attempt_at <= utcnow())
+    if registration_id is not None:
+        query = query.where(CACommand.registration_id == registration_id)
+    with store.sessions() as session:
+        return list(session.scalars(query.order_by(CACommand.id).limit(limit)))
+
+
+def _call_ca(ca: CAClient, command: CACommand, serial: str | None) -> dict:
+    if command.action == "issue":
+        payload = command.payload or {}
+        return ca.issue(command.operation_id, payload["profile"], payload["csr_pem"], payload["card_serial"],
+                        payload.get("person"))
+    if serial is None:
+        return {"status": "never-issued"}  # nothing exists at the CA to change
+    return ca.change_status(serial, command.action, command.operation_id, command.reason)
+
+
+def _finish(session: Session, command: CACommand, result: dict | None, error: str | None,
+            on_issued: IssuedHook, on_refused: RefusedHook) -> str:
+    """Record the CA's answer under the command's row lock; returns done | failed."""
+    certificate = session.get_one(PhoneCertificate, command.certificate_id)
+    now = utcnow()
+    if error is None and result is not None:
+        command.state, command.done_at, command.last_error = "done", now, None
+        if command.action == "issue":
+            certificate.serial = result["serial"]
+            certificate.certificate_pem = result["certificate_pem"]
+            if certificate.status == "pending":
+                certificate.status = result["status"]
+            command.payload = None  # the holder's four items are no longer needed
+            on_issued(session, command.registration_id)
+        elif result.get("status") in ("good", "held", "revoked"):
+            certificate.status = result["status"]
+        return "done"
+    command.state, command.last_error, command.done_at = "failed", error, now
+    if command.action == "issue":
+        command.payload = None
+        on_refused(session, command.registration_id, error or "refused")
+    return "failed"
+
+
+def dispatch(store: Store, ca: CAClient, on_issued: IssuedHook, on_refused: RefusedHook,
+             registration_id: str | None = None, limit: int = 500,
+             max_backoff: dt.timedelta = dt.timedelta(seconds=30)) -> DispatchReport:
+    """Carry due commands to the CA; stop early while the CA is unreachable."""
+    report = DispatchReport()
+    blocked: set[str] = set()
+    for command in _due(store, registration_id, limit):
+        if command.registration_id in blocked:
+            continue
+        with store.sessions() as session:
+            serial = session.get_one(PhoneCertificate, command.certificate_id).serial
+        result, error = None, None
+        try:
+            result = _call_ca(ca, command, serial)
+        except CAUnavailable as exc:
+            _defer(store, command.id, str(exc), max_backoff)
+            report.deferred += 1
+            blocked.add(command.registration_id)
+            break  # the CA is down: the next round retries everything, in order
+        except CARefused as refused:
+            current = refused.problem.get("current_status")
+            if refused.status == 409 and current == _DESIRED_STATUS.get(command.action):
+                result = {"status": current}  # the CA already shows what we wanted
+            else:
+                error = f"{refused.status} {refused.problem.get('title', '')}: {refused.problem.get('detail', '')}"
+                log.error("CA refused command %s (%s): %s", command.id, command.action, error)
+        with store.transaction() as session:
+            locked = session.scalars(select(CACommand).where(CACommand.id == command.id).with_for_update()).one()
+            if locked.state != "pending":
+                continue  # another worker finished it
+            outcome = _finish(session, locked, result, error, on_issued, on_refused)
+        report.registrations.add(command.registration_id)
+        if outcome == "done":
+            report.done += 1
+        else:
+            report.failed += 1
+    return report
+
+
+def _defer(store: Store, command_id: int, error: str, max_backoff: dt.timedelta) -> None:
+    with store.transaction() as session:
+        command = session.get_one(CACommand, command_id)
+        command.attempts += 1
+        command.last_error = error
+        backoff = min(dt.timedelta(seconds=2 ** min(command.attempts, 6)), max_backoff)
+        command.next_attempt_at = utcnow() + backoff
+
+
+def pending_counts(session: Session, registration_id: str) -> tuple[int, int]:
+    """(pending, failed) commands of one registration."""
+    rows = dict(session.execute(
+        select(CACommand.state, func.count()).where(CACommand.registration_id == registration_id)
+        .where(CACommand.state.in_(("pending", "failed"))).group_by(CACommand.state)
+    ).all())
+    return rows.get("pending", 0), rows.get("failed", 0)
+
+
+def queue_summary(store: Store) -> dict[str, int]:
+    with store.sessions() as session:
+        return dict(session.execute(select(CACommand.state, func.count()).group_by(CACommand.state)).all())

@@ -1,0 +1,87 @@
+"""Checking a My Number card's proof, as a relying party of the CA would.
+
+The card certificate must be a card-signature certificate of the CA's signature CA (chained to
+the root), within its validity, good at the OCSP responder it names, and its key must have
+signed the challenge. What the service keeps of the card: its certificate serial and a keyed
+hash of its four items (to find the same person's other phones), never the items themselves.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from asn1crypto import core
+from cryptography import x509
+
+from ca_mock.certificates.profiles import OID_ADDRESS, OID_DATE_OF_BIRTH, OID_GENDER, OID_NAME, PROFILES
+from jpki_service.ca_client import CAClient, CAUnavailable
+from jpki_service.problems import CAUnreachable, InvalidInput, ProofRejected
+from jpki_service.protocol import signature_verifies
+
+CARD_SIGNATURE_POLICY = x509.ObjectIdentifier(PROFILES["card-signature"].policy_oid)
+
+
+@dataclass(frozen=True)
+class VerifiedCard:
+    serial: str
+    person: dict[str, str]  # the four items, for the phone signature certificate only; not stored
+    person_key: str
+
+
+def load_certificate(pem: str, field: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem.encode())
+    except ValueError as exc:
+        raise InvalidInput(f"{field} is not a PEM certificate: {exc}", field=field) from None
+
+
+def _person(certificate: x509.Certificate) -> dict[str, str]:
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise ProofRejected("the card certificate carries no subjectAltName: not a signature certificate") from None
+    values = {n.type_id: core.load(n.value).native for n in names if isinstance(n, x509.OtherName)}
+    try:
+        birth = values[OID_DATE_OF_BIRTH]
+        return {"name": values[OID_NAME], "gender": values[OID_GENDER], "address": values[OID_ADDRESS],
+                "date_of_birth": f"{birth[:4]}-{birth[4:6]}-{birth[6:8]}"}
+    except KeyError:
+        raise ProofRejected("the card certificate lacks one of the four items") from None
+
+
+def person_key(secret: bytes, person: dict[str, str]) -> str:
+    material = "\x1f".join(person[k] for k in ("name", "date_of_birth", "gender", "address"))
+    return hmac.new(secret, material.encode(), hashlib.sha256).hexdigest()
+
+
+def verify_card_proof(ca: CAClient, certificate_pem: str, message: bytes, signature: str,
+                      secret: bytes) -> VerifiedCard:
+    card = load_certificate(certificate_pem, "proof.card_certificate_pem")
+    try:
+        sign_ca, root = ca.ca_certificate("sign"), ca.ca_certificate("root")
+        try:
+            card.verify_directly_issued_by(sign_ca)
+            sign_ca.verify_directly_issued_by(root)
+        except Exception:
+            raise ProofRejected("the card certificate was not issued by the JPKI signature CA") from None
+        try:
+            policies = card.extensions.get_extension_for_class(x509.CertificatePolicies).value
+        except x509.ExtensionNotFound:
+            policies = []
+        if CARD_SIGNATURE_POLICY not in [p.policy_identifier for p in policies]:
+            raise ProofRejected("the certificate is not a card signature certificate")
+        now = dt.datetime.now(dt.timezone.utc)
+        if not card.not_valid_before_utc <= now <= card.not_valid_after_utc:
+            raise ProofRejected("the card certificate is outside its validity period")
+        if not signature_verifies(card.public_key(), message, signature):
+            raise ProofRejected("the card's signature over the challenge does not verify")
+        answer = ca.ocsp_status(card, sign_ca)
+    except CAUnavailable as exc:
+        raise CAUnreachable(f"the card cannot be checked now: {exc}") from None
+    if answer.status != "good":
+        raise ProofRejected(f"the card certificate is {answer.status} at the CA"
+                            + (f" ({answer.reason})" if answer.reason else ""))
+    person = _person(card)
+    return VerifiedCard(format(card.serial_number, "x"), person, person_key(secret, person))

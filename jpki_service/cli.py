@@ -1,0 +1,139 @@
+"""``jpki-service``: run the lifecycle service, migrate its database, show its queue."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import httpx
+import typer
+from sqlalchemy.exc import OperationalError
+
+from jpki_service.settings import ServiceSettings
+
+app = typer.Typer(help="The JPKI smartphone certificate lifecycle service.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+
+
+def fail(message: str) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(1)
+
+
+def _settings(data: Path | None) -> ServiceSettings:
+    settings = ServiceSettings(**({"data_dir": data} if data else {}))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def _migrate(settings: ServiceSettings) -> None:
+    from jpki_service.db import migrate as run_migrations
+
+    try:
+        run_migrations(settings.resolved_database_url())
+    except OperationalError as exc:
+        fail(f"cannot reach the database: {exc.orig}")
+
+
+def _start_embedded_ca(settings: ServiceSettings, host: str, port: int) -> subprocess.Popen:
+    """The mock CA on the embedded default: its own process and store under DATA/ca."""
+    from ca_mock.authorities.service import initialise
+    from ca_mock.db import Store, create_schema
+    from ca_mock.settings import CASettings
+
+    ca_settings = CASettings(data_dir=settings.data_dir / "ca", public_url=f"http://{host}:{port}")
+    ca_settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(ca_settings.resolved_database_url())
+    create_schema(store.engine)
+    hierarchy = initialise(store, ca_settings, exist_ok=True)
+    store.dispose()
+    if hierarchy.public_url != ca_settings.public_url:
+        fail(f"the CA under {ca_settings.data_dir} was made for {hierarchy.public_url}; "
+             f"serve with a port that matches it, or use another --data folder")
+    log = open(settings.data_dir / "ca.log", "a")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ca_mock", "serve", "--host", host, "--port", str(port)],
+        env={**os.environ, "JPKI_CA_DATA_DIR": str(ca_settings.data_dir)}, stdout=log, stderr=log,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            fail(f"the mock CA did not start; see {settings.data_dir / 'ca.log'}")
+        try:
+            if httpx.get(f"http://{host}:{port}/healthz", timeout=1).status_code == 200:
+                settings.ca_url = f"http://{host}:{port}"
+                settings.ca_token = ca_settings.resolved_api_token()
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    fail("the mock CA did not answer within 30 s")
+    raise AssertionError  # unreachable
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8000, help="Port to bind."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default ./var, or JPKI_DATA_DIR)."),
+) -> None:
+    """Serve the lifecycle API. With no JPKI_CA_URL, the mock CA is started too (port + 100)."""
+    import uvicorn
+
+    from jpki_service.app import create_app
+
+    settings = _settings(data)
+    _migrate(settings)
+    ca_process = None
+    if not settings.ca_url:
+        ca_process = _start_embedded_ca(settings, host, port + 100)
+    try:
+        typer.echo(f"JPKI lifecycle service on http://{host}:{port}")
+        typer.echo(f"  API docs  http://{host}:{port}/docs")
+        typer.echo(f"  CA        {settings.ca_url}  (docs {settings.ca_url}/docs)")
+        typer.echo(f"  CRL       {settings.ca_url}/crl/sign.crl  {settings.ca_url}/crl/auth.crl")
+        typer.echo(f"  OCSP      {settings.ca_url}/ocsp")
+        typer.echo(f"  database  {settings.resolved_database_url()}")
+        sys.stdout.flush()
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    finally:
+        if ca_process is not None:
+            ca_process.terminate()
+            ca_process.wait(timeout=10)
+
+
+@app.command()
+def migrate(data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default ./var).")) -> None:
+    """Bring the database (JPKI_DATABASE_URL, default SQLite under --data) to the current schema."""
+    settings = _settings(data)
+    _migrate(settings)
+    typer.echo(f"database at the current schema: {settings.resolved_database_url()}")
+
+
+@app.command()
+def status(data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default ./var).")) -> None:
+    """Registrations by state and the changes waiting to reach the CA."""
+    from sqlalchemy import func, select
+
+    from jpki_service.ca_commands.service import queue_summary
+    from jpki_service.db import Store
+    from jpki_service.registrations.models import Registration
+
+    settings = _settings(data)
+    store = Store(settings.resolved_database_url())
+    try:
+        with store.sessions() as session:
+            states = dict(session.execute(select(Registration.state, func.count()).group_by(Registration.state)).all())
+        queue = queue_summary(store)
+    except OperationalError as exc:
+        fail(f"cannot read the database (run `jpki-service migrate`?): {exc.orig}")
+    typer.echo("registrations  " + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none"))
+    typer.echo(f"CA queue       pending {queue.get('pending', 0)}, failed {queue.get('failed', 0)}, "
+               f"done {queue.get('done', 0)}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,39 @@
+"""The service's store: its own declarative base and Alembic migrations.
+
+The engine setup (SQLite WAL with BEGIN IMMEDIATE writers, PostgreSQL pool) and the aware UTC
+time type are the ones of :mod:`ca_mock.db`, reused rather than copied.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.orm import DeclarativeBase
+
+from ca_mock.db import Store, UTCDateTime, utcnow
+
+__all__ = ["Base", "Store", "UTCDateTime", "utcnow", "migrate", "alembic_config"]
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def migrate(database_url: str) -> None:
+    """Bring the database to the current schema (``jpki-service migrate``)."""
+    command.upgrade(alembic_config(database_url), "head")
+
+
+def import_models() -> None:
+    """Register every table on ``Base.metadata`` (for Alembic)."""
+    from jpki_service.ca_commands import models as _c  # noqa: F401
+    from jpki_service.challenges import models as _h  # noqa: F401
+    from jpki_service.registrations import models as _r  # noqa: F401

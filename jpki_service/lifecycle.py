@@ -1,0 +1,118 @@
+"""The lifecycle of a registration (one phone, two certificates), as one table.
+
+Pure domain: no I/O. Each transition names the event, the states it may leave, the state it
+reaches, who may cause it, with what proof, and what must then happen at the CA. The service
+layer asks :func:`transition` and carries out the answer; nothing else decides a state.
+
+    pending --issued--> active --(operator) suspend--> suspended --lift--> active
+       |                  |                                |
+       +--- revoke / supersede / uninstall / stale --------+--> revoked | expired   (final)
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class State(str, enum.Enum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (State.REVOKED, State.EXPIRED)
+
+
+class Actor(str, enum.Enum):
+    OWNER = "owner"
+    SYSTEM = "system"
+    OPERATOR = "operator"
+    SUPERVISOR = "supervisor"
+
+
+class ProofKind(str, enum.Enum):
+    CARD = "card signature key (card password), card good at OCSP"
+    PHONE_SIGNATURE_KEY = "phone signature key (phone password)"
+    DEVICE_KEY = "device key (no secret)"
+    CA_RESULT = "the CA's answer"
+    CARD_AT_CA = "the card certificate revoked at the CA"
+
+
+class Event(str, enum.Enum):
+    REGISTERED = "registered"
+    CERTIFICATES_ISSUED = "certificates-issued"
+    ISSUANCE_REFUSED = "issuance-refused"
+    OWNER_REVOKED = "owner-revoked"
+    SUPERSEDED = "superseded"
+    UNINSTALLED = "uninstalled"
+    STALE_CERTIFICATE = "stale-certificate"
+    CARD_REVOKED = "card-revoked"
+    PASSWORD_RESET = "password-reset"
+
+
+class CertKind(str, enum.Enum):
+    SIGNATURE = "signature"
+    AUTHENTICATION = "authentication"
+
+
+BOTH = (CertKind.SIGNATURE, CertKind.AUTHENTICATION)
+
+
+@dataclass(frozen=True)
+class Transition:
+    event: Event
+    sources: tuple[State, ...]
+    target: State | None  # None: the registration keeps its state
+    actor: Actor
+    proof: ProofKind
+    revoke: tuple[CertKind, ...] = ()  # certificates to revoke at the CA
+    ca_reason: str | None = None  # RFC 5280 reason for those revocations
+
+
+LIVE = (State.PENDING, State.ACTIVE, State.SUSPENDED)
+
+TRANSITIONS: dict[Event, Transition] = {
+    t.event: t
+    for t in (
+        # Creates a registration: it has no source state.
+        Transition(Event.REGISTERED, (), State.PENDING, Actor.OWNER, ProofKind.CARD),
+        Transition(Event.CERTIFICATES_ISSUED, (State.PENDING,), State.ACTIVE, Actor.SYSTEM, ProofKind.CA_RESULT),
+        Transition(Event.ISSUANCE_REFUSED, (State.PENDING,), State.REVOKED, Actor.SYSTEM, ProofKind.CA_RESULT,
+                   BOTH, "cessationOfOperation"),
+        Transition(Event.OWNER_REVOKED, LIVE, State.REVOKED, Actor.OWNER, ProofKind.PHONE_SIGNATURE_KEY,
+                   BOTH, "cessationOfOperation"),
+        Transition(Event.SUPERSEDED, LIVE, State.REVOKED, Actor.OWNER, ProofKind.CARD, BOTH, "superseded"),
+        Transition(Event.UNINSTALLED, LIVE, State.EXPIRED, Actor.OWNER, ProofKind.DEVICE_KEY,
+                   BOTH, "cessationOfOperation"),
+        Transition(Event.STALE_CERTIFICATE, LIVE, State.EXPIRED, Actor.OWNER, ProofKind.DEVICE_KEY,
+                   BOTH, "cessationOfOperation"),
+        # Policy (DESIGN.md 2.9): the phone signature certificate follows the card's; the
+        # user-authentication certificate and the registration stay as they are.
+        Transition(Event.CARD_REVOKED, (State.ACTIVE, State.SUSPENDED), None, Actor.SYSTEM, ProofKind.CARD_AT_CA,
+                   (CertKind.SIGNATURE,), "affiliationChanged"),
+        Transition(Event.PASSWORD_RESET, (State.ACTIVE, State.SUSPENDED), None, Actor.OWNER, ProofKind.CARD),
+    )
+}
+
+
+class TransitionRefused(Exception):
+    def __init__(self, event: Event, state: State) -> None:
+        allowed = ", ".join(s.value for s in TRANSITIONS[event].sources)
+        super().__init__(f"{event.value} is not possible on a {state.value} registration (only from: {allowed})")
+        self.event, self.state = event, state
+
+
+def transition(state: State, event: Event) -> Transition:
+    """The transition ``event`` causes from ``state``, or :class:`TransitionRefused`."""
+    rule = TRANSITIONS[event]
+    if state not in rule.sources:
+        raise TransitionRefused(event, state)
+    return rule
+
+
+def next_state(state: State, event: Event) -> State:
+    rule = transition(state, event)
+    return rule.target if rule.target is not None else state

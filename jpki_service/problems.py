@@ -1,0 +1,40 @@
+"""Refusals of the lifecycle service, each a problem document (see docs/service-api.md)."""
+from __future__ import annotations
+
+from ca_mock.problems import Problem
+
+
+class InvalidInput(Problem):
+    status, title, slug = 422, "Invalid request", "invalid-request"
+
+
+class RegistrationNotFound(Problem):
+    status, title, slug = 404, "Unknown registration", "registration-unknown"
+
+
+class StateConflict(Problem):
+    status, title, slug = 409, "Not possible in this state", "state-conflict"
+
+
+class ChallengeUnknown(Problem):
+    status, title, slug = 404, "Unknown challenge", "challenge-unknown"
+
+
+class ChallengeUsed(Problem):
+    status, title, slug = 409, "Challenge already used", "challenge-used"
+
+
+class ChallengeExpired(Problem):
+    status, title, slug = 410, "Challenge expired", "challenge-expired"
+
+
+class ChallengeMismatch(Problem):
+    status, title, slug = 400, "Challenge made for something else", "challenge-mismatch"
+
+
+class ProofRejected(Problem):
+    status, title, slug = 403, "Proof rejected", "proof-rejected"
+
+
+class CAUnreachable(Problem):
+    status, title, slug = 503, "Certification authority unreachable", "ca-unreachable"

@@ -1,0 +1,83 @@
+"""What the owner's phone sends and gets back (docs/service-api.md)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jpki_service.protocol import Action
+
+RegistrationId = Field(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")
+Pem = Field(min_length=1, max_length=16_384)
+
+
+class ChallengeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Action
+    registration_id: str | None = Field(None, min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")
+
+
+class ChallengeOut(BaseModel):
+    challenge_id: str
+    nonce: str
+    action: str
+    registration_id: str | None
+    expires_at: str
+
+
+class OwnerProof(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    challenge_id: str = Field(min_length=1, max_length=64)
+    signature: str = Field(min_length=1, max_length=2048, description="base64 signature over the proof message")
+    card_certificate_pem: str | None = Field(None, min_length=1, max_length=16_384)
+    device_signature: str | None = Field(None, min_length=1, max_length=2048)
+
+
+class DeviceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=64)
+    device_public_key_pem: str = Pem
+
+
+class RegisterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    proof: OwnerProof
+    device: DeviceIn
+    signature_csr_pem: str = Pem
+    authentication_csr_pem: str = Pem
+
+
+class ProofRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    proof: OwnerProof
+
+
+class CertificateOut(BaseModel):
+    kind: Literal["signature", "authentication"]
+    serial: str | None
+    status: Literal["pending", "good", "held", "revoked"]
+    current: bool
+    certificate_pem: str | None
+
+
+class RegistrationOut(BaseModel):
+    registration_id: str
+    state: Literal["pending", "active", "suspended", "revoked", "expired"]
+    reason: str | None
+    device_model: str
+    created_at: str
+    updated_at: str
+    certificates: list[CertificateOut]
+    ca_sync: Literal["done", "pending", "failed"]
+    pending_ca_operations: int
+    superseded: list[str] = []
+
+
+class PasswordResetOut(BaseModel):
+    registration_id: str
+    reset_allowed: bool

@@ -1,0 +1,93 @@
+"""The owner's API: challenges and registrations (docs/service-api.md)."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Path, Request, Response
+
+from jpki_service.challenges.service import issue_challenge
+from jpki_service.lifecycle import Event
+from jpki_service.problems import InvalidInput
+from jpki_service.protocol import Action
+from jpki_service.registrations import service
+from jpki_service.registrations.schemas import (
+    ChallengeOut,
+    ChallengeRequest,
+    PasswordResetOut,
+    ProofRequest,
+    RegisterRequest,
+    RegistrationOut,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["owner"])
+RegistrationIdPath = Path(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")
+
+
+def _ctx(request: Request) -> service.ServiceContext:
+    return request.app.state.context
+
+
+def _synced(document: dict[str, Any], response: Response, done_status: int = 200) -> dict[str, Any]:
+    """200/201 once the CA has it; 202 when it is recorded and still on its way to the CA."""
+    response.status_code = done_status if document["ca_sync"] == "done" else 202
+    return document
+
+
+@router.post("/challenges", status_code=201, response_model=ChallengeOut, summary="A fresh single-use challenge")
+def new_challenge(body: ChallengeRequest, request: Request) -> dict[str, Any]:
+    if body.action is Action.LOGIN:
+        raise InvalidInput("login challenges come from the relying party: POST /rp/v1/login/challenge",
+                           field="action")
+    if body.action is Action.REGISTER:
+        if body.registration_id is not None:
+            raise InvalidInput("a register challenge takes no registration_id", field="registration_id")
+    else:
+        if body.registration_id is None:
+            raise InvalidInput(f"a {body.action.value} challenge needs registration_id", field="registration_id")
+        service.get_registration(_ctx(request), body.registration_id)  # 404 for an unknown one
+    ctx = _ctx(request)
+    return issue_challenge(ctx.store, ctx.settings.challenge_ttl_seconds, body.action, body.registration_id)
+
+
+@router.post("/registrations", status_code=201, response_model=RegistrationOut,
+             responses={202: {"description": "Recorded; the CA has not issued yet"}},
+             summary="Register this phone from the My Number card")
+def register(body: RegisterRequest, request: Request, response: Response) -> dict[str, Any]:
+    return _synced(service.register(_ctx(request), body), response, done_status=201)
+
+
+@router.get("/registrations/{registration_id}", response_model=RegistrationOut, summary="State and certificates")
+def look_up(request: Request, registration_id: str = RegistrationIdPath) -> dict[str, Any]:
+    return service.get_registration(_ctx(request), registration_id)
+
+
+@router.post("/registrations/{registration_id}/revoke", response_model=RegistrationOut,
+             responses={202: {"description": "Revoked here; on its way to the CA"}},
+             summary="Revoke (phone signature key)")
+def revoke(body: ProofRequest, request: Request, response: Response,
+           registration_id: str = RegistrationIdPath) -> dict[str, Any]:
+    return _synced(service.revoke_registration(_ctx(request), registration_id, body.proof), response)
+
+
+@router.post("/registrations/{registration_id}/reset-password", response_model=PasswordResetOut,
+             summary="Authorise a password reset (card proof)")
+def reset_password(body: ProofRequest, request: Request, registration_id: str = RegistrationIdPath) -> dict[str, Any]:
+    return service.authorise_password_reset(_ctx(request), registration_id, body.proof)
+
+
+@router.post("/registrations/{registration_id}/uninstall", response_model=RegistrationOut,
+             responses={202: {"description": "Expired here; on its way to the CA"}},
+             summary="The app is being uninstalled (device key)")
+def uninstall(body: ProofRequest, request: Request, response: Response,
+              registration_id: str = RegistrationIdPath) -> dict[str, Any]:
+    document = service.report_device_event(_ctx(request), registration_id, body.proof, Event.UNINSTALLED)
+    return _synced(document, response)
+
+
+@router.post("/registrations/{registration_id}/stale-certificate", response_model=RegistrationOut,
+             responses={202: {"description": "Expired here; on its way to the CA"}},
+             summary="A reinstalled app found this registration's certificates (device key)")
+def stale_certificate(body: ProofRequest, request: Request, response: Response,
+                      registration_id: str = RegistrationIdPath) -> dict[str, Any]:
+    document = service.report_device_event(_ctx(request), registration_id, body.proof, Event.STALE_CERTIFICATE)
+    return _synced(document, response)

@@ -1,0 +1,59 @@
+"""A small demo relying party: log in with the phone user-authentication certificate.
+
+It does what a bank or Mynaportal would: a fresh challenge, the certificate's signature over it,
+the certificate chained to the JPKI user-authentication CA, and its status at the CA's OCSP.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from jpki_service.ca_client import CAUnavailable
+from jpki_service.cards import load_certificate
+from jpki_service.challenges.service import issue_challenge, spend_challenge
+from jpki_service.problems import CAUnreachable, ProofRejected
+from jpki_service.protocol import Action, signature_verifies
+
+router = APIRouter(prefix="/rp/v1", tags=["demo relying party"])
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    challenge_id: str = Field(min_length=1, max_length=64)
+    certificate_pem: str = Field(min_length=1, max_length=16_384)
+    signature: str = Field(min_length=1, max_length=2048)
+
+
+@router.post("/login/challenge", status_code=201, summary="A login challenge")
+def login_challenge(request: Request) -> dict[str, Any]:
+    ctx = request.app.state.context
+    return issue_challenge(ctx.store, ctx.settings.challenge_ttl_seconds, Action.LOGIN, None)
+
+
+@router.post("/login", summary="Log in with the user-authentication certificate")
+def login(body: LoginRequest, request: Request) -> dict[str, Any]:
+    ctx = request.app.state.context
+    message = spend_challenge(ctx.store, body.challenge_id, Action.LOGIN, None)
+    certificate = load_certificate(body.certificate_pem, "certificate_pem")
+    try:
+        issuer, root = ctx.ca.ca_certificate("auth"), ctx.ca.ca_certificate("root")
+        try:
+            certificate.verify_directly_issued_by(issuer)
+            issuer.verify_directly_issued_by(root)
+        except Exception:
+            raise ProofRejected("the certificate was not issued by the JPKI user-authentication CA") from None
+        now = dt.datetime.now(dt.timezone.utc)
+        if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+            raise ProofRejected("the certificate is outside its validity period")
+        if not signature_verifies(certificate.public_key(), message, body.signature):
+            raise ProofRejected("the signature over the login challenge does not verify", field="signature")
+        answer = ctx.ca.ocsp_status(certificate, issuer)
+    except CAUnavailable as exc:
+        raise CAUnreachable(f"the certificate's status cannot be checked now: {exc}") from None
+    if answer.status != "good":
+        raise ProofRejected(f"OCSP says {answer.status}" + (f" ({answer.reason})" if answer.reason else ""))
+    return {"authenticated": True, "serial": format(certificate.serial_number, "x"), "ocsp": answer.status}

@@ -1,0 +1,34 @@
+"""Settings of the lifecycle service, from the environment (prefix ``JPKI_``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JPKI_", extra="ignore")
+
+    data_dir: Path = Field(Path("var"), description="Folder for the SQLite store, keys and the embedded CA.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite var/service.sqlite3.")
+    ca_url: str | None = Field(None, description="The CA's API base URL; unset: serve starts the mock CA.")
+    ca_token: str | None = Field(None, description="Bearer credential for the CA API.")
+    ca_timeout_seconds: float = Field(5.0, description="Per-call timeout towards the CA.")
+    challenge_ttl_seconds: int = Field(120, description="Lifetime of an owner-proof challenge.")
+    dispatch_interval_seconds: float = Field(1.0, description="How often waiting CA operations are retried.")
+    max_retry_backoff_seconds: float = Field(
+        30.0, description="Longest wait between two attempts to carry a change to an unreachable CA."
+    )
+    cascade_interval_seconds: float = Field(
+        30.0, description="How often card revocations at the CA are looked for (bounds the cascade delay)."
+    )
+    person_key: str | None = Field(
+        None, description="Secret for the keyed person index; default: a key file under data_dir."
+    )
+    max_body_bytes: int = Field(64 * 1024, description="Larger request bodies get 413.")
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'service.sqlite3').resolve()}"

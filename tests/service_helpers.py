@@ -1,0 +1,79 @@
+"""Driving the lifecycle service's HTTP API directly, with real keys and a real card.
+
+The phone app (``app_client``) is the normal client; these helpers exist to test the API's
+own rules (proofs, replays, bad input) independently of the app.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ca_mock.cards.service import issue_card
+from ca_mock.certificates.schemas import PersonIn
+from jpki_service.protocol import proof_message, sign_message
+from tests.helpers import PERSON, csr_pem, rsa_key
+
+CARD_PASSWORD, CARD_PIN = "CARD1234", "1234"
+
+
+@dataclass
+class CardForTests:
+    certificate_pem: str
+    serial: str
+    key: rsa.RSAPrivateKey
+
+
+def make_card(store, settings, person: dict | None = None) -> CardForTests:
+    card = issue_card(store, settings, PersonIn(**(person or PERSON)), CARD_PASSWORD, CARD_PIN)
+    key = serialization.load_pem_private_key(card["signature"]["private_key_pem"].encode(), CARD_PASSWORD.encode())
+    return CardForTests(card["signature"]["certificate_pem"], card["signature"]["serial"], key)
+
+
+@dataclass
+class PhoneForTests:
+    signature_key: rsa.RSAPrivateKey = field(default_factory=rsa_key)
+    authentication_key: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(65537, 2048))
+    device_key: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(65537, 2048))
+    registration_id: str | None = None
+
+    def device_public_pem(self) -> str:
+        return self.device_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def challenge(client: httpx.Client, action: str, registration_id: str | None = None) -> dict:
+    response = client.post("/api/v1/challenges", json={"action": action, "registration_id": registration_id})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def signed(challenge_: dict, key) -> str:
+    message = proof_message(challenge_["action"], challenge_["registration_id"], challenge_["challenge_id"],
+                            challenge_["nonce"])
+    return sign_message(key, message)
+
+
+def register_body(client: httpx.Client, card: CardForTests, phone: PhoneForTests) -> dict:
+    c = challenge(client, "register")
+    return {
+        "proof": {"challenge_id": c["challenge_id"], "signature": signed(c, card.key),
+                  "card_certificate_pem": card.certificate_pem},
+        "device": {"model": "Test Phone 1", "device_public_key_pem": phone.device_public_pem()},
+        "signature_csr_pem": csr_pem(phone.signature_key),
+        "authentication_csr_pem": csr_pem(phone.authentication_key),
+    }
+
+
+def register(client: httpx.Client, card: CardForTests, phone: PhoneForTests) -> httpx.Response:
+    response = client.post("/api/v1/registrations", json=register_body(client, card, phone))
+    if response.status_code in (201, 202):
+        phone.registration_id = response.json()["registration_id"]
+    return response
+
+
+def proof_for(client: httpx.Client, action: str, phone: PhoneForTests, key) -> dict:
+    c = challenge(client, action, phone.registration_id)
+    return {"proof": {"challenge_id": c["challenge_id"], "signature": signed(c, key)}}
