@@ -45,7 +45,9 @@ def _store(settings: CASettings):
     from ca_mock.db import Store, create_schema
 
     if not settings.database_url:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # The store holds the CA keys: readable by its owner only, from the first byte.
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(settings.data_dir / "ca.sqlite3", os.O_CREAT | os.O_WRONLY, 0o600))
     store = Store(settings.resolved_database_url())
     try:
         create_schema(store.engine)
@@ -96,7 +98,7 @@ def init(
     ctx: typer.Context,
     public_url: str = typer.Option("http://127.0.0.1:8100", envvar="JPKI_CA_PUBLIC_URL",
                                    help="Base URL written into every certificate; fixed from now on."),
-    key_algorithm: str = typer.Option("rsa2048", help="rsa2048 (default) or p256."),
+    key_algorithm: str = typer.Option("rsa2048", envvar="JPKI_CA_KEY_ALGORITHM", help="rsa2048 (default) or p256."),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="Keep an existing CA instead of failing."),
 ) -> None:
     """Create the root, the two issuing CAs and their OCSP signers. Never replaces an existing CA."""
@@ -111,7 +113,7 @@ def init(
     existed = is_initialised(store)
     hierarchy = _run(lambda: initialise(store, settings, exist_ok=exist_ok))
     verb = "kept the existing CA" if existed else "created a new CA"
-    typer.echo(f"{verb} at {settings.resolved_database_url()}")
+    typer.echo(f"{verb} at {store.engine.url.render_as_string(hide_password=True)}")
     typer.echo(f"public URL   {hierarchy.public_url}")
     typer.echo(f"API token    {settings.token_file if not settings.api_token else 'from JPKI_CA_API_TOKEN'}")
 

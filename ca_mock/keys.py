@@ -40,7 +40,7 @@ def sign_sha256(key: CAPrivateKey, data: bytes) -> bytes:
     return key.sign(data, ec.ECDSA(hashes.SHA256()))
 
 
-def check_subject_key(public_key: object) -> None:
+def check_subject_key(public_key: object, field: str = "csr_pem") -> None:
     """Refuse keys the statute or our policy does not allow: RSA below 2048 bits, curves but P-256."""
     if isinstance(public_key, rsa.RSAPublicKey):
         if public_key.key_size < 2048:
@@ -50,6 +50,6 @@ def check_subject_key(public_key: object) -> None:
         return
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         if not isinstance(public_key.curve, ec.SECP256R1):
-            raise PolicyViolation(f"EC curve {public_key.curve.name}; only P-256 is allowed", field="csr")
+            raise PolicyViolation(f"EC curve {public_key.curve.name}; only P-256 is allowed", field=field)
         return
-    raise PolicyViolation(f"key type {type(public_key).__name__} is not allowed; use RSA-2048+ or P-256", field="csr")
+    raise PolicyViolation(f"key type {type(public_key).__name__} is not allowed; use RSA-2048+ or P-256", field=field)

@@ -54,6 +54,7 @@ class LoadedAuthority:
 @dataclass(frozen=True)
 class Hierarchy:
     public_url: str
+    key_algorithm: str  # of the CA keys; simulated cards follow it
     authorities: dict[str, LoadedAuthority]
 
     def get(self, name: str) -> LoadedAuthority:
@@ -238,7 +239,8 @@ def load_hierarchy(store: Store) -> Hierarchy:
         return cached
     with store.sessions() as session:
         meta = session.get(CAMeta, "public_url")
-        if meta is None:
+        algorithm = session.get(CAMeta, "key_algorithm")
+        if meta is None or algorithm is None:
             raise NotInitialised("no CA in this store yet; run `jpki-ca init` first")
         loaded = {}
         for row in session.scalars(select(Authority)):
@@ -248,6 +250,6 @@ def load_hierarchy(store: Store) -> Hierarchy:
                 key=keys.private_key_from_pem(row.private_key_pem),
                 cert_id_hashes=_cert_id_hashes(cert) if row.role == "issuing" else {},
             )
-    hierarchy = Hierarchy(public_url=meta.value, authorities=loaded)
+    hierarchy = Hierarchy(public_url=meta.value, key_algorithm=algorithm.value, authorities=loaded)
     _HIERARCHIES[store] = hierarchy
     return hierarchy

@@ -54,7 +54,7 @@ def issue_card(
         ("signature", "card-signature", signature_password, SIGNATURE_PASSWORD_TRIES),
         ("authentication", "card-authentication", pin, PIN_TRIES),
     ):
-        key = keys.generate_private_key(settings.key_algorithm)
+        key = keys.generate_private_key(hierarchy.key_algorithm)
         issued = issue_certificate(store, settings, IssueRequest(
             operation_id=f"card-{card_id}-{slot}", profile=profile, csr_pem=_csr(key),
             person=person if profile == "card-signature" else None,

@@ -70,7 +70,8 @@ def _load_csr(csr_pem: str) -> x509.CertificateSigningRequest:
 
 
 def _validity(
-    request: IssueRequest, settings: CASettings, card: IssuedCertificate | None, now: dt.datetime
+    request: IssueRequest, settings: CASettings, card: IssuedCertificate | None, now: dt.datetime,
+    issuer_not_after: dt.datetime,
 ) -> dt.datetime:
     profile = PROFILES[request.profile]
     days = settings.phone_validity_days if profile.is_phone else settings.card_validity_days
@@ -78,6 +79,8 @@ def _validity(
     limit, limit_name = policy_limit, f"the issuing policy ({days} days)"
     if card is not None and card.not_after < limit:
         limit, limit_name = card.not_after, f"the card certificate's notAfter ({card.not_after.isoformat()})"
+    if issuer_not_after < limit:
+        limit, limit_name = issuer_not_after, f"the issuing CA's notAfter ({issuer_not_after.isoformat()})"
     if request.not_after is None:
         return limit
     wanted = request.not_after
@@ -104,6 +107,9 @@ def _card_for(session: Session, request: IssueRequest) -> IssuedCertificate | No
     if card is None or card.profile != "card-signature":
         raise PolicyViolation(f"card_serial {request.card_serial} is not a card signature certificate "
                               "of this CA", field="card_serial")
+    if card.not_after <= utcnow():
+        raise PolicyViolation(f"the card signature certificate expired at {card.not_after.isoformat()}",
+                              field="card_serial")
     if card.status != CertStatus.GOOD.value:
         raise PolicyViolation(f"the card signature certificate is {card.status}; a phone certificate "
                               "cannot derive from it", field="card_serial")
@@ -130,13 +136,13 @@ def issue_certificate(store: Store, settings: CASettings, request: IssueRequest)
                 return previous
             now = utcnow()
             card = _card_for(session, request)
-            not_after = _validity(request, settings, card, now)
+            issuer = hierarchy.get(profile.authority)
+            not_after = _validity(request, settings, card, now, issuer.certificate.not_valid_after_utc)
             person = (
                 PersonalData(request.person.name, request.person.date_of_birth, request.person.gender,
                              request.person.address)
                 if request.person else None
             )
-            issuer = hierarchy.get(profile.authority)
             serial = x509.random_serial_number()
             cert = build_certificate(profile, csr.public_key(), person, serial, now, not_after,
                                      issuer, hierarchy.public_url)
@@ -183,6 +189,20 @@ def change_status(
             raise InvalidRequest("invalidity_date is in the future", field="invalidity_date")
     print_ = operations.fingerprint(action.value, {"serial": serial, "reason": reason,
                                                    "invalidity_date": _iso(invalidity_date)})
+    try:
+        return _change_status_once(store, settings, hierarchy, serial, action, operation_id, reason,
+                                   invalidity_date, print_)
+    except IntegrityError:
+        # The same operation id committed concurrently (for this or another certificate).
+        with store.sessions() as session:
+            previous = operations.previous_result(session, operation_id, action.value, print_)
+        if previous is None:
+            raise
+        return previous
+
+
+def _change_status_once(store, settings, hierarchy, serial, action, operation_id, reason, invalidity_date,
+                        print_) -> dict[str, Any]:
     with store.transaction() as session:
         # Lock the row first: a concurrent retry of the same operation then waits and replays.
         cert = session.scalars(

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from ca_mock import keys, urls
 from ca_mock.authorities.models import Authority
-from ca_mock.authorities.service import CRL_ISSUERS, LoadedAuthority, load_hierarchy
+from ca_mock.authorities.service import CRL_ISSUERS, ISSUING_CAS, LoadedAuthority, load_hierarchy
 from ca_mock.certificates.models import IssuedCertificate, StatusEvent
 from ca_mock.crl.entries import encode_entry
 from ca_mock.crl.models import PublishedCRL
@@ -44,7 +44,7 @@ class Publication:
     number: int
     full_entries: int
     delta_entries: int
-    base_number: int
+    base_number: int | None
 
 
 def _time(value: dt.datetime) -> asn1_crl.Time:
@@ -59,6 +59,7 @@ def build_crl(
     next_update: dt.datetime,
     public_url: str,
     delta_base: int | None = None,
+    advertise_delta: bool = True,
 ) -> bytes:
     """Wrap already-encoded entries into a signed CRL; ``delta_base`` makes it a delta CRL."""
     issuer_cert = asn1_x509.Certificate.load(issuer.der)
@@ -71,11 +72,11 @@ def build_crl(
          "extn_value": {"key_identifier": issuer_cert.key_identifier}},
         {"extn_id": "crl_number", "critical": False, "extn_value": number},
     ]
-    if delta_base is None:
+    if delta_base is None and advertise_delta:
         extensions.append({"extn_id": "freshest_crl", "critical": False, "extn_value": [
             {"distribution_point": {"full_name": [asn1_x509.GeneralName(
                 name="uniform_resource_identifier", value=urls.delta_crl_url(public_url, issuer.name))]}}]})
-    else:
+    elif delta_base is not None:
         extensions.append({"extn_id": "delta_crl_indicator", "critical": True, "extn_value": delta_base})
     tbs_fields = {
         "version": "v2",
@@ -175,19 +176,25 @@ def publish(store: Store, settings: CASettings, name: str, force: bool = False) 
     number, base_number, base_time, now = reserved
     next_update = now + dt.timedelta(hours=settings.crl_validity_hours)
     issuer = hierarchy.get(name)
+    # Only the issuing CAs have delta CRLs: their certificates name one (Freshest CRL). The
+    # root's do not, and a validator must not be sent looking for a root delta.
+    with_delta = name in ISSUING_CAS
     with store.sessions() as session:
         full_der, full_count = _full_entries(session, name)
-        delta_der, delta_count = _delta_entries(session, name, base_time)
-    full = build_crl(issuer, full_der, number, now, next_update, hierarchy.public_url)
-    delta = build_crl(issuer, delta_der, number, now, next_update, hierarchy.public_url, delta_base=base_number)
+        delta_der, delta_count = _delta_entries(session, name, base_time) if with_delta else (b"", 0)
+    publications = [("full", build_crl(issuer, full_der, number, now, next_update, hierarchy.public_url,
+                                       advertise_delta=with_delta), full_count, None)]
+    if with_delta:
+        publications.append(("delta", build_crl(issuer, delta_der, number, now, next_update, hierarchy.public_url,
+                                                delta_base=base_number), delta_count, base_number))
     with store.transaction() as session:
-        for kind, der, count, base in (("full", full, full_count, None), ("delta", delta, delta_count, base_number)):
+        for kind, der, count, base in publications:
             existing = session.get(PublishedCRL, (name, kind), with_for_update=True)
             if existing is not None and existing.number >= number:
                 continue  # a concurrent publisher got a later number in first
             session.merge(PublishedCRL(authority=name, kind=kind, number=number, base_number=base,
                                        this_update=now, next_update=next_update, entries=count, der=der))
-    return Publication(name, number, full_count, delta_count, base_number)
+    return Publication(name, number, full_count, delta_count, base_number if with_delta else None)
 
 
 def current_crl(store: Store, settings: CASettings, name: str, kind: str) -> PublishedCRL:
@@ -195,8 +202,9 @@ def current_crl(store: Store, settings: CASettings, name: str, kind: str) -> Pub
     publish(store, settings, name)
     with store.sessions() as session:
         published = session.get(PublishedCRL, (name, kind))
-        assert published is not None  # publish() always leaves one behind
-        return published
+    if published is None:  # publish() always leaves a full CRL; deltas exist for issuing CAs only
+        raise UnknownAuthority(f"{name} publishes no {kind} CRL; delta CRLs exist for: {', '.join(ISSUING_CAS)}")
+    return published
 
 
 def publish_all_due(store: Store, settings: CASettings) -> list[Publication]:
