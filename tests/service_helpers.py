@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ca_mock.cards.service import issue_card
 from ca_mock.certificates.schemas import PersonIn
 from jpki_service.protocol import proof_message, sign_message
-from tests.helpers import PERSON, csr_pem, rsa_key
+from tests.helpers import PERSON, csr_pem
 
 CARD_PASSWORD, CARD_PIN = "CARD1234", "1234"
 
@@ -34,7 +34,8 @@ def make_card(store, settings, person: dict | None = None) -> CardForTests:
 
 @dataclass
 class PhoneForTests:
-    signature_key: rsa.RSAPrivateKey = field(default_factory=rsa_key)
+    # Fresh keys per phone: a proof by another phone's key must really be another key.
+    signature_key: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(65537, 2048))
     authentication_key: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(65537, 2048))
     device_key: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(65537, 2048))
     registration_id: str | None = None
