@@ -1,0 +1,40 @@
+"""docs/lifecycle.md shows exactly the transition table of jpki_service/lifecycle.py."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from jpki_service.lifecycle import TRANSITIONS, State, next_state, Event, TransitionRefused
+
+import pytest
+
+
+def _rows() -> list[str]:
+    rows = []
+    for t in TRANSITIONS.values():
+        sources = ", ".join(s.value for s in t.sources) or "(new)"
+        target = t.target.value if t.target else "(unchanged)"
+        revoke = ", ".join(k.value for k in t.revoke) or "-"
+        rows.append(f"| `{t.event.value}` | {sources} | {target} | {t.actor.value} | {t.proof.value} | "
+                    f"{revoke} | {t.ca_reason or '-'} |")
+    return rows
+
+
+def test_the_doc_table_is_the_code_table():
+    doc = (Path(__file__).parent.parent / "docs" / "lifecycle.md").read_text()
+    table = [line for line in doc.splitlines() if line.startswith("| `")]
+    assert table == _rows()
+
+
+@pytest.mark.parametrize("state", [State.REVOKED, State.EXPIRED])
+def test_final_states_accept_no_event(state):
+    for event in Event:
+        with pytest.raises(TransitionRefused):
+            next_state(state, event)
+
+
+def test_state_keeping_events():
+    assert next_state(State.ACTIVE, Event.CARD_REVOKED) is State.ACTIVE
+    assert next_state(State.SUSPENDED, Event.PASSWORD_RESET) is State.SUSPENDED
+    assert next_state(State.PENDING, Event.CERTIFICATES_ISSUED) is State.ACTIVE
+    with pytest.raises(TransitionRefused):
+        next_state(State.PENDING, Event.CARD_REVOKED)
