@@ -44,10 +44,6 @@ def _store(settings: CASettings):
 
     from ca_mock.db import Store, create_schema
 
-    if not settings.database_url:
-        # The store holds the CA keys: readable by its owner only, from the first byte.
-        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.close(os.open(settings.data_dir / "ca.sqlite3", os.O_CREAT | os.O_WRONLY, 0o600))
     store = Store(settings.resolved_database_url())
     try:
         create_schema(store.engine)
