@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Callable
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -66,7 +67,10 @@ async def _worker(ctx: registrations.ServiceContext) -> None:
         await asyncio.sleep(settings.dispatch_interval_seconds)
 
 
-def create_app(settings: ServiceSettings, ca: CAClient | None = None, background: bool = True) -> BodySizeLimit:
+def create_app(settings: ServiceSettings, ca: CAClient | None = None, background: bool = True,
+               on_shutdown: Callable[[], None] | None = None) -> BodySizeLimit:
+    """The service as an ASGI app. ``on_shutdown`` runs when the server stops (a graceful stop
+    of uvicorn re-raises SIGTERM afterwards, so code after ``uvicorn.run`` may never run)."""
     if ca is None:
         if not settings.ca_url:
             raise ValueError("no CA: set JPKI_CA_URL (or let `jpki-service serve` start the mock CA)")
@@ -82,6 +86,8 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         ctx.ca.close()
+        if on_shutdown is not None:
+            on_shutdown()
 
     app = FastAPI(title="JPKI smartphone certificate lifecycle", version="0.1.0", description=DESCRIPTION,
                   lifespan=lifespan)

@@ -90,6 +90,12 @@ def serve(
     ca_process = None
     if not settings.ca_url:
         ca_process = _start_embedded_ca(settings, host, port + 100)
+
+    def stop_embedded_ca() -> None:
+        if ca_process is not None and ca_process.poll() is None:
+            ca_process.terminate()
+            ca_process.wait(timeout=10)
+
     try:
         typer.echo(f"JPKI lifecycle service on http://{host}:{port}")
         typer.echo(f"  API docs  http://{host}:{port}/docs")
@@ -98,11 +104,9 @@ def serve(
         typer.echo(f"  OCSP      {settings.ca_url}/ocsp")
         typer.echo(f"  database  {settings.resolved_database_url()}")
         sys.stdout.flush()
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(settings, on_shutdown=stop_embedded_ca), host=host, port=port, log_level="warning")
     finally:
-        if ca_process is not None:
-            ca_process.terminate()
-            ca_process.wait(timeout=10)
+        stop_embedded_ca()  # when the server failed to start
 
 
 @app.command()

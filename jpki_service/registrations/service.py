@@ -97,7 +97,8 @@ def _apply(session: Session, registration: Registration, event: Event) -> None:
     now = utcnow()
     registration.state, registration.updated_at = target.value, now
     if target is not source:
-        registration.reason = event.value
+        # The reason says why a registration is not (or no longer) active; none while it is.
+        registration.reason = None if target in (State.PENDING, State.ACTIVE) else event.value
     session.add(RegistrationEvent(registration_id=registration.id, at=now, event=event.value,
                                   actor=rule.actor.value, from_state=source.value, to_state=target.value))
     for certificate in _current_certificates(session, registration.id):

@@ -1,0 +1,55 @@
+"""What the app itself remembers, in ``<home>/app/``: erased by a factory reset and by uninstall.
+
+Unlike the secure element, this is ordinary app storage. Knowing the registration here is what
+tells a working installation from a fresh one that finds certificates left in the SE.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app_client import storage
+
+APP_FORMAT = "jpki-app-data/1"
+
+
+@dataclass(frozen=True)
+class AppState:
+    registration_id: str | None = None
+    service_url: str | None = None
+    device_model: str | None = None
+    # The CA's certificates (root, sign, auth) as read from the card at registration: the trust
+    # anchor the app pins, so signing and verifying do not take a root from a document.
+    ca_chain: dict[str, str] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> AppState:
+        return dataclasses.replace(self, **changes)
+
+
+class AppData:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @property
+    def _file(self) -> Path:
+        return self.folder / "app.json"
+
+    def exists(self) -> bool:
+        return self._file.exists()
+
+    def load(self) -> AppState:
+        """The saved state; an empty one for an app never opened (or erased)."""
+        if not self.exists():
+            return AppState()
+        data = storage.read_json(self._file)
+        return AppState(registration_id=data.get("registration_id"), service_url=data.get("service_url"),
+                        device_model=data.get("device_model"), ca_chain=dict(data.get("ca_chain") or {}))
+
+    def save(self, state: AppState) -> None:
+        storage.write_json(self._file, {"format": APP_FORMAT, **dataclasses.asdict(state)})
+
+    def erase(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)

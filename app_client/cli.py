@@ -1,0 +1,318 @@
+"""``jpki-app``: the simulated phone's Mynaportal-style app (docs/phone-app.md).
+
+Secrets are never arguments: they are prompted without echo (new ones twice), or read from
+JPKI_CARD_PASSWORD, JPKI_SIGN_PASSWORD, JPKI_NEW_SIGN_PASSWORD and JPKI_AUTH_PIN for scripts.
+Every refusal is one line on stderr and a non-zero exit, never a traceback (which could show a
+secret among its locals).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import typer
+from cryptography import x509
+
+from ca_mock.cards.rules import SecretRuleViolation, check_pin, normalise_signature_password
+from app_client import flows
+from app_client.card_reader import CardReader
+from app_client.errors import AppError
+from app_client.pdf import http_timestamper, load_certificate
+from app_client.service_client import Registration
+
+app = typer.Typer(help="The JPKI smartphone app (simulated phone, secure element and card reader).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CARD_PASSWORD = ("JPKI_CARD_PASSWORD", "Card signature password")
+SIGN_PASSWORD = ("JPKI_SIGN_PASSWORD", "Phone signature password")
+NEW_SIGN_PASSWORD = ("JPKI_NEW_SIGN_PASSWORD", "New phone signature password")
+AUTH_PIN = ("JPKI_AUTH_PIN", "Phone user-authentication PIN (4 digits)")
+
+
+@dataclass
+class Options:
+    home: Path
+    service_url: str | None
+
+    def phone(self) -> flows.Phone:
+        return flows.open_phone(self.home, self.service_url)
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def command(name: str | None = None) -> Callable[[F], F]:
+    """Register a command whose refusals become one line on stderr (set JPKI_APP_DEBUG=1 for tracebacks)."""
+    def register(function: F) -> F:
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return function(*args, **kwargs)
+            except (AppError, SecretRuleViolation) as exc:
+                fail(str(exc))
+            except (typer.Exit, typer.Abort, typer.TyperException):
+                raise
+            except Exception as exc:
+                if os.environ.get("JPKI_APP_DEBUG"):
+                    raise
+                fail(f"unexpected {type(exc).__name__}: {exc}")
+
+        app.command(name)(run)
+        return function
+    return register
+
+
+def secret(source: tuple[str, str], new: bool = False, rule: Callable[[str], str] | None = None) -> str:
+    """The secret from its environment variable, else prompted without echo (twice when ``new``).
+
+    A prompted new secret that breaks ``rule`` is asked again, with the rule's message (which
+    never contains the secret); one from the environment is checked by the flow instead.
+    """
+    env, prompt = source
+    value = os.environ.get(env)
+    if value is not None:
+        return value
+    while True:
+        value = typer.prompt(prompt, hide_input=True)
+        try:
+            if rule is not None:
+                rule(value)
+        except SecretRuleViolation as exc:
+            typer.echo(f"{exc}; try again", err=True)
+            continue
+        if not new or typer.prompt("Repeat for confirmation", hide_input=True) == value:
+            return value
+        typer.echo("the two entries do not match; try again", err=True)
+
+
+def _options(ctx: typer.Context) -> Options:
+    return ctx.obj
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    home: Path = typer.Option(Path("var/phone"), "--home", envvar="JPKI_APP_HOME",
+                              help="The simulated phone's folder: se/ (secure element) and app/ (app data)."),
+    service: Optional[str] = typer.Option(None, "--service", envvar="JPKI_SERVICE_URL",
+                                          help=f"Lifecycle service URL (default: the one registered with, "
+                                               f"else {flows.DEFAULT_SERVICE_URL})."),
+) -> None:
+    ctx.obj = Options(home, service)
+    _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    """Keep library logs off the terminal: pyHanko logs every failed validation with a traceback,
+    which the verdict already says in one line. With no handler configured, Python's last-resort
+    handler would print them; a null handler on the root logger prevents that. Where logging is
+    configured already (pytest, an embedding program), it is left alone."""
+    root = logging.getLogger()
+    if not root.handlers and not os.environ.get("JPKI_APP_DEBUG"):
+        root.addHandler(logging.NullHandler())
+
+
+# -- registration and status ---------------------------------------------------------------------
+
+@command()
+def register(
+    ctx: typer.Context,
+    card: Path = typer.Option(..., "--card", help="The My Number card file (jpki-ca card issue)."),
+    model: str = typer.Option(flows.DEFAULT_DEVICE_MODEL, "--model", help="Device model told to the service."),
+    key_algorithm: str = typer.Option("rsa2048", "--key-algorithm", help="rsa2048 (default) or p256."),
+) -> None:
+    """Copy the card's certificates onto this phone. Secrets: JPKI_CARD_PASSWORD, JPKI_SIGN_PASSWORD, JPKI_AUTH_PIN."""
+    if key_algorithm not in ("rsa2048", "p256"):
+        fail(f"--key-algorithm {key_algorithm!r}: use rsa2048 or p256")
+    reader = CardReader(card)
+    card_password = secret(CARD_PASSWORD)
+    new_password = secret(SIGN_PASSWORD, new=True, rule=normalise_signature_password)
+    new_pin = secret(AUTH_PIN, new=True, rule=check_pin)
+    registration = flows.register(_options(ctx).phone(), reader, card_password, new_password, new_pin, model,
+                                  key_algorithm)
+    typer.echo(f"registered this phone: registration {registration.registration_id} ({registration.state})")
+    _print_certificates(registration)
+    if registration.superseded:
+        typer.echo(f"  superseded (revoked, their phones delete their copy when next online): "
+                   f"{', '.join(registration.superseded)}")
+    if registration.state == "pending":
+        typer.echo("the CA has not issued the certificates yet; `jpki-app status` fetches them when it has")
+
+
+@command()
+def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON, PEMs included.")) -> None:
+    """Ask the service for this phone's registration; delete a revoked or expired copy from the SE."""
+    report = flows.status(_options(ctx).phone())
+    if as_json:
+        typer.echo(json.dumps({
+            "registration": report.registration.document if report.registration else None,
+            "copy_deleted": report.copy_deleted, "stored": list(report.stored),
+            "secure_element": report.in_secure_element,
+        }, indent=2, ensure_ascii=False))
+        return
+    if report.registration is None:
+        typer.echo("this phone holds no JPKI certificates")
+        return
+    registration = report.registration
+    typer.echo(f"registration    {registration.registration_id}")
+    typer.echo(f"state           {registration.state}")
+    typer.echo(f"reason          {registration.reason or '-'}")
+    typer.echo(f"ca sync         {registration.ca_sync or '-'}")
+    _print_certificates(registration, report.in_secure_element)
+    if report.copy_deleted:
+        typer.echo(f"the registration is {registration.state}: its copy in this phone's secure element was deleted")
+    for kind in report.stored:
+        typer.echo(f"the {kind} certificate was written into the secure element")
+
+
+def _print_certificates(registration: Registration, in_se: dict[str, str] | None = None) -> None:
+    for certificate in registration.certificates:
+        if not certificate.current:
+            continue
+        held = ""
+        if in_se is not None:
+            held = "in SE" if in_se.get(certificate.kind) == certificate.serial else "not in SE"
+        typer.echo(f"  {certificate.kind:15} serial {certificate.serial or '-':34} {certificate.status:8} {held}")
+
+
+# -- owner actions -------------------------------------------------------------------------------
+
+@command()
+def revoke(ctx: typer.Context) -> None:
+    """Revoke both certificates (e.g. before selling the phone). Secret: JPKI_SIGN_PASSWORD."""
+    registration = flows.revoke(_options(ctx).phone(), secret(SIGN_PASSWORD))
+    typer.echo(f"revoked: registration {registration.registration_id} is {registration.state}"
+               f" ({registration.reason or 'owner-revoked'}); the certificates were deleted from the secure element")
+    if registration.ca_sync == "pending":
+        typer.echo("the CA is told as soon as it answers (ca_sync pending); nothing more to do")
+
+
+@command("reset-password")
+def reset_password(
+    ctx: typer.Context,
+    card: Path = typer.Option(..., "--card", help="The card that registered this phone."),
+) -> None:
+    """Set a new phone signature password after a card proof. Secrets: JPKI_CARD_PASSWORD, JPKI_NEW_SIGN_PASSWORD."""
+    reader = CardReader(card)
+    card_password = secret(CARD_PASSWORD)
+    new_password = secret(NEW_SIGN_PASSWORD, new=True, rule=normalise_signature_password)
+    flows.reset_password(_options(ctx).phone(), reader, card_password, new_password)
+    typer.echo("the phone signature password is set anew and its lock is cleared")
+
+
+@command()
+def login(ctx: typer.Context) -> None:
+    """Log in to the demo relying party with the user-authentication key. Secret: JPKI_AUTH_PIN."""
+    answer = flows.login(_options(ctx).phone(), secret(AUTH_PIN))
+    typer.echo(f"logged in: certificate {answer.get('serial')}, OCSP {answer.get('ocsp')}")
+
+
+# -- the phone's own life ------------------------------------------------------------------------
+
+@command()
+def uninstall(
+    ctx: typer.Context,
+    offline: bool = typer.Option(False, "--offline", help="Uninstall without network: the service is not told."),
+) -> None:
+    """Uninstall the app. Online: the certificates expire and leave the SE. Offline: they stay, live."""
+    report = flows.uninstall(_options(ctx).phone(), offline)
+    if offline:
+        typer.echo("uninstalled offline: the service was not told")
+        if report.registration_id:
+            typer.echo(f"the secure element still holds the live certificates of registration "
+                       f"{report.registration_id}; reinstall the app and open it online to end them")
+        return
+    if report.registration is not None:
+        typer.echo(f"registration {report.registration_id} is {report.registration.state}"
+                   f" ({report.registration.reason or '-'})")
+    typer.echo("uninstalled: " + ("the certificates were deleted from the secure element"
+                                  if report.copy_deleted else "the secure element held no certificates"))
+
+
+@command("factory-reset")
+def factory_reset(ctx: typer.Context) -> None:
+    """Initialise the phone: the app's data is erased, the secure element is not."""
+    phone = _options(ctx).phone()
+    flows.factory_reset(phone)
+    typer.echo("factory reset: the app's data is erased; the secure element was not touched")
+    if phone.se.registration_id:
+        typer.echo(f"it still holds the certificates of registration {phone.se.registration_id}")
+
+
+@command()
+def install(ctx: typer.Context) -> None:
+    """Install and open the app online: certificates left in the SE are reported stale and deleted."""
+    report = flows.install(_options(ctx).phone())
+    if report.stale_registration_id:
+        state = report.registration.state if report.registration else "?"
+        typer.echo(f"found the certificates of registration {report.stale_registration_id} left in the secure "
+                   f"element: the service was told (registration {state}) and they were deleted")
+    elif report.discarded_unbound_keys:
+        typer.echo("deleted keys of an enrolment the service never accepted")
+    typer.echo("installed")
+
+
+# -- documents -----------------------------------------------------------------------------------
+
+@command()
+def sign(
+    ctx: typer.Context,
+    source: Path = typer.Argument(..., help="The PDF to sign."),
+    target: Path = typer.Argument(..., help="Where to write the signed PDF."),
+    tsa_url: Optional[str] = typer.Option(None, "--tsa-url", envvar="JPKI_TSA_URL",
+                                          help="RFC 3161 timestamp authority, for PAdES B-LT."),
+    tsa_root: Optional[Path] = typer.Option(None, "--tsa-root", help="Root certificate of that TSA (PEM/DER)."),
+) -> None:
+    """PAdES-sign a PDF with the phone signature key. Secret: JPKI_SIGN_PASSWORD (asked only to really sign)."""
+    timestamper = http_timestamper(tsa_url) if tsa_url else None
+    signed = flows.sign_pdf(_options(ctx).phone(), source, target, lambda: secret(SIGN_PASSWORD), timestamper,
+                            _certificates(tsa_root))
+    typer.echo(f"signed {signed.target} ({signed.level}) with phone signature certificate {signed.serial}")
+
+
+@command()
+def verify(
+    ctx: typer.Context,
+    source: Path = typer.Argument(..., help="The signed PDF."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Trusted root (PEM/DER); default: the root pinned "
+                                        "at registration, else fetched through the certificate's caIssuers URLs."),
+    tsa_root: Optional[Path] = typer.Option(None, "--tsa-root", help="Trusted root of the timestamp authority."),
+) -> None:
+    """Judge every signature of a PDF (hard-fail revocation check). Exit 0 only if all are valid."""
+    trusted = _certificates(root)
+    verdict = flows.verify_pdf(_options(ctx).phone(), source, trusted[0] if trusted else None, _certificates(tsa_root))
+    if not verdict.signatures:
+        typer.echo(f"{source}: no signature")
+    for signature in verdict.signatures:
+        typer.echo(f"{signature.field_name}: {signature.summary}")
+        typer.echo(f"  signer       {signature.signer_name or '-'} (certificate {signature.serial})")
+        typer.echo(f"  signed at    {signature.signed_at.isoformat() if signature.signed_at else '-'} (as the signer says)")
+        if signature.timestamp:
+            typer.echo(f"  timestamp    {signature.timestamp.isoformat()}")
+        typer.echo(f"  trust root   {signature.trust}")
+    if not verdict.valid:
+        raise typer.Exit(1)
+
+
+def _certificates(path: Path | None) -> list[x509.Certificate]:
+    if path is None:
+        return []
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise AppError(f"cannot read {path}: {exc.strerror}") from None
+    return [load_certificate(data)]
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,317 @@
+"""The owner's use cases (DESIGN.md sections 2 and 5), wiring the secure element, the card reader,
+the app's data and the lifecycle service together.
+
+Each function takes the secrets it needs as arguments: the caller (the CLI) asks the owner for
+them; nothing here prompts, prints, logs or stores a secret. The service never sees one: every
+owner request carries a signature over a fresh challenge, made in the SE or on the card.
+
+What lives where, and so what each event erases:
+
+- the secure element (``<home>/se``): keys, certificates, registration id. Survives factory
+  reset and uninstall; emptied after revoke, an online uninstall, or a stale-certificate notice.
+- the app data (``<home>/app``): registration id, service URL, model, pinned CA chain. Erased by
+  factory reset and by uninstall (online or offline).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from pyhanko.sign.timestamps import TimeStamper
+
+from ca_mock.cards.rules import check_pin, normalise_signature_password
+from app_client import pdf
+from app_client.app_data import AppData
+from app_client.card_reader import CardReader
+from app_client.errors import AppError, NotRegistered, StaleCertificates
+from app_client.secure_element import KeySlot, SecureElement
+from app_client.service_client import Proof, Registration, ServiceClient
+from jpki_service.protocol import Action
+
+DEFAULT_SERVICE_URL = "http://127.0.0.1:8000"
+DEFAULT_DEVICE_MODEL = "jpki-app simulated phone"
+CERTIFICATE_SLOTS = (KeySlot.SIGNATURE, KeySlot.AUTHENTICATION)
+
+
+@dataclass
+class Phone:
+    """One simulated phone: its secure element, the app's data, and the service the app talks to."""
+
+    se: SecureElement
+    app_data: AppData
+    service: ServiceClient
+
+
+def open_phone(home: Path, service_url: str | None = None, http: httpx.Client | None = None) -> Phone:
+    """The phone whose SE and app data live under ``home``.
+
+    The service URL is the one given, else the one the app saved at registration, else the default.
+    """
+    app_data = AppData(home / "app")
+    url = service_url or app_data.load().service_url or DEFAULT_SERVICE_URL
+    return Phone(SecureElement(home / "se"), app_data, ServiceClient(url, http=http))
+
+
+# -- registration --------------------------------------------------------------------------------
+
+def register(phone: Phone, card: CardReader, card_password: str, new_password: str, new_pin: str,
+             device_model: str = DEFAULT_DEVICE_MODEL, key_algorithm: str = "rsa2048") -> Registration:
+    """Copy the card's certificates onto this phone (DESIGN.md 2.1).
+
+    The card proves the owner (card password), the SE makes the three key pairs and the CSRs,
+    the service has the CA issue both certificates, and they are written into the SE. On 202
+    (``pending``) the registration id is kept and :func:`status` fetches the certificates later.
+    """
+    _refuse_stale(phone)
+    if phone.se.registration_id is not None:
+        raise AppError(f"this phone is already registered (registration {phone.se.registration_id}); "
+                       "revoke it before registering again")
+    # The new secrets' rules are checked before anything is spent (a challenge, a card try).
+    new_password, new_pin = normalise_signature_password(new_password), check_pin(new_pin)
+    challenge = phone.service.challenge(Action.REGISTER)
+    proof = Proof(challenge.challenge_id, card.sign_proof(card_password, challenge.message()),
+                  card_certificate_pem=card.signature_certificate_pem)
+    enrolment = phone.se.enrol(new_password, new_pin, key_algorithm)
+    try:
+        registration = phone.service.register(proof, device_model, enrolment.device_public_key_pem,
+                                              enrolment.signature_csr_pem, enrolment.authentication_csr_pem)
+    except Exception:
+        # Not registered (or not known to be): keys no service knows of are useless; a registration
+        # that did happen unseen holds certificates nobody can use and is superseded by the next.
+        phone.se.delete_registration()
+        raise
+    phone.se.bind(registration.registration_id)
+    state = phone.app_data.load()
+    phone.app_data.save(state.replace(registration_id=registration.registration_id,
+                                      service_url=phone.service.base_url, device_model=device_model,
+                                      ca_chain=card.chain))
+    _store_certificates(phone, registration)
+    return registration
+
+
+# -- status --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StatusReport:
+    registration: Registration | None  # None: this phone holds no registration
+    copy_deleted: bool = False  # the registration is revoked/expired, so the SE copy was deleted now
+    stored: tuple[str, ...] = ()  # kinds whose certificate was written into the SE now
+    in_secure_element: dict[str, str] = field(default_factory=dict)  # kind -> serial held in the SE
+
+
+def status(phone: Phone) -> StatusReport:
+    """Ask the service for this phone's registration and bring the SE in line with it.
+
+    A registration that became revoked or expired elsewhere (a new phone superseded it, the
+    card was revoked, ...) means the copy in the SE is dead: it is deleted (DESIGN.md 2.2).
+    Certificates issued since (after a 202, or reissued) are written into the SE.
+    """
+    if phone.se.registration_id is None:
+        return StatusReport(None)
+    registration_id = _require_registration(phone)
+    registration = phone.service.registration(registration_id)
+    if registration.is_final:
+        _forget(phone)
+        return StatusReport(registration, copy_deleted=True)
+    stored = _store_certificates(phone, registration)
+    return StatusReport(registration, stored=stored, in_secure_element=_serials_in_se(phone))
+
+
+# -- owner actions -------------------------------------------------------------------------------
+
+def revoke(phone: Phone, password: str) -> Registration:
+    """Revoke both certificates (before selling the phone) and delete them from the SE (DESIGN.md 2.3)."""
+    registration_id = _require_registration(phone)
+    challenge = phone.service.challenge(Action.REVOKE, registration_id)
+    signature = phone.se.sign_proof(KeySlot.SIGNATURE, password, challenge.message())
+    registration = phone.service.revoke(registration_id, Proof(challenge.challenge_id, signature))
+    _forget(phone)
+    return registration
+
+
+def reset_password(phone: Phone, card: CardReader, card_password: str, new_password: str) -> None:
+    """Forgotten or locked phone signature password: prove the card, then set a new one (DESIGN.md 2.4)."""
+    registration_id = _require_registration(phone)
+    new_password = normalise_signature_password(new_password)
+    challenge = phone.service.challenge(Action.RESET_PASSWORD, registration_id)
+    proof = Proof(challenge.challenge_id, card.sign_proof(card_password, challenge.message()),
+                  card_certificate_pem=card.signature_certificate_pem)
+    if not phone.service.reset_password(registration_id, proof):
+        raise AppError("the service did not allow the password reset")
+    phone.se.reset_signature_password(new_password)
+
+
+def login(phone: Phone, pin: str) -> dict[str, Any]:
+    """Log in to the demo relying party with the user-authentication key (PIN)."""
+    certificate_pem = _certificate(phone, KeySlot.AUTHENTICATION)
+    challenge = phone.service.login_challenge()
+    signature = phone.se.sign_proof(KeySlot.AUTHENTICATION, pin, challenge.message())
+    return phone.service.login(challenge.challenge_id, certificate_pem, signature)
+
+
+# -- the phone's own life ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UninstallReport:
+    registration_id: str | None  # what the SE held
+    registration: Registration | None  # the service's answer, when it was told (online)
+    copy_deleted: bool
+
+
+def uninstall(phone: Phone, offline: bool = False) -> UninstallReport:
+    """Uninstall the app (DESIGN.md 2.5).
+
+    Online: the device key tells the service (the registration expires, its certificates are
+    revoked) and the SE copy is deleted; a registration already revoked or expired is only
+    deleted. Offline: nothing reaches the service and the SE keeps its live certificates, as in
+    reality. The app data is erased either way.
+    """
+    registration_id = phone.se.registration_id
+    registration = None
+    delete = not offline and phone.se.holds_keys()
+    if delete:
+        if registration_id is not None:
+            registration = phone.service.registration(registration_id)
+            if not registration.is_final:
+                registration = _device_notice(phone, Action.UNINSTALL, registration_id, phone.service.uninstall)
+        phone.se.delete_registration()
+    phone.app_data.erase()
+    return UninstallReport(registration_id, registration, copy_deleted=delete)
+
+
+def factory_reset(phone: Phone) -> None:
+    """Initialise the phone: the app data goes, the secure element stays (DESIGN.md 2.6)."""
+    phone.app_data.erase()
+
+
+@dataclass(frozen=True)
+class InstallReport:
+    stale_registration_id: str | None  # certificates found left in the SE, now notified and deleted
+    registration: Registration | None  # the service's answer to the stale-certificate notice
+    discarded_unbound_keys: bool = False  # keys of an enrolment the service never accepted
+
+
+def install(phone: Phone) -> InstallReport:
+    """Install and open the app online (DESIGN.md 2.6).
+
+    Certificates left in the SE by an earlier installation are reported with the device key
+    (the registration expires and is revoked if it was not already) and deleted from the SE.
+    If the service cannot be reached, nothing changes and the app is not installed yet.
+    """
+    state = phone.app_data.load()
+    stale = phone.se.registration_id
+    registration = None
+    discarded = False
+    if stale is not None and stale != state.registration_id:
+        registration = _device_notice(phone, Action.STALE_CERTIFICATE, stale, phone.service.stale_certificate)
+        phone.se.delete_registration()
+    elif stale is None and phone.se.holds_keys():
+        phone.se.delete_registration()
+        discarded = True
+    else:
+        stale = None  # the SE holds this installation's own registration: nothing is stale
+    phone.app_data.save(state.replace(registration_id=phone.se.registration_id, service_url=phone.service.base_url))
+    return InstallReport(stale, registration, discarded)
+
+
+# -- documents -----------------------------------------------------------------------------------
+
+def sign_pdf(phone: Phone, source: Path, target: Path, password: Callable[[], str],
+             timestamper: TimeStamper | None = None,
+             tsa_roots: Sequence[x509.Certificate] = ()) -> pdf.SignedPdf:
+    """PAdES-sign ``source`` with the phone signature key; ``password`` is asked only to really sign."""
+    certificate_pem = _certificate(phone, KeySlot.SIGNATURE)
+    return pdf.sign_pdf(phone.se, password, source, target, _trust(phone, certificate_pem), timestamper, tsa_roots)
+
+
+def verify_pdf(phone: Phone, source: Path, root: x509.Certificate | None = None,
+               tsa_roots: Sequence[x509.Certificate] = ()) -> pdf.Verdict:
+    """Judge the signatures in ``source`` against ``root``, else the root pinned at registration,
+    else the root found through the signer certificate's caIssuers URLs."""
+    if root is not None:
+        trust: pdf.Trust | None = pdf.Trust(root, (), "given")
+    else:
+        chain = phone.app_data.load().ca_chain
+        trust = _pinned(chain) if chain else None
+    return pdf.verify_pdf(source, trust, tsa_roots)
+
+
+# -- shared steps --------------------------------------------------------------------------------
+
+def _require_registration(phone: Phone) -> str:
+    """The registration this installation works with; refuses when there is none or it is stale."""
+    _refuse_stale(phone)
+    registration_id = phone.se.registration_id
+    if registration_id is None:
+        raise NotRegistered("this phone holds no JPKI certificates: register it first (register --card FILE)")
+    return registration_id
+
+
+def _refuse_stale(phone: Phone) -> None:
+    held = phone.se.registration_id
+    if held is not None and held != phone.app_data.load().registration_id:
+        raise StaleCertificates(
+            f"the secure element holds the certificates of registration {held} from an earlier installation "
+            "of the app; open the app online (install) to have them revoked and deleted"
+        )
+
+
+def _certificate(phone: Phone, slot: KeySlot) -> str:
+    _require_registration(phone)
+    certificate_pem = phone.se.certificate_pem(slot)
+    if certificate_pem is None:
+        raise NotRegistered(f"the phone {slot.value} certificate has not been issued yet; check with status")
+    return certificate_pem
+
+
+def _store_certificates(phone: Phone, registration: Registration) -> tuple[str, ...]:
+    """Write into the SE every current certificate the service has and the SE does not."""
+    stored = []
+    for slot in CERTIFICATE_SLOTS:
+        issued = registration.current(slot.value)
+        if issued is None or not issued.certificate_pem:
+            continue
+        if (phone.se.certificate_pem(slot) or "").strip() != issued.certificate_pem.strip():
+            phone.se.store_certificate(slot, issued.certificate_pem)
+            stored.append(slot.value)
+    return tuple(stored)
+
+
+def _serials_in_se(phone: Phone) -> dict[str, str]:
+    serials = {}
+    for slot in CERTIFICATE_SLOTS:
+        pem = phone.se.certificate_pem(slot)
+        if pem:
+            serials[slot.value] = format(x509.load_pem_x509_certificate(pem.encode()).serial_number, "x")
+    return serials
+
+
+def _forget(phone: Phone) -> None:
+    """The registration is over: delete the SE copy, and the app's memory of it."""
+    phone.se.delete_registration()
+    if phone.app_data.exists():
+        phone.app_data.save(phone.app_data.load().replace(registration_id=None))
+
+
+def _device_notice(phone: Phone, action: Action, registration_id: str,
+                   send: Callable[[str, Proof], Registration]) -> Registration:
+    """Prove with the device key (no secret) and send: uninstall and stale-certificate notices."""
+    challenge = phone.service.challenge(action, registration_id)
+    signature = phone.se.sign_proof(KeySlot.DEVICE, None, challenge.message())
+    return send(registration_id, Proof(challenge.challenge_id, signature))
+
+
+def _trust(phone: Phone, certificate_pem: str) -> pdf.Trust:
+    chain = phone.app_data.load().ca_chain
+    if chain:
+        return _pinned(chain)
+    return pdf.trust_from_aia(x509.load_pem_x509_certificate(certificate_pem.encode()))
+
+
+def _pinned(chain: dict[str, str]) -> pdf.Trust:
+    return pdf.Trust.from_pems(chain["root"], [pem for name, pem in chain.items() if name != "root"],
+                               "pinned from the card at registration")

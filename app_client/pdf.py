@@ -1,0 +1,306 @@
+"""PAdES signing with the phone signature key, and verification, through pyHanko.
+
+The key never leaves the secure element: :class:`SecureElementSigner` hands pyHanko the raw
+signature the SE makes. pyHanko first calls it with ``dry_run=True`` only to size the
+signature; that call answers placeholder bytes and does not ask for the password. It then
+checks the certificate (chain to the CA's root, OCSP/CRL in hard-fail mode) and refuses to sign
+with a held or revoked certificate before asking for the password at all; only then is the
+password asked for, once, and the SE signs.
+
+Signatures are PAdES (``ETSI.CAdES.detached``) with the revocation information fetched at signing
+time embedded (DSS). With a timestamper (an RFC 3161 TSA) that makes PAdES B-LT; without one, it
+is B-B plus validation information. There is no built-in dummy TSA: a test may pass pyHanko's
+``DummyTimeStamper`` explicitly, together with its certificate as a TSA root.
+
+Verification judges each signature against the CA's root in hard-fail mode: intact, trusted,
+and not revoked or held *now* (OCSP first, CRL if OCSP does not say good).
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+from asn1crypto import core as asn1_core
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign import fields, signers
+from pyhanko.sign.general import SigningError
+from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
+from pyhanko.sign.validation import async_validate_pdf_signature
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.errors import RevokedError
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+from app_client.errors import AppError
+from app_client.secure_element import KeySlot, SecureElement
+
+OID_JPKI_NAME = "1.2.392.200149.8.5.5.1"  # the holder's name in a JPKI signature certificate's SAN
+_MAX_AIA_HOPS = 4
+
+
+# -- trust anchors ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Trust:
+    """The root to judge against, helper CA certificates, and where the root came from."""
+
+    root: x509.Certificate
+    intermediates: tuple[x509.Certificate, ...]
+    source: str
+
+    @classmethod
+    def from_pems(cls, root_pem: str, intermediate_pems: Sequence[str], source: str) -> Trust:
+        return cls(load_certificate(root_pem.encode()),
+                   tuple(load_certificate(p.encode()) for p in intermediate_pems), source)
+
+    def describe(self) -> str:
+        fingerprint = hashlib.sha256(self.root.public_bytes(serialization.Encoding.DER)).hexdigest()
+        return f"{self.root.subject.rfc4514_string()} ({self.source}; SHA-256 {fingerprint})"
+
+    def validation_context(self, extra_roots: Sequence[x509.Certificate] = ()) -> ValidationContext:
+        return ValidationContext(trust_roots=[_asn1(c) for c in (self.root, *extra_roots)],
+                                 other_certs=[_asn1(c) for c in self.intermediates],
+                                 allow_fetching=True, revocation_mode="hard-fail")
+
+
+def trust_from_aia(certificate: x509.Certificate) -> Trust:
+    """Follow caIssuers URLs from ``certificate`` up to a self-signed root.
+
+    A root found this way is named by the certificate under judgement, so it proves nothing by
+    itself: the source and fingerprint are reported so the user can compare them.
+    """
+    intermediates: list[x509.Certificate] = []
+    current = certificate
+    for _ in range(_MAX_AIA_HOPS):
+        url = _ca_issuers_url(current)
+        issuer = _fetch_certificate(url)
+        if issuer.subject == issuer.issuer:
+            return Trust(issuer, tuple(intermediates),
+                         f"fetched from {url}, named in the certificate itself: not pinned")
+        intermediates.append(issuer)
+        current = issuer
+    raise AppError(f"no self-signed root within {_MAX_AIA_HOPS} caIssuers hops; give the root with --root")
+
+
+def _ca_issuers_url(certificate: x509.Certificate) -> str:
+    try:
+        aia = certificate.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except x509.ExtensionNotFound:
+        aia = x509.AuthorityInformationAccess([])
+    for description in aia:
+        if description.access_method == x509.AuthorityInformationAccessOID.CA_ISSUERS:
+            return str(description.access_location.value)
+    raise AppError(f"certificate {certificate.serial_number:x} names no caIssuers URL; give the root with --root")
+
+
+def _fetch_certificate(url: str) -> x509.Certificate:
+    try:
+        response = httpx.get(url, timeout=10, follow_redirects=True)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise AppError(f"cannot fetch the CA certificate at {url}: {exc}") from None
+    return load_certificate(response.content)
+
+
+def load_certificate(data: bytes) -> x509.Certificate:
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise AppError(f"not an X.509 certificate: {exc}") from None
+
+
+def _asn1(certificate: x509.Certificate) -> asn1_x509.Certificate:
+    # pyHanko wants asn1crypto certificates (LIBRARY_NOTES): cryptography objects fail deep inside.
+    return asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
+
+
+# -- signing ------------------------------------------------------------------------------------
+
+class SecureElementSigner(signers.Signer):
+    """A pyHanko signer whose private key stays in the secure element."""
+
+    def __init__(self, se: SecureElement, password: Callable[[], str], signing_cert: x509.Certificate,
+                 chain: Sequence[x509.Certificate]) -> None:
+        super().__init__(signing_cert=_asn1(signing_cert),
+                         cert_registry=SimpleCertificateStore.from_certs([_asn1(c) for c in chain]))
+        self._se = se
+        self._password = password
+
+    async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False) -> bytes:
+        if dry_run:  # sizing only: no password, no use of the key
+            return bytes(self._se.signature_size(KeySlot.SIGNATURE))
+        if digest_algorithm != "sha256":
+            raise SigningError(f"the secure element signs with SHA-256 only, not {digest_algorithm}")
+        return self._se.sign(KeySlot.SIGNATURE, self._password(), data)
+
+
+@dataclass(frozen=True)
+class SignedPdf:
+    target: Path
+    field_name: str
+    serial: str
+    level: str
+
+
+def sign_pdf(se: SecureElement, password: Callable[[], str], source: Path, target: Path, trust: Trust,
+             timestamper: TimeStamper | None = None, tsa_roots: Sequence[x509.Certificate] = ()) -> SignedPdf:
+    """Sign ``source`` into ``target`` with the SE's phone signature key and certificate.
+
+    ``password`` is called once, only when the signature is really made (never for a refused
+    certificate). ``tsa_roots`` are trusted for the timestamper's certificate only in the sense
+    that its validation information can be collected and embedded.
+    """
+    certificate_pem = se.certificate_pem(KeySlot.SIGNATURE)
+    if certificate_pem is None:
+        raise AppError("the secure element holds no phone signature certificate yet (run status to fetch it)")
+    certificate = load_certificate(certificate_pem.encode())
+    source_bytes = _read(source)
+    field_name = f"JPKI-Signature-{len(_signature_fields(source_bytes)) + 1}"
+    signer = SecureElementSigner(se, password, certificate, (*trust.intermediates, trust.root))
+    output = asyncio.run(_sign(source_bytes, signer, field_name, trust, timestamper, tsa_roots))
+    target.write_bytes(output)
+    level = "PAdES B-LT" if timestamper else "PAdES B-B with validation information (no signature timestamp)"
+    return SignedPdf(target, field_name, format(certificate.serial_number, "x"), level)
+
+
+async def _sign(source: bytes, signer: SecureElementSigner, field_name: str, trust: Trust,
+                timestamper: TimeStamper | None, tsa_roots: Sequence[x509.Certificate]) -> bytes:
+    vc = trust.validation_context(tsa_roots)
+    try:
+        metadata = signers.PdfSignatureMetadata(
+            field_name=field_name, md_algorithm="sha256", subfilter=fields.SigSeedSubFilter.PADES,
+            embed_validation_info=True, validation_context=vc,
+        )
+        writer = IncrementalPdfFileWriter(io.BytesIO(source))
+        signed = await signers.async_sign_pdf(writer, metadata, signer=signer, timestamper=timestamper)
+        return signed.getvalue()
+    except SigningError as exc:
+        raise AppError(_refusal(exc)) from None
+    finally:
+        await vc.aclose()
+
+
+def _refusal(exc: SigningError) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, AppError):  # e.g. a wrong password, raised by the SE inside pyHanko
+        return str(cause)
+    if isinstance(cause, RevokedError):
+        reason = cause.reason.native if cause.reason is not None else "unspecified"
+        word = "suspended (certificateHold)" if reason == "certificate_hold" else f"revoked ({reason})"
+        return f"signing refused: the phone signature certificate is {word}"
+    return f"signing refused: {cause or exc}"
+
+
+def http_timestamper(url: str) -> TimeStamper:
+    """An RFC 3161 TSA over HTTP, for PAdES B-LT."""
+    return HTTPTimeStamper(url)
+
+
+# -- verifying ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SignatureVerdict:
+    field_name: str
+    valid: bool
+    summary: str  # one line: why valid, or why not
+    serial: str | None
+    signer_name: str | None
+    signed_at: datetime | None  # as the signer reported it (not proof)
+    timestamp: datetime | None  # from the TSA, when there is one
+    trust: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    signatures: tuple[SignatureVerdict, ...]
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.signatures) and all(s.valid for s in self.signatures)
+
+
+def verify_pdf(source: Path, trust: Trust | None = None, tsa_roots: Sequence[x509.Certificate] = ()) -> Verdict:
+    """Judge every signature in ``source``; without ``trust``, the root comes from caIssuers (see trust_from_aia)."""
+    return asyncio.run(_verify(_read(source), trust, tsa_roots))
+
+
+async def _verify(source: bytes, trust: Trust | None, tsa_roots: Sequence[x509.Certificate]) -> Verdict:
+    reader = PdfFileReader(io.BytesIO(source))
+    verdicts = []
+    for embedded in reader.embedded_signatures:
+        signer_cert = x509.load_der_x509_certificate(embedded.signer_cert.dump())
+        judge = trust or trust_from_aia(signer_cert)
+        vc = judge.validation_context()
+        ts_vc = judge.validation_context(tsa_roots)
+        try:
+            status = await async_validate_pdf_signature(embedded, signer_validation_context=vc,
+                                                        ts_validation_context=ts_vc)
+        finally:
+            await vc.aclose()
+            await ts_vc.aclose()
+        ts = status.timestamp_validity
+        verdicts.append(SignatureVerdict(
+            field_name=embedded.field_name, valid=status.bottom_line, summary=_summary(status),
+            serial=format(signer_cert.serial_number, "x"), signer_name=_holder_name(signer_cert),
+            signed_at=status.signer_reported_dt, timestamp=ts.timestamp if ts is not None else None,
+            trust=judge.describe(),
+        ))
+    return Verdict(tuple(verdicts))
+
+
+def _summary(status) -> str:  # a pyhanko PdfSignatureStatus
+    if not status.intact:
+        return "INVALID: the signed content was altered after signing"
+    if not status.valid:
+        return "INVALID: the signature value does not verify with the signer's certificate"
+    if status.revoked:
+        details = status.revocation_details
+        reason = details.revocation_reason.native if details.revocation_reason is not None else "unspecified"
+        word = "SUSPENDED (certificateHold)" if reason == "certificate_hold" else f"REVOKED ({reason})"
+        return f"INVALID: the signer's certificate is {word} since {details.revocation_date.isoformat()}"
+    if not status.trusted:
+        return f"INVALID: the signer's certificate could not be validated: {status.trust_problem_indic}"
+    ts = status.timestamp_validity
+    if ts is not None and not (ts.intact and ts.valid and ts.trusted):
+        return "INVALID: the signature timestamp is not trusted (give its TSA root with --tsa-root)"
+    if not status.bottom_line:
+        return f"INVALID: the document was modified after signing in a way not allowed ({status.modification_level})"
+    return "VALID: intact, chains to the trusted root, certificate good now (hard-fail revocation check)"
+
+
+def _holder_name(certificate: x509.Certificate) -> str | None:
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    for other in names.get_values_for_type(x509.OtherName):
+        if other.type_id.dotted_string == OID_JPKI_NAME:
+            return str(asn1_core.UTF8String.load(other.value).native)
+    return None
+
+
+def _signature_fields(source: bytes) -> list:
+    return list(fields.enumerate_sig_fields(PdfFileReader(io.BytesIO(source))))
+
+
+def _read(source: Path) -> bytes:
+    try:
+        data = source.read_bytes()
+        PdfFileReader(io.BytesIO(data))
+    except OSError as exc:
+        raise AppError(f"cannot read {source}: {exc.strerror}") from None
+    except (PdfError, ValueError) as exc:
+        raise AppError(f"{source} is not a readable PDF: {exc}") from None
+    return data

@@ -1,0 +1,305 @@
+"""The phone's secure element (SE), simulated in a folder ``<home>/se/``.
+
+A real SE is a chip (GlobalPlatform on Android): keys are generated inside it, never leave it,
+and it checks the password or PIN itself, with a retry counter that survives power loss.
+It is not erased by a factory reset of the phone, nor by uninstalling the app. This module is
+the only code that touches the folder, and it keeps the same promises in software:
+
+- keys are generated here and no method returns a private key: callers get CSRs, public keys
+  and signatures, and must hand in the secret with the data for every signature;
+- the phone signature key is unlocked by the signature password (6-16 of A-Z/0-9, lower case
+  folded to upper: the card's rule), the user-authentication key by a 4-digit PIN, and the device
+  key (registered with the service at enrolment) needs no secret;
+- a password/PIN is stored only as an argon2 hash and checked here, with a persistent retry
+  counter: 5 wrong passwords or 3 wrong PINs lock the key, and a locked key refuses even the
+  right secret until reset; a correct entry resets the counter;
+- private keys at rest are PKCS#8-encrypted under a random master secret kept in ``master.key``
+  (0600). That file stands in for the chip's internal key: it protects the key files against
+  casual copying, not against someone who can read the whole folder, which a real chip would
+  prevent in hardware.
+
+Every change is one atomic rewrite of ``state.json`` under a folder lock.
+"""
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from ca_mock import keys
+from ca_mock.cards.rules import PIN_TRIES, SIGNATURE_PASSWORD_TRIES, check_pin, normalise_signature_password
+from app_client import storage
+from app_client.errors import AppError
+from app_client.retry_counter import spend_try
+from jpki_service.protocol import sign_message
+
+SE_FORMAT = "jpki-app-se/1"
+
+
+class KeySlot(str, enum.Enum):
+    """The SE's three keys. The values are the certificate kinds of docs/service-api.md."""
+
+    SIGNATURE = "signature"
+    AUTHENTICATION = "authentication"
+    DEVICE = "device"
+
+
+@dataclass(frozen=True)
+class _Guard:
+    """How a slot's secret is checked: its rule, its tries, and what to tell a locked-out owner."""
+
+    what: str
+    max_tries: int
+    normalise: Callable[[str], str]
+    remedy: str
+
+
+_GUARDS: dict[KeySlot, _Guard] = {
+    KeySlot.SIGNATURE: _Guard("phone signature password", SIGNATURE_PASSWORD_TRIES, normalise_signature_password,
+                              "initialise it with your My Number card (reset-password)"),
+    KeySlot.AUTHENTICATION: _Guard("phone user-authentication PIN", PIN_TRIES, check_pin,
+                                   "revoke the certificates and register this phone again"),
+}
+
+
+class NoKey(AppError):
+    """The slot holds no key (nothing registered, or deleted)."""
+
+
+class CertificateMismatch(AppError):
+    """A certificate offered to the SE does not certify the key in that slot."""
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """What enrolment hands out: the public halves only, as CSRs and a public key."""
+
+    signature_csr_pem: str
+    authentication_csr_pem: str
+    device_public_key_pem: str
+
+
+@dataclass(frozen=True)
+class SlotView:
+    """The public view of one slot."""
+
+    slot: KeySlot
+    algorithm: str
+    public_key_pem: str
+    certificate_pem: str | None
+    tries_left: int | None  # None: the device key has no secret
+    max_tries: int | None
+
+
+class SecureElement:
+    """The SE in ``folder``. ``hasher``: argon2 parameters (default: argon2-cffi's RFC 9106 profile)."""
+
+    def __init__(self, folder: Path, hasher: PasswordHasher | None = None) -> None:
+        self.folder = folder
+        self._hasher = hasher or PasswordHasher()
+
+    # -- what anyone may read ------------------------------------------------------------------
+
+    @property
+    def registration_id(self) -> str | None:
+        """The registration the keys and certificates in the SE belong to (None before binding)."""
+        return self._load()["registration_id"]
+
+    def holds_keys(self) -> bool:
+        return bool(self._load()["slots"])
+
+    def view(self, slot: KeySlot) -> SlotView:
+        data = self._slot(self._load(), slot)
+        return SlotView(slot, data["algorithm"], data["public_key_pem"], data["certificate_pem"],
+                        data.get("tries_left"), data.get("max_tries"))
+
+    def certificate_pem(self, slot: KeySlot) -> str | None:
+        return self._slot(self._load(), slot)["certificate_pem"]
+
+    def signature_size(self, slot: KeySlot) -> int:
+        """The largest signature the slot's key makes, in bytes (to size a PDF signature)."""
+        public_key = serialization.load_pem_public_key(self.view(slot).public_key_pem.encode())
+        if isinstance(public_key, rsa.RSAPublicKey):
+            return (public_key.key_size + 7) // 8
+        assert isinstance(public_key, ec.EllipticCurvePublicKey)
+        return 2 * ((public_key.curve.key_size + 7) // 8) + 8  # DER SEQUENCE of two INTEGERs, at most
+
+    # -- enrolment and certificates --------------------------------------------------------------
+
+    def enrol(self, signature_password: str, pin: str, key_algorithm: str = "rsa2048") -> Enrolment:
+        """Make the three key pairs inside the SE, set the two secrets, return the CSRs.
+
+        Refused while the SE is bound to a registration: one phone holds one registration, and
+        the old one must be revoked (or found stale) and deleted first. Keys left by an
+        enrolment that never got bound (the service refused it) are replaced.
+        """
+        secrets_by_slot = {
+            KeySlot.SIGNATURE: _GUARDS[KeySlot.SIGNATURE].normalise(signature_password),
+            KeySlot.AUTHENTICATION: _GUARDS[KeySlot.AUTHENTICATION].normalise(pin),
+        }
+        with self._changing() as state:
+            if state["registration_id"] is not None:
+                raise AppError(f"the secure element already holds registration {state['registration_id']}; "
+                               "revoke it before registering again")
+            master = self._master_secret()
+            csrs: dict[KeySlot, str] = {}
+            state["slots"] = {}
+            for slot in KeySlot:
+                key = keys.generate_private_key(key_algorithm)
+                data: dict[str, Any] = {
+                    "algorithm": key_algorithm,
+                    "public_key_pem": _public_pem(key),
+                    "private_key_pem": key.private_bytes(
+                        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                        serialization.BestAvailableEncryption(master),
+                    ).decode(),
+                    "certificate_pem": None,
+                }
+                if slot in _GUARDS:
+                    guard = _GUARDS[slot]
+                    data.update(verifier=self._hasher.hash(secrets_by_slot[slot]),
+                                tries_left=guard.max_tries, max_tries=guard.max_tries)
+                    csrs[slot] = _csr(key)
+                state["slots"][slot.value] = data
+        return Enrolment(csrs[KeySlot.SIGNATURE], csrs[KeySlot.AUTHENTICATION],
+                         state["slots"][KeySlot.DEVICE.value]["public_key_pem"])
+
+    def bind(self, registration_id: str) -> None:
+        """Record which registration the keys belong to, once the service has accepted them."""
+        with self._changing() as state:
+            if not state["slots"]:
+                raise NoKey("the secure element holds no keys to bind")
+            state["registration_id"] = registration_id
+
+    def store_certificate(self, slot: KeySlot, certificate_pem: str) -> None:
+        """Write a certificate into its slot, only if it certifies that slot's key."""
+        certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
+        with self._changing() as state:
+            data = self._slot(state, slot)
+            if _public_pem(certificate) != data["public_key_pem"]:
+                raise CertificateMismatch(f"the {slot.value} certificate {certificate.serial_number:x} does not "
+                                          f"certify the {slot.value} key in the secure element")
+            data["certificate_pem"] = certificate_pem
+
+    def delete_registration(self) -> None:
+        """Delete every key and certificate, and the registration id (revoke, uninstall, stale)."""
+        with self._changing() as state:
+            state["registration_id"] = None
+            state["slots"] = {}
+
+    def reset_signature_password(self, new_password: str) -> None:
+        """Set a new signature password and clear its lock.
+
+        Only after the service confirmed a card proof (POST .../reset-password answered
+        ``reset_allowed``). A real SE would check a token from the service; this simulation
+        trusts the app to call it only then.
+        """
+        guard = _GUARDS[KeySlot.SIGNATURE]
+        verifier = self._hasher.hash(guard.normalise(new_password))
+        with self._changing() as state:
+            data = self._slot(state, KeySlot.SIGNATURE)
+            data.update(verifier=verifier, tries_left=guard.max_tries)
+
+    # -- using the keys --------------------------------------------------------------------------
+
+    def sign(self, slot: KeySlot, secret: str | None, data: bytes) -> bytes:
+        """Raw signature over ``data`` (RSA PKCS#1 v1.5 or ECDSA, SHA-256) with the slot's key."""
+        return keys.sign_sha256(self._unlock(slot, secret), data)
+
+    def sign_proof(self, slot: KeySlot, secret: str | None, message: bytes) -> str:
+        """A proof for the service: the protocol's signature (base64) over a proof message."""
+        return sign_message(self._unlock(slot, secret), message)
+
+    # -- inside the chip -------------------------------------------------------------------------
+
+    def _unlock(self, slot: KeySlot, secret: str | None) -> keys.CAPrivateKey:
+        """Check the slot's secret under its retry counter and return the key, for this module only."""
+        guard = _GUARDS.get(slot)
+        if guard is None:
+            if secret is not None:
+                raise ValueError(f"the {slot.value} key takes no secret")
+            return self._private_key(self._slot(self._load(), slot))
+        if secret is None:
+            raise ValueError(f"the {slot.value} key needs its {guard.what}")
+        # A secret that breaks the rule cannot be right: refused before it reaches the chip, no try spent.
+        candidate = guard.normalise(secret)
+        with self._changing() as state:
+            data = self._slot(state, slot)
+            spend_try(data, lambda: self._save(state), lambda: self._verifies(data["verifier"], candidate) or None,
+                      guard.what, guard.remedy)
+            return self._private_key(data)
+
+    def _verifies(self, verifier: str, candidate: str) -> bool:
+        try:
+            return self._hasher.verify(verifier, candidate)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def _private_key(self, data: dict[str, Any]) -> keys.CAPrivateKey:
+        key = serialization.load_pem_private_key(data["private_key_pem"].encode(), password=self._master_secret())
+        assert isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey))
+        return key
+
+    def _master_secret(self) -> bytes:
+        path = self.folder / "master.key"
+        if not path.exists():
+            storage.write_bytes(path, secrets.token_hex(32).encode())
+        return path.read_bytes().strip()
+
+    @staticmethod
+    def _slot(state: dict[str, Any], slot: KeySlot) -> dict[str, Any]:
+        try:
+            return state["slots"][slot.value]
+        except KeyError:
+            raise NoKey(f"the secure element holds no phone {slot.value} key; register this phone first") from None
+
+    @property
+    def _state_file(self) -> Path:
+        return self.folder / "state.json"
+
+    def _load(self) -> dict[str, Any]:
+        if not self._state_file.exists():
+            return {"format": SE_FORMAT, "registration_id": None, "slots": {}}
+        state = storage.read_json(self._state_file)
+        if state.get("format") != SE_FORMAT:
+            raise AppError(f"{self._state_file} is not a secure element of format {SE_FORMAT}")
+        return state
+
+    def _save(self, state: dict[str, Any]) -> None:
+        storage.write_json(self._state_file, state)
+
+    @contextmanager
+    def _changing(self) -> Iterator[dict[str, Any]]:
+        """Load the state under the folder lock and save it when the block ends without error."""
+        with storage.exclusive(self.folder):
+            state = self._load()
+            yield state
+            self._save(state)
+
+
+def _public_pem(holder: keys.CAPrivateKey | x509.Certificate) -> str:
+    return holder.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def _csr(key: keys.CAPrivateKey) -> str:
+    # The CA ignores the subject (it writes its own); the CSR only proves possession of the key.
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jpki-app secure element")]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )

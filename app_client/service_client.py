@@ -1,0 +1,199 @@
+"""The lifecycle service's HTTP API as the phone sees it (docs/service-api.md).
+
+Thin on purpose: one method per endpoint, answers parsed into small frozen records, and every
+refusal (``application/problem+json``) raised as :class:`ServiceProblem` carrying the status,
+title and detail, so the CLI can print exactly what the service said.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from app_client.errors import AppError
+from jpki_service.protocol import Action, proof_message
+
+FINAL_STATES = ("revoked", "expired")
+
+
+class ServiceProblem(AppError):
+    """The service refused a request (RFC 9457 problem document)."""
+
+    def __init__(self, status: int, title: str, detail: str, type_: str = "about:blank",
+                 field: str | None = None) -> None:
+        super().__init__(f"{title} ({status}): {detail}" if detail else f"{title} ({status})")
+        self.status, self.title, self.detail, self.type, self.field = status, title, detail, type_, field
+
+    @property
+    def slug(self) -> str:
+        """The last part of ``type``, e.g. ``challenge-used``: what tests and callers branch on."""
+        return self.type.rstrip("/").rsplit("/", 1)[-1]
+
+
+class ServiceUnreachable(AppError):
+    """No answer from the service: nothing is known to have changed there."""
+
+
+@dataclass(frozen=True)
+class Challenge:
+    challenge_id: str
+    nonce: str
+    action: str
+    registration_id: str | None
+    expires_at: str
+
+    def message(self) -> bytes:
+        """The exact bytes to sign for this challenge (jpki_service.protocol)."""
+        return proof_message(self.action, self.registration_id, self.challenge_id, self.nonce)
+
+
+@dataclass(frozen=True)
+class Proof:
+    challenge_id: str
+    signature: str
+    card_certificate_pem: str | None = None
+    device_signature: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class PhoneCertificate:
+    kind: str  # signature | authentication
+    serial: str | None
+    status: str  # pending | good | held | revoked
+    current: bool
+    certificate_pem: str | None
+
+
+@dataclass(frozen=True)
+class Registration:
+    registration_id: str
+    state: str
+    reason: str | None
+    ca_sync: str | None
+    certificates: tuple[PhoneCertificate, ...]
+    superseded: tuple[str, ...] = ()
+    document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # as received
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Registration:
+        try:
+            return cls(
+                registration_id=document["registration_id"], state=document["state"],
+                reason=document.get("reason"), ca_sync=document.get("ca_sync"),
+                certificates=tuple(
+                    PhoneCertificate(c["kind"], c.get("serial"), c["status"], bool(c.get("current", True)),
+                                     c.get("certificate_pem"))
+                    for c in document.get("certificates", [])
+                ),
+                superseded=tuple(document.get("superseded") or ()), document=document,
+            )
+        except (KeyError, TypeError) as exc:
+            raise AppError(f"the service answered a registration document without {exc}") from None
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def current(self, kind: str) -> PhoneCertificate | None:
+        return next((c for c in self.certificates if c.kind == kind and c.current), None)
+
+
+class ServiceClient:
+    """One lifecycle service. ``http`` lets a caller hand in its own client (e.g. a TestClient)."""
+
+    def __init__(self, base_url: str, timeout: float = 30.0, http: httpx.Client | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = http or httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- owner proofs --------------------------------------------------------------------------
+
+    def challenge(self, action: Action, registration_id: str | None = None) -> Challenge:
+        answer = self._call("POST", "/api/v1/challenges",
+                            {"action": Action(action).value, "registration_id": registration_id})
+        return Challenge(answer["challenge_id"], answer["nonce"], answer["action"], answer.get("registration_id"),
+                         answer["expires_at"])
+
+    # -- registrations -------------------------------------------------------------------------
+
+    def register(self, proof: Proof, device_model: str, device_public_key_pem: str,
+                 signature_csr_pem: str, authentication_csr_pem: str) -> Registration:
+        return Registration.from_json(self._call("POST", "/api/v1/registrations", {
+            "proof": proof.to_json(),
+            "device": {"model": device_model, "device_public_key_pem": device_public_key_pem},
+            "signature_csr_pem": signature_csr_pem,
+            "authentication_csr_pem": authentication_csr_pem,
+        }))
+
+    def registration(self, registration_id: str) -> Registration:
+        return Registration.from_json(self._call("GET", f"/api/v1/registrations/{registration_id}"))
+
+    def revoke(self, registration_id: str, proof: Proof) -> Registration:
+        return self._proven(registration_id, "revoke", proof)
+
+    def uninstall(self, registration_id: str, proof: Proof) -> Registration:
+        return self._proven(registration_id, "uninstall", proof)
+
+    def stale_certificate(self, registration_id: str, proof: Proof) -> Registration:
+        return self._proven(registration_id, "stale-certificate", proof)
+
+    def reset_password(self, registration_id: str, proof: Proof) -> bool:
+        answer = self._call("POST", f"/api/v1/registrations/{registration_id}/reset-password",
+                            {"proof": proof.to_json()})
+        return answer.get("reset_allowed") is True
+
+    # -- demo relying party ---------------------------------------------------------------------
+
+    def login_challenge(self) -> Challenge:
+        answer = self._call("POST", "/rp/v1/login/challenge", {})
+        return Challenge(answer["challenge_id"], answer["nonce"], Action.LOGIN.value, None, answer["expires_at"])
+
+    def login(self, challenge_id: str, certificate_pem: str, signature: str) -> dict[str, Any]:
+        return self._call("POST", "/rp/v1/login", {"challenge_id": challenge_id, "certificate_pem": certificate_pem,
+                                                   "signature": signature})
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _proven(self, registration_id: str, action: str, proof: Proof) -> Registration:
+        return Registration.from_json(self._call("POST", f"/api/v1/registrations/{registration_id}/{action}",
+                                                 {"proof": proof.to_json()}))
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            response = self._http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise ServiceUnreachable(
+                f"cannot reach the lifecycle service at {self.base_url}: {exc.__class__.__name__}: {exc}"
+            ) from None
+        if response.is_success:
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+            if not isinstance(answer, dict):
+                raise AppError(f"{method} {path}: the service answered {response.status_code} without a JSON object")
+            return answer
+        raise problem_from(response)
+
+
+def problem_from(response: httpx.Response) -> ServiceProblem:
+    """The refusal in ``response``: its problem document, or the bare status when there is none."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        text = " ".join(response.text.split())[:200]
+        return ServiceProblem(response.status_code, response.reason_phrase or "error", text)
+    detail = body.get("detail", "")
+    if not isinstance(detail, str):  # e.g. a framework's list of validation errors
+        detail = str(detail)
+    return ServiceProblem(int(body.get("status", response.status_code)), str(body.get("title") or
+                          response.reason_phrase or "error"), detail, str(body.get("type", "about:blank")),
+                          body.get("field"))

@@ -1,0 +1,117 @@
+"""``jpki-app`` as its owner meets it: one clear line on stderr for every refusal, never a
+traceback, and secrets never echoed, whether prompted or taken from the environment."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app_client.app_data import AppData, AppState
+from app_client.cli import app
+from app_client.secure_element import SecureElement
+from tests.app_client.conftest import CARD_PASSWORD, PHONE_PASSWORD, PHONE_PIN
+from tests.conftest import free_port
+
+REGISTRATION = "0123456789abcdef0123456789abcdef"
+SECRET_VARIABLES = ("JPKI_CARD_PASSWORD", "JPKI_SIGN_PASSWORD", "JPKI_NEW_SIGN_PASSWORD", "JPKI_AUTH_PIN")
+
+
+@pytest.fixture
+def run(tmp_path: Path):
+    """Run ``jpki-app --home <tmp>/phone`` against a service URL where nothing listens."""
+    runner = CliRunner()
+    service = f"http://127.0.0.1:{free_port()}"
+
+    def invoke(*args: str, input: str | None = None, **env: str):
+        environment = {name: None for name in (*SECRET_VARIABLES, "JPKI_APP_HOME", "JPKI_SERVICE_URL")}
+        environment.update(env)
+        return runner.invoke(app, ["--home", str(tmp_path / "phone"), "--service", service, *args],
+                             input=input, env=environment)
+
+    return invoke
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+def test_status_of_an_empty_phone(run):
+    result = run("status")
+    assert result.exit_code == 0 and result.stdout == "this phone holds no JPKI certificates\n"
+    assert run("status", "--json").stdout.startswith('{\n  "registration": null')
+
+
+def test_a_missing_card_file_is_one_line(run, tmp_path):
+    assert_one_line_error(run("register", "--card", str(tmp_path / "missing.json")), "no card file at")
+    assert_one_line_error(run("register", "--card", str(tmp_path / "x"), "--key-algorithm", "dsa"), "rsa2048 or p256")
+
+
+def test_secrets_from_the_environment_are_checked_and_never_echoed(run, card_file):
+    result = run("register", "--card", str(card_file), JPKI_CARD_PASSWORD=CARD_PASSWORD,
+                 JPKI_SIGN_PASSWORD="weakpw", JPKI_AUTH_PIN=PHONE_PIN)
+    assert_one_line_error(result, "the signature password must contain both letters and digits")
+    assert "weakpw" not in result.output and "WEAKPW" not in result.output and CARD_PASSWORD not in result.output
+
+    # Good secrets: the service is the next step, and it is not there.
+    result = run("register", "--card", str(card_file), JPKI_CARD_PASSWORD=CARD_PASSWORD,
+                 JPKI_SIGN_PASSWORD=PHONE_PASSWORD, JPKI_AUTH_PIN=PHONE_PIN)
+    assert_one_line_error(result, "cannot reach the lifecycle service at http://127.0.0.1:")
+
+
+def test_prompted_secrets_are_hidden_confirmed_and_asked_again_when_wrong(run, card_file):
+    typed = [CARD_PASSWORD, "QWERTYUI", PHONE_PASSWORD, "OTHER1234", PHONE_PASSWORD, PHONE_PASSWORD,
+             "123", PHONE_PIN, PHONE_PIN]
+    result = run("register", "--card", str(card_file), input="\n".join(typed) + "\n")
+
+    assert "Card signature password:" in result.stdout
+    assert "Repeat for confirmation:" in result.stdout
+    hints, final = result.stderr.splitlines()[:-1], result.stderr.splitlines()[-1]
+    assert hints == ["the signature password must contain both letters and digits; try again",
+                     "the two entries do not match; try again",
+                     "the PIN must be exactly 4 digits; try again"]
+    assert result.exit_code == 1 and final.startswith("error: cannot reach the lifecycle service")
+    # The service URL's random port may contain any digits (a PIN too): mask it before looking.
+    output = re.sub(r"http://127\.0\.0\.1:\d+", "<service>", result.output)
+    for secret in set(typed):
+        assert secret not in output, secret
+
+
+def test_left_certificates_after_a_factory_reset(run, se, tmp_path):
+    # The fixture's SE lives at <tmp>/phone/se: make it a registered phone.
+    se.bind(REGISTRATION)
+    AppData(tmp_path / "phone" / "app").save(AppState(registration_id=REGISTRATION))
+
+    result = run("factory-reset")
+    assert result.exit_code == 0
+    assert f"it still holds the certificates of registration {REGISTRATION}" in result.stdout
+
+    assert_one_line_error(run("status"), "from an earlier installation of the app", "(install)")
+    assert_one_line_error(run("revoke", JPKI_SIGN_PASSWORD=PHONE_PASSWORD), "from an earlier installation")
+    assert_one_line_error(run("install"), "cannot reach the lifecycle service")
+    assert SecureElement(se.folder).registration_id == REGISTRATION
+
+
+def test_offline_uninstall_leaves_live_certificates(run, se, tmp_path):
+    se.bind(REGISTRATION)
+    AppData(tmp_path / "phone" / "app").save(AppState(registration_id=REGISTRATION))
+
+    result = run("uninstall", "--offline")
+
+    assert result.exit_code == 0
+    assert "the service was not told" in result.stdout and REGISTRATION in result.stdout
+    assert not (tmp_path / "phone" / "app").exists() and SecureElement(se.folder).registration_id == REGISTRATION
+
+
+def test_verify_refuses_what_is_not_a_pdf(run, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    assert_one_line_error(run("verify", str(tmp_path / "notes.txt")), "is not a readable PDF")
+    assert_one_line_error(run("verify", str(tmp_path / "notes.txt"), "--root", str(tmp_path / "nope.pem")),
+                          "cannot read")
+    assert_one_line_error(run("sign", str(tmp_path / "notes.txt"), str(tmp_path / "out.pdf")),
+                          "register it first")

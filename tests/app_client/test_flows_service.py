@@ -1,0 +1,182 @@
+"""The phone's use cases through the real lifecycle service and the real CA, each its own process
+over HTTP: what the owner does, what the service records, and what the secure element keeps.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app_client import flows
+from app_client.card_reader import SIGNATURE, CardReader
+from app_client.cli import app
+from app_client.errors import SecretLocked, WrongSecret
+from app_client.secure_element import KeySlot
+from app_client.service_client import ServiceProblem
+from ca_mock.cards.service import issue_card, write_card
+from ca_mock.certificates.schemas import PersonIn
+from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
+from tests.helpers import PERSON
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def card(ca_server, tmp_path: Path) -> CardReader:
+    path = tmp_path / "card.json"
+    write_card(issue_card(ca_server.store, ca_server.settings, PersonIn(**PERSON), CARD_PASSWORD, CARD_PIN), path)
+    return CardReader(path)
+
+
+@pytest.fixture
+def new_phone(service_server, tmp_path: Path):
+    def make(name: str) -> flows.Phone:
+        return flows.open_phone(tmp_path / name, service_server.url)
+    return make
+
+
+def _register(phone: flows.Phone, card: CardReader, model: str = "Pixel 9"):
+    return flows.register(phone, card, CARD_PASSWORD, PHONE_PASSWORD, PHONE_PIN, device_model=model)
+
+
+def test_register_log_in_and_revoke(new_phone, card):
+    phone = new_phone("phone")
+    registration = _register(phone, card)
+
+    assert registration.state == "active" and len(registration.registration_id) == 32
+    assert phone.se.registration_id == registration.registration_id
+    assert phone.app_data.load().registration_id == registration.registration_id
+    for slot in (KeySlot.SIGNATURE, KeySlot.AUTHENTICATION):
+        assert phone.se.certificate_pem(slot) == registration.current(slot.value).certificate_pem
+
+    report = flows.status(phone)
+    assert report.registration.state == "active" and not report.copy_deleted and report.stored == ()
+    assert set(report.in_secure_element) == {"signature", "authentication"}
+
+    assert flows.login(phone, PHONE_PIN)["ocsp"] == "good"
+    with pytest.raises(WrongSecret):
+        flows.login(phone, "0000")
+
+    # A wrong password is refused in the SE: nothing reaches the service, the registration lives.
+    with pytest.raises(WrongSecret, match="4 tries left"):
+        flows.revoke(phone, "WRONG2025PW")
+    assert flows.status(phone).registration.state == "active"
+
+    revoked = flows.revoke(phone, PHONE_PASSWORD)
+    assert (revoked.state, revoked.reason) == ("revoked", "owner-revoked")
+    assert not phone.se.holds_keys() and phone.app_data.load().registration_id is None
+    assert flows.status(phone) == flows.StatusReport(None)
+
+
+def test_a_new_phone_supersedes_the_old_one_which_deletes_its_copy_when_next_online(new_phone, card):
+    old, new = new_phone("old"), new_phone("new")
+    first = _register(old, card)
+    second = _register(new, card, model="Pixel 10")
+    assert second.superseded == (first.registration_id,)
+
+    report = flows.status(old)
+
+    assert report.copy_deleted and (report.registration.state, report.registration.reason) == ("revoked", "superseded")
+    assert not old.se.holds_keys()
+    assert all(c.status == "revoked" for c in report.registration.certificates)
+    assert flows.status(new).registration.state == "active"
+
+
+def test_a_locked_password_is_reset_with_the_card(new_phone, card):
+    phone = new_phone("phone")
+    _register(phone, card)
+    for _ in range(5):
+        with pytest.raises(WrongSecret):
+            flows.revoke(phone, "WRONG2025PW")
+    with pytest.raises(SecretLocked):
+        flows.revoke(phone, PHONE_PASSWORD)
+
+    flows.reset_password(phone, card, CARD_PASSWORD, "renewed2026")
+
+    assert phone.se.view(KeySlot.SIGNATURE).tries_left == 5
+    assert flows.revoke(phone, "RENEWED2026").state == "revoked"
+
+
+def test_a_wrong_card_password_registers_nothing(new_phone, card):
+    phone = new_phone("phone")
+    with pytest.raises(WrongSecret, match="wrong card signature password: 4 tries left"):
+        flows.register(phone, card, "WRONG999", PHONE_PASSWORD, PHONE_PIN)
+    assert card.tries_left(SIGNATURE) == 4
+    assert not phone.se.holds_keys() and not phone.app_data.exists()
+
+
+def test_a_card_refused_by_the_service_leaves_no_keys(new_phone, card, ca_server):
+    from ca_mock.certificates.service import change_status
+    from ca_mock.certificates.status_rules import StatusAction
+
+    serial = json.loads(card.card_file.read_text())["signature"]["serial"]
+    change_status(ca_server.store, ca_server.settings, serial, StatusAction.REVOKE, "card-gone", "keyCompromise")
+    phone = new_phone("phone")
+
+    with pytest.raises(ServiceProblem) as refused:
+        _register(phone, card)
+
+    assert refused.value.status == 403 and refused.value.slug == "proof-rejected"
+    assert not phone.se.holds_keys()
+
+
+def test_factory_reset_then_install_ends_the_left_certificates(new_phone, card):
+    phone = new_phone("phone")
+    registration = _register(phone, card)
+
+    flows.factory_reset(phone)
+    assert phone.se.registration_id == registration.registration_id  # the SE survived
+    report = flows.install(phone)
+
+    assert report.stale_registration_id == registration.registration_id
+    assert (report.registration.state, report.registration.reason) == ("expired", "stale-certificate")
+    assert not phone.se.holds_keys()
+    # The phone is usable again: a new registration, then an online uninstall ends it too.
+    again = _register(phone, card)
+    uninstalled = flows.uninstall(phone)
+    assert uninstalled.copy_deleted and uninstalled.registration.registration_id == again.registration_id
+    assert (uninstalled.registration.state, uninstalled.registration.reason) == ("expired", "uninstalled")
+    assert not phone.se.holds_keys() and not phone.app_data.exists()
+
+
+def test_offline_uninstall_then_reinstall(new_phone, card):
+    phone = new_phone("phone")
+    registration = _register(phone, card)
+
+    flows.uninstall(phone, offline=True)
+    assert phone.se.registration_id == registration.registration_id
+    # Still live at the service: the phone said nothing.
+    assert phone.service.registration(registration.registration_id).state == "active"
+
+    assert flows.install(phone).registration.state == "expired"
+    assert not phone.se.holds_keys()
+
+
+def test_the_cli_from_register_to_revoke(service_server, card, tmp_path):
+    runner = CliRunner()
+    env = {"JPKI_CARD_PASSWORD": CARD_PASSWORD, "JPKI_SIGN_PASSWORD": PHONE_PASSWORD, "JPKI_AUTH_PIN": PHONE_PIN,
+           "JPKI_NEW_SIGN_PASSWORD": None, "JPKI_APP_HOME": str(tmp_path / "cli-phone"),
+           "JPKI_SERVICE_URL": service_server.url}
+
+    def run(*args: str):
+        return runner.invoke(app, list(args), env=env)
+
+    registered = run("register", "--card", str(card.card_file), "--model", "Pixel 9")
+    assert registered.exit_code == 0, registered.output
+    assert "registered this phone: registration " in registered.stdout and "(active)" in registered.stdout
+
+    status = json.loads(run("status", "--json").stdout)
+    assert status["registration"]["state"] == "active"
+    assert status["secure_element"] == {c["kind"]: c["serial"] for c in status["registration"]["certificates"]}
+    assert all(c["certificate_pem"].startswith("-----BEGIN CERTIFICATE") for c in status["registration"]["certificates"])
+
+    logged_in = run("login")
+    assert logged_in.exit_code == 0 and "OCSP good" in logged_in.stdout
+
+    revoked = run("revoke")
+    assert revoked.exit_code == 0 and "is revoked (owner-revoked)" in revoked.stdout
+    assert run("status").stdout == "this phone holds no JPKI certificates\n"
+    for result in (registered, revoked):
+        assert PHONE_PASSWORD not in result.output and CARD_PASSWORD not in result.output

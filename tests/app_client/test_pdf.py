@@ -1,0 +1,207 @@
+"""PAdES signing with the key in the secure element, judged by pyHanko against a real mock CA
+over HTTP (OCSP and CRLs fetched from the URLs in the certificates, hard-fail).
+
+The phone signature certificate is issued by the CA straight from the SE's CSR: the lifecycle
+service's part (proofs, registration) is not what these tests are about.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+
+import pytest
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
+from pyhanko.sign.timestamps import DummyTimeStamper
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+
+from app_client import flows
+from app_client.app_data import AppState
+from app_client.errors import AppError
+from app_client.secure_element import KeySlot
+from ca_mock.cards.service import issue_card
+from ca_mock.certificates.schemas import IssueRequest, PersonIn
+from ca_mock.certificates.service import change_status, issue_certificate
+from ca_mock.certificates.status_rules import StatusAction
+from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
+from tests.helpers import PERSON
+
+pytestmark = pytest.mark.e2e
+
+REGISTRATION = "0123456789abcdef0123456789abcdef"
+
+
+class PasswordAsked:
+    """The password provider, counting how often pyHanko's signer really asked for it."""
+
+    def __init__(self, password: str = PHONE_PASSWORD) -> None:
+        self.password, self.calls = password, 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        return self.password
+
+
+@pytest.fixture
+def document(tmp_path: Path) -> Path:
+    writer = PdfFileWriter()
+    content = writer.add_object(generic.StreamObject(stream_data=b"BT /F1 12 Tf 20 20 Td (contract) Tj ET"))
+    writer.insert_page(PageObject(content, (0, 0, 200, 100)))
+    out = io.BytesIO()
+    writer.write(out)
+    path = tmp_path / "contract.pdf"
+    path.write_bytes(out.getvalue())
+    return path
+
+
+@pytest.fixture
+def phone(ca_server, tmp_path: Path) -> flows.Phone:
+    """A registered phone: its SE key certified by the CA, the CA chain pinned from the card."""
+    store, settings = ca_server.store, ca_server.settings
+    card = issue_card(store, settings, PersonIn(**PERSON), CARD_PASSWORD, CARD_PIN)
+    phone = flows.open_phone(tmp_path / "phone", "http://127.0.0.1:9")
+    enrolment = phone.se.enrol(PHONE_PASSWORD, PHONE_PIN)
+    issued = issue_certificate(store, settings, IssueRequest(
+        operation_id="phone-signature", profile="phone-signature", csr_pem=enrolment.signature_csr_pem,
+        person=PersonIn(**PERSON), card_serial=card["signature"]["serial"],
+    ))
+    phone.se.bind(REGISTRATION)
+    phone.se.store_certificate(KeySlot.SIGNATURE, issued["certificate_pem"])
+    phone.app_data.save(AppState(registration_id=REGISTRATION, ca_chain=card["chain"]))
+    return phone
+
+
+def _serial(phone: flows.Phone) -> str:
+    pem = phone.se.certificate_pem(KeySlot.SIGNATURE)
+    return format(x509.load_pem_x509_certificate(pem.encode()).serial_number, "x")
+
+
+def _change(ca_server, phone: flows.Phone, action: StatusAction, reason: str | None = None) -> None:
+    change_status(ca_server.store, ca_server.settings, _serial(phone), action, f"test-{action.value}", reason)
+
+
+def test_sign_with_the_se_key_and_verify(ca_server, phone, document, tmp_path):
+    password = PasswordAsked()
+    signed = flows.sign_pdf(phone, document, tmp_path / "signed.pdf", password)
+
+    # pyHanko sized the signature with a dry run, then asked for the password exactly once.
+    assert password.calls == 1
+    assert signed.serial == _serial(phone) and signed.field_name == "JPKI-Signature-1"
+    assert signed.level.startswith("PAdES B-B")
+    dss = DocumentSecurityStore.read_dss(PdfFileReader(io.BytesIO(signed.target.read_bytes())))
+    assert dss.ocsps and dss.crls  # the revocation information fetched while signing is embedded
+
+    verdict = flows.verify_pdf(phone, signed.target)
+    assert verdict.valid, verdict
+    (only,) = verdict.signatures
+    assert only.summary.startswith("VALID") and only.serial == signed.serial
+    assert only.signer_name == PERSON["name"]
+    assert "pinned from the card" in only.trust
+
+    # A stranger's phone has no pinned root: it follows caIssuers to the CA's root, and says so.
+    stranger = flows.open_phone(tmp_path / "stranger", "http://127.0.0.1:9")
+    fetched = flows.verify_pdf(stranger, signed.target)
+    assert fetched.valid
+    assert f"fetched from {ca_server.settings.public_url}/ca/root.cer" in fetched.signatures[0].trust
+
+    # A second signature goes into a field of its own.
+    again = flows.sign_pdf(phone, signed.target, tmp_path / "twice.pdf", PasswordAsked())
+    assert again.field_name == "JPKI-Signature-2"
+    assert [s.valid for s in flows.verify_pdf(phone, again.target).signatures] == [True, True]
+
+
+def test_refusals_write_nothing_and_a_wrong_password_is_counted(phone, document, tmp_path):
+    with pytest.raises(AppError, match="wrong phone signature password: 4 tries left"):
+        flows.sign_pdf(phone, document, tmp_path / "signed.pdf", PasswordAsked("WRONG2025PW"))
+    assert not (tmp_path / "signed.pdf").exists()
+    assert phone.se.view(KeySlot.SIGNATURE).tries_left == 4
+
+    (tmp_path / "notes.txt").write_text("hello")
+    password = PasswordAsked()
+    with pytest.raises(AppError, match="is not a readable PDF"):
+        flows.sign_pdf(phone, tmp_path / "notes.txt", tmp_path / "out.pdf", password)
+    assert password.calls == 0 and not (tmp_path / "out.pdf").exists()
+    with pytest.raises(AppError, match="cannot read"):
+        flows.verify_pdf(phone, tmp_path / "missing.pdf")
+
+
+def test_a_revoked_certificate_is_refused_before_the_password_is_asked(ca_server, phone, document, tmp_path):
+    signed = flows.sign_pdf(phone, document, tmp_path / "signed.pdf", PasswordAsked())
+    _change(ca_server, phone, StatusAction.REVOKE, "keyCompromise")
+
+    password = PasswordAsked()
+    with pytest.raises(AppError, match=r"signing refused: the phone signature certificate is revoked \(key_compromise\)"):
+        flows.sign_pdf(phone, document, tmp_path / "after.pdf", password)
+    assert password.calls == 0 and not (tmp_path / "after.pdf").exists()
+
+    # The document signed before is judged against the status now (hard-fail): revoked.
+    verdict = flows.verify_pdf(phone, signed.target)
+    assert not verdict.valid
+    assert "REVOKED (key_compromise)" in verdict.signatures[0].summary
+
+
+def test_a_held_certificate_reads_as_suspended(ca_server, phone, document, tmp_path):
+    signed = flows.sign_pdf(phone, document, tmp_path / "signed.pdf", PasswordAsked())
+    _change(ca_server, phone, StatusAction.HOLD)
+
+    with pytest.raises(AppError, match=r"suspended \(certificateHold\)"):
+        flows.sign_pdf(phone, document, tmp_path / "after.pdf", PasswordAsked())
+    assert "SUSPENDED (certificateHold)" in flows.verify_pdf(phone, signed.target).signatures[0].summary
+
+    _change(ca_server, phone, StatusAction.RELEASE)
+    assert flows.verify_pdf(phone, signed.target).valid
+
+
+def test_an_altered_document_is_invalid(phone, document, tmp_path):
+    signed = flows.sign_pdf(phone, document, tmp_path / "signed.pdf", PasswordAsked())
+    data = signed.target.read_bytes()
+    assert data.count(b"(contract)") == 1
+    tampered = tmp_path / "tampered.pdf"
+    tampered.write_bytes(data.replace(b"(contract)", b"(contrakt)"))
+
+    verdict = flows.verify_pdf(phone, tampered)
+    assert not verdict.valid and "altered after signing" in verdict.signatures[0].summary
+
+
+def _dummy_tsa() -> tuple[x509.Certificate, DummyTimeStamper]:
+    """A test-only TSA acting as its own root (DummyTimeStamper needs an RSA key: LIBRARY_NOTES)."""
+    key = rsa.generate_private_key(65537, 2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test TSA (not for production)")])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    der_key = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    timestamper = DummyTimeStamper(
+        tsa_cert=asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER)),
+        tsa_key=asn1_keys.PrivateKeyInfo.load(der_key),
+    )
+    return certificate, timestamper
+
+
+def test_with_a_timestamper_the_signature_is_b_lt(phone, document, tmp_path):
+    tsa_root, timestamper = _dummy_tsa()
+    signed = flows.sign_pdf(phone, document, tmp_path / "signed.pdf", PasswordAsked(), timestamper, [tsa_root])
+    assert signed.level == "PAdES B-LT"
+
+    verdict = flows.verify_pdf(phone, signed.target, tsa_roots=[tsa_root])
+    assert verdict.valid, verdict
+    assert verdict.signatures[0].timestamp is not None
+
+    # A verifier who does not trust that TSA does not accept the signature.
+    untrusted = flows.verify_pdf(phone, signed.target)
+    assert not untrusted.valid and "timestamp is not trusted" in untrusted.signatures[0].summary
+
