@@ -42,3 +42,35 @@ def issue_body(profile: str, operation_id: str, card_serial: str | None = None, 
         body["card_serial"] = card_serial
     body.update(extra)
     return body
+
+
+def openssl_ocsp(ca_url: str, certificate_pem: str, folder) -> str:
+    """The CA's status of a certificate as the ``openssl ocsp`` CLI sees it, response signature verified:
+    ``good``, or ``revoked:<reason as openssl prints it>`` (e.g. ``revoked:certificateHold``)."""
+    import subprocess
+    from pathlib import Path
+
+    import httpx
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cert = x509.load_pem_x509_certificate(certificate_pem.encode())
+    issuer_name = "sign" if "signature" in cert.subject.rfc4514_string() else "auth"
+    pem = lambda name: x509.load_der_x509_certificate(  # noqa: E731
+        httpx.get(f"{ca_url}/ca/{name}.cer").content).public_bytes(serialization.Encoding.PEM)
+    (folder / "cert.pem").write_text(certificate_pem)
+    (folder / "issuer.pem").write_bytes(pem(issuer_name))
+    (folder / "chain.pem").write_bytes(pem("root") + pem(issuer_name))
+    result = subprocess.run(
+        ["openssl", "ocsp", "-issuer", folder / "issuer.pem", "-cert", folder / "cert.pem",
+         "-url", f"{ca_url}/ocsp", "-CAfile", folder / "chain.pem", "-resp_text"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0 and "Response verify OK" in result.stderr + result.stdout, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith(f"{folder / 'cert.pem'}:"))
+    status = line.split(":", 1)[1].strip()
+    if status == "good":
+        return "good"
+    reason = next((line.split(":", 1)[1].strip() for line in result.stdout.splitlines()
+                   if line.strip().startswith("Reason:")), "unspecified")
+    return f"{status}:{reason}"

@@ -14,6 +14,7 @@ whichever comes first, publishes anew.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 
 from asn1crypto import core
@@ -33,6 +34,8 @@ from ca_mock.problems import UnknownAuthority
 from ca_mock.settings import CASettings
 
 LISTED = ("held", "revoked")
+# How long a fetch waits for a publication already under way before publishing one itself.
+IN_FLIGHT_WAIT_SECONDS = 30.0
 # Changes that committed late (slow transactions) must still reach the next delta: a delta
 # looks this far behind its base. Listing an entry twice is harmless; missing one is not.
 DELTA_OVERLAP = dt.timedelta(minutes=5)
@@ -200,8 +203,20 @@ def publish(store: Store, settings: CASettings, name: str, force: bool = False) 
 def current_crl(store: Store, settings: CASettings, name: str, kind: str) -> PublishedCRL:
     """The CRL to serve: published anew first if anything changed since the last one."""
     publish(store, settings, name)
-    with store.sessions() as session:
-        published = session.get(PublishedCRL, (name, kind))
+    # A publication reserved before ours (another fetch, the background publisher) may still be
+    # building: wait for it rather than serve the CRL it replaces. Otherwise a client fetching
+    # full and delta at once can get one from each publication (pyHanko does exactly that).
+    deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
+    while True:
+        with store.sessions() as session:
+            published = session.get(PublishedCRL, (name, kind))
+            reserved = session.get_one(Authority, name).crl_number
+        if published is None or published.number >= reserved:
+            break
+        if time.monotonic() > deadline:  # its publisher died after reserving: publish anew
+            publish(store, settings, name, force=True)
+            deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
+        time.sleep(0.01)
     if published is None:  # publish() always leaves a full CRL; deltas exist for issuing CAs only
         raise UnknownAuthority(f"{name} publishes no {kind} CRL; delta CRLs exist for: {', '.join(ISSUING_CAS)}")
     return published

@@ -1,0 +1,3 @@
+from app_client.cli import main
+
+main()

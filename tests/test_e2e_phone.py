@@ -1,0 +1,232 @@
+"""Every owner flow as the owner runs it: ``jpki-ca card issue`` at the municipal office, then
+``jpki-app`` commands, each a real process, through the real ``jpki-service serve`` and
+``jpki-ca serve`` processes, on SQLite and on PostgreSQL. After each flow the ``openssl ocsp``
+CLI confirms every certificate's status at the CA. After each test, every database, log and
+phone file is searched for the secrets used and for any 12-digit number: none may be there."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.helpers import openssl_ocsp
+from tests.test_service_flows import wait_for
+
+pytestmark = pytest.mark.e2e
+
+CARD_PASSWORD, CARD_PIN = "MYNA2024CARD", "7391"
+PHONE_PASSWORD, PHONE_PIN, NEW_PASSWORD = "PHONE77SIGN", "5820", "RESET99NEW"
+SECRETS = (CARD_PASSWORD, PHONE_PASSWORD, NEW_PASSWORD)
+PINS = (CARD_PIN, PHONE_PIN)
+# A number standing as its own token. Digit runs inside hex ids and serials, and ASN.1 UTCTimes
+# (YYMMDDHHMMSSZ, in every certificate) touch letters and are not matched.
+INDIVIDUAL_NUMBER = r"(?<![0-9A-Za-z])[0-9]{12}(?![0-9A-Za-z])"
+SECRET_ENV = {"JPKI_CARD_PASSWORD": CARD_PASSWORD, "JPKI_SIGN_PASSWORD": PHONE_PASSWORD, "JPKI_AUTH_PIN": PHONE_PIN}
+
+
+@dataclass
+class World:
+    ca: object
+    service: object
+    tmp: Path
+    log: Path
+
+    def run(self, args: list[str], env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(args, capture_output=True, text=True, timeout=180,
+                                env={**os.environ, **(env or {})})
+        with self.log.open("a") as log:
+            log.write(f"$ {' '.join(args[2:])}\n{result.stdout}{result.stderr}")
+        if check:
+            assert result.returncode == 0, f"{args[2:]} failed: {result.stdout}{result.stderr}"
+        return result
+
+    def issue_card(self, name: str = "山田 太郎", out: str = "card.json") -> Path:
+        path = self.tmp / out
+        self.run([sys.executable, "-m", "ca_mock", "card", "issue", "--out", str(path), "--name", name,
+                  "--birth", "1990-01-02", "--gender", "1", "--address", "東京都千代田区千代田1-1"],
+                 {"JPKI_CA_DATA_DIR": str(self.ca.settings.data_dir),
+                  "JPKI_CA_DATABASE_URL": self.ca.settings.resolved_database_url(),
+                  "JPKI_CARD_PASSWORD": CARD_PASSWORD, "JPKI_CARD_PIN": CARD_PIN})
+        return path
+
+    def app(self, phone: str, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+        return self.run([sys.executable, "-m", "app_client", "--home", str(self.tmp / phone),
+                         "--service", self.service.url, *args], env, check)
+
+    def status(self, phone: str) -> dict:
+        return json.loads(self.app(phone, "status", "--json").stdout)
+
+    def ocsp(self, certificate_pem: str) -> str:
+        return openssl_ocsp(self.ca.url, certificate_pem, self.tmp / "openssl")
+
+
+def certificates(document: dict) -> dict[str, str]:
+    return {c["kind"]: c["certificate_pem"] for c in document["certificates"] if c["current"]}
+
+
+def _database_text(url: str) -> str:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return "\n".join(repr(connection.execute(sa.text(f'SELECT * FROM "{table}"')).all())
+                             for table in sa.inspect(connection).get_table_names())
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def world(ca_server, service_server, tmp_path):
+    world = World(ca_server, service_server, tmp_path, tmp_path / "app.log")
+    yield world
+    # Privacy: nothing anywhere holds a secret or a 12-digit number (the Individual Number).
+    texts = {str(p): p.read_bytes().decode("latin-1") for p in tmp_path.rglob("*") if p.is_file()}
+    texts["ca database"] = _database_text(ca_server.settings.resolved_database_url())
+    texts["service database"] = _database_text(service_server.database_url)
+    for where, text in texts.items():
+        for secret in SECRETS:
+            assert secret not in text and secret.lower() not in text, f"a password in {where}"
+        for pin in PINS:
+            found = re.search(rf"(?<![0-9A-Za-z]){pin}(?![0-9A-Za-z])", text)
+            assert not found, f"a PIN in {where}: {text[max(0, found.start() - 40):found.end() + 40]!r}"
+        found = re.search(INDIVIDUAL_NUMBER, text)
+        assert not found, f"a 12-digit number in {where}: {text[max(0, found.start() - 40):found.end() + 40]!r}"
+
+
+def test_register_status_login_revoke(world):
+    card = world.issue_card()
+    out = world.app("phone", "register", "--card", str(card), **SECRET_ENV).stdout
+    assert "registered this phone" in out
+    document = world.status("phone")["registration"]
+    assert document["state"] == "active" and document["ca_sync"] == "done"
+    pems = certificates(document)
+    assert {kind: world.ocsp(pem) for kind, pem in pems.items()} == {"signature": "good", "authentication": "good"}
+
+    assert "logged in" in world.app("phone", "login", JPKI_AUTH_PIN=PHONE_PIN).stdout
+
+    world.app("phone", "revoke", JPKI_SIGN_PASSWORD=PHONE_PASSWORD)
+    assert world.status("phone")["registration"] is None  # deleted from the SE, nothing left
+    for pem in pems.values():
+        assert world.ocsp(pem) == "revoked:cessationOfOperation"
+    refused = world.app("phone", "login", JPKI_AUTH_PIN=PHONE_PIN, check=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+
+
+def test_a_new_phone_supersedes_the_old_one(world):
+    card = world.issue_card()
+    world.app("old", "register", "--card", str(card), **SECRET_ENV)
+    old_pems = certificates(world.status("old")["registration"])
+    world.app("new", "register", "--card", str(card), **SECRET_ENV)
+    for pem in old_pems.values():
+        assert world.ocsp(pem) == "revoked:superseded"
+    for pem in certificates(world.status("new")["registration"]).values():
+        assert world.ocsp(pem) == "good"
+    # The old phone, online again, learns it and deletes its copy.
+    report = world.status("old")
+    assert report["registration"]["state"] == "revoked" and report["registration"]["reason"] == "superseded"
+    assert report["copy_deleted"] is True
+    assert world.status("old")["registration"] is None
+
+
+def test_wrong_passwords_lock_and_the_card_resets(world):
+    card = world.issue_card()
+    world.app("phone", "register", "--card", str(card), **SECRET_ENV)
+    pems = certificates(world.status("phone")["registration"])
+    for _ in range(5):
+        wrong = world.app("phone", "revoke", check=False, JPKI_SIGN_PASSWORD="WRONG1PASS")
+        assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
+    locked = world.app("phone", "revoke", check=False, JPKI_SIGN_PASSWORD=PHONE_PASSWORD)
+    assert locked.returncode == 1 and "locked" in locked.stderr
+    assert all(world.ocsp(pem) == "good" for pem in pems.values())  # nothing changed
+    world.app("phone", "reset-password", "--card", str(card), JPKI_CARD_PASSWORD=CARD_PASSWORD,
+              JPKI_NEW_SIGN_PASSWORD=NEW_PASSWORD)
+    world.app("phone", "revoke", JPKI_SIGN_PASSWORD=NEW_PASSWORD)
+    assert all(world.ocsp(pem) == "revoked:cessationOfOperation" for pem in pems.values())
+
+
+def test_online_uninstall_expires_the_certificates(world):
+    card = world.issue_card()
+    world.app("phone", "register", "--card", str(card), **SECRET_ENV)
+    pems = certificates(world.status("phone")["registration"])
+    world.app("phone", "uninstall")
+    assert all(world.ocsp(pem) == "revoked:cessationOfOperation" for pem in pems.values())
+
+
+def test_offline_uninstall_leaves_them_live_until_reinstall(world):
+    card = world.issue_card()
+    world.app("phone", "register", "--card", str(card), **SECRET_ENV)
+    pems = certificates(world.status("phone")["registration"])
+    world.app("phone", "uninstall", "--offline")
+    assert all(world.ocsp(pem) == "good" for pem in pems.values())  # as in reality
+    assert "found the certificates" in world.app("phone", "install").stdout
+    assert all(world.ocsp(pem) == "revoked:cessationOfOperation" for pem in pems.values())
+    assert world.status("phone")["registration"] is None
+
+
+def test_factory_reset_then_install_deletes_the_stale_certificates(world):
+    card = world.issue_card()
+    world.app("phone", "register", "--card", str(card), **SECRET_ENV)
+    pems = certificates(world.status("phone")["registration"])
+    world.app("phone", "factory-reset")
+    assert all(world.ocsp(pem) == "good" for pem in pems.values())  # the SE survived the reset
+    world.app("phone", "install")
+    assert all(world.ocsp(pem) == "revoked:cessationOfOperation" for pem in pems.values())
+
+
+def test_revocation_while_the_ca_is_down_completes_when_it_returns(world):
+    card = world.issue_card()
+    world.app("phone", "register", "--card", str(card), **SECRET_ENV)
+    document = world.status("phone")["registration"]
+    pems, registration_id = certificates(document), document["registration_id"]
+    world.ca.stop()
+    try:
+        out = world.app("phone", "revoke", JPKI_SIGN_PASSWORD=PHONE_PASSWORD).stdout
+        assert "ca_sync pending" in out
+        import httpx
+
+        pending = httpx.get(f"{world.service.url}/api/v1/registrations/{registration_id}").json()
+        assert pending["state"] == "revoked" and pending["ca_sync"] == "pending"
+    finally:
+        world.ca.start()
+    import httpx
+
+    wait_for(lambda: httpx.get(f"{world.service.url}/api/v1/registrations/{registration_id}").json()
+             ["ca_sync"] == "done", timeout=30)
+    assert all(world.ocsp(pem) == "revoked:cessationOfOperation" for pem in pems.values())
+
+
+def test_card_revocation_cascades_to_the_phone_signature_certificate(world):
+    card = world.issue_card()
+    world.app("phone", "register", "--card", str(card), **SECRET_ENV)
+    pems = certificates(world.status("phone")["registration"])
+    card_serial = json.loads(card.read_text())["signature"]["serial"]
+    world.run([sys.executable, "-m", "ca_mock", "revoke", card_serial, "--reason", "affiliationChanged"],
+              {"JPKI_CA_DATA_DIR": str(world.ca.settings.data_dir),
+               "JPKI_CA_DATABASE_URL": world.ca.settings.resolved_database_url()})
+    wait_for(lambda: world.ocsp(pems["signature"]) == "revoked:affiliationChanged", timeout=30)
+    assert world.ocsp(pems["authentication"]) == "good"
+    assert "logged in" in world.app("phone", "login", JPKI_AUTH_PIN=PHONE_PIN).stdout
+
+
+def test_a_locked_or_revoked_card_registers_nothing(world):
+    card = world.issue_card()
+    for _ in range(5):
+        wrong = world.app("phone", "register", "--card", str(card), check=False,
+                          **{**SECRET_ENV, "JPKI_CARD_PASSWORD": "WRONG2CARD"})
+        assert wrong.returncode == 1
+    locked = world.app("phone", "register", "--card", str(card), check=False, **SECRET_ENV)
+    assert locked.returncode == 1 and "locked" in locked.stderr
+    other = world.issue_card("佐藤 花子", "other.json")
+    world.run([sys.executable, "-m", "ca_mock", "revoke", json.loads(other.read_text())["signature"]["serial"],
+               "--reason", "keyCompromise"],
+              {"JPKI_CA_DATA_DIR": str(world.ca.settings.data_dir),
+               "JPKI_CA_DATABASE_URL": world.ca.settings.resolved_database_url()})
+    refused = world.app("phone", "register", "--card", str(other), check=False, **SECRET_ENV)
+    assert refused.returncode == 1 and "revoked" in refused.stderr
+    assert world.status("phone")["registration"] is None
