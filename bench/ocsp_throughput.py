@@ -11,7 +11,7 @@ Variants measured:
   ours            one `jpki-ca serve` process, keep-alive connections (what wrk does by default)
   ours-close      the same server, but every request on a new TCP connection (Connection: close),
                   the way openssl's responder works (OpenSSL 3.0's responder never keeps a connection)
-  ours-workersN   `uvicorn ca_mock.app:create_app --factory --workers N` (no change to ca_mock needed)
+  ours-workersN   `jpki-ca serve --workers N`
   openssl         `openssl ocsp -index ... -port P` (one process; it signs every response)
   openssl-multiN  the same with `-multi N` (only with --openssl-multi N)
 
@@ -227,13 +227,7 @@ def start_ours(res: common.Resources, data: Path, work: Path, workers: int, port
     log = work / f"ours-{port}.log"
     env = {**os.environ, "JPKI_CA_DATA_DIR": str(data)}
     env.pop("JPKI_CA_DATABASE_URL", None)
-    if workers <= 1:
-        args = [common.JPKI_CA, "--data", str(data), "serve", "--port", str(port)]
-    else:
-        # The same app and settings (from JPKI_CA_DATA_DIR) in N uvicorn worker processes:
-        # create_app() is a factory that needs no argument, so ca_mock is unchanged.
-        args = [common.UVICORN, "ca_mock.app:create_app", "--factory", "--host", "127.0.0.1",
-                "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+    args = [common.JPKI_CA, "--data", str(data), "serve", "--port", str(port), "--workers", str(max(workers, 1))]
     process = res.spawn(args, log=log, env=env, cwd=common.REPO)
     _wait_healthy(port, process, log)
     time.sleep(0.5 if workers <= 1 else 2.0)
@@ -414,7 +408,7 @@ def breakdown(data: Path, requests: list[bytes], rounds: int) -> list[tuple[str,
         ("    load_hierarchy() + issuer_for_cert_id()", loop_over(
             lambda i: load_hierarchy(app.store).issuer_for_cert_id(
                 parsed[i][1], parsed[i][0].issuer_name_hash, parsed[i][0].issuer_key_hash))),
-        ("    _prepared(): SQLAlchemy select() built per call, engine.connect(), BEGIN, SELECT, rollback",
+        ("    _prepared(): PreparedLookup, the SELECT compiled once and run on a pooled driver connection",
          loop_over(lambda i: responder._prepared(keys[i][0], keys[i][1], issuer.name))),
         ("      the same SELECT through sqlite3 directly (comparison only)",
          loop_over(lambda i: raw.execute(query, (keys[i][0], keys[i][1], issuer.name)).fetchone())),

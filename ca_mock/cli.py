@@ -119,6 +119,7 @@ def serve(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8100, help="Port to bind."),
+    workers: int = typer.Option(1, min=1, max=64, help="Server processes (OCSP scales with them)."),
 ) -> None:
     """Serve the CA API, CRLs and OCSP over HTTP until interrupted."""
     import uvicorn
@@ -136,7 +137,13 @@ def serve(
     typer.echo(f"  CRL       {hierarchy.public_url}/crl/sign.crl  {hierarchy.public_url}/crl/auth.crl")
     typer.echo(f"  OCSP      {hierarchy.public_url}/ocsp")
     sys.stdout.flush()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        return
+    # Worker processes build their own app from the environment: hand them this command's choices.
+    os.environ["JPKI_CA_DATA_DIR"] = str(settings.data_dir)
+    os.environ["JPKI_CA_DATABASE_URL"] = settings.resolved_database_url()
+    uvicorn.run("ca_mock.app:create_app", factory=True, workers=workers, host=host, port=port, log_level="warning")
 
 
 def _operation_id(given: str | None) -> str:

@@ -112,8 +112,10 @@ def _full_entries(session: Session, authority: str) -> tuple[bytes, int]:
 
 
 def _delta_entries(session: Session, authority: str, base_time: dt.datetime) -> tuple[bytes, int]:
-    changed = session.scalars(
-        select(IssuedCertificate).where(
+    # The columns a delta needs, not whole rows (each carries its certificate's DER).
+    changed = session.execute(
+        select(IssuedCertificate.serial, IssuedCertificate.status, IssuedCertificate.crl_entry_der,
+               IssuedCertificate.status_changed_at).where(
             IssuedCertificate.authority == authority,
             IssuedCertificate.status_changed_at >= base_time - DELTA_OVERLAP,
         )
@@ -148,8 +150,10 @@ def _reserve_number(
     half_life = dt.timedelta(hours=settings.crl_validity_hours) / 2
 
     def due(session: Session, authority: Authority) -> bool:
-        current = session.get(PublishedCRL, (name, "full"))
-        return force or authority.crl_dirty or current is None or current.next_update - now < half_life
+        # Only the date: the CRL itself is megabytes at scale, and this runs every round.
+        next_update = session.scalar(
+            select(PublishedCRL.next_update).where(PublishedCRL.authority == name, PublishedCRL.kind == "full"))
+        return force or authority.crl_dirty or next_update is None or next_update - now < half_life
 
     # A read first, so the idle rounds of the background publisher take no write lock.
     with store.sessions() as session:
