@@ -33,9 +33,8 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 
 from ca_mock import keys
 from ca_mock.cards.rules import PIN_TRIES, SIGNATURE_PASSWORD_TRIES, check_pin, normalise_signature_password
@@ -170,7 +169,7 @@ class SecureElement:
                     guard = _GUARDS[slot]
                     data.update(verifier=self._hasher.hash(secrets_by_slot[slot]),
                                 tries_left=guard.max_tries, max_tries=guard.max_tries)
-                    csrs[slot] = _csr(key)
+                    csrs[slot] = keys.csr_pem(key, "jpki-app secure element")
                 state["slots"][slot.value] = data
         return Enrolment(csrs[KeySlot.SIGNATURE], csrs[KeySlot.AUTHENTICATION],
                          state["slots"][KeySlot.DEVICE.value]["public_key_pem"])
@@ -292,14 +291,3 @@ def _public_pem(holder: keys.CAPrivateKey | x509.Certificate) -> str:
     return holder.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()
-
-
-def _csr(key: keys.CAPrivateKey) -> str:
-    # The CA ignores the subject (it writes its own); the CSR only proves possession of the key.
-    return (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jpki-app secure element")]))
-        .sign(key, hashes.SHA256())
-        .public_bytes(serialization.Encoding.PEM)
-        .decode()
-    )

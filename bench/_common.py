@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from ca_mock import keys
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -176,10 +176,16 @@ def make_ca(data_dir: Path, public_url: str):
 
 def csr_pem(key=None) -> str:
     """A PKCS#10 request on a fresh P-256 key (cheap; the CA accepts RSA-2048+ or P-256)."""
-    key = key or ec.generate_private_key(ec.SECP256R1())
-    return (x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")]))
-            .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode())
+    return keys.csr_pem(key or ec.generate_private_key(ec.SECP256R1()), "bench")
+
+
+def run(main) -> None:
+    """Run a benchmark's ``main``; Ctrl-C exits 130 after the clean-up has run."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted; temp dirs and child processes removed", file=sys.stderr)
+        sys.exit(130)
 
 
 PERSON = {"name": "山田 太郎", "date_of_birth": "1990-01-02", "gender": "1",

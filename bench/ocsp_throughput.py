@@ -577,8 +577,4 @@ def one_answer(data: Path) -> bytes:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted; temp dirs and child processes removed", file=sys.stderr)
-        sys.exit(130)
+    common.run(main)

@@ -292,8 +292,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted; temp dirs and child processes removed", file=sys.stderr)
-        sys.exit(130)
+    common.run(main)

@@ -41,6 +41,10 @@ def install_problem_handlers(app: FastAPI, log: logging.Logger) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI reports a body that is not UTF-8 as a bare 400; it is invalid input like any other.
+            return problem_response(422, "Invalid request", "body: not UTF-8 encoded JSON", "invalid-request",
+                                    errors=[{"field": "body", "message": "not UTF-8 encoded JSON"}])
         return problem_response(exc.status_code, "HTTP error", str(exc.detail), f"http-{exc.status_code}")
 
     @app.exception_handler(Exception)

@@ -1,8 +1,10 @@
 """Key making and raw signing for the CA's own keys (RSA-2048 or P-256, always SHA-256)."""
 from __future__ import annotations
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import NameOID
 
 from ca_mock.problems import PolicyViolation
 
@@ -15,6 +17,28 @@ def generate_private_key(algorithm: str) -> CAPrivateKey:
     if algorithm == "p256":
         return ec.generate_private_key(ec.SECP256R1())
     raise ValueError(f"unknown key algorithm {algorithm!r}; use rsa2048 or p256")
+
+
+def key_usage(*, digital_signature: bool = False, content_commitment: bool = False,
+              key_cert_sign: bool = False, crl_sign: bool = False) -> x509.KeyUsage:
+    """A KeyUsage naming only the bits this CA ever sets; the others are always off."""
+    return x509.KeyUsage(
+        digital_signature=digital_signature, content_commitment=content_commitment, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=key_cert_sign, crl_sign=crl_sign,
+        encipher_only=False, decipher_only=False,
+    )
+
+
+def csr_pem(key: CAPrivateKey, common_name: str) -> str:
+    """A PKCS#10 request for ``key``. The CA ignores its subject (it writes its own): the request
+    only proves possession of the key, which is what the card office and the phone need it for."""
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
 
 
 def private_key_to_pem(key: CAPrivateKey) -> bytes:
@@ -45,7 +69,7 @@ def check_subject_key(public_key: object, field: str = "csr_pem") -> None:
     if isinstance(public_key, rsa.RSAPublicKey):
         if public_key.key_size < 2048:
             raise PolicyViolation(
-                f"RSA key of {public_key.key_size} bits; the statute requires at least 2048", field="csr"
+                f"RSA key of {public_key.key_size} bits; the statute requires at least 2048", field=field
             )
         return
     if isinstance(public_key, ec.EllipticCurvePublicKey):

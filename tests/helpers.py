@@ -1,10 +1,10 @@
 """Small builders the tests share: key pairs, CSRs and issue requests."""
 from __future__ import annotations
 
+from ca_mock import keys
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 
 PERSON = {"name": "山田 太郎", "date_of_birth": "1990-01-02", "gender": "1", "address": "東京都千代田区千代田1-1"}
 
@@ -20,14 +20,7 @@ def rsa_key() -> rsa.RSAPrivateKey:
 
 
 def csr_pem(key=None, common_name: str = "ignored by the CA") -> str:
-    key = key or rsa_key()
-    return (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .sign(key, hashes.SHA256())
-        .public_bytes(serialization.Encoding.PEM)
-        .decode()
-    )
+    return keys.csr_pem(key or rsa_key(), common_name)
 
 
 def p256_csr_pem() -> str:

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from ca_mock import keys
 from ca_mock.authorities.service import AUTHENTICATION_CA, ROOT, SIGNATURE_CA, load_hierarchy
@@ -25,16 +24,6 @@ from ca_mock.db import Store
 from ca_mock.settings import CASettings
 
 CARD_FORMAT = "jpki-mock-card/1"
-
-
-def _csr(key: keys.CAPrivateKey) -> str:
-    return (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "card")]))
-        .sign(key, hashes.SHA256())
-        .public_bytes(serialization.Encoding.PEM)
-        .decode()
-    )
 
 
 def _pem(cert: x509.Certificate) -> str:
@@ -56,7 +45,7 @@ def issue_card(
     ):
         key = keys.generate_private_key(hierarchy.key_algorithm)
         issued = issue_certificate(store, settings, IssueRequest(
-            operation_id=f"card-{card_id}-{slot}", profile=profile, csr_pem=_csr(key),
+            operation_id=f"card-{card_id}-{slot}", profile=profile, csr_pem=keys.csr_pem(key, "card"),
             person=person if profile == "card-signature" else None,
         ))
         slots[slot] = {

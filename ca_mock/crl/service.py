@@ -195,8 +195,11 @@ def publish(store: Store, settings: CASettings, name: str, force: bool = False) 
         publications.append(("delta", build_crl(issuer, delta_der, number, now, next_update, hierarchy.public_url,
                                                 delta_base=base_number), delta_count, base_number))
     with store.transaction() as session:
+        # The issuer's row serialises the writers: without it, racing first publications on
+        # PostgreSQL would all INSERT (there is no published row yet to lock).
+        session.scalars(select(Authority).where(Authority.name == name).with_for_update()).one()
         for kind, der, count, base in publications:
-            existing = session.get(PublishedCRL, (name, kind), with_for_update=True)
+            existing = session.get(PublishedCRL, (name, kind))
             if existing is not None and existing.number >= number:
                 continue  # a concurrent publisher got a later number in first
             session.merge(PublishedCRL(authority=name, kind=kind, number=number, base_number=base,
