@@ -270,14 +270,23 @@ def sign(
     source: Path = typer.Argument(..., help="The PDF to sign."),
     target: Path = typer.Argument(..., help="Where to write the signed PDF."),
     tsa_url: Optional[str] = typer.Option(None, "--tsa-url", envvar="JPKI_TSA_URL",
-                                          help="RFC 3161 timestamp authority, for PAdES B-LT."),
-    tsa_root: Optional[Path] = typer.Option(None, "--tsa-root", help="Root certificate of that TSA (PEM/DER)."),
+                                          help="RFC 3161 timestamp authority (default: the CA's own, "
+                                               "<CA URL>/tsa, from the signature certificate)."),
+    tsa_root: Optional[Path] = typer.Option(None, "--tsa-root", help="Root certificate of that TSA (PEM/DER), "
+                                            "if it is not the CA's root."),
+    no_timestamp: bool = typer.Option(False, "--no-timestamp",
+                                      help="Sign without a signature timestamp (PAdES B-B): such a signature "
+                                           "becomes invalid once the certificate is revoked."),
 ) -> None:
-    """PAdES-sign a PDF with the phone signature key. Secret: JPKI_SIGN_PASSWORD (asked only to really sign)."""
+    """PAdES-sign a PDF with the phone signature key, timestamped (B-LT). Secret: JPKI_SIGN_PASSWORD (asked only to really sign)."""
+    if no_timestamp and tsa_url:
+        fail("--no-timestamp and --tsa-url (or JPKI_TSA_URL) contradict each other; give one")
     timestamper = http_timestamper(tsa_url) if tsa_url else None
     signed = flows.sign_pdf(_options(ctx).phone(), source, target, lambda: secret(SIGN_PASSWORD), timestamper,
-                            _certificates(tsa_root))
+                            _certificates(tsa_root), timestamp=not no_timestamp)
     typer.echo(f"signed {signed.target} ({signed.level}) with phone signature certificate {signed.serial}")
+    if signed.tsa:
+        typer.echo(f"  timestamp from {signed.tsa}")
 
 
 @command()
@@ -286,9 +295,15 @@ def verify(
     source: Path = typer.Argument(..., help="The signed PDF."),
     root: Optional[Path] = typer.Option(None, "--root", help="Trusted root (PEM/DER); default: the root pinned "
                                         "at registration, else fetched through the certificate's caIssuers URLs."),
-    tsa_root: Optional[Path] = typer.Option(None, "--tsa-root", help="Trusted root of the timestamp authority."),
+    tsa_root: Optional[Path] = typer.Option(None, "--tsa-root", help="Trusted root of the timestamp authority, "
+                                            "if it is not the CA's root."),
 ) -> None:
-    """Judge every signature of a PDF (hard-fail revocation check). Exit 0 only if all are valid."""
+    """Judge every signature of a PDF (hard-fail revocation check). Exit 0 only if all are valid.
+
+    A signature is judged at the current time, except one whose certificate was revoked after its
+    trusted signature timestamp: that one is judged at the timestamp, with the revocation
+    information embedded when it was signed.
+    """
     trusted = _certificates(root)
     verdict = flows.verify_pdf(_options(ctx).phone(), source, trusted[0] if trusted else None, _certificates(tsa_root))
     if not verdict.signatures:
@@ -298,7 +313,10 @@ def verify(
         typer.echo(f"  signer       {signature.signer_name or '-'} (certificate {signature.serial})")
         typer.echo(f"  signed at    {signature.signed_at.isoformat() if signature.signed_at else '-'} (as the signer says)")
         if signature.timestamp:
-            typer.echo(f"  timestamp    {signature.timestamp.isoformat()}")
+            trusted_word = "trusted" if signature.timestamp_trusted else "NOT trusted"
+            typer.echo(f"  timestamp    {signature.timestamp.isoformat()} ({trusted_word} TSA)")
+        judged = f"at its timestamp {signature.judged_at.isoformat()}" if signature.judged_at else "now"
+        typer.echo(f"  judged       {judged}")
         typer.echo(f"  trust root   {signature.trust}")
     if not verdict.valid:
         raise typer.Exit(1)

@@ -222,9 +222,16 @@ def install(phone: Phone) -> InstallReport:
 
 def sign_pdf(phone: Phone, source: Path, target: Path, password: Callable[[], str],
              timestamper: TimeStamper | None = None,
-             tsa_roots: Sequence[x509.Certificate] = ()) -> pdf.SignedPdf:
-    """PAdES-sign ``source`` with the phone signature key; ``password`` is asked only to really sign."""
+             tsa_roots: Sequence[x509.Certificate] = (), timestamp: bool = True) -> pdf.SignedPdf:
+    """PAdES-sign ``source`` with the phone signature key; ``password`` is asked only to really sign.
+
+    The signature is timestamped (PAdES B-LT) by ``timestamper`` if given, else by the CA's own
+    TSA, whose URL the signature certificate names (:func:`pdf.ca_tsa_url`); ``timestamp=False``
+    (and no ``timestamper``) signs without a timestamp (B-B), which cannot outlive a revocation.
+    """
     certificate_pem = _certificate(phone, KeySlot.SIGNATURE)
+    if timestamper is None and timestamp:
+        timestamper = pdf.http_timestamper(pdf.ca_tsa_url(x509.load_pem_x509_certificate(certificate_pem.encode())))
     return pdf.sign_pdf(phone.se, password, source, target, _trust(phone, certificate_pem), timestamper, tsa_roots)
 
 

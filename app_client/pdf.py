@@ -8,18 +8,24 @@ with a held or revoked certificate before asking for the password at all; only t
 password asked for, once, and the SE signs.
 
 Signatures are PAdES (``ETSI.CAdES.detached``) with the revocation information fetched at signing
-time embedded (DSS). With a timestamper (an RFC 3161 TSA) that makes PAdES B-LT; without one, it
-is B-B plus validation information. There is no built-in dummy TSA: a test may pass pyHanko's
-``DummyTimeStamper`` explicitly, together with its certificate as a TSA root.
+time embedded (DSS). With a timestamper (an RFC 3161 TSA: by default the CA's own, at the CA's
+``/tsa``, see :func:`ca_tsa_url`) that makes PAdES B-LT; without one, it is B-B plus validation
+information.
 
-Verification judges each signature against the CA's root in hard-fail mode: intact, trusted,
-and not revoked or held *now* (OCSP first, CRL if OCSP does not say good).
+Verification judges each signature against the CA's root in hard-fail mode (OCSP first, CRL if
+OCSP does not say good), first at the current time: intact, trusted, not revoked or held *now*.
+A signature whose signer certificate is revoked (or held) now may still be valid, but only by
+the long-term rule of :func:`_judge_at_timestamp`: its signature timestamp, validated against the
+trusted root, proves the signature existed at a time before the revocation, and the revocation
+information embedded at signing time shows the certificate good at that time. The time comes
+from the TSA's token only, never from the signing time the signer claims.
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import io
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,14 +35,17 @@ import httpx
 from asn1crypto import core as asn1_core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
 from pyhanko.sign.general import SigningError
-from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
+from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper, TimestampRequestError
 from pyhanko.sign.validation import async_validate_pdf_signature
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko.sign.validation.errors import NoDSSFoundError
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.errors import RevokedError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
@@ -68,9 +77,19 @@ class Trust:
         return f"{self.root.subject.rfc4514_string()} ({self.source}; SHA-256 {fingerprint})"
 
     def validation_context(self, extra_roots: Sequence[x509.Certificate] = ()) -> ValidationContext:
+        """For judging at the current time: revocation information fetched now, hard-fail."""
         return ValidationContext(trust_roots=[_asn1(c) for c in (self.root, *extra_roots)],
                                  other_certs=[_asn1(c) for c in self.intermediates],
                                  allow_fetching=True, revocation_mode="hard-fail")
+
+    def validation_context_at(self, moment: datetime, dss: DocumentSecurityStore) -> ValidationContext:
+        """For judging at ``moment`` in the past: only the certificates, OCSP responses and CRLs
+        embedded in the document (DSS), nothing fetched, hard-fail. pyHanko accepts a piece of
+        revocation information only if ``moment`` lies in its thisUpdate..nextUpdate window."""
+        return dss.as_validation_context(dict(
+            trust_roots=[_asn1(self.root)], other_certs=[_asn1(c) for c in self.intermediates],
+            moment=moment, allow_fetching=False, revocation_mode="hard-fail",
+        ))
 
 
 def trust_from_aia(certificate: x509.Certificate) -> Trust:
@@ -101,6 +120,31 @@ def _ca_issuers_url(certificate: x509.Certificate) -> str:
         if description.access_method == x509.AuthorityInformationAccessOID.CA_ISSUERS:
             return str(description.access_location.value)
     raise AppError(f"certificate {certificate.serial_number:x} names no caIssuers URL; give the root with --root")
+
+
+def ca_tsa_url(certificate: x509.Certificate) -> str:
+    """The time-stamping authority of the CA that issued ``certificate``: ``<CA public URL>/tsa``.
+
+    The mock CA serves everything under one public URL (ca_mock/urls.py): OCSP at ``<base>/ocsp``
+    and CA certificates at ``<base>/ca/NAME.cer``, so the base is found from the OCSP URL in the
+    certificate's AIA, else from its caIssuers URL.
+    """
+    try:
+        aia = certificate.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except x509.ExtensionNotFound:
+        aia = x509.AuthorityInformationAccess([])
+    bases = []
+    for method, pattern in ((x509.AuthorityInformationAccessOID.OCSP, r"^(https?://.+?)/ocsp/?$"),
+                            (x509.AuthorityInformationAccessOID.CA_ISSUERS, r"^(https?://.+?)/ca/[^/]+\.cer$")):
+        for description in aia:
+            if description.access_method == method:
+                match = re.match(pattern, str(description.access_location.value))
+                if match:
+                    bases.append(match.group(1))
+    if not bases:
+        raise AppError(f"cannot tell the CA's time-stamping authority from certificate {certificate.serial_number:x}; "
+                       "give it with --tsa-url (or sign without a timestamp: --no-timestamp)")
+    return f"{bases[0]}/tsa"
 
 
 def _fetch_certificate(url: str) -> x509.Certificate:
@@ -152,6 +196,7 @@ class SignedPdf:
     field_name: str
     serial: str
     level: str
+    tsa: str | None = None  # where the signature timestamp came from (a URL), if there is one
 
 
 def sign_pdf(se: SecureElement, password: Callable[[], str], source: Path, target: Path, trust: Trust,
@@ -159,8 +204,9 @@ def sign_pdf(se: SecureElement, password: Callable[[], str], source: Path, targe
     """Sign ``source`` into ``target`` with the SE's phone signature key and certificate.
 
     ``password`` is called once, only when the signature is really made (never for a refused
-    certificate). ``tsa_roots`` are trusted for the timestamper's certificate only in the sense
-    that its validation information can be collected and embedded.
+    certificate). With a ``timestamper`` the signature gets an RFC 3161 signature timestamp
+    (PAdES B-LT); the CA's own TSA chains to ``trust.root``, another TSA needs its root in
+    ``tsa_roots`` so that its validation information can be collected and embedded.
     """
     certificate_pem = se.certificate_pem(KeySlot.SIGNATURE)
     if certificate_pem is None:
@@ -172,7 +218,8 @@ def sign_pdf(se: SecureElement, password: Callable[[], str], source: Path, targe
     output = asyncio.run(_sign(source_bytes, signer, field_name, trust, timestamper, tsa_roots))
     target.write_bytes(output)
     level = "PAdES B-LT" if timestamper else "PAdES B-B with validation information (no signature timestamp)"
-    return SignedPdf(target, field_name, format(certificate.serial_number, "x"), level)
+    tsa = getattr(timestamper, "url", type(timestamper).__name__) if timestamper else None
+    return SignedPdf(target, field_name, format(certificate.serial_number, "x"), level, tsa)
 
 
 async def _sign(source: bytes, signer: SecureElementSigner, field_name: str, trust: Trust,
@@ -188,6 +235,10 @@ async def _sign(source: bytes, signer: SecureElementSigner, field_name: str, tru
         return signed.getvalue()
     except SigningError as exc:
         raise AppError(_refusal(exc)) from None
+    except TimestampRequestError as exc:
+        url = getattr(timestamper, "url", "the timestamp authority")
+        cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+        raise AppError(f"no signature timestamp from {url}: {exc}{cause}") from None
     finally:
         await vc.aclose()
 
@@ -218,8 +269,10 @@ class SignatureVerdict:
     serial: str | None
     signer_name: str | None
     signed_at: datetime | None  # as the signer reported it (not proof)
-    timestamp: datetime | None  # from the TSA, when there is one
+    timestamp: datetime | None  # from the TSA, when there is one (trusted or not: see timestamp_trusted)
     trust: str
+    timestamp_trusted: bool = False  # the token is intact and its TSA chains to a trusted root now
+    judged_at: datetime | None = None  # None: judged at the current time; else at this validated timestamp
 
 
 @dataclass(frozen=True)
@@ -247,17 +300,145 @@ async def _verify(source: bytes, trust: Trust | None, tsa_roots: Sequence[x509.C
         try:
             status = await async_validate_pdf_signature(embedded, signer_validation_context=vc,
                                                         ts_validation_context=ts_vc)
+            valid, summary, judged_at = status.bottom_line, _summary(status), None
+            if not valid and status.intact and status.valid and status.revoked:
+                valid, summary, judged_at = await _judge_at_timestamp(embedded, reader, judge, ts_vc, status)
         finally:
             await vc.aclose()
             await ts_vc.aclose()
         ts = status.timestamp_validity
         verdicts.append(SignatureVerdict(
-            field_name=embedded.field_name, valid=status.bottom_line, summary=_summary(status),
+            field_name=embedded.field_name, valid=valid, summary=summary,
             serial=format(signer_cert.serial_number, "x"), signer_name=_holder_name(signer_cert),
             signed_at=status.signer_reported_dt, timestamp=ts.timestamp if ts is not None else None,
-            trust=judge.describe(),
+            trust=judge.describe(), timestamp_trusted=_trusted_timestamp(status) is not None, judged_at=judged_at,
         ))
     return Verdict(tuple(verdicts))
+
+
+def _trusted_timestamp(status) -> datetime | None:
+    """The signature timestamp's time, if pyHanko validated the token: its imprint matches this
+    signature's value, its signature verifies, and its TSA certificate chains to a trusted root
+    now (hard-fail revocation check). Never the signing time the signer claims."""
+    ts = status.timestamp_validity
+    if ts is not None and ts.intact and ts.valid and ts.trusted:
+        return ts.timestamp
+    return None
+
+
+async def _judge_at_timestamp(embedded, reader: PdfFileReader, judge: Trust, ts_vc: ValidationContext,
+                              now) -> tuple[bool, str, datetime | None]:
+    """Long-term validation of a signature whose signer certificate is revoked (or held) now.
+
+    Valid only if all of these hold:
+
+    1. the revoked certificate is the signer's own, not a CA's above it;
+    2. the signature carries a trusted timestamp (:func:`_trusted_timestamp`) at time T;
+    3. the revocation date, from the revocation information fetched *now* (hard-fail, the same
+       judgement that found the certificate revoked), is after T: the CA itself says the
+       certificate was not revoked at T. This is what defeats a replayed "good" OCSP response
+       from before the revocation, which step 4 alone would accept. If the CA's current CRL
+       gives the entry an invalidity date (RFC 5280 5.3.2: the key known or suspected
+       compromised since), that must be after T too; pyHanko does not read it, so it is read
+       here from the CRL, whose signature is checked against the signer certificate's issuer;
+    4. pyHanko validates the signature again at moment T (``ValidationContext(moment=T)``) with
+       only the certificates, OCSP responses and CRLs embedded in the document (DSS), nothing
+       fetched, hard-fail: the chain is valid at T and the revocation information from signing
+       time shows the certificate good at T.
+    """
+    revoked_now = _summary(now)
+    details = now.revocation_details
+    if details.ca_revoked:
+        return False, revoked_now, None
+    moment = _trusted_timestamp(now)
+    if moment is None:
+        return False, f"{revoked_now}; no trusted signature timestamp shows it was signed before", None
+    if details.revocation_date <= moment:
+        return False, f"{revoked_now}; its signature timestamp {moment.isoformat()} is not earlier", None
+    signer_cert = x509.load_der_x509_certificate(embedded.signer_cert.dump())
+    try:
+        invalid_since = _invalidity_date(signer_cert, _issuer_candidates(judge, embedded))
+    except AppError as exc:
+        return False, f"{revoked_now}; {exc}", None
+    if invalid_since is not None and invalid_since <= moment:
+        return False, (f"{revoked_now}, with the key compromised or invalid since {invalid_since.isoformat()} "
+                       f"(CRL invalidity date); its signature timestamp {moment.isoformat()} is not earlier"), None
+    try:
+        dss = DocumentSecurityStore.read_dss(reader)
+    except NoDSSFoundError:
+        return False, (f"{revoked_now}; its signature timestamp {moment.isoformat()} is earlier, but the document "
+                       "carries no revocation information from signing time (DSS) to show the certificate good then"), None
+    vc_then = judge.validation_context_at(moment, dss)
+    try:
+        then = await async_validate_pdf_signature(embedded, signer_validation_context=vc_then,
+                                                  ts_validation_context=ts_vc)
+    finally:
+        await vc_then.aclose()
+    if not then.bottom_line:
+        return False, (f"{revoked_now}; at its signature timestamp {moment.isoformat()} it does not validate either: "
+                       f"{_summary(then).removeprefix('INVALID: ')}"), None
+    word = "suspended" if _reason(details) == "certificate_hold" else "revoked"
+    return True, (f"VALID at its timestamp {moment.isoformat()}: intact, chains to the trusted root, certificate good "
+                  f"then (revocation information embedded at signing, hard-fail); the certificate was {word} later "
+                  f"({details.revocation_date.isoformat()}, {_reason_text(details)})"), moment
+
+
+def _issuer_candidates(judge: Trust, embedded) -> list[x509.Certificate]:
+    candidates = [*judge.intermediates, judge.root]
+    candidates += [x509.load_der_x509_certificate(c.dump()) for c in embedded.other_embedded_certs]
+    return candidates
+
+
+def _invalidity_date(certificate: x509.Certificate, candidates: Sequence[x509.Certificate]) -> datetime | None:
+    """The invalidity date of ``certificate``'s entry in its issuer's current CRL, if it has one.
+
+    Raises AppError when that cannot be told: no issuer certificate, no CRL, a CRL that is not
+    the issuer's or not correctly signed by it, or no entry for a certificate found revoked.
+    """
+    issuer = next((c for c in candidates if c.subject == certificate.issuer and _issued_by(certificate, c)), None)
+    if issuer is None:
+        raise AppError("the issuer certificate is not at hand, so the CRL's invalidity date cannot be checked")
+    try:
+        points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except x509.ExtensionNotFound:
+        raise AppError("the certificate names no CRL, so an invalidity date cannot be checked") from None
+    urls = [str(name.value) for point in points for name in (point.full_name or ())
+            if isinstance(name, x509.UniformResourceIdentifier)]
+    for url in urls:
+        try:
+            response = httpx.get(url, timeout=10, follow_redirects=True)
+            response.raise_for_status()
+            crl = x509.load_der_x509_crl(response.content)
+        except (httpx.HTTPError, ValueError):
+            continue
+        if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):
+            continue
+        entry = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
+        if entry is None:
+            raise AppError(f"the CRL at {url} does not list the revoked certificate yet; try again shortly")
+        try:
+            return entry.extensions.get_extension_for_class(x509.InvalidityDate).value.invalidity_date_utc
+        except x509.ExtensionNotFound:
+            return None
+    raise AppError(f"no CRL signed by the issuer could be fetched from {', '.join(urls) or 'the certificate'} "
+                   "to check an invalidity date")
+
+
+def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        certificate.verify_directly_issued_by(issuer)
+        return True
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+
+
+def _reason(details) -> str:
+    return details.revocation_reason.native if details.revocation_reason is not None else "unspecified"
+
+
+def _reason_text(details) -> str:
+    reason = _reason(details)
+    return "certificateHold" if reason == "certificate_hold" else reason
 
 
 def _summary(status) -> str:  # a pyhanko PdfSignatureStatus
@@ -267,9 +448,10 @@ def _summary(status) -> str:  # a pyhanko PdfSignatureStatus
         return "INVALID: the signature value does not verify with the signer's certificate"
     if status.revoked:
         details = status.revocation_details
-        reason = details.revocation_reason.native if details.revocation_reason is not None else "unspecified"
+        reason = _reason(details)
         word = "SUSPENDED (certificateHold)" if reason == "certificate_hold" else f"REVOKED ({reason})"
-        return f"INVALID: the signer's certificate is {word} since {details.revocation_date.isoformat()}"
+        whose = "a CA certificate above the signer's" if details.ca_revoked else "the signer's certificate"
+        return f"INVALID: {whose} is {word} since {details.revocation_date.isoformat()}"
     if not status.trusted:
         return f"INVALID: the signer's certificate could not be validated: {status.trust_problem_indic}"
     ts = status.timestamp_validity

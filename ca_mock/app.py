@@ -20,6 +20,7 @@ from ca_mock.http import BodySizeLimit, install_problem_handlers
 from ca_mock.ocsp.responder import OCSPResponder
 from ca_mock.ocsp.service import refresh_ageing_responses
 from ca_mock.settings import CASettings
+from ca_mock.tsa import views as tsa_views
 
 log = logging.getLogger("ca_mock")
 
@@ -27,7 +28,7 @@ DESCRIPTION = """
 A real X.509 CA standing in for J-LIS: real keys, signatures, CRLs (RFC 5280) and OCSP (RFC 6960).
 
 * `/api/v1/...` is for the lifecycle service and needs `Authorization: Bearer <token>`.
-* `/ca/NAME.cer`, `/crl/NAME.crl`, `/crl/NAME-delta.crl` and `/ocsp` are public.
+* `/ca/NAME.cer`, `/crl/NAME.crl`, `/crl/NAME-delta.crl`, `/ocsp` and `/tsa` (RFC 3161 time-stamping) are public.
 * Errors are `application/problem+json` (RFC 9457).
 """
 
@@ -83,6 +84,7 @@ def build_fastapi(store: Store, settings: CASettings, api_token: str | None, bac
     app.include_router(certificate_views.router)
     app.include_router(crl_views.router)
     app.include_router(authority_views.router)
+    app.include_router(tsa_views.router)
     app.openapi = lambda: _ocsp_openapi(app)  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["public"], summary="Liveness and the public URL")

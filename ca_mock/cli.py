@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
 from ca_mock.certificates.status_rules import REVOCATION_REASONS, StatusAction

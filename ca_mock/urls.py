@@ -17,3 +17,8 @@ def delta_crl_url(base: str, authority: str) -> str:
 
 def ocsp_url(base: str) -> str:
     return f"{base}/ocsp"
+
+
+def tsa_url(base: str) -> str:
+    """The RFC 3161 time-stamping authority (POST application/timestamp-query)."""
+    return f"{base}/tsa"

@@ -1,6 +1,8 @@
 """Making the CA hierarchy once (``jpki-ca init``) and loading it for every later use.
 
-Root -> signature CA and user-authentication CA -> a delegated OCSP signer under each.
+Root -> signature CA and user-authentication CA -> a delegated OCSP signer under each; and a
+time-stamping authority (RFC 3161) directly under the root, so that a verifier who trusts the
+root alone can validate its tokens.
 The hierarchy is never regenerated silently: init on an initialised store is refused unless
 the caller explicitly accepts the existing one.
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import secrets
 import weakref
 from dataclasses import dataclass, field
@@ -28,11 +31,13 @@ SIGNATURE_CA = "sign"
 AUTHENTICATION_CA = "auth"
 ISSUING_CAS = (SIGNATURE_CA, AUTHENTICATION_CA)
 CRL_ISSUERS = (ROOT, *ISSUING_CAS)
+TSA = "tsa"  # the time-stamping authority's signer; absent from stores initialised before it existed
 
 _COMMON_NAMES = {
     ROOT: "JPKI Mock Root CA",
     SIGNATURE_CA: "JPKI Mock Signature CA",
     AUTHENTICATION_CA: "JPKI Mock User Authentication CA",
+    TSA: "JPKI Mock Time-Stamping Authority",
 }
 
 
@@ -118,11 +123,7 @@ def _ca_certificate(
         .not_valid_after(now + dt.timedelta(days=365 * years))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None if issuer_cert is None else 0), True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
-            ),
+            keys.key_usage(key_cert_sign=True, crl_sign=True),
             True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
@@ -158,11 +159,7 @@ def _ocsp_signer_certificate(
         .not_valid_after(now + dt.timedelta(days=365 * 2))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                encipher_only=False, decipher_only=False,
-            ),
+            keys.key_usage(digital_signature=True),
             True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), False)
@@ -170,6 +167,44 @@ def _ocsp_signer_certificate(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuing.key.public_key()), False)
         .sign(issuing.key, hashes.SHA256())
+    )
+
+
+def _tsa_certificate(root_cert: x509.Certificate, root_key: keys.CAPrivateKey, key: keys.CAPrivateKey,
+                     public_url: str) -> x509.Certificate:
+    """The TSA's signing certificate, issued by the root (RFC 3161 section 2.3: the only EKU is
+    id-kp-timeStamping, critical). Revocation is checked through the root's CRL."""
+    now = utcnow()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(_COMMON_NAMES[TSA]))
+        .issuer_name(root_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365 * 10))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+        .add_extension(
+            keys.key_usage(digital_signature=True, content_commitment=True),
+            True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), False)
+        .add_extension(
+            x509.CRLDistributionPoints(
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(urls.crl_url(public_url, ROOT))], None, None, None)]
+            ),
+            False,
+        )
+        .add_extension(
+            x509.AuthorityInformationAccess(
+                [x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                                        x509.UniformResourceIdentifier(urls.ca_certificate_url(public_url, ROOT)))]
+            ),
+            False,
+        )
+        .sign(root_key, hashes.SHA256())
     )
 
 
@@ -221,10 +256,24 @@ def initialise(store: Store, settings: CASettings, exist_ok: bool = False) -> Hi
                     crl_number=0, crl_dirty=False,
                 )
             )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # pyHanko's RFC 3161 responder (ca_mock.tsa) signs with RSA only: the TSA key is RSA-2048
+        # whatever the CA's key algorithm.
+        tsa_key = keys.generate_private_key("rsa2048")
+        tsa_cert = _tsa_certificate(made[ROOT][0], root_key, tsa_key, public_url)
+        session.add(
+            Authority(
+                name=TSA, role="tsa", parent=ROOT,
+                certificate_der=tsa_cert.public_bytes(serialization.Encoding.DER),
+                private_key_pem=keys.private_key_to_pem(tsa_key),
+                crl_number=0, crl_dirty=False,
+            )
+        )
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not settings.api_token and not settings.token_file.exists():
-        settings.token_file.write_text(secrets.token_urlsafe(32) + "\n")
-        settings.token_file.chmod(0o600)
+        # Created 0600 from the first byte: no moment where another user could read it.
+        fd = os.open(settings.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
     _HIERARCHIES.pop(store, None)
     return load_hierarchy(store)
 

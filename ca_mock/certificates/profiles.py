@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
-from ca_mock import urls
+from ca_mock import keys, urls
 from ca_mock.authorities.service import AUTHENTICATION_CA, SIGNATURE_CA, LoadedAuthority
 
 # subjectAltName otherName type ids used by JPKI signature certificates.
@@ -99,11 +99,7 @@ def build_certificate(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=profile.non_repudiation,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
-            ),
+            keys.key_usage(digital_signature=True, content_commitment=profile.non_repudiation),
             True,
         )
         .add_extension(

@@ -95,7 +95,8 @@ def test_sign_with_the_se_key_and_verify(ca_server, phone, document, tmp_path):
     # pyHanko sized the signature with a dry run, then asked for the password exactly once.
     assert password.calls == 1
     assert signed.serial == _serial(phone) and signed.field_name == "JPKI-Signature-1"
-    assert signed.level.startswith("PAdES B-B")
+    # By default the CA's own TSA, found from the certificate, timestamps the signature.
+    assert signed.level == "PAdES B-LT" and signed.tsa == f"{ca_server.settings.public_url}/tsa"
     dss = DocumentSecurityStore.read_dss(PdfFileReader(io.BytesIO(signed.target.read_bytes())))
     assert dss.ocsps and dss.crls  # the revocation information fetched while signing is embedded
 
@@ -103,6 +104,7 @@ def test_sign_with_the_se_key_and_verify(ca_server, phone, document, tmp_path):
     assert verdict.valid, verdict
     (only,) = verdict.signatures
     assert only.summary.startswith("VALID") and only.serial == signed.serial
+    assert only.timestamp is not None and only.timestamp_trusted and only.judged_at is None
     assert only.signer_name == PERSON["name"]
     assert "pinned from the card" in only.trust
 
@@ -134,7 +136,8 @@ def test_refusals_write_nothing_and_a_wrong_password_is_counted(phone, document,
 
 
 def test_a_revoked_certificate_is_refused_before_the_password_is_asked(ca_server, phone, document, tmp_path):
-    signed = flows.sign_pdf(phone, document, tmp_path / "signed.pdf", PasswordAsked())
+    # Without a signature timestamp nothing proves when it was signed (tests/test_pdf_ltv.py has the timestamped case).
+    signed = flows.sign_pdf(phone, document, tmp_path / "signed.pdf", PasswordAsked(), timestamp=False)
     _change(ca_server, phone, StatusAction.REVOKE, "keyCompromise")
 
     password = PasswordAsked()
@@ -142,14 +145,14 @@ def test_a_revoked_certificate_is_refused_before_the_password_is_asked(ca_server
         flows.sign_pdf(phone, document, tmp_path / "after.pdf", password)
     assert password.calls == 0 and not (tmp_path / "after.pdf").exists()
 
-    # The document signed before is judged against the status now (hard-fail): revoked.
+    # The untimestamped document signed before is judged against the status now (hard-fail): revoked.
     verdict = flows.verify_pdf(phone, signed.target)
     assert not verdict.valid
     assert "REVOKED (key_compromise)" in verdict.signatures[0].summary
 
 
 def test_a_held_certificate_reads_as_suspended(ca_server, phone, document, tmp_path):
-    signed = flows.sign_pdf(phone, document, tmp_path / "signed.pdf", PasswordAsked())
+    signed = flows.sign_pdf(phone, document, tmp_path / "signed.pdf", PasswordAsked(), timestamp=False)
     _change(ca_server, phone, StatusAction.HOLD)
 
     with pytest.raises(AppError, match=r"suspended \(certificateHold\)"):

@@ -1,0 +1,332 @@
+"""Long-term validation of phone signatures, against a real ``jpki-ca serve`` and its RFC 3161 TSA.
+
+A PDF signed while the certificate was good carries a signature timestamp from the CA's TSA and
+the revocation information of signing time (PAdES B-LT). Once the certificate is revoked it
+still validates, judged at its timestamp, with a note saying the revocation came later. Signing
+after the revocation is refused; a signature without a timestamp, or one timestamped after the
+revocation (a stolen key, used outside the app, even with "good" revocation answers from before
+the revocation copied into it), is invalid. The TSA itself is judged by openssl.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from asn1crypto import crl as asn1_crl
+from asn1crypto import ocsp as asn1_ocsp
+from cryptography import x509
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
+from pyhanko.sign import fields, signers
+from pyhanko.sign.timestamps import HTTPTimeStamper
+from pyhanko.sign.validation import async_validate_pdf_signature
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+from sqlalchemy import delete
+from typer.testing import CliRunner
+
+from app_client import flows, pdf
+from app_client.app_data import AppState
+from app_client.cli import app as jpki_app
+from app_client.errors import AppError
+from app_client.secure_element import KeySlot
+from ca_mock.authorities.models import Authority
+from ca_mock.cards.service import issue_card
+from ca_mock.certificates.schemas import IssueRequest, PersonIn
+from ca_mock.certificates.service import change_status, issue_certificate
+from ca_mock.certificates.status_rules import StatusAction
+from ca_mock.tsa.service import TimeStampResp
+from tests.helpers import PERSON
+
+pytestmark = pytest.mark.e2e
+
+CARD_PASSWORD = "CARD2024X"
+CARD_PIN = "4321"
+PHONE_PASSWORD = "PHONE2025PW"
+PHONE_PIN = "8642"
+REGISTRATION = "0123456789abcdef0123456789abcdef"
+SECRET_VARIABLES = ("JPKI_CARD_PASSWORD", "JPKI_SIGN_PASSWORD", "JPKI_NEW_SIGN_PASSWORD", "JPKI_AUTH_PIN")
+
+
+class PasswordAsked:
+    def __init__(self, password: str = PHONE_PASSWORD) -> None:
+        self.password, self.calls = password, 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        return self.password
+
+
+@pytest.fixture
+def document(tmp_path: Path) -> Path:
+    writer = PdfFileWriter()
+    content = writer.add_object(generic.StreamObject(stream_data=b"BT /F1 12 Tf 20 20 Td (contract) Tj ET"))
+    writer.insert_page(PageObject(content, (0, 0, 200, 100)))
+    out = io.BytesIO()
+    writer.write(out)
+    path = tmp_path / "contract.pdf"
+    path.write_bytes(out.getvalue())
+    return path
+
+
+@pytest.fixture
+def phone(ca_server, tmp_path: Path) -> flows.Phone:
+    """A phone whose SE signature key the CA certified (the lifecycle service's part is skipped),
+    with the CA chain pinned from the card."""
+    store, settings = ca_server.store, ca_server.settings
+    card = issue_card(store, settings, PersonIn(**PERSON), CARD_PASSWORD, CARD_PIN)
+    phone = flows.open_phone(tmp_path / "phone", "http://127.0.0.1:9")
+    enrolment = phone.se.enrol(PHONE_PASSWORD, PHONE_PIN)
+    issued = issue_certificate(store, settings, IssueRequest(
+        operation_id="phone-signature", profile="phone-signature", csr_pem=enrolment.signature_csr_pem,
+        person=PersonIn(**PERSON), card_serial=card["signature"]["serial"],
+    ))
+    phone.se.bind(REGISTRATION)
+    phone.se.store_certificate(KeySlot.SIGNATURE, issued["certificate_pem"])
+    phone.app_data.save(AppState(registration_id=REGISTRATION, ca_chain=card["chain"]))
+    return phone
+
+
+def _certificate(phone: flows.Phone) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(phone.se.certificate_pem(KeySlot.SIGNATURE).encode())
+
+
+def _change(ca_server, phone, action: StatusAction, reason: str | None = None, invalidity_date=None) -> None:
+    serial = format(_certificate(phone).serial_number, "x")
+    change_status(ca_server.store, ca_server.settings, serial, action, f"test-{action.value}-{reason}", reason,
+                  invalidity_date)
+
+
+def _wait_past(moment: dt.datetime) -> None:
+    """The CA records revocation times to the second (rounded down). A revocation in the same
+    second as the timestamp would read as not later, and is judged so: wait for the next second."""
+    while dt.datetime.now(dt.timezone.utc).replace(microsecond=0) <= moment:
+        time.sleep(0.05)
+
+
+def _cli(phone_home: Path, *args: str, **env: str | None):
+    environment = {name: None for name in (*SECRET_VARIABLES, "JPKI_APP_HOME", "JPKI_SERVICE_URL", "JPKI_TSA_URL")}
+    environment.update(env)
+    return CliRunner().invoke(jpki_app, ["--home", str(phone_home), "--service", "http://127.0.0.1:9", *args],
+                              env=environment)
+
+
+@pytest.mark.parametrize("reason, reason_native", [("keyCompromise", "key_compromise"), ("superseded", "superseded")])
+def test_signed_before_revocation_stays_valid_and_after_it_is_impossible(
+        ca_server, phone, document, tmp_path, reason, reason_native):
+    stamped = flows.sign_pdf(phone, document, tmp_path / "stamped.pdf", PasswordAsked())
+    assert stamped.level == "PAdES B-LT" and stamped.tsa == f"{ca_server.url}/tsa"
+    bare = flows.sign_pdf(phone, document, tmp_path / "bare.pdf", PasswordAsked(), timestamp=False)
+    assert bare.level.startswith("PAdES B-B") and bare.tsa is None
+
+    before = flows.verify_pdf(phone, stamped.target).signatures[0]
+    assert before.valid and before.judged_at is None and before.timestamp_trusted, before
+    assert flows.verify_pdf(phone, bare.target).valid
+
+    _wait_past(before.timestamp)
+    _change(ca_server, phone, StatusAction.REVOKE, reason)
+
+    # Signed before: valid at its timestamp, and says the revocation came later.
+    (after,) = flows.verify_pdf(phone, stamped.target).signatures
+    assert after.valid, after
+    assert after.judged_at == after.timestamp == before.timestamp
+    assert after.summary.startswith(f"VALID at its timestamp {after.timestamp.isoformat()}")
+    assert f"the certificate was revoked later (" in after.summary and f", {reason_native})" in after.summary
+
+    # Without a timestamp nothing shows it was signed before: judged now, revoked.
+    (untimed,) = flows.verify_pdf(phone, bare.target).signatures
+    assert not untimed.valid and untimed.judged_at is None
+    assert f"REVOKED ({reason_native})" in untimed.summary
+    assert "no trusted signature timestamp shows it was signed before" in untimed.summary
+
+    # Signing after the revocation is refused before the password is asked, with or without timestamp.
+    for timestamp in (True, False):
+        password = PasswordAsked()
+        with pytest.raises(AppError, match=rf"signing refused: the phone signature certificate is revoked \({reason_native}\)"):
+            flows.sign_pdf(phone, document, tmp_path / "after.pdf", password, timestamp=timestamp)
+        assert password.calls == 0 and not (tmp_path / "after.pdf").exists()
+
+    # The same through the CLI: exit 0 with the note, exit 1 for the untimestamped one.
+    home = tmp_path / "phone"
+    shown = _cli(home, "verify", str(stamped.target))
+    assert shown.exit_code == 0, shown.output
+    assert "revoked later" in shown.stdout and f"judged       at its timestamp {after.timestamp.isoformat()}" in shown.stdout
+    assert "(trusted TSA)" in shown.stdout
+    refused = _cli(home, "verify", str(bare.target))
+    assert refused.exit_code == 1 and f"REVOKED ({reason_native})" in refused.stdout
+    signing = _cli(home, "sign", str(document), str(tmp_path / "cli.pdf"), JPKI_SIGN_PASSWORD=PHONE_PASSWORD)
+    assert signing.exit_code == 1 and "signing refused" in signing.stderr and not (tmp_path / "cli.pdf").exists()
+
+
+def test_a_hold_after_the_timestamp_reads_as_suspended_later(ca_server, phone, document, tmp_path):
+    stamped = flows.sign_pdf(phone, document, tmp_path / "stamped.pdf", PasswordAsked())
+    _wait_past(flows.verify_pdf(phone, stamped.target).signatures[0].timestamp)
+    _change(ca_server, phone, StatusAction.HOLD)
+
+    (held,) = flows.verify_pdf(phone, stamped.target).signatures
+    assert held.valid and "the certificate was suspended later (" in held.summary
+    assert "certificateHold)" in held.summary
+    with pytest.raises(AppError, match=r"suspended \(certificateHold\)"):
+        flows.sign_pdf(phone, document, tmp_path / "after.pdf", PasswordAsked())
+
+    _change(ca_server, phone, StatusAction.RELEASE)
+    (released,) = flows.verify_pdf(phone, stamped.target).signatures
+    assert released.valid and released.judged_at is None and released.summary.startswith("VALID: ")
+
+
+def test_an_invalidity_date_before_the_timestamp_invalidates(ca_server, phone, document, tmp_path):
+    """keyCompromise with an invalidity date (RFC 5280 5.3.2, in the CRL entry): the key is held
+    compromised since then, so a signature timestamped after it is not saved by a later revocation."""
+    stamped = flows.sign_pdf(phone, document, tmp_path / "stamped.pdf", PasswordAsked())
+    timestamp = flows.verify_pdf(phone, stamped.target).signatures[0].timestamp
+    _wait_past(timestamp)
+    _change(ca_server, phone, StatusAction.REVOKE, "keyCompromise", invalidity_date=timestamp)
+
+    (verdict,) = flows.verify_pdf(phone, stamped.target).signatures
+    assert not verdict.valid, verdict
+    assert "REVOKED (key_compromise)" in verdict.summary and "CRL invalidity date" in verdict.summary
+
+
+async def _sign_outside_the_app(phone: flows.Phone, source: bytes, tsa_url: str) -> bytes:
+    """What a thief holding the key (and password) can do without the app: sign with no
+    certificate check at all, and have any public TSA timestamp it."""
+    certificate = _certificate(phone)
+    chain = [x509.load_pem_x509_certificate(pem.encode()) for pem in phone.app_data.load().ca_chain.values()]
+    signer = pdf.SecureElementSigner(phone.se, lambda: PHONE_PASSWORD, certificate, chain)
+    metadata = signers.PdfSignatureMetadata(field_name="Stolen", md_algorithm="sha256",
+                                            subfilter=fields.SigSeedSubFilter.PADES)
+    signed = await signers.async_sign_pdf(IncrementalPdfFileWriter(io.BytesIO(source)), metadata, signer=signer,
+                                          timestamper=HTTPTimeStamper(tsa_url))
+    return signed.getvalue()
+
+
+def test_a_stolen_key_cannot_sign_into_the_past(ca_server, phone, document, tmp_path):
+    good = flows.sign_pdf(phone, document, tmp_path / "good.pdf", PasswordAsked())
+    _wait_past(flows.verify_pdf(phone, good.target).signatures[0].timestamp)
+    _change(ca_server, phone, StatusAction.REVOKE, "keyCompromise")
+
+    stolen = asyncio.run(_sign_outside_the_app(phone, document.read_bytes(), f"{ca_server.url}/tsa"))
+    (verdict,) = flows.verify_pdf(phone, _write(tmp_path / "stolen.pdf", stolen)).signatures
+    assert not verdict.valid and verdict.timestamp_trusted
+    assert "REVOKED (key_compromise)" in verdict.summary and "is not earlier" in verdict.summary
+
+    # Copy the "good" OCSP responses and CRLs of before the revocation into it (still within their
+    # thisUpdate..nextUpdate window at the new timestamp).
+    good_dss = DocumentSecurityStore.read_dss(PdfFileReader(io.BytesIO(good.target.read_bytes())))
+    replayed = io.BytesIO(stolen)
+    DocumentSecurityStore.add_dss(
+        replayed, sig_contents=None, certs=list(good_dss.load_certs()),
+        ocsps=[asn1_ocsp.OCSPResponse.load(ref.get_object().data) for ref in good_dss.ocsps],
+        crls=[asn1_crl.CertificateList.load(ref.get_object().data) for ref in good_dss.crls],
+    )
+    target = _write(tmp_path / "replayed.pdf", replayed.getvalue())
+
+    # Judged at its timestamp with the embedded information alone, it would pass: that check
+    # cannot tell a replayed answer from a fresh one ...
+    assert asyncio.run(_valid_with_embedded_information_only(phone, target, verdict.timestamp))
+    # ... which is why the verifier also asks the CA now, and compares the revocation date.
+    (verdict,) = flows.verify_pdf(phone, target).signatures
+    assert not verdict.valid
+    assert "REVOKED (key_compromise)" in verdict.summary and "is not earlier" in verdict.summary
+
+
+async def _valid_with_embedded_information_only(phone: flows.Phone, target: Path, moment: dt.datetime) -> bool:
+    reader = PdfFileReader(io.BytesIO(target.read_bytes()))
+    (embedded,) = reader.embedded_signatures
+    trust = flows._pinned(phone.app_data.load().ca_chain)
+    vc = trust.validation_context_at(moment, DocumentSecurityStore.read_dss(reader))
+    ts_vc = trust.validation_context()
+    try:
+        status = await async_validate_pdf_signature(embedded, signer_validation_context=vc,
+                                                    ts_validation_context=ts_vc)
+    finally:
+        await vc.aclose()
+        await ts_vc.aclose()
+    return status.bottom_line
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+# -- the TSA ------------------------------------------------------------------------------------
+
+def _openssl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_the_tsa_answers_openssl(ca_server, tmp_path):
+    with ca_server.client(authorised=False) as client:
+        (tmp_path / "root.pem").write_bytes(client.get("/ca/root.pem").content)
+        (tmp_path / "tsa.pem").write_bytes(client.get("/ca/tsa.pem").content)
+        (tmp_path / "file").write_text("a document to timestamp")
+        query = _openssl("ts", "-query", "-data", "file", "-sha256", "-cert", "-out", "req.tsq", cwd=tmp_path)
+        assert query.returncode == 0, query.stderr
+        response = client.post("/tsa", content=(tmp_path / "req.tsq").read_bytes(),
+                               headers={"Content-Type": "application/timestamp-query"})
+        assert response.status_code == 200 and response.headers["content-type"] == "application/timestamp-reply"
+        (tmp_path / "resp.tsr").write_bytes(response.content)
+
+        shown = _openssl("ts", "-reply", "-in", "resp.tsr", "-text", cwd=tmp_path)
+        assert shown.returncode == 0 and "Status: Granted" in shown.stdout, shown.stdout + shown.stderr
+        assert "JPKI Mock Time-Stamping Authority" in shown.stdout
+        verified = _openssl("ts", "-verify", "-in", "resp.tsr", "-queryfile", "req.tsq", "-CAfile", "root.pem",
+                            "-untrusted", "tsa.pem", cwd=tmp_path)
+        assert verified.returncode == 0 and "Verification: OK" in verified.stdout, verified.stdout + verified.stderr
+
+        # The TSA certificate: issued by the root, id-kp-timeStamping only and critical.
+        tsa = x509.load_pem_x509_certificate((tmp_path / "tsa.pem").read_bytes())
+        eku = tsa.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+        assert eku.critical and list(eku.value) == [x509.oid.ExtendedKeyUsageOID.TIME_STAMPING]
+        tsa.verify_directly_issued_by(x509.load_pem_x509_certificate((tmp_path / "root.pem").read_bytes()))
+
+        assert "/tsa" in client.get("/openapi.json").json()["paths"]
+
+
+@pytest.mark.parametrize("body", [b"garbage", b"", b"\x30\x03\x02\x01\x01", b"\x30\x80" * 50])
+def test_the_tsa_rejects_garbage_with_a_timestamp_response(ca_server, body):
+    with ca_server.client(authorised=False) as client:
+        response = client.post("/tsa", content=body, headers={"Content-Type": "application/timestamp-query"})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/timestamp-reply"
+    status = TimeStampResp.load(response.content)["status"]  # asn1crypto's own cannot parse a rejection
+    assert status["status"].native == "rejection" and status["fail_info"].native == {"bad_data_format"}
+
+
+def test_the_tsa_refuses_a_weak_hash_and_another_media_type(ca_server, tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert _openssl("ts", "-query", "-data", "file", "-sha1", "-out", "sha1.tsq", cwd=tmp_path).returncode == 0
+    with ca_server.client(authorised=False) as client:
+        response = client.post("/tsa", content=(tmp_path / "sha1.tsq").read_bytes(),
+                               headers={"Content-Type": "application/timestamp-query"})
+        (tmp_path / "sha1.tsr").write_bytes(response.content)
+        shown = _openssl("ts", "-reply", "-in", "sha1.tsr", "-text", cwd=tmp_path)
+        assert "Status: Rejected" in shown.stdout and "unrecognized or unsupported algorithm" in shown.stdout, shown.stdout
+
+        wrong = client.post("/tsa", content=b"anything", headers={"Content-Type": "application/octet-stream"})
+        assert wrong.status_code == 415 and wrong.headers["content-type"] == "application/problem+json"
+
+
+def test_a_store_made_before_the_tsa_answers_404_and_signing_says_so(ca_server, phone, document, tmp_path):
+    ca_server.stop()
+    with ca_server.store.transaction() as session:
+        session.execute(delete(Authority).where(Authority.name == "tsa"))
+    ca_server.start()
+
+    response = httpx.post(f"{ca_server.url}/tsa", content=b"x", headers={"Content-Type": "application/timestamp-query"})
+    assert response.status_code == 404 and response.headers["content-type"] == "application/problem+json"
+    assert "no time-stamping authority" in response.json()["detail"]
+
+    password = PasswordAsked()
+    with pytest.raises(AppError, match=rf"no signature timestamp from {ca_server.url}/tsa: .*404"):
+        flows.sign_pdf(phone, document, tmp_path / "signed.pdf", password)
+    assert password.calls == 0 and not (tmp_path / "signed.pdf").exists()
+    # Without a timestamp it still signs (and says so).
+    assert flows.sign_pdf(phone, document, tmp_path / "signed.pdf", PasswordAsked(), timestamp=False).tsa is None
