@@ -95,7 +95,7 @@ def init(
     key_algorithm: str = typer.Option("rsa2048", envvar="JPKI_CA_KEY_ALGORITHM", help="rsa2048 (default) or p256."),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="Keep an existing CA instead of failing."),
 ) -> None:
-    """Create the root, the two issuing CAs and their OCSP signers. Never replaces an existing CA."""
+    """Create the root, the two issuing CAs, their OCSP signers and the TSA. Never replaces an existing CA."""
     from ca_mock.authorities.service import initialise, is_initialised
 
     if key_algorithm not in ("rsa2048", "p256"):
