@@ -21,10 +21,8 @@ import pytest
 from asn1crypto import crl as asn1_crl
 from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509
-from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
 from pyhanko.sign import fields, signers
 from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko.sign.validation import async_validate_pdf_signature
@@ -33,65 +31,19 @@ from sqlalchemy import delete
 from typer.testing import CliRunner
 
 from app_client import flows, pdf
-from app_client.app_data import AppState
 from app_client.cli import app as jpki_app
 from app_client.errors import AppError
 from app_client.secure_element import KeySlot
 from ca_mock.authorities.models import Authority
-from ca_mock.cards.service import issue_card
-from ca_mock.certificates.schemas import IssueRequest, PersonIn
-from ca_mock.certificates.service import change_status, issue_certificate
+from ca_mock.certificates.service import change_status
 from ca_mock.certificates.status_rules import StatusAction
 from ca_mock.tsa.service import TimeStampResp
-from tests.helpers import PERSON
+from tests.app_client.conftest import PHONE_PASSWORD
+from tests.pdf_fixtures import PasswordAsked, document, phone  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.e2e
 
-CARD_PASSWORD = "CARD2024X"
-CARD_PIN = "4321"
-PHONE_PASSWORD = "PHONE2025PW"
-PHONE_PIN = "8642"
-REGISTRATION = "0123456789abcdef0123456789abcdef"
 SECRET_VARIABLES = ("JPKI_CARD_PASSWORD", "JPKI_SIGN_PASSWORD", "JPKI_NEW_SIGN_PASSWORD", "JPKI_AUTH_PIN")
-
-
-class PasswordAsked:
-    def __init__(self, password: str = PHONE_PASSWORD) -> None:
-        self.password, self.calls = password, 0
-
-    def __call__(self) -> str:
-        self.calls += 1
-        return self.password
-
-
-@pytest.fixture
-def document(tmp_path: Path) -> Path:
-    writer = PdfFileWriter()
-    content = writer.add_object(generic.StreamObject(stream_data=b"BT /F1 12 Tf 20 20 Td (contract) Tj ET"))
-    writer.insert_page(PageObject(content, (0, 0, 200, 100)))
-    out = io.BytesIO()
-    writer.write(out)
-    path = tmp_path / "contract.pdf"
-    path.write_bytes(out.getvalue())
-    return path
-
-
-@pytest.fixture
-def phone(ca_server, tmp_path: Path) -> flows.Phone:
-    """A phone whose SE signature key the CA certified (the lifecycle service's part is skipped),
-    with the CA chain pinned from the card."""
-    store, settings = ca_server.store, ca_server.settings
-    card = issue_card(store, settings, PersonIn(**PERSON), CARD_PASSWORD, CARD_PIN)
-    phone = flows.open_phone(tmp_path / "phone", "http://127.0.0.1:9")
-    enrolment = phone.se.enrol(PHONE_PASSWORD, PHONE_PIN)
-    issued = issue_certificate(store, settings, IssueRequest(
-        operation_id="phone-signature", profile="phone-signature", csr_pem=enrolment.signature_csr_pem,
-        person=PersonIn(**PERSON), card_serial=card["signature"]["serial"],
-    ))
-    phone.se.bind(REGISTRATION)
-    phone.se.store_certificate(KeySlot.SIGNATURE, issued["certificate_pem"])
-    phone.app_data.save(AppState(registration_id=REGISTRATION, ca_chain=card["chain"]))
-    return phone
 
 
 def _certificate(phone: flows.Phone) -> x509.Certificate:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from pathlib import Path
 
 import pytest
 from asn1crypto import keys as asn1_keys
@@ -17,66 +16,20 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
 from pyhanko.sign.timestamps import DummyTimeStamper
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 
 from app_client import flows
-from app_client.app_data import AppState
 from app_client.errors import AppError
 from app_client.secure_element import KeySlot
-from ca_mock.cards.service import issue_card
-from ca_mock.certificates.schemas import IssueRequest, PersonIn
-from ca_mock.certificates.service import change_status, issue_certificate
+from ca_mock.certificates.service import change_status
 from ca_mock.certificates.status_rules import StatusAction
-from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
 from tests.helpers import PERSON
+from tests.pdf_fixtures import PasswordAsked, document, phone  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.e2e
 
-REGISTRATION = "0123456789abcdef0123456789abcdef"
-
-
-class PasswordAsked:
-    """The password provider, counting how often pyHanko's signer really asked for it."""
-
-    def __init__(self, password: str = PHONE_PASSWORD) -> None:
-        self.password, self.calls = password, 0
-
-    def __call__(self) -> str:
-        self.calls += 1
-        return self.password
-
-
-@pytest.fixture
-def document(tmp_path: Path) -> Path:
-    writer = PdfFileWriter()
-    content = writer.add_object(generic.StreamObject(stream_data=b"BT /F1 12 Tf 20 20 Td (contract) Tj ET"))
-    writer.insert_page(PageObject(content, (0, 0, 200, 100)))
-    out = io.BytesIO()
-    writer.write(out)
-    path = tmp_path / "contract.pdf"
-    path.write_bytes(out.getvalue())
-    return path
-
-
-@pytest.fixture
-def phone(ca_server, tmp_path: Path) -> flows.Phone:
-    """A registered phone: its SE key certified by the CA, the CA chain pinned from the card."""
-    store, settings = ca_server.store, ca_server.settings
-    card = issue_card(store, settings, PersonIn(**PERSON), CARD_PASSWORD, CARD_PIN)
-    phone = flows.open_phone(tmp_path / "phone", "http://127.0.0.1:9")
-    enrolment = phone.se.enrol(PHONE_PASSWORD, PHONE_PIN)
-    issued = issue_certificate(store, settings, IssueRequest(
-        operation_id="phone-signature", profile="phone-signature", csr_pem=enrolment.signature_csr_pem,
-        person=PersonIn(**PERSON), card_serial=card["signature"]["serial"],
-    ))
-    phone.se.bind(REGISTRATION)
-    phone.se.store_certificate(KeySlot.SIGNATURE, issued["certificate_pem"])
-    phone.app_data.save(AppState(registration_id=REGISTRATION, ca_chain=card["chain"]))
-    return phone
 
 
 def _serial(phone: flows.Phone) -> str:
