@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from asn1crypto import core
 from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
-from sqlalchemy import select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from ca_mock import keys, urls
@@ -29,7 +29,7 @@ from ca_mock.authorities.service import CRL_ISSUERS, ISSUING_CAS, LoadedAuthorit
 from ca_mock.certificates.models import IssuedCertificate, StatusEvent
 from ca_mock.crl.entries import encode_entry
 from ca_mock.crl.models import PublishedCRL
-from ca_mock.db import Store, utcnow
+from ca_mock.db import DriverQuery, Store, utcnow
 from ca_mock.problems import UnknownAuthority
 from ca_mock.settings import CASettings
 
@@ -98,14 +98,13 @@ def build_crl(
     ).dump()
 
 
-def _full_entries(session: Session, authority: str) -> tuple[bytes, int]:
+def _full_entries(store: Store, authority: str) -> tuple[bytes, int]:
+    """Every listed entry of ``authority``, concatenated (a driver-level scan: the hot read)."""
+    query = DriverQuery(store.engine, select(IssuedCertificate.crl_entry_der).where(
+        IssuedCertificate.authority == bindparam("authority"),
+        or_(*(IssuedCertificate.status == status for status in LISTED))))
     buffer, count = bytearray(), 0
-    rows = session.execute(
-        select(IssuedCertificate.crl_entry_der)
-        .where(IssuedCertificate.authority == authority, IssuedCertificate.status.in_(LISTED))
-        .execution_options(yield_per=20_000)
-    )
-    for (entry,) in rows:
+    for (entry,) in query.rows(batch=20_000, authority=authority):
         buffer += entry
         count += 1
     return bytes(buffer), count
@@ -186,8 +185,8 @@ def publish(store: Store, settings: CASettings, name: str, force: bool = False) 
     # Only the issuing CAs have delta CRLs: their certificates name one (Freshest CRL). The
     # root's do not, and a validator must not be sent looking for a root delta.
     with_delta = name in ISSUING_CAS
+    full_der, full_count = _full_entries(store, name)
     with store.sessions() as session:
-        full_der, full_count = _full_entries(session, name)
         delta_der, delta_count = _delta_entries(session, name, base_time) if with_delta else (b"", 0)
     publications = [("full", build_crl(issuer, full_der, number, now, next_update, hierarchy.public_url,
                                        advertise_delta=with_delta), full_count, None)]
