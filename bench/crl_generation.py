@@ -103,12 +103,12 @@ idle = step("idle round: publish() with nothing changed (background publisher, e
             lambda: crl.publish(store, settings, "sign"))
 assert idle is None, idle
 number, base_number, base_time, now = step(
-    "reserve number (locked step; loads the last full CRL row, DER included)",
+    "reserve number (locked step; reads the last full CRL's nextUpdate)",
     lambda: crl._reserve_number(store, settings, "sign", True))
+full_der, full_count = step("read full entries (driver-level SELECT crl_entry_der, concatenate)",
+                            lambda: crl._full_entries(store, "sign"))
 with store.sessions() as session:
-    full_der, full_count = step("read full entries (SELECT crl_entry_der, concatenate)",
-                                lambda: crl._full_entries(session, "sign"))
-    delta_der, delta_count = step("read delta entries (ORM objects changed since base)",
+    delta_der, delta_count = step("read delta entries (columns of the certificates changed since base)",
                                   lambda: crl._delta_entries(session, "sign", base_time))
 next_update = now + dt.timedelta(hours=settings.crl_validity_hours)
 full = step("build + sign full CRL (asn1crypto wrap, dump, RSA sign)",
