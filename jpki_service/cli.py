@@ -10,6 +10,7 @@ from typing import Optional
 
 import httpx
 import typer
+from sqlalchemy import make_url
 from sqlalchemy.exc import OperationalError
 
 from jpki_service.settings import ServiceSettings
@@ -102,7 +103,7 @@ def serve(
         typer.echo(f"  CA        {settings.ca_url}  (docs {settings.ca_url}/docs)")
         typer.echo(f"  CRL       {settings.ca_url}/crl/sign.crl  {settings.ca_url}/crl/auth.crl")
         typer.echo(f"  OCSP      {settings.ca_url}/ocsp")
-        typer.echo(f"  database  {settings.resolved_database_url()}")
+        typer.echo(f"  database  {make_url(settings.resolved_database_url()).render_as_string(hide_password=True)}")
         sys.stdout.flush()
         uvicorn.run(create_app(settings, on_shutdown=stop_embedded_ca), host=host, port=port, log_level="warning")
     finally:
@@ -114,7 +115,8 @@ def migrate(data: Optional[Path] = typer.Option(None, "--data", help="Data folde
     """Bring the database (JPKI_DATABASE_URL, default SQLite under --data) to the current schema."""
     settings = _settings(data)
     _migrate(settings)
-    typer.echo(f"database at the current schema: {settings.resolved_database_url()}")
+    typer.echo("database at the current schema: "
+               f"{make_url(settings.resolved_database_url()).render_as_string(hide_password=True)}")
 
 
 @app.command()
