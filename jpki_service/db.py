@@ -34,6 +34,9 @@ def migrate(database_url: str) -> None:
 
 def import_models() -> None:
     """Register every table on ``Base.metadata`` (for Alembic)."""
+    from jpki_service.audit import models as _a  # noqa: F401
     from jpki_service.ca_commands import models as _c  # noqa: F401
     from jpki_service.challenges import models as _h  # noqa: F401
+    from jpki_service.notifications import models as _n  # noqa: F401
+    from jpki_service.operators import models as _o  # noqa: F401
     from jpki_service.registrations import models as _r  # noqa: F401

@@ -4,9 +4,13 @@ Pure domain: no I/O. Each transition names the event, the states it may leave, t
 reaches, who may cause it, with what proof, and what must then happen at the CA. The service
 layer asks :func:`transition` and carries out the answer; nothing else decides a state.
 
-    pending --issued--> active --(operator) suspend--> suspended --lift--> active
-       |                  |                                |
-       +--- revoke / supersede / uninstall / stale --------+--> revoked | expired   (final)
+    pending --issued--> active --(call centre) suspended--> suspended --lifted--> active
+       |                  |                                      |
+       +--- revoke / supersede / uninstall / stale --------------+--> revoked | expired   (final)
+
+A lift never reinstates the signature certificate (DESIGN.md 2.8): it is revoked and a new one
+is issued to a new key, in the same transition when the owner lifts with the card, or by a later
+``signature-reissued`` when a supervisor lifted (a supervisor has neither the card nor the key).
 """
 from __future__ import annotations
 
@@ -37,6 +41,8 @@ class ProofKind(str, enum.Enum):
     CARD = "card signature key (card password), card good at OCSP"
     PHONE_SIGNATURE_KEY = "phone signature key (phone password)"
     DEVICE_KEY = "device key (no secret)"
+    CARD_AND_DEVICE_KEY = "card proof (matching the registering card) + device key"
+    OPERATOR_SESSION = "operator session with the role, caller identified, ticket"
     CA_RESULT = "the CA's answer"
     CARD_AT_CA = "the card certificate revoked at the CA"
 
@@ -51,6 +57,11 @@ class Event(str, enum.Enum):
     STALE_CERTIFICATE = "stale-certificate"
     CARD_REVOKED = "card-revoked"
     PASSWORD_RESET = "password-reset"
+    SUSPENDED = "suspended"
+    OWNER_LIFTED = "owner-lifted"
+    SUPERVISOR_LIFTED = "supervisor-lifted"
+    SIGNATURE_REISSUED = "signature-reissued"
+    SUPERVISOR_REVOKED = "supervisor-revoked"
 
 
 class CertKind(str, enum.Enum):
@@ -69,7 +80,11 @@ class Transition:
     actor: Actor
     proof: ProofKind
     revoke: tuple[CertKind, ...] = ()  # certificates to revoke at the CA
-    ca_reason: str | None = None  # RFC 5280 reason for those revocations
+    ca_reason: str | None = None  # RFC 5280 reason for those revocations (None: the actor chooses)
+    hold: tuple[CertKind, ...] = ()  # certificates put on hold (certificateHold)
+    release: tuple[CertKind, ...] = ()  # held certificates made good again
+    reissue: tuple[CertKind, ...] = ()  # new certificates to new keys, replacing the current ones
+    notify_owner: bool = False  # told through another channel than the phone: someone else acted
 
 
 LIVE = (State.PENDING, State.ACTIVE, State.SUSPENDED)
@@ -84,7 +99,9 @@ TRANSITIONS: dict[Event, Transition] = {
                    BOTH, "cessationOfOperation"),
         Transition(Event.OWNER_REVOKED, LIVE, State.REVOKED, Actor.OWNER, ProofKind.PHONE_SIGNATURE_KEY,
                    BOTH, "cessationOfOperation"),
-        Transition(Event.SUPERSEDED, LIVE, State.REVOKED, Actor.OWNER, ProofKind.CARD, BOTH, "superseded"),
+        # The owner registered another phone; the old one may be in someone else's hands: tell the owner.
+        Transition(Event.SUPERSEDED, LIVE, State.REVOKED, Actor.OWNER, ProofKind.CARD, BOTH, "superseded",
+                   notify_owner=True),
         Transition(Event.UNINSTALLED, LIVE, State.EXPIRED, Actor.OWNER, ProofKind.DEVICE_KEY,
                    BOTH, "cessationOfOperation"),
         Transition(Event.STALE_CERTIFICATE, LIVE, State.EXPIRED, Actor.OWNER, ProofKind.DEVICE_KEY,
@@ -92,8 +109,24 @@ TRANSITIONS: dict[Event, Transition] = {
         # Policy (DESIGN.md 2.9): the phone signature certificate follows the card's; the
         # user-authentication certificate and the registration stay as they are.
         Transition(Event.CARD_REVOKED, (State.ACTIVE, State.SUSPENDED), None, Actor.SYSTEM, ProofKind.CARD_AT_CA,
-                   (CertKind.SIGNATURE,), "affiliationChanged"),
+                   (CertKind.SIGNATURE,), "affiliationChanged", notify_owner=True),
         Transition(Event.PASSWORD_RESET, (State.ACTIVE, State.SUSPENDED), None, Actor.OWNER, ProofKind.CARD),
+        # The call centre (DESIGN.md 2.7): both certificates on hold at once, OCSP says certificateHold.
+        Transition(Event.SUSPENDED, (State.ACTIVE,), State.SUSPENDED, Actor.OPERATOR, ProofKind.OPERATOR_SESSION,
+                   hold=BOTH, notify_owner=True),
+        # Found again (DESIGN.md 2.8): authentication reinstated, signature revoked and reissued.
+        Transition(Event.OWNER_LIFTED, (State.SUSPENDED,), State.ACTIVE, Actor.OWNER, ProofKind.CARD_AND_DEVICE_KEY,
+                   (CertKind.SIGNATURE,), "superseded", release=(CertKind.AUTHENTICATION,),
+                   reissue=(CertKind.SIGNATURE,)),
+        Transition(Event.SUPERVISOR_LIFTED, (State.SUSPENDED,), State.ACTIVE, Actor.SUPERVISOR,
+                   ProofKind.OPERATOR_SESSION, (CertKind.SIGNATURE,), "superseded",
+                   release=(CertKind.AUTHENTICATION,), notify_owner=True),
+        # After a supervisor's lift the phone has no signature certificate until the owner proves card + phone.
+        Transition(Event.SIGNATURE_REISSUED, (State.ACTIVE,), None, Actor.OWNER, ProofKind.CARD_AND_DEVICE_KEY,
+                   reissue=(CertKind.SIGNATURE,)),
+        # The phone is gone for good, or its key is compromised: the supervisor names the RFC 5280 reason.
+        Transition(Event.SUPERVISOR_REVOKED, LIVE, State.REVOKED, Actor.SUPERVISOR, ProofKind.OPERATOR_SESSION,
+                   BOTH, None, notify_owner=True),
     )
 }
 

@@ -21,6 +21,11 @@ class Registration(Base):
     card_serial: Mapped[str] = mapped_column(String(40), index=True)
     device_model: Mapped[str] = mapped_column(String(64))
     device_public_key_pem: Mapped[str] = mapped_column(Text)
+    # The holder's name, sealed (AES-GCM, key from settings): the console shows it masked. The
+    # look-ups use keyed blind indexes, never the plain items (jpki_service/holder_data.py).
+    holder_sealed: Mapped[str | None] = mapped_column(Text)
+    holder_index: Mapped[str | None] = mapped_column(String(64), index=True)
+    suspension_code_index: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
@@ -52,6 +57,8 @@ class RegistrationEvent(Base):
     actor: Mapped[str] = mapped_column(String(16))
     from_state: Mapped[str] = mapped_column(String(16))
     to_state: Mapped[str] = mapped_column(String(16))
+    operator: Mapped[str | None] = mapped_column(String(64))  # the call-centre account, when one acted
+    note: Mapped[str | None] = mapped_column(String(200))  # the reason given (suspension, lift, revocation)
 
 
 class Person(Base):

@@ -1,0 +1,34 @@
+"""The audit trail: append-only, each entry chained to the one before by a keyed hash."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from jpki_service.db import Base, UTCDateTime
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # 1, 2, 3... no gaps
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(80))  # operator:<username> | owner | system
+    action: Mapped[str] = mapped_column(String(40))
+    registration_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    # Canonical JSON text (sorted keys), hashed as stored: a JSON column could be re-serialised.
+    details: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the last entry's number and hash. Appends lock it, so the chain has one order,
+    and it is what shows that entries were cut off the end."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # always 1
+    seq: Mapped[int] = mapped_column(Integer)
+    entry_hash: Mapped[str] = mapped_column(String(64))
