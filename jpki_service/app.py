@@ -4,8 +4,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
 import time
 from collections.abc import Callable
 
@@ -19,6 +17,7 @@ from jpki_service.db import Store
 from jpki_service.registrations import service as registrations
 from jpki_service.registrations import views as registration_views
 from jpki_service.relying_party import views as rp_views
+from jpki_service.service_keys import load_service_keys
 from jpki_service.settings import ServiceSettings
 
 log = logging.getLogger("jpki_service")
@@ -29,19 +28,6 @@ password reset, uninstall and stale certificates, with every change recorded her
 carried to the CA. Owner requests are proven by signatures over single-use challenges
 (docs/service-api.md). Errors are `application/problem+json`.
 """
-
-
-def person_secret(settings: ServiceSettings) -> bytes:
-    """The key of the keyed person index: from settings, or a key file made once under data_dir."""
-    if settings.person_key:
-        return settings.person_key.encode()
-    path = settings.data_dir / "person-key"
-    if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
 
 
 async def _worker(ctx: registrations.ServiceContext) -> None:
@@ -75,7 +61,7 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
         if not settings.ca_url:
             raise ValueError("no CA: set JPKI_CA_URL (or let `jpki-service serve` start the mock CA)")
         ca = CAClient(settings.ca_url, settings.ca_token, settings.ca_timeout_seconds)
-    ctx = registrations.ServiceContext(Store(settings.resolved_database_url()), ca, settings, person_secret(settings))
+    ctx = registrations.ServiceContext(Store(settings.resolved_database_url()), ca, settings, load_service_keys(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):

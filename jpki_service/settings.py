@@ -26,6 +26,10 @@ class ServiceSettings(BaseSettings):
     person_key: str | None = Field(
         None, description="Secret for the keyed person index; default: a key file under data_dir."
     )
+    data_key: str | None = Field(
+        None, description="Root secret sealing personal data and keying the audit chain; default: a key file "
+                          "under data_dir (jpki_service/service_keys.py)."
+    )
     max_body_bytes: int = Field(64 * 1024, description="Larger request bodies get 413.")
 
     def resolved_database_url(self) -> str:

@@ -30,17 +30,18 @@ from jpki_service.problems import InvalidInput, ProofRejected, RegistrationNotFo
 from jpki_service.protocol import Action, signature_verifies
 from jpki_service.registrations.models import Person, PhoneCertificate, Registration, RegistrationEvent
 from jpki_service.registrations.schemas import OwnerProof, RegisterRequest
+from jpki_service.service_keys import ServiceKeys
 from jpki_service.settings import ServiceSettings
 
 
 @dataclass
 class ServiceContext:
-    """What every use case needs: the store, the CA adapter, settings, the person-index key."""
+    """What every use case needs: the store, the CA adapter, settings, the service's keys."""
 
     store: Store
     ca: CAClient
     settings: ServiceSettings
-    person_secret: bytes
+    keys: ServiceKeys
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -167,7 +168,7 @@ def register(ctx: ServiceContext, request: RegisterRequest) -> dict[str, Any]:
     if not request.proof.card_certificate_pem:
         raise InvalidInput("registering needs proof.card_certificate_pem", field="proof.card_certificate_pem")
     card = verify_card_proof(ctx.ca, request.proof.card_certificate_pem, message, request.proof.signature,
-                             ctx.person_secret)
+                             ctx.keys.person_index)
     keys = {
         CertKind.SIGNATURE: _csr_public_key_pem(request.signature_csr_pem, "signature_csr_pem"),
         CertKind.AUTHENTICATION: _csr_public_key_pem(request.authentication_csr_pem, "authentication_csr_pem"),
@@ -248,7 +249,7 @@ def authorise_password_reset(ctx: ServiceContext, registration_id: str, proof: O
     message = spend_challenge(ctx.store, proof.challenge_id, Action.RESET_PASSWORD, registration_id)
     if not proof.card_certificate_pem:
         raise InvalidInput("a password reset needs proof.card_certificate_pem", field="proof.card_certificate_pem")
-    card = verify_card_proof(ctx.ca, proof.card_certificate_pem, message, proof.signature, ctx.person_secret)
+    card = verify_card_proof(ctx.ca, proof.card_certificate_pem, message, proof.signature, ctx.keys.person_index)
     if card.serial != card_serial:
         raise ProofRejected("this card is not the one that registered this phone", field="proof.card_certificate_pem")
     with ctx.store.transaction() as session:

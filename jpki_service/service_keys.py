@@ -1,0 +1,60 @@
+"""The service's own secrets: where they come from and what each is for.
+
+Two secrets, each from settings or else from an owner-only file made once under ``data_dir``:
+
+- the *person key* (``JPKI_PERSON_KEY``, file ``person-key``): the keyed hash of the card's four
+  items that finds one person's other phones (issue 3; kept apart so existing stores keep working);
+- the *data key* (``JPKI_DATA_KEY``, file ``data-key``): the root of the keys that protect
+  personal data at rest and the audit chain. Sub-keys are derived with HKDF, one per use, so a
+  key used to seal names can never be confused with one used to index them.
+
+Losing the data key makes sealed names unreadable and look-ups impossible; keep it with the
+database backups, but not inside them.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from jpki_service.settings import ServiceSettings
+
+
+@dataclass(frozen=True)
+class ServiceKeys:
+    person_index: bytes  # HMAC: person key of registrations (superseding, cascade)
+    holder_seal: bytes  # AES-256-GCM: the holder's name at rest
+    holder_index: bytes  # HMAC: blind index of name + birth date + address, and of suspension codes
+    audit_chain: bytes  # HMAC: the audit trail's chain
+
+
+def _key_file(path: Path) -> str:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def _derive(root: bytes, purpose: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"jpki-service/{purpose}".encode()).derive(root)
+
+
+def load_service_keys(settings: ServiceSettings) -> ServiceKeys:
+    person = settings.person_key or _key_file(settings.data_dir / "person-key")
+    data = (settings.data_key or _key_file(settings.data_dir / "data-key")).encode()
+    return ServiceKeys(
+        person_index=person.encode(),
+        holder_seal=_derive(data, "holder-seal"),
+        holder_index=_derive(data, "holder-index"),
+        audit_chain=_derive(data, "audit-chain"),
+    )
