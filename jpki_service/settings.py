@@ -30,6 +30,17 @@ class ServiceSettings(BaseSettings):
         None, description="Root secret sealing personal data and keying the audit chain; default: a key file "
                           "under data_dir (jpki_service/service_keys.py)."
     )
+    notification_sender: str = Field(
+        "file", description="How owners are told of changes made by others: file (JSON lines) or log."
+    )
+    notification_file: Path | None = Field(None, description="The file sender's file; default data_dir/notifications.jsonl.")
+    operator_max_failed_logins: int = Field(5, description="Failed logins in a row that lock an operator account.")
+    operator_lockout_seconds: int = Field(900, description="How long a locked operator account stays locked.")
+    operator_session_idle_seconds: int = Field(1800, description="An operator session ends after this long unused.")
+    operator_session_max_seconds: int = Field(12 * 3600, description="An operator session ends this long after login.")
+    console_secure_cookies: bool = Field(
+        False, description="Mark the console's cookies Secure (set it whenever the console is served over HTTPS)."
+    )
     max_body_bytes: int = Field(64 * 1024, description="Larger request bodies get 413.")
 
     def resolved_database_url(self) -> str:
