@@ -15,6 +15,9 @@ from jpki_service.ca_client import CAClient, CAUnavailable
 from jpki_service.challenges.service import purge_expired_challenges
 from jpki_service.db import Store
 from jpki_service.registrations import service as registrations
+from jpki_service.registrations import transitions
+from jpki_service.callcentre import views as callcentre_views
+from jpki_service.operators import views as operator_views
 from jpki_service.registrations import views as registration_views
 from jpki_service.relying_party import views as rp_views
 from jpki_service.service_keys import load_service_keys
@@ -37,7 +40,7 @@ async def _worker(ctx: registrations.ServiceContext) -> None:
 
     def one_round() -> None:
         nonlocal last_cascade
-        registrations.carry_to_ca(ctx)
+        transitions.carry_to_ca(ctx)
         if time.monotonic() - last_cascade >= settings.cascade_interval_seconds:
             last_cascade = time.monotonic()
             registrations.apply_card_cascade(ctx)
@@ -80,6 +83,8 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
     app.state.context = ctx
     app.include_router(registration_views.router)
     app.include_router(rp_views.router)
+    app.include_router(operator_views.router)
+    app.include_router(callcentre_views.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and the CA queue")
     def healthz() -> dict:

@@ -13,6 +13,7 @@ import typer
 from sqlalchemy import make_url
 from sqlalchemy.exc import OperationalError
 
+from jpki_service.audit.cli import audit_app
 from jpki_service.settings import ServiceSettings
 
 app = typer.Typer(help="The JPKI smartphone certificate lifecycle service.", no_args_is_help=True,
@@ -139,6 +140,59 @@ def status(data: Optional[Path] = typer.Option(None, "--data", help="Data folder
     typer.echo("registrations  " + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none"))
     typer.echo(f"CA queue       pending {queue.get('pending', 0)}, failed {queue.get('failed', 0)}, "
                f"done {queue.get('done', 0)}")
+
+
+operator_app = typer.Typer(help="Call-centre accounts (operator, supervisor, auditor).", no_args_is_help=True)
+app.add_typer(operator_app, name="operator")
+app.add_typer(audit_app, name="audit", help="The audit trail: verify its hash chain.")
+
+
+def _store(settings: ServiceSettings):
+    from jpki_service.db import Store
+
+    return Store(settings.resolved_database_url())
+
+
+@operator_app.command("add")
+def operator_add(
+    username: str = typer.Option(..., "--username", help="Login name: a-z, 0-9, '.', '_', '-'."),
+    role: str = typer.Option(..., "--role", help="operator | supervisor | auditor"),
+    data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default ./var)."),
+) -> None:
+    """Create an account. The password is prompted, or read from JPKI_OPERATOR_PASSWORD."""
+    from ca_mock.problems import Problem
+    from jpki_service.operators.roles import Role
+    from jpki_service.operators.service import add_operator
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        fail(f"--role must be one of {', '.join(r.value for r in Role)}")
+    password = os.environ.get("JPKI_OPERATOR_PASSWORD") or typer.prompt(
+        f"password for {username}", hide_input=True, confirmation_prompt=True)
+    settings = _settings(data)
+    _migrate(settings)
+    try:
+        add_operator(_store(settings), username, chosen, password)
+    except Problem as problem:
+        fail(problem.detail)
+    typer.echo(f"{chosen.value} {username} added")
+
+
+@operator_app.command("unlock")
+def operator_unlock(
+    username: str = typer.Option(..., "--username"),
+    data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default ./var)."),
+) -> None:
+    """Clear a lock-out after failed logins (once the operator's identity is confirmed)."""
+    from ca_mock.problems import Problem
+    from jpki_service.operators.service import unlock
+
+    try:
+        unlock(_store(_settings(data)), username)
+    except Problem as problem:
+        fail(problem.detail)
+    typer.echo(f"{username} unlocked")
 
 
 def main() -> None:

@@ -149,3 +149,17 @@ def transition(state: State, event: Event) -> Transition:
 def next_state(state: State, event: Event) -> State:
     rule = transition(state, event)
     return rule.target if rule.target is not None else state
+
+
+def signature_reissue_needed(state: State, history: list[Event]) -> bool:
+    """True while a supervisor's lift waits for the owner to prove card + phone for a new
+    signature certificate. The owner's own lift reissues at once; a card revocation ends the
+    need (a changed card means registering again)."""
+    if state is not State.ACTIVE:
+        return False
+    for event in reversed(history):
+        if event is Event.SUPERVISOR_LIFTED:
+            return True
+        if event in (Event.SIGNATURE_REISSUED, Event.OWNER_LIFTED, Event.CARD_REVOKED):
+            return False
+    return False

@@ -38,3 +38,31 @@ class ProofRejected(Problem):
 
 class CAUnreachable(Problem):
     status, title, slug = 503, "Certification authority unreachable", "ca-unreachable"
+
+
+class NotSignedIn(Problem):
+    status, title, slug = 401, "Not signed in", "not-signed-in"
+
+
+class LoginRefused(Problem):
+    status, title, slug = 401, "Login refused", "login-refused"
+
+
+class AccountLocked(Problem):
+    status, title, slug = 423, "Account locked", "account-locked"
+
+
+class RoleForbidden(Problem):
+    status, title, slug = 403, "Not allowed for this role", "role-forbidden"
+
+
+class CSRFRejected(Problem):
+    status, title, slug = 403, "Form token missing or wrong", "csrf-rejected"
+
+
+class NothingFound(Problem):
+    status, title, slug = 404, "No registration matches", "nothing-found"
+
+
+class OperatorExists(Problem):
+    status, title, slug = 409, "Operator exists", "operator-exists"

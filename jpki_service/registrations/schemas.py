@@ -57,6 +57,20 @@ class ProofRequest(BaseModel):
     proof: OwnerProof
 
 
+class LiftRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    proof: OwnerProof
+    signature_csr_pem: str = Field(min_length=1, max_length=16_384,
+                                   description="PKCS#10 request for the new signature key pair made in the SE")
+
+
+class LastChange(BaseModel):
+    event: str
+    actor: Literal["owner", "system", "operator", "supervisor"]
+    at: str
+
+
 class CertificateOut(BaseModel):
     kind: Literal["signature", "authentication"]
     serial: str | None
@@ -75,7 +89,13 @@ class RegistrationOut(BaseModel):
     certificates: list[CertificateOut]
     ca_sync: Literal["done", "pending", "failed"]
     pending_ca_operations: int
+    signature_reissue_needed: bool = Field(
+        description="A supervisor lifted the suspension: prove card + phone (lift-suspension) for a new signature "
+                    "certificate")
+    last_change: LastChange | None
     superseded: list[str] = []
+    suspension_code: str | None = Field(
+        None, description="Only in the answer to a registration: give it to the call centre if the phone is lost")
 
 
 class PasswordResetOut(BaseModel):

@@ -1,5 +1,5 @@
 """The owner's use cases: register, look up, revoke, authorise a password reset, uninstall,
-stale certificate, and the card cascade.
+stale certificate, lift a suspension (or finish a supervisor's lift), and the card cascade.
 
 Each one checks its proof, then records the lifecycle change and the CA commands it needs in
 one transaction, then tries to carry those commands to the CA at once. If the CA is away, the
@@ -7,7 +7,6 @@ change stands and the background dispatcher finishes the job (``ca_sync: pending
 """
 from __future__ import annotations
 
-import datetime as dt
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -20,16 +19,28 @@ from sqlalchemy.orm import Session
 
 from ca_mock.keys import check_subject_key
 from jpki_service import lifecycle
-from jpki_service.ca_client import CAClient, CAUnavailable
+from jpki_service import holder_data
+from jpki_service.ca_client import CAClient
 from jpki_service.ca_commands import service as ca_commands
-from jpki_service.cards import verify_card_proof
+from jpki_service.cards import VerifiedCard, verify_card_proof
 from jpki_service.challenges.service import spend_challenge
 from jpki_service.db import Store, utcnow
-from jpki_service.lifecycle import Actor, CertKind, Event, State, TransitionRefused
-from jpki_service.problems import InvalidInput, ProofRejected, RegistrationNotFound, StateConflict
+from jpki_service.lifecycle import Actor, CertKind, Event, State
+from jpki_service.problems import InvalidInput, ProofRejected, StateConflict
 from jpki_service.protocol import Action, signature_verifies
 from jpki_service.registrations.models import Person, PhoneCertificate, Registration, RegistrationEvent
-from jpki_service.registrations.schemas import OwnerProof, RegisterRequest
+from jpki_service.registrations.schemas import LiftRequest, OwnerProof, RegisterRequest
+from jpki_service.registrations.transitions import (
+    NewKey,
+    Reissue,
+    apply_event,
+    carry_quietly,
+    current_certificates,
+    history,
+    issue_payload,
+    load_registration,
+    signature_reissue_needed,
+)
 from jpki_service.service_keys import ServiceKeys
 from jpki_service.settings import ServiceSettings
 
@@ -45,20 +56,14 @@ class ServiceContext:
 
 
 # -- reading ---------------------------------------------------------------------------------
-def _current_certificates(session: Session, registration_id: str) -> list[PhoneCertificate]:
-    return list(session.scalars(
-        select(PhoneCertificate)
-        .where(PhoneCertificate.registration_id == registration_id, PhoneCertificate.current.is_(True))
-        .order_by(PhoneCertificate.id)
-    ))
-
-
 def registration_document(session: Session, registration: Registration) -> dict[str, Any]:
     pending, failed = ca_commands.pending_counts(session, registration.id)
     certificates = session.scalars(
         select(PhoneCertificate).where(PhoneCertificate.registration_id == registration.id)
         .order_by(PhoneCertificate.id)
     )
+    events = history(session, registration.id)
+    last = events[-1] if events else None
     return {
         "registration_id": registration.id, "state": registration.state, "reason": registration.reason,
         "device_model": registration.device_model,
@@ -70,63 +75,16 @@ def registration_document(session: Session, registration: Registration) -> dict[
         ],
         "ca_sync": "failed" if failed else ("pending" if pending else "done"),
         "pending_ca_operations": pending,
+        "signature_reissue_needed": lifecycle.signature_reissue_needed(
+            State(registration.state), [Event(e.event) for e in events]),
+        # Who changed it last, so the phone can say "suspended by the call centre"; never the note.
+        "last_change": {"event": last.event, "actor": last.actor, "at": last.at.isoformat()} if last else None,
     }
 
 
 def get_registration(ctx: ServiceContext, registration_id: str) -> dict[str, Any]:
     with ctx.store.sessions() as session:
-        return registration_document(session, _get(session, registration_id))
-
-
-def _get(session: Session, registration_id: str, lock: bool = False) -> Registration:
-    query = select(Registration).where(Registration.id == registration_id)
-    registration = session.scalars(query.with_for_update() if lock else query).one_or_none()
-    if registration is None:
-        raise RegistrationNotFound(f"no registration {registration_id}", field="registration_id")
-    return registration
-
-
-# -- the one way a registration changes state ------------------------------------------------------
-def _apply(session: Session, registration: Registration, event: Event) -> None:
-    """Apply ``event`` per :mod:`lifecycle`: new state, history, and the CA commands it needs."""
-    source = State(registration.state)
-    try:
-        rule = lifecycle.transition(source, event)
-    except TransitionRefused as refused:
-        raise StateConflict(str(refused), state=source.value) from None
-    target = rule.target or source
-    now = utcnow()
-    registration.state, registration.updated_at = target.value, now
-    if target is not source:
-        # The reason says why a registration is not (or no longer) active; none while it is.
-        registration.reason = None if target in (State.PENDING, State.ACTIVE) else event.value
-    session.add(RegistrationEvent(registration_id=registration.id, at=now, event=event.value,
-                                  actor=rule.actor.value, from_state=source.value, to_state=target.value))
-    for certificate in _current_certificates(session, registration.id):
-        if CertKind(certificate.kind) in rule.revoke and certificate.status != "revoked":
-            ca_commands.enqueue(session, certificate, "revoke", rule.ca_reason)
-            certificate.status = "revoked"  # decided now; ca_sync tells whether the CA knows yet
-
-
-def _on_issued(session: Session, registration_id: str) -> None:
-    registration = session.get_one(Registration, registration_id)
-    issued = all(c.serial for c in _current_certificates(session, registration_id))
-    if issued and registration.state == State.PENDING.value:
-        _apply(session, registration, Event.CERTIFICATES_ISSUED)
-
-
-def _on_refused(session: Session, registration_id: str, _error: str) -> None:
-    registration = session.get_one(Registration, registration_id)
-    if registration.state == State.PENDING.value:
-        _apply(session, registration, Event.ISSUANCE_REFUSED)
-
-
-def carry_to_ca(ctx: ServiceContext, registration_id: str | None = None) -> ca_commands.DispatchReport:
-    """Carry recorded changes to the CA now (all due ones, or one registration's)."""
-    return ca_commands.dispatch(
-        ctx.store, ctx.ca, _on_issued, _on_refused, registration_id=registration_id,
-        max_backoff=dt.timedelta(seconds=ctx.settings.max_retry_backoff_seconds),
-    )
+        return registration_document(session, load_registration(session, registration_id))
 
 
 # -- input checks ----------------------------------------------------------------------------
@@ -176,6 +134,7 @@ def register(ctx: ServiceContext, request: RegisterRequest) -> dict[str, Any]:
     csrs = {CertKind.SIGNATURE: request.signature_csr_pem, CertKind.AUTHENTICATION: request.authentication_csr_pem}
     _public_key(request.device.device_public_key_pem, "device.device_public_key_pem")
     registration_id = secrets.token_hex(16)
+    suspension_code = holder_data.new_suspension_code()
     with ctx.store.transaction() as session:
         _lock_person(session, card.person_key)
         superseded = []
@@ -184,7 +143,7 @@ def register(ctx: ServiceContext, request: RegisterRequest) -> dict[str, Any]:
                                        Registration.state.in_([s.value for s in lifecycle.LIVE]))
             .with_for_update()
         ):
-            _apply(session, old, Event.SUPERSEDED)
+            apply_event(session, old, Event.SUPERSEDED)
             superseded.append(old.id)
         now = utcnow()
         initial = lifecycle.TRANSITIONS[Event.REGISTERED]
@@ -192,6 +151,10 @@ def register(ctx: ServiceContext, request: RegisterRequest) -> dict[str, Any]:
             id=registration_id, state=initial.target.value, reason=None, person_key=card.person_key,
             card_serial=card.serial, device_model=request.device.model,
             device_public_key_pem=request.device.device_public_key_pem, created_at=now, updated_at=now,
+            holder_sealed=holder_data.seal_name(ctx.keys.holder_seal, card.person["name"]),
+            holder_index=holder_data.holder_index(ctx.keys.holder_index, card.person["name"],
+                                                  card.person["date_of_birth"], card.person["address"]),
+            suspension_code_index=holder_data.suspension_code_index(ctx.keys.holder_index, suspension_code),
         ))
         session.add(RegistrationEvent(registration_id=registration_id, at=now, event=Event.REGISTERED.value,
                                       actor=Actor.OWNER.value, from_state="-", to_state=initial.target.value))
@@ -201,28 +164,20 @@ def register(ctx: ServiceContext, request: RegisterRequest) -> dict[str, Any]:
                                            public_key_pem=keys[kind], status="pending", current=True)
             session.add(certificate)
             session.flush()
-            ca_commands.enqueue(session, certificate, "issue", payload={
-                "profile": f"phone-{kind.value}", "csr_pem": csrs[kind], "card_serial": card.serial,
-                "person": card.person if kind is CertKind.SIGNATURE else None,
-            })
+            ca_commands.enqueue(session, certificate, "issue",
+                                payload=issue_payload(kind, csrs[kind], card.serial, card.person))
     for affected in (registration_id, *superseded):
-        _carry_quietly(ctx, affected)
+        carry_quietly(ctx, affected)
     document = get_registration(ctx, registration_id)
     document["superseded"] = superseded
+    document["suspension_code"] = suspension_code  # shown once; only its keyed hash is kept
     return document
-
-
-def _carry_quietly(ctx: ServiceContext, registration_id: str) -> None:
-    try:
-        carry_to_ca(ctx, registration_id)
-    except CAUnavailable:
-        pass  # recorded; the background dispatcher carries it later
 
 
 def _owner_event(ctx: ServiceContext, registration_id: str, event: Event) -> dict[str, Any]:
     with ctx.store.transaction() as session:
-        _apply(session, _get(session, registration_id, lock=True), event)
-    _carry_quietly(ctx, registration_id)
+        apply_event(session, load_registration(session, registration_id, lock=True), event)
+    carry_quietly(ctx, registration_id)
     return get_registration(ctx, registration_id)
 
 
@@ -234,8 +189,8 @@ def _check_key(pem: str, message: bytes, signature: str, what: str) -> None:
 def revoke_registration(ctx: ServiceContext, registration_id: str, proof: OwnerProof) -> dict[str, Any]:
     """The owner revokes (before selling): proven by the phone signature key."""
     with ctx.store.sessions() as session:
-        _get(session, registration_id)
-        signature_key = next(c.public_key_pem for c in _current_certificates(session, registration_id)
+        load_registration(session, registration_id)
+        signature_key = next(c.public_key_pem for c in current_certificates(session, registration_id)
                              if c.kind == CertKind.SIGNATURE.value)
     message = spend_challenge(ctx.store, proof.challenge_id, Action.REVOKE, registration_id)
     _check_key(signature_key, message, proof.signature, "phone signature key")
@@ -245,23 +200,64 @@ def revoke_registration(ctx: ServiceContext, registration_id: str, proof: OwnerP
 def authorise_password_reset(ctx: ServiceContext, registration_id: str, proof: OwnerProof) -> dict[str, Any]:
     """The card that registered this phone proves itself; the SE may then set a new password."""
     with ctx.store.sessions() as session:
-        card_serial = _get(session, registration_id).card_serial
+        card_serial = load_registration(session, registration_id).card_serial
     message = spend_challenge(ctx.store, proof.challenge_id, Action.RESET_PASSWORD, registration_id)
+    _registering_card(ctx, proof, message, card_serial)
+    with ctx.store.transaction() as session:
+        apply_event(session, load_registration(session, registration_id, lock=True), Event.PASSWORD_RESET)
+    return {"registration_id": registration_id, "reset_allowed": True}
+
+
+def _registering_card(ctx: ServiceContext, proof: OwnerProof, message: bytes, card_serial: str) -> VerifiedCard:
+    """The card's proof, from the very card that registered this phone."""
     if not proof.card_certificate_pem:
-        raise InvalidInput("a password reset needs proof.card_certificate_pem", field="proof.card_certificate_pem")
+        raise InvalidInput("this request needs proof.card_certificate_pem", field="proof.card_certificate_pem")
     card = verify_card_proof(ctx.ca, proof.card_certificate_pem, message, proof.signature, ctx.keys.person_index)
     if card.serial != card_serial:
         raise ProofRejected("this card is not the one that registered this phone", field="proof.card_certificate_pem")
+    return card
+
+
+def lift_suspension(ctx: ServiceContext, registration_id: str, request: LiftRequest) -> dict[str, Any]:
+    """The phone was found: card + device key lift the suspension (DESIGN.md 2.8).
+
+    The authentication certificate is released; the signature certificate is revoked and a new
+    one issued to the new key in ``signature_csr_pem``. The same request finishes a supervisor's
+    lift, which could not reissue (no card, no key): then only the signature is reissued.
+    """
+    with ctx.store.sessions() as session:
+        registration = load_registration(session, registration_id)
+        card_serial, device_key = registration.card_serial, registration.device_public_key_pem
+    message = spend_challenge(ctx.store, request.proof.challenge_id, Action.LIFT_SUSPENSION, registration_id)
+    if not request.proof.device_signature:
+        raise InvalidInput("lifting a suspension needs proof.device_signature (the phone's device key)",
+                           field="proof.device_signature")
+    if not signature_verifies(serialization.load_pem_public_key(device_key.encode()), message,
+                              request.proof.device_signature):
+        raise ProofRejected("the device key did not sign this challenge: not the registered phone",
+                            field="proof.device_signature")
+    card = _registering_card(ctx, request.proof, message, card_serial)
+    new_key = NewKey(request.signature_csr_pem, _csr_public_key_pem(request.signature_csr_pem, "signature_csr_pem"))
     with ctx.store.transaction() as session:
-        _apply(session, _get(session, registration_id, lock=True), Event.PASSWORD_RESET)
-    return {"registration_id": registration_id, "reset_allowed": True}
+        registration = load_registration(session, registration_id, lock=True)
+        if registration.state == State.SUSPENDED.value:
+            event = Event.OWNER_LIFTED
+        elif signature_reissue_needed(session, registration):
+            event = Event.SIGNATURE_REISSUED
+        else:
+            raise StateConflict(f"the registration is {registration.state}, not suspended, and its signature "
+                                "certificate needs no reissue", state=registration.state)
+        apply_event(session, registration, event,
+                    reissue=Reissue({CertKind.SIGNATURE: new_key}, card.serial, card.person))
+    carry_quietly(ctx, registration_id)
+    return get_registration(ctx, registration_id)
 
 
 def report_device_event(ctx: ServiceContext, registration_id: str, proof: OwnerProof, event: Event) -> dict[str, Any]:
     """Uninstall or stale certificate at reinstall: proven by the device key, no secret."""
     action = Action.UNINSTALL if event is Event.UNINSTALLED else Action.STALE_CERTIFICATE
     with ctx.store.sessions() as session:
-        registration = _get(session, registration_id)
+        registration = load_registration(session, registration_id)
         device_key, state = registration.device_public_key_pem, State(registration.state)
     message = spend_challenge(ctx.store, proof.challenge_id, action, registration_id)
     _check_key(device_key, message, proof.signature, "device key")
@@ -286,8 +282,8 @@ def apply_card_cascade(ctx: ServiceContext) -> int:
     affected = [registration_id for registration_id, card_serial in candidates if card_serial in revoked_cards]
     for registration_id in affected:
         with ctx.store.transaction() as session:
-            registration = _get(session, registration_id, lock=True)
+            registration = load_registration(session, registration_id, lock=True)
             if registration.state in (State.ACTIVE.value, State.SUSPENDED.value):
-                _apply(session, registration, Event.CARD_REVOKED)
-        _carry_quietly(ctx, registration_id)
+                apply_event(session, registration, Event.CARD_REVOKED)
+        carry_quietly(ctx, registration_id)
     return len(affected)

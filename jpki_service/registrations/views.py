@@ -13,6 +13,7 @@ from jpki_service.registrations import service
 from jpki_service.registrations.schemas import (
     ChallengeOut,
     ChallengeRequest,
+    LiftRequest,
     PasswordResetOut,
     ProofRequest,
     RegisterRequest,
@@ -91,3 +92,11 @@ def stale_certificate(body: ProofRequest, request: Request, response: Response,
                       registration_id: str = RegistrationIdPath) -> dict[str, Any]:
     document = service.report_device_event(_ctx(request), registration_id, body.proof, Event.STALE_CERTIFICATE)
     return _synced(document, response)
+
+
+@router.post("/registrations/{registration_id}/lift-suspension", response_model=RegistrationOut,
+             responses={202: {"description": "Lifted here; on its way to the CA"}},
+             summary="Lift a suspension, or finish a supervisor's lift (card proof + device key + new signature CSR)")
+def lift_suspension(body: LiftRequest, request: Request, response: Response,
+                    registration_id: str = RegistrationIdPath) -> dict[str, Any]:
+    return _synced(service.lift_suspension(_ctx(request), registration_id, body), response)

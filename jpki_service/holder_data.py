@@ -1,0 +1,105 @@
+"""The holder's personal data at rest, and the two ways the call centre finds a registration.
+
+The service keeps as little as it can (DESIGN.md 3, "minimised and protected"):
+
+- the holder's **name**, sealed with AES-256-GCM, only so the console can show it masked;
+- a **blind index** of name + date of birth + address: a keyed HMAC of the normalised items,
+  so an operator can find a registration from what the caller says without the table holding
+  the items (a copy of the table without the data key reveals nothing and cannot be searched);
+- a **suspension code** given to the owner once at registration (as the German Smart-eID's
+  blocking code), stored only as a keyed HMAC.
+
+The gender, the date of birth and the address are not stored at all. Normalisation makes the
+caller's words match the card's: NFKC (full-width letters, digits and spaces become ASCII), all
+white space removed, Latin letters case-folded, dash look-alikes made one hyphen.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import unicodedata
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from jpki_service.problems import InvalidInput
+
+# Crockford base32: no I, L, O, U, so a code read out over the phone is hard to mistake.
+CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CODE_LENGTH = 12  # 60 bits: guessing one among millions of codes is hopeless within any rate limit
+_CODE_CONFUSABLES = str.maketrans({"O": "0", "I": "1", "L": "1"})
+_DASHES = re.compile("[\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d]")
+_NAME_AAD = b"jpki-service/holder-name/1"
+
+
+# -- normalisation -------------------------------------------------------------------------------
+def normalise_item(text: str) -> str:
+    """One card item as the caller or the card may spell it, in one canonical form."""
+    text = unicodedata.normalize("NFKC", text)
+    text = _DASHES.sub("-", text)
+    return "".join(text.split()).casefold()
+
+
+def normalise_birth_date(text: str, field: str = "birth") -> str:
+    try:
+        return dt.date.fromisoformat(unicodedata.normalize("NFKC", text).strip()).isoformat()
+    except ValueError:
+        raise InvalidInput(f"{field} must be a date as YYYY-MM-DD", field=field) from None
+
+
+# -- blind indexes -------------------------------------------------------------------------------
+def holder_index(key: bytes, name: str, birth: str, address: str) -> str:
+    """The blind index of what a caller says (or what the card says): equal items, equal index."""
+    items = (normalise_item(name), normalise_birth_date(birth), normalise_item(address))
+    if not all(items):
+        raise InvalidInput("name, birth date and address are all needed to find a holder", field="name")
+    return hmac.new(key, "\x1f".join(items).encode(), hashlib.sha256).hexdigest()
+
+
+def new_suspension_code() -> str:
+    code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return "-".join(code[i:i + 4] for i in range(0, CODE_LENGTH, 4))
+
+
+def normalise_suspension_code(text: str, field: str = "code") -> str:
+    """A code as read out over the phone: any case, spaces or hyphens, O for 0, I or L for 1."""
+    code = "".join(unicodedata.normalize("NFKC", text).upper().replace("-", "").split())
+    code = code.translate(_CODE_CONFUSABLES)
+    if len(code) != CODE_LENGTH or any(c not in CODE_ALPHABET for c in code):
+        raise InvalidInput(f"{field} must be the {CODE_LENGTH}-character suspension code the app shows "
+                           "(like ABCD-EFGH-JKMN)", field=field)
+    return code
+
+
+def suspension_code_index(key: bytes, code: str) -> str:
+    return hmac.new(key, b"code\x1f" + normalise_suspension_code(code).encode(), hashlib.sha256).hexdigest()
+
+
+# -- the sealed name -----------------------------------------------------------------------------
+def seal_name(key: bytes, name: str) -> str:
+    nonce = os.urandom(12)
+    return base64.b64encode(nonce + AESGCM(key).encrypt(nonce, name.encode(), _NAME_AAD)).decode()
+
+
+def open_name(key: bytes, sealed: str | None) -> str | None:
+    """The name, or None when there is none or it cannot be opened with this key."""
+    if not sealed:
+        return None
+    raw = base64.b64decode(sealed)
+    try:
+        return AESGCM(key).decrypt(raw[:12], raw[12:], _NAME_AAD).decode()
+    except InvalidTag:
+        return None
+
+
+def mask_name(name: str | None) -> str:
+    """What an operator needs to confirm a caller, and no more: each part's first character."""
+    if not name:
+        return "(not recorded)"
+    parts = unicodedata.normalize("NFKC", name).split()
+    return " ".join(part[0] + "*" * (len(part) - 1) for part in parts)

@@ -1,0 +1,42 @@
+"""Who in the call centre may do what: one table, checked in one place (:func:`require`)."""
+from __future__ import annotations
+
+import enum
+
+from jpki_service.problems import RoleForbidden
+
+
+class Role(str, enum.Enum):
+    OPERATOR = "operator"
+    SUPERVISOR = "supervisor"
+    AUDITOR = "auditor"
+
+
+class Permission(str, enum.Enum):
+    FIND = "find registrations"
+    SUSPEND = "suspend"
+    HISTORY = "see a registration's history"
+    LIFT = "lift a suspension"
+    REVOKE = "revoke"
+    READ_AUDIT = "read the audit trail"
+
+
+_CALL_CENTRE = frozenset({Permission.FIND, Permission.SUSPEND, Permission.HISTORY})
+
+PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.OPERATOR: _CALL_CENTRE,
+    # Lifting and revoking are irreversible for the certificates: a second, senior person.
+    Role.SUPERVISOR: _CALL_CENTRE | {Permission.LIFT, Permission.REVOKE},
+    # The auditor watches the call centre and must not be able to act in it.
+    Role.AUDITOR: frozenset({Permission.READ_AUDIT}),
+}
+
+
+def may(role: Role, permission: Permission) -> bool:
+    return permission in PERMISSIONS[role]
+
+
+def require(role: Role, permission: Permission) -> None:
+    if not may(role, permission):
+        allowed = ", ".join(r.value for r in Role if may(r, permission))
+        raise RoleForbidden(f"a {role.value} may not {permission.value} (only: {allowed})", role=role.value)

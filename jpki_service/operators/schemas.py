@@ -1,0 +1,20 @@
+"""What the operator API takes and gives for sessions (docs/operator-api.md)."""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jpki_service.operators.roles import Role
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class SessionOut(BaseModel):
+    username: str
+    role: Role
+    expires_at: str
+    token: str | None = Field(None, description="Only in the login answer: send it as `Authorization: Bearer`")

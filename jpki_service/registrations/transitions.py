@@ -1,0 +1,154 @@
+"""The one way a registration changes state, and carrying the result to the CA.
+
+Every use case (the owner's in :mod:`.service`, the call centre's in
+:mod:`jpki_service.callcentre.service`) ends in :func:`apply_event` inside its transaction: it
+asks the lifecycle table, writes the new state and a history row, and records what the CA must
+do (hold, release, revoke, issue) and whether the owner must be told. Afterwards
+:func:`carry_quietly` tries to carry the CA commands at once; the background dispatcher finishes
+whatever the CA did not take.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from jpki_service import lifecycle
+from jpki_service.ca_client import CAUnavailable
+from jpki_service.ca_commands import service as ca_commands
+from jpki_service.db import utcnow
+from jpki_service.lifecycle import CertKind, Event, State, TransitionRefused
+from jpki_service.notifications import service as notifications
+from jpki_service.problems import InvalidInput, RegistrationNotFound, StateConflict
+from jpki_service.registrations.models import PhoneCertificate, Registration, RegistrationEvent
+
+if TYPE_CHECKING:
+    from jpki_service.registrations.service import ServiceContext
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A new key pair made in the phone's SE, for a certificate the transition reissues."""
+
+    csr_pem: str
+    public_key_pem: str
+
+
+@dataclass(frozen=True)
+class Reissue:
+    keys: dict[CertKind, NewKey]
+    card_serial: str
+    person: dict[str, str]  # the card's four items, for the signature certificate; not stored
+
+
+def current_certificates(session: Session, registration_id: str) -> list[PhoneCertificate]:
+    return list(session.scalars(
+        select(PhoneCertificate)
+        .where(PhoneCertificate.registration_id == registration_id, PhoneCertificate.current.is_(True))
+        .order_by(PhoneCertificate.id)
+    ))
+
+
+def load_registration(session: Session, registration_id: str, lock: bool = False) -> Registration:
+    query = select(Registration).where(Registration.id == registration_id)
+    registration = session.scalars(query.with_for_update() if lock else query).one_or_none()
+    if registration is None:
+        raise RegistrationNotFound(f"no registration {registration_id}", field="registration_id")
+    return registration
+
+
+def history(session: Session, registration_id: str) -> list[RegistrationEvent]:
+    return list(session.scalars(select(RegistrationEvent).where(RegistrationEvent.registration_id == registration_id)
+                                .order_by(RegistrationEvent.id)))
+
+
+def signature_reissue_needed(session: Session, registration: Registration) -> bool:
+    return lifecycle.signature_reissue_needed(
+        State(registration.state), [Event(e.event) for e in history(session, registration.id)])
+
+
+def issue_payload(kind: CertKind, csr_pem: str, card_serial: str, person: dict[str, str]) -> dict:
+    """What an issue command carries to the CA; the four items only for a signature certificate."""
+    return {"profile": f"phone-{kind.value}", "csr_pem": csr_pem, "card_serial": card_serial,
+            "person": person if kind is CertKind.SIGNATURE else None}
+
+
+def apply_event(session: Session, registration: Registration, event: Event, *, operator: str | None = None,
+                note: str | None = None, suspension_reason: str | None = None, ca_reason: str | None = None,
+                reissue: Reissue | None = None) -> None:
+    """Apply ``event`` per :mod:`jpki_service.lifecycle`: state, history, CA commands, notice."""
+    source = State(registration.state)
+    try:
+        rule = lifecycle.transition(source, event)
+    except TransitionRefused as refused:
+        raise StateConflict(str(refused), state=source.value) from None
+    if rule.revoke and rule.ca_reason is None and ca_reason is None:
+        raise InvalidInput(f"{event.value} needs a revocation reason", field="reason")
+    if rule.reissue and (reissue is None or set(reissue.keys) != set(rule.reissue)):
+        raise InvalidInput(f"{event.value} needs new keys for: {', '.join(k.value for k in rule.reissue)}")
+    target = rule.target or source
+    now = utcnow()
+    registration.state, registration.updated_at = target.value, now
+    if target is not source:
+        # The reason says why a registration is not (or no longer) active; none while it is.
+        if target in (State.PENDING, State.ACTIVE):
+            registration.reason = None
+        else:
+            registration.reason = suspension_reason if target is State.SUSPENDED else event.value
+    session.add(RegistrationEvent(registration_id=registration.id, at=now, event=event.value, actor=rule.actor.value,
+                                  from_state=source.value, to_state=target.value, operator=operator, note=note))
+    for certificate in current_certificates(session, registration.id):
+        kind = CertKind(certificate.kind)
+        if kind in rule.release and certificate.status == "held":
+            ca_commands.enqueue(session, certificate, "release")
+            certificate.status = "good"  # decided now; ca_sync tells whether the CA knows yet
+        if kind in rule.hold and certificate.status == "good":
+            ca_commands.enqueue(session, certificate, "hold")
+            certificate.status = "held"
+        if kind in rule.revoke and certificate.status != "revoked":
+            ca_commands.enqueue(session, certificate, "revoke", rule.ca_reason or ca_reason)
+            certificate.status = "revoked"
+        if kind in rule.reissue:
+            certificate.current = False
+    if reissue is not None:
+        for kind, key in reissue.keys.items():
+            replacement = PhoneCertificate(registration_id=registration.id, kind=kind.value, status="pending",
+                                           public_key_pem=key.public_key_pem, current=True)
+            session.add(replacement)
+            session.flush()
+            ca_commands.enqueue(session, replacement, "issue",
+                                payload=issue_payload(kind, key.csr_pem, reissue.card_serial, reissue.person))
+    if rule.notify_owner:
+        notifications.enqueue(session, registration.id, event.value, operator and f"{rule.actor.value}:{operator}"
+                              or rule.actor.value)
+
+
+def _on_issued(session: Session, registration_id: str) -> None:
+    registration = session.get_one(Registration, registration_id)
+    issued = all(c.serial for c in current_certificates(session, registration_id))
+    if issued and registration.state == State.PENDING.value:
+        apply_event(session, registration, Event.CERTIFICATES_ISSUED)
+
+
+def _on_refused(session: Session, registration_id: str, _error: str) -> None:
+    registration = session.get_one(Registration, registration_id)
+    if registration.state == State.PENDING.value:
+        apply_event(session, registration, Event.ISSUANCE_REFUSED)
+
+
+def carry_to_ca(ctx: ServiceContext, registration_id: str | None = None) -> ca_commands.DispatchReport:
+    """Carry recorded changes to the CA now (all due ones, or one registration's)."""
+    return ca_commands.dispatch(
+        ctx.store, ctx.ca, _on_issued, _on_refused, registration_id=registration_id,
+        max_backoff=dt.timedelta(seconds=ctx.settings.max_retry_backoff_seconds),
+    )
+
+
+def carry_quietly(ctx: ServiceContext, registration_id: str) -> None:
+    try:
+        carry_to_ca(ctx, registration_id)
+    except CAUnavailable:
+        pass  # recorded; the background dispatcher carries it later
