@@ -14,6 +14,8 @@ from ca_mock.http import BodySizeLimit, install_problem_handlers
 from jpki_service.ca_client import CAClient, CAUnavailable
 from jpki_service.challenges.service import purge_expired_challenges
 from jpki_service.db import Store
+from jpki_service.notifications import service as notifications
+from jpki_service.notifications.senders import Sender, make_sender
 from jpki_service.registrations import service as registrations
 from jpki_service.registrations import transitions
 from jpki_service.callcentre import views as callcentre_views
@@ -33,13 +35,14 @@ carried to the CA. Owner requests are proven by signatures over single-use chall
 """
 
 
-async def _worker(ctx: registrations.ServiceContext) -> None:
-    """Carry waiting changes to the CA, follow card revocations, forget old challenges."""
+async def _worker(ctx: registrations.ServiceContext, sender: Sender) -> None:
+    """Carry waiting changes to the CA, tell owners, follow card revocations, forget old challenges."""
     settings = ctx.settings
     last_cascade = 0.0
 
     def one_round() -> None:
         nonlocal last_cascade
+        notifications.send_due(ctx.store, sender)
         transitions.carry_to_ca(ctx)
         if time.monotonic() - last_cascade >= settings.cascade_interval_seconds:
             last_cascade = time.monotonic()
@@ -64,11 +67,12 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
         if not settings.ca_url:
             raise ValueError("no CA: set JPKI_CA_URL (or let `jpki-service serve` start the mock CA)")
         ca = CAClient(settings.ca_url, settings.ca_token, settings.ca_timeout_seconds)
+    sender = make_sender(settings)  # a misconfigured sender stops the start, not a background round
     ctx = registrations.ServiceContext(Store(settings.resolved_database_url()), ca, settings, load_service_keys(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
-        task = asyncio.create_task(_worker(ctx)) if background else None
+        task = asyncio.create_task(_worker(ctx, sender)) if background else None
         yield
         if task is not None:
             task.cancel()
@@ -85,6 +89,9 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
     app.include_router(rp_views.router)
     app.include_router(operator_views.router)
     app.include_router(callcentre_views.router)
+    from jpki_service.console import views as console_views  # the operator web console (docs/console.md)
+
+    app.include_router(console_views.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and the CA queue")
     def healthz() -> dict:

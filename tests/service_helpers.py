@@ -78,3 +78,40 @@ def register(client: httpx.Client, card: CardForTests, phone: PhoneForTests) -> 
 def proof_for(client: httpx.Client, action: str, phone: PhoneForTests, key) -> dict:
     c = challenge(client, action, phone.registration_id)
     return {"proof": {"challenge_id": c["challenge_id"], "signature": signed(c, key)}}
+
+
+OPERATOR_PASSWORD = "correct horse battery"
+
+
+def add_operator(service, username: str, role: str) -> None:
+    """An operator account on a running service's database (as `jpki-service operator add` makes it)."""
+    from jpki_service.db import Store
+    from jpki_service.operators.roles import Role
+    from jpki_service.operators.service import add_operator as add
+
+    store = Store(service.database_url)
+    try:
+        add(store, username, Role(role), OPERATOR_PASSWORD)
+    finally:
+        store.dispose()
+
+
+def operator_client(service, username: str, role: str) -> httpx.Client:
+    """A client signed in as a new operator of ``role`` (bearer token)."""
+    add_operator(service, username, role)
+    with service.client() as login:
+        answer = login.post("/api/v1/operator/session", json={"username": username, "password": OPERATOR_PASSWORD})
+    assert answer.status_code == 201, answer.text
+    client = service.client()
+    client.headers["Authorization"] = f"Bearer {answer.json()['token']}"
+    return client
+
+
+def lift_body(client: httpx.Client, card: CardForTests, phone: PhoneForTests, new_signature_key) -> dict:
+    """The owner's lift: card key and device key over one challenge, and a CSR for a new signature key."""
+    c = challenge(client, "lift-suspension", phone.registration_id)
+    return {
+        "proof": {"challenge_id": c["challenge_id"], "signature": signed(c, card.key),
+                  "card_certificate_pem": card.certificate_pem, "device_signature": signed(c, phone.device_key)},
+        "signature_csr_pem": csr_pem(new_signature_key),
+    }

@@ -13,9 +13,14 @@ def _rows() -> list[str]:
     for t in TRANSITIONS.values():
         sources = ", ".join(s.value for s in t.sources) or "(new)"
         target = t.target.value if t.target else "(unchanged)"
-        revoke = ", ".join(k.value for k in t.revoke) or "-"
+        at_ca = "; ".join(
+            f"{verb} {', '.join(k.value for k in kinds)}"
+            for verb, kinds in (("hold", t.hold), ("release", t.release), ("revoke", t.revoke), ("reissue", t.reissue))
+            if kinds
+        ) or "-"
+        reason = t.ca_reason or ("chosen by the supervisor" if t.revoke else "-")
         rows.append(f"| `{t.event.value}` | {sources} | {target} | {t.actor.value} | {t.proof.value} | "
-                    f"{revoke} | {t.ca_reason or '-'} |")
+                    f"{at_ca} | {reason} | {'yes' if t.notify_owner else '-'} |")
     return rows
 
 

@@ -1,0 +1,167 @@
+"""Telling owners when someone else changed their smartphone certificates (DESIGN.md 7).
+
+A notification is written by :func:`enqueue` in the transaction of the change it reports, so it
+exists exactly when the change does. :func:`send_due` delivers it later, outside any
+transaction, with the same capped back-off as the CA queue (``ca_commands.service``): a sender
+outage delays notifications, never loses them.
+
+Delivery is at-least-once. A batch is claimed by pushing its ``next_attempt_at`` forward by
+``CLAIM_SECONDS`` (so a second worker skips it), each message is sent, then marked sent in its
+own transaction. A crash between the send and the mark sends that message again once the
+claim runs out; the message carries its ``notification_id`` so a receiver can drop the repeat.
+
+Messages hold no personal data: no name, address, birth date, secret or Individual Number,
+only the registration id, what happened and who (by role, never an operator's user name) did it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from jpki_service.db import Store, utcnow
+from jpki_service.lifecycle import Event
+from jpki_service.notifications.models import OwnerNotification
+from jpki_service.notifications.senders import Sender
+
+log = logging.getLogger("jpki_service.notifications")
+
+CLAIM_SECONDS = 300  # how long a claimed batch is left to its worker before another may send it
+
+# Who acted, by the role part of the actor ("operator:alice" -> "operator"), in English and Japanese.
+_WHO = {
+    "operator": ("the JPKI call centre", "JPKIコールセンター"),
+    "supervisor": ("a JPKI call-centre supervisor", "JPKIコールセンターの責任者"),
+    "owner": ("a request made with your card or phone", "ご本人のカードまたはスマートフォンからの手続き"),
+    "system": ("the JPKI service", "JPKIサービス"),
+}
+# What happened, per event; {who} is filled from _WHO. Events whose cause is the card or another
+# phone name that cause instead of an actor.
+_WHAT = {
+    Event.SUSPENDED.value: (
+        "Your JPKI smartphone certificates were temporarily suspended by {who}.",
+        "スマートフォン用電子証明書が{who}により一時停止されました。"),
+    Event.SUPERVISOR_LIFTED.value: (
+        "The suspension of your JPKI smartphone certificates was lifted by {who}. To sign again, reissue "
+        "the signature certificate in the app with your My Number Card.",
+        "スマートフォン用電子証明書の一時停止が{who}により解除されました。署名用電子証明書は、"
+        "アプリでマイナンバーカードを使って再発行してください。"),
+    Event.SUPERVISOR_REVOKED.value: (
+        "Your JPKI smartphone certificates were revoked by {who}.",
+        "スマートフォン用電子証明書が{who}により失効されました。"),
+    Event.SUPERSEDED.value: (
+        "The JPKI smartphone certificates on one of your phones were revoked because another phone was "
+        "registered with your My Number Card.",
+        "マイナンバーカードで別のスマートフォンが登録されたため、以前のスマートフォンの電子証明書が失効されました。"),
+    Event.CARD_REVOKED.value: (
+        "The signature certificate on your phone was revoked because the signature certificate of your "
+        "My Number Card was revoked.",
+        "マイナンバーカードの署名用電子証明書が失効されたため、スマートフォンの署名用電子証明書も失効されました。"),
+}
+_OTHER = ("The status of your JPKI smartphone certificates was changed by {who}.",
+          "スマートフォン用電子証明書の状態が{who}により変更されました。")
+_IF_NOT_YOU = ("If this was not you, call the JPKI call centre.",
+               "お心当たりがない場合は、JPKIコールセンターにお電話ください。")
+
+
+def actor_role(actor: str) -> str:
+    """``operator:alice`` -> ``operator``: owners are told the role, never a staff user name."""
+    return actor.split(":", 1)[0]
+
+
+def owner_message(notification: OwnerNotification) -> dict:
+    """The message for one notification: ids, event, role and a short text in English and Japanese."""
+    role = actor_role(notification.actor)
+    who_en, who_ja = _WHO.get(role, _WHO["system"])
+    what_en, what_ja = _WHAT.get(notification.event, _OTHER)
+    return {
+        "notification_id": notification.id,
+        "registration_id": notification.registration_id,
+        "event": notification.event,
+        "actor": role,
+        "at": notification.created_at.isoformat(),
+        "text_en": f"{what_en.format(who=who_en)} {_IF_NOT_YOU[0]}",
+        "text_ja": f"{what_ja.format(who=who_ja)}{_IF_NOT_YOU[1]}",
+    }
+
+
+def enqueue(session: Session, registration_id: str, event: str, actor: str) -> OwnerNotification:
+    """Record a notification in the caller's transaction: it is sent only if the change commits."""
+    now = utcnow()
+    notification = OwnerNotification(registration_id=registration_id, event=event, actor=actor, created_at=now,
+                                      state="pending", attempts=0, next_attempt_at=now)
+    session.add(notification)
+    session.flush()
+    return notification
+
+
+def _claim(store: Store, limit: int) -> list[OwnerNotification]:
+    """Due notifications, taken for ``CLAIM_SECONDS``; rows another worker holds are skipped."""
+    now = utcnow()
+    with store.transaction() as session:
+        due = list(session.scalars(
+            select(OwnerNotification)
+            .where(OwnerNotification.state == "pending", OwnerNotification.next_attempt_at <= now)
+            .order_by(OwnerNotification.id).limit(limit).with_for_update(skip_locked=True)
+        ))
+        for notification in due:
+            notification.next_attempt_at = now + dt.timedelta(seconds=CLAIM_SECONDS)
+    return due
+
+
+def _mark_sent(store: Store, notification_id: int) -> None:
+    with store.transaction() as session:
+        session.execute(update(OwnerNotification)
+                        .where(OwnerNotification.id == notification_id, OwnerNotification.state == "pending")
+                        .values(state="sent", sent_at=utcnow(), last_error=None))
+
+
+def _defer(store: Store, notification_id: int, error: str, max_backoff: dt.timedelta) -> None:
+    """Count the failed attempt and wait 2, 4, ... 64 s (at most ``max_backoff``), as the CA queue does."""
+    with store.transaction() as session:
+        notification = session.get_one(OwnerNotification, notification_id)
+        notification.attempts += 1
+        notification.last_error = error
+        backoff = min(dt.timedelta(seconds=2 ** min(notification.attempts, 6)), max_backoff)
+        notification.next_attempt_at = utcnow() + backoff
+
+
+def _release(store: Store, notification_ids: list[int]) -> None:
+    """Give claimed but unsent notifications back at once, for the next round."""
+    if not notification_ids:
+        return
+    with store.transaction() as session:
+        session.execute(update(OwnerNotification)
+                        .where(OwnerNotification.id.in_(notification_ids), OwnerNotification.state == "pending")
+                        .values(next_attempt_at=utcnow()))
+
+
+def send_due(store: Store, sender: Sender, limit: int = 200, *,
+             max_backoff: dt.timedelta = dt.timedelta(seconds=30)) -> int:
+    """Send due notifications in order; returns how many were sent.
+
+    The first failure defers that notification and stops the round (the sender is likely down;
+    the rest of the batch is released for the next round, not counted as attempts).
+    """
+    claimed = _claim(store, limit)
+    sent = 0
+    for position, notification in enumerate(claimed):
+        try:
+            sender.send(owner_message(notification))
+        except Exception as exc:  # any failure of any sender: keep the notification and retry it
+            log.warning("owner notification %s not sent: %s: %s", notification.id, type(exc).__name__, exc)
+            _defer(store, notification.id, f"{type(exc).__name__}: {exc}", max_backoff)
+            _release(store, [n.id for n in claimed[position + 1:]])
+            break
+        _mark_sent(store, notification.id)
+        sent += 1
+    return sent
+
+
+def pending_count(store: Store) -> int:
+    """Notifications not yet delivered (due now or waiting for a retry)."""
+    with store.sessions() as session:
+        return session.scalar(select(func.count()).select_from(OwnerNotification)
+                              .where(OwnerNotification.state == "pending")) or 0

@@ -1,0 +1,238 @@
+"""The call centre over the HTTP API, against the real CA and service processes: suspension and
+its lifting (by the owner with card + phone, and by a supervisor), revocation while suspended,
+the owner's notices, the audit trail, and every refusal leaving nothing changed. Each outcome
+is checked at the CA's OCSP responder, as a relying party sees it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.service_helpers import (
+    PhoneForTests,
+    lift_body,
+    make_card,
+    operator_client,
+    register,
+)
+from tests.test_service_flows import ocsp_status, wait_for
+
+pytestmark = pytest.mark.e2e
+
+LOST = {"reason": "lost", "caller": "self", "ticket": "T-1001"}
+
+
+def _registered(ca_server, service_server, person=None):
+    card = make_card(ca_server.store, ca_server.settings, person)
+    phone = PhoneForTests()
+    with service_server.client() as client:
+        answer = register(client, card, phone)
+    assert answer.status_code == 201, answer.text
+    return card, phone, answer.json()
+
+
+def _pems(document) -> dict[str, str]:
+    return {c["kind"]: c["certificate_pem"] for c in document["certificates"] if c["current"]}
+
+
+def _serials(document) -> dict[str, str]:
+    return {c["kind"]: c["serial"] for c in document["certificates"] if c["current"]}
+
+
+def _notices(service_server) -> list[dict]:
+    path = service_server.data_dir / "notifications.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_lost_phone_suspended_then_found_and_lifted_in_the_app(ca_server, service_server):
+    card, phone, registered = _registered(ca_server, service_server)
+    code = registered["suspension_code"]
+    old = _pems(registered)
+    with operator_client(service_server, "olivia", "operator") as operator, service_server.client() as owner:
+        # The owner calls: the operator finds the registration from what the caller says, spelt
+        # with a full-width space and full-width digits.
+        found = operator.post("/api/v1/operator/registrations/search",
+                              json={"name": "山田　太郎", "birth": "1990-01-02", "address": "東京都千代田区千代田１－１"})
+        assert found.status_code == 200, found.text
+        [hit] = found.json()["results"]
+        assert hit["registration_id"] == phone.registration_id and hit["masked_name"] == "山* 太*"
+        assert "東京" not in found.text and "1990" not in found.text  # nothing more than needed
+        by_code = operator.post("/api/v1/operator/registrations/search", json={"code": code.lower().replace("-", " ")})
+        assert by_code.json()["results"][0]["registration_id"] == phone.registration_id
+
+        suspended = operator.post(f"/api/v1/operator/registrations/{phone.registration_id}/suspend", json=LOST)
+        assert suspended.status_code == 200, suspended.text
+        assert suspended.json()["state"] == "suspended"
+        assert {c["status"] for c in suspended.json()["certificates"]} == {"held"}
+        assert all(ocsp_status(ca_server.url, pem) == "revoked:certificateHold" for pem in old.values())
+
+        # The phone, online, learns that and why.
+        seen = owner.get(f"/api/v1/registrations/{phone.registration_id}").json()
+        assert seen["state"] == "suspended" and seen["reason"] == "lost"
+        assert seen["last_change"]["actor"] == "operator" and "suspension_code" not in {
+            k for k, v in seen.items() if v is not None}
+
+        # Found again: the owner lifts in the app with the card and the phone.
+        new_key = rsa.generate_private_key(65537, 2048)
+        lifted = owner.post(f"/api/v1/registrations/{phone.registration_id}/lift-suspension",
+                            json=lift_body(owner, card, phone, new_key))
+        assert lifted.status_code == 200, lifted.text
+        document = lifted.json()
+        assert document["state"] == "active" and not document["signature_reissue_needed"]
+        assert _serials(document)["authentication"] == _serials(registered)["authentication"]
+        assert _serials(document)["signature"] != _serials(registered)["signature"]
+        assert ocsp_status(ca_server.url, _pems(document)["authentication"]) == "good"
+        assert ocsp_status(ca_server.url, old["signature"]) == "revoked:superseded"
+        assert ocsp_status(ca_server.url, _pems(document)["signature"]) == "good"
+
+    # Told through another channel than the phone: the suspension, not the owner's own lift.
+    notices = wait_for(lambda: _notices(service_server) or None)
+    assert [(n["registration_id"], n["event"]) for n in notices] == [(phone.registration_id, "suspended")]
+
+
+def test_lost_abroad_a_family_member_calls_with_the_code(ca_server, service_server):
+    _card, phone, registered = _registered(ca_server, service_server)
+    proxy_call = {"reason": "stolen", "caller": "proxy", "relationship": "spouse", "ticket": "T-2002"}
+    with operator_client(service_server, "oscar", "operator") as operator, \
+            operator_client(service_server, "aiko", "auditor") as auditor:
+        [hit] = operator.post("/api/v1/operator/registrations/search",
+                              json={"code": registered["suspension_code"]}).json()["results"]
+        without_relationship = operator.post(f"/api/v1/operator/registrations/{hit['registration_id']}/suspend",
+                                             json={**proxy_call, "relationship": None})
+        assert without_relationship.status_code == 422 and "relationship" in without_relationship.text
+        suspended = operator.post(f"/api/v1/operator/registrations/{hit['registration_id']}/suspend", json=proxy_call)
+        assert suspended.status_code == 200 and suspended.json()["reason"] == "stolen"
+        assert all(ocsp_status(ca_server.url, pem) == "revoked:certificateHold"
+                   for pem in _pems(registered).values())
+
+        history = operator.get(f"/api/v1/operator/registrations/{phone.registration_id}/history").json()
+        assert history["events"][-1]["operator"] == "oscar"
+        assert "proxy (spouse)" in history["events"][-1]["note"]
+        trail = auditor.get("/api/v1/operator/audit").json()["entries"]
+        act = next(e for e in trail if e["action"] == "suspend")
+        assert act["actor"] == "operator:oscar" and act["registration_id"] == phone.registration_id
+        assert act["details"] == {"reason": "stolen", "caller": "proxy", "relationship": "spouse",
+                                  "ticket": "T-2002", "channel": "phone"}
+        # The look-up is audited without what was searched for.
+        find = next(e for e in trail if e["action"] == "find")
+        assert find["details"]["by"] == "suspension code" and registered["suspension_code"] not in json.dumps(trail)
+
+
+def test_supervisor_lift_then_the_app_reissues_the_signature(ca_server, service_server):
+    card, phone, registered = _registered(ca_server, service_server)
+    old = _pems(registered)
+    registration = phone.registration_id
+    with operator_client(service_server, "sara", "supervisor") as supervisor, service_server.client() as owner:
+        assert supervisor.post(f"/api/v1/operator/registrations/{registration}/suspend", json=LOST).status_code == 200
+        lifted = supervisor.post(f"/api/v1/operator/registrations/{registration}/lift",
+                                 json={"reason": "owner found the phone, identity checked", "ticket": "T-3003"})
+        assert lifted.status_code == 200, lifted.text
+        assert lifted.json()["state"] == "active" and lifted.json()["signature_reissue_needed"]
+        assert ocsp_status(ca_server.url, old["authentication"]) == "good"
+        assert ocsp_status(ca_server.url, old["signature"]) == "revoked:superseded"
+
+        reissued = owner.post(f"/api/v1/registrations/{registration}/lift-suspension",
+                              json=lift_body(owner, card, phone, rsa.generate_private_key(65537, 2048)))
+        assert reissued.status_code == 200, reissued.text
+        assert not reissued.json()["signature_reissue_needed"]
+        assert ocsp_status(ca_server.url, _pems(reissued.json())["signature"]) == "good"
+        again = owner.post(f"/api/v1/registrations/{registration}/lift-suspension",
+                           json=lift_body(owner, card, phone, rsa.generate_private_key(65537, 2048)))
+        assert again.status_code == 409 and again.json()["state"] == "active"
+    events = [n["event"] for n in wait_for(lambda: len(_notices(service_server)) >= 2 and _notices(service_server))]
+    assert events == ["suspended", "supervisor-lifted"]
+
+
+def test_revoke_while_suspended_by_a_supervisor_or_from_a_new_phone(ca_server, service_server):
+    card, lost, first = _registered(ca_server, service_server)
+    _card2, gone, second = _registered(ca_server, service_server,
+                                       {"name": "佐藤 花子", "date_of_birth": "1985-05-05", "gender": "2",
+                                        "address": "大阪府大阪市北区1-1"})
+    with operator_client(service_server, "sven", "supervisor") as supervisor, service_server.client() as owner:
+        for registration in (lost.registration_id, gone.registration_id):
+            assert supervisor.post(f"/api/v1/operator/registrations/{registration}/suspend",
+                                   json=LOST).status_code == 200
+        # The phone is gone for good: a supervisor revokes for key compromise.
+        revoked = supervisor.post(f"/api/v1/operator/registrations/{gone.registration_id}/revoke",
+                                  json={"reason": "keyCompromise", "ticket": "T-4004"})
+        assert revoked.status_code == 200 and revoked.json()["state"] == "revoked"
+        assert all(ocsp_status(ca_server.url, pem) == "revoked:keyCompromise" for pem in _pems(second).values())
+        # The other owner registers a new phone: the suspended one is superseded.
+        new_phone = PhoneForTests()
+        assert register(owner, card, new_phone).json()["superseded"] == [lost.registration_id]
+        assert all(ocsp_status(ca_server.url, pem) == "revoked:superseded" for pem in _pems(first).values())
+
+
+def test_misuse_is_refused_and_changes_nothing(ca_server, service_server):
+    card, phone, registered = _registered(ca_server, service_server)
+    registration = phone.registration_id
+    path = f"/api/v1/operator/registrations/{registration}"
+    lift = {"reason": "found again", "ticket": "T-5005"}
+    with operator_client(service_server, "otto", "operator") as operator, \
+            operator_client(service_server, "sue", "supervisor") as supervisor, \
+            operator_client(service_server, "ada", "auditor") as auditor, service_server.client() as anonymous:
+        def state() -> tuple:
+            document = anonymous.get(f"/api/v1/registrations/{registration}").json()
+            return document["state"], tuple(c["status"] for c in document["certificates"])
+
+        before = state()
+        assert anonymous.post(f"{path}/suspend", json=LOST).status_code == 401
+        bogus = {"Authorization": "Bearer not-a-session"}
+        assert anonymous.post(f"{path}/suspend", json=LOST, headers=bogus).json()["type"].endswith("not-signed-in")
+        refused = auditor.post(f"{path}/suspend", json=LOST)
+        assert refused.status_code == 403 and refused.headers["content-type"] == "application/problem+json"
+        assert "auditor may not suspend" in refused.json()["detail"]
+        lift_not_suspended = supervisor.post(f"{path}/lift", json=lift)
+        assert lift_not_suspended.status_code == 409 and "active" in lift_not_suspended.json()["detail"]
+        owner_lift = anonymous.post(f"/api/v1/registrations/{registration}/lift-suspension",
+                                    json=lift_body(anonymous, card, phone, rsa.generate_private_key(65537, 2048)))
+        assert owner_lift.status_code == 409
+        assert auditor.post("/api/v1/operator/registrations/search", json={"code": "ABCD-EFGH-JKMN"}).status_code == 403
+        nothing = operator.post("/api/v1/operator/registrations/search",
+                                json={"name": "誰 でもない", "birth": "2000-01-01", "address": "どこか"})
+        assert nothing.status_code == 404 and nothing.json()["type"].endswith("nothing-found")
+        bad_date = operator.post("/api/v1/operator/registrations/search",
+                                 json={"name": "山田 太郎", "birth": "02/01/1990", "address": "東京"})
+        assert bad_date.status_code == 422 and bad_date.json()["field"] == "birth"
+        assert operator.post(f"{path}/suspend", json={**LOST, "reason": "bored"}).status_code == 422
+        assert state() == before
+
+        assert operator.post(f"{path}/suspend", json=LOST).status_code == 200
+        suspended = state()
+        forbidden = operator.post(f"{path}/lift", json=lift)
+        assert forbidden.status_code == 403 and "only: supervisor" in forbidden.json()["detail"]
+        assert operator.post(f"{path}/revoke", json={"reason": "keyCompromise", "ticket": "T-1"}).status_code == 403
+        assert operator.post(f"{path}/suspend", json=LOST).status_code == 409  # already suspended
+        assert state() == suspended
+
+        assert supervisor.post(f"{path}/revoke", json={"reason": "keyCompromise", "ticket": "T-6"}).status_code == 200
+        revoked = state()
+        again = operator.post(f"{path}/suspend", json=LOST)
+        assert again.status_code == 409 and again.json()["state"] == "revoked"
+        assert supervisor.post(f"{path}/lift", json=lift).status_code == 409
+        assert state() == revoked
+
+    # Every act is in the chain, and the chain verifies.
+    env = {**os.environ, "JPKI_DATA_DIR": str(service_server.data_dir), "JPKI_DATABASE_URL": service_server.database_url}
+    verified = subprocess.run([sys.executable, "-m", "jpki_service", "audit", "verify"], env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "intact" in verified.stdout
+
+
+def test_operator_login_locks_after_repeated_failures(service_server):
+    from tests.service_helpers import add_operator
+
+    add_operator(service_server, "lena", "operator")
+    with service_server.client() as client:
+        answers = [client.post("/api/v1/operator/session", json={"username": "lena", "password": f"wrong-{i}"})
+                   for i in range(5)]
+        assert [a.status_code for a in answers] == [401] * 5
+        locked = client.post("/api/v1/operator/session", json={"username": "lena", "password": "correct horse battery"})
+        assert locked.status_code == 423 and "locked" in locked.json()["detail"]
+        unknown = client.post("/api/v1/operator/session", json={"username": "nobody", "password": "x"})
+        assert unknown.status_code == 401 and unknown.json()["detail"] == answers[0].json()["detail"]
