@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import contextlib
 import logging
 import time
@@ -42,7 +43,7 @@ async def _worker(ctx: registrations.ServiceContext, sender: Sender) -> None:
 
     def one_round() -> None:
         nonlocal last_cascade
-        notifications.send_due(ctx.store, sender)
+        notifications.send_due(ctx.store, sender, max_backoff=dt.timedelta(seconds=settings.max_retry_backoff_seconds))
         transitions.carry_to_ca(ctx)
         if time.monotonic() - last_cascade >= settings.cascade_interval_seconds:
             last_cascade = time.monotonic()

@@ -32,7 +32,13 @@ class ServiceKeys:
     audit_chain: bytes  # HMAC: the audit trail's chain
 
 
-def _key_file(path: Path) -> str:
+class MissingKey(Exception):
+    """A key file that a read-only command will not create."""
+
+
+def _key_file(path: Path, create: bool) -> str:
+    if not path.exists() and not create:
+        raise MissingKey(f"no key file {path} (and no key in the environment): wrong --data folder?")
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -49,9 +55,10 @@ def _derive(root: bytes, purpose: str) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"jpki-service/{purpose}".encode()).derive(root)
 
 
-def load_service_keys(settings: ServiceSettings) -> ServiceKeys:
-    person = settings.person_key or _key_file(settings.data_dir / "person-key")
-    data = (settings.data_key or _key_file(settings.data_dir / "data-key")).encode()
+def load_service_keys(settings: ServiceSettings, create: bool = True) -> ServiceKeys:
+    """The keys; ``create=False`` for commands that only read (a new key would hide a wrong folder)."""
+    person = settings.person_key or _key_file(settings.data_dir / "person-key", create)
+    data = (settings.data_key or _key_file(settings.data_dir / "data-key", create)).encode()
     return ServiceKeys(
         person_index=person.encode(),
         holder_seal=_derive(data, "holder-seal"),

@@ -31,10 +31,14 @@ def verify(
     from jpki_service.audit.service import verify as verify_trail
     from jpki_service.cli import _settings
     from jpki_service.db import Store
-    from jpki_service.service_keys import load_service_keys
+    from jpki_service.service_keys import MissingKey, load_service_keys
 
     settings = _settings(data)
-    keys = load_service_keys(settings)
+    try:
+        keys = load_service_keys(settings, create=False)
+    except MissingKey as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
     store = Store(settings.resolved_database_url())
     try:
         report = verify_trail(store, keys.audit_chain)

@@ -22,6 +22,7 @@ from jpki_service.ca_client import CAClient, CARefused, CAUnavailable
 from jpki_service.ca_commands.models import CACommand
 from jpki_service.db import Store, utcnow
 from jpki_service.registrations.models import PhoneCertificate
+from jpki_service.retry import retry_delay
 
 log = logging.getLogger("jpki_service.ca_commands")
 
@@ -140,7 +141,7 @@ def _defer(store: Store, command_id: int, error: str, max_backoff: dt.timedelta)
         command = session.get_one(CACommand, command_id)
         command.attempts += 1
         command.last_error = error
-        backoff = min(dt.timedelta(seconds=2 ** min(command.attempts, 6)), max_backoff)
+        backoff = retry_delay(command.attempts, max_backoff)
         command.next_attempt_at = utcnow() + backoff
 
 

@@ -25,6 +25,7 @@ from jpki_service.db import Store, utcnow
 from jpki_service.lifecycle import Event
 from jpki_service.notifications.models import OwnerNotification
 from jpki_service.notifications.senders import Sender
+from jpki_service.retry import retry_delay
 
 log = logging.getLogger("jpki_service.notifications")
 
@@ -124,7 +125,7 @@ def _defer(store: Store, notification_id: int, error: str, max_backoff: dt.timed
         notification = session.get_one(OwnerNotification, notification_id)
         notification.attempts += 1
         notification.last_error = error
-        backoff = min(dt.timedelta(seconds=2 ** min(notification.attempts, 6)), max_backoff)
+        backoff = retry_delay(notification.attempts, max_backoff)
         notification.next_attempt_at = utcnow() + backoff
 
 
