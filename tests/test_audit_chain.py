@@ -193,6 +193,12 @@ def test_cli_exits_2_when_the_trail_cannot_be_read(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     result = CliRunner().invoke(audit_app, ["verify", "--data", str(tmp_path / "empty")])
     assert result.exit_code == 2, result.output
+    assert "no key file" in result.output and "wrong --data folder" in result.output
+    assert not (tmp_path / "empty" / "data-key").exists()  # a read-only command makes no key
+    monkeypatch.setenv("JPKI_DATA_KEY", "00" * 32)
+    monkeypatch.setenv("JPKI_PERSON_KEY", "11" * 32)
+    result = CliRunner().invoke(audit_app, ["verify", "--data", str(tmp_path / "empty")])
+    assert result.exit_code == 2, result.output
     assert "cannot read the audit trail" in result.output
 
 
