@@ -122,11 +122,12 @@ def migrate(data: Optional[Path] = typer.Option(None, "--data", help="Data folde
 
 @app.command()
 def status(data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default ./var).")) -> None:
-    """Registrations by state and the changes waiting to reach the CA."""
+    """Registrations by state, the changes waiting to reach the CA, the owner notices waiting to go."""
     from sqlalchemy import func, select
 
     from jpki_service.ca_commands.service import queue_summary
     from jpki_service.db import Store
+    from jpki_service.notifications.service import pending_count
     from jpki_service.registrations.models import Registration
 
     settings = _settings(data)
@@ -135,11 +136,13 @@ def status(data: Optional[Path] = typer.Option(None, "--data", help="Data folder
         with store.sessions() as session:
             states = dict(session.execute(select(Registration.state, func.count()).group_by(Registration.state)).all())
         queue = queue_summary(store)
+        notices = pending_count(store)
     except OperationalError as exc:
         fail(f"cannot read the database (run `jpki-service migrate`?): {exc.orig}")
     typer.echo("registrations  " + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none"))
     typer.echo(f"CA queue       pending {queue.get('pending', 0)}, failed {queue.get('failed', 0)}, "
                f"done {queue.get('done', 0)}")
+    typer.echo(f"owner notices  waiting {notices}")
 
 
 operator_app = typer.Typer(help="Call-centre accounts (operator, supervisor, auditor).", no_args_is_help=True)
