@@ -22,7 +22,7 @@ class Unauthorised(CAProblem):
 def problem_response(status: int, title: str, detail: str, slug: str, **extra: Any) -> JSONResponse:
     body = {"type": f"https://jpki-mock.invalid/problems/{slug}", "title": title, "status": status,
             "detail": detail, **extra}
-    headers = {"WWW-Authenticate": 'Bearer realm="jpki-ca"'} if status == 401 else None
+    headers = {"WWW-Authenticate": 'Bearer realm="jpki"'} if status == 401 else None  # CA and service alike
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 

@@ -185,7 +185,7 @@ def test_misuse_is_refused_and_changes_nothing(ca_server, service_server):
         assert anonymous.post(f"{path}/suspend", json=LOST, headers=bogus).json()["type"].endswith("not-signed-in")
         refused = auditor.post(f"{path}/suspend", json=LOST)
         assert refused.status_code == 403 and refused.headers["content-type"] == "application/problem+json"
-        assert "auditor may not suspend" in refused.json()["detail"]
+        assert "an auditor may not suspend" in refused.json()["detail"]
         lift_not_suspended = supervisor.post(f"{path}/lift", json=lift)
         assert lift_not_suspended.status_code == 409 and "active" in lift_not_suspended.json()["detail"]
         owner_lift = anonymous.post(f"/api/v1/registrations/{registration}/lift-suspension",
@@ -208,6 +208,9 @@ def test_misuse_is_refused_and_changes_nothing(ca_server, service_server):
         assert operator.post(f"{path}/revoke", json={"reason": "keyCompromise", "ticket": "T-1"}).status_code == 403
         assert operator.post(f"{path}/suspend", json=LOST).status_code == 409  # already suspended
         assert state() == suspended
+        refusals = [e for e in auditor.get("/api/v1/operator/audit").json()["entries"] if e["action"] == "refused"]
+        assert {(e["actor"], e["details"]["attempted"]) for e in refusals} >= {
+            ("operator:otto", "lift a suspension"), ("operator:otto", "revoke"), ("auditor:ada", "suspend")}
 
         assert supervisor.post(f"{path}/revoke", json={"reason": "keyCompromise", "ticket": "T-6"}).status_code == 200
         revoked = state()
@@ -231,7 +234,7 @@ def test_operator_login_locks_after_repeated_failures(service_server):
     with service_server.client() as client:
         answers = [client.post("/api/v1/operator/session", json={"username": "lena", "password": f"wrong-{i}"})
                    for i in range(5)]
-        assert [a.status_code for a in answers] == [401] * 5
+        assert [a.status_code for a in answers] == [401] * 4 + [423]  # the 5th failure locks, and says so
         locked = client.post("/api/v1/operator/session", json={"username": "lena", "password": "correct horse battery"})
         assert locked.status_code == 423 and "locked" in locked.json()["detail"]
         unknown = client.post("/api/v1/operator/session", json={"username": "nobody", "password": "x"})

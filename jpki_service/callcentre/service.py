@@ -20,7 +20,7 @@ from jpki_service.ca_commands import service as ca_commands
 from jpki_service.lifecycle import Event
 from jpki_service.operators.roles import Permission, require
 from jpki_service.operators.service import SignedIn
-from jpki_service.problems import NothingFound
+from jpki_service.problems import NothingFound, RoleForbidden
 from jpki_service.registrations.models import PhoneCertificate, Registration
 from jpki_service.registrations.service import ServiceContext
 from jpki_service.registrations.transitions import (
@@ -32,6 +32,17 @@ from jpki_service.registrations.transitions import (
 )
 
 MAX_RESULTS = 20
+
+
+def _require(ctx: ServiceContext, who: SignedIn, permission: Permission, registration_id: str | None = None) -> None:
+    """The role check; a refusal is itself audited (someone tried what their role does not allow)."""
+    try:
+        require(who.role, permission)
+    except RoleForbidden:
+        with ctx.store.transaction() as session:
+            audit.record(session, ctx.keys.audit_chain, who.actor, "refused", registration_id,
+                         {"attempted": permission.value})
+        raise
 
 
 def summary(ctx: ServiceContext, session: Session, registration: Registration) -> dict[str, Any]:
@@ -54,7 +65,7 @@ def summary(ctx: ServiceContext, session: Session, registration: Registration) -
 
 def find_registrations(ctx: ServiceContext, who: SignedIn, query: FindRequest) -> list[dict[str, Any]]:
     """Registrations matching the caller's card items or suspension code, newest first; 404 if none."""
-    require(who.role, Permission.FIND)
+    _require(ctx, who, Permission.FIND)
     if query.code is not None:
         condition = Registration.suspension_code_index == holder_data.suspension_code_index(
             ctx.keys.holder_index, query.code)
@@ -89,7 +100,7 @@ def _act(ctx: ServiceContext, who: SignedIn, registration_id: str, event: Event,
 def suspend_registration(ctx: ServiceContext, who: SignedIn, registration_id: str,
                          request: SuspendRequest) -> dict[str, Any]:
     """Both certificates on hold at the CA at once (certificateHold); the owner is told."""
-    require(who.role, Permission.SUSPEND)
+    _require(ctx, who, Permission.SUSPEND, registration_id)
     details = {"reason": request.reason.value, "caller": request.caller.value,
                "relationship": request.relationship, "ticket": request.ticket, "channel": request.channel}
     return _act(ctx, who, registration_id, Event.SUSPENDED, "suspend", details,
@@ -100,7 +111,7 @@ def suspend_registration(ctx: ServiceContext, who: SignedIn, registration_id: st
 
 def lift_suspension(ctx: ServiceContext, who: SignedIn, registration_id: str, request: LiftRequest) -> dict[str, Any]:
     """Authentication released, signature revoked; the owner's app then reissues the signature."""
-    require(who.role, Permission.LIFT)
+    _require(ctx, who, Permission.LIFT, registration_id)
     return _act(ctx, who, registration_id, Event.SUPERVISOR_LIFTED, "lift",
                 {"reason": request.reason, "ticket": request.ticket}, note=f"{request.reason}; ticket {request.ticket}")
 
@@ -108,7 +119,7 @@ def lift_suspension(ctx: ServiceContext, who: SignedIn, registration_id: str, re
 def revoke_registration(ctx: ServiceContext, who: SignedIn, registration_id: str,
                         request: RevokeRequest) -> dict[str, Any]:
     """For good: the phone is gone, or its keys are compromised. Both certificates revoked."""
-    require(who.role, Permission.REVOKE)
+    _require(ctx, who, Permission.REVOKE, registration_id)
     note = f"{request.reason}; ticket {request.ticket}" + (f"; {request.note}" if request.note else "")
     return _act(ctx, who, registration_id, Event.SUPERVISOR_REVOKED, "revoke",
                 {"reason": request.reason, "ticket": request.ticket, "note": request.note},
@@ -116,7 +127,7 @@ def revoke_registration(ctx: ServiceContext, who: SignedIn, registration_id: str
 
 
 def registration_history(ctx: ServiceContext, who: SignedIn, registration_id: str) -> dict[str, Any]:
-    require(who.role, Permission.HISTORY)
+    _require(ctx, who, Permission.HISTORY, registration_id)
     with ctx.store.transaction() as session:
         registration = load_registration(session, registration_id)
         audit.record(session, ctx.keys.audit_chain, who.actor, "view-history", registration_id, {})
@@ -130,7 +141,7 @@ def registration_history(ctx: ServiceContext, who: SignedIn, registration_id: st
 
 def audit_trail(ctx: ServiceContext, who: SignedIn, after_seq: int | None = None, limit: int = 100,
                 registration_id: str | None = None) -> list[dict[str, Any]]:
-    require(who.role, Permission.READ_AUDIT)
+    _require(ctx, who, Permission.READ_AUDIT, registration_id)
     with ctx.store.sessions() as session:
         return audit.entries(session, after_seq=after_seq, limit=limit, registration_id=registration_id)
 

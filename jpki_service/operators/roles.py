@@ -39,4 +39,5 @@ def may(role: Role, permission: Permission) -> bool:
 def require(role: Role, permission: Permission) -> None:
     if not may(role, permission):
         allowed = ", ".join(r.value for r in Role if may(r, permission))
-        raise RoleForbidden(f"a {role.value} may not {permission.value} (only: {allowed})", role=role.value)
+        article = "an" if role.value[0] in "aeiou" else "a"
+        raise RoleForbidden(f"{article} {role.value} may not {permission.value} (only: {allowed})", role=role.value)

@@ -84,20 +84,18 @@ def log_in(store: Store, settings: ServiceSettings, chain_key: bytes, username: 
         elif operator.locked_until is not None and operator.locked_until > now:
             audit.record(session, chain_key, f"operator:{username}", "login-refused", None,
                          {"client": client, "why": "account locked"})
-            refusal = AccountLocked(f"the account is locked until {operator.locked_until.isoformat()} after "
-                                    f"{settings.operator_max_failed_logins} failed logins; a supervisor can "
-                                    "unlock it (jpki-service operator unlock)",
-                                    locked_until=operator.locked_until.isoformat())
+            refusal = _locked(operator.locked_until, settings)
         elif not _verifies(operator.password_hash, password):
             operator.failed_logins += 1
             why = "wrong password"
+            refusal = LoginRefused("username or password wrong")
             if operator.failed_logins >= settings.operator_max_failed_logins:
                 operator.locked_until = now + dt.timedelta(seconds=settings.operator_lockout_seconds)
                 operator.failed_logins = 0
                 why += "; account locked"
+                refusal = _locked(operator.locked_until, settings)
             audit.record(session, chain_key, f"operator:{username}", "login-refused", None,
                          {"client": client, "why": why})
-            refusal = LoginRefused("username or password wrong")
         else:
             operator.failed_logins, operator.locked_until = 0, None
             if _hasher.check_needs_rehash(operator.password_hash):
@@ -111,6 +109,12 @@ def log_in(store: Store, settings: ServiceSettings, chain_key: bytes, username: 
     if refusal is not None:
         raise refusal  # after the commit: the failed attempt stays counted
     return signed_in
+
+
+def _locked(until: dt.datetime, settings: ServiceSettings) -> AccountLocked:
+    return AccountLocked(f"the account is locked until {until.isoformat()} after "
+                         f"{settings.operator_max_failed_logins} failed logins in a row; wait, or ask the service's "
+                         "administrator to unlock it (jpki-service operator unlock)", locked_until=until.isoformat())
 
 
 def _verifies(password_hash: str, password: str) -> bool:

@@ -108,8 +108,11 @@ def apply_event(session: Session, registration: Registration, event: Event, *, o
         if kind in rule.hold and certificate.status == "good":
             ca_commands.enqueue(session, certificate, "hold")
             certificate.status = "held"
-        if kind in rule.revoke and certificate.status != "revoked":
-            ca_commands.enqueue(session, certificate, "revoke", rule.ca_reason or ca_reason)
+        reason = rule.ca_reason or ca_reason
+        # Revoked stays revoked, but a later keyCompromise must still reach the CA (RFC 5280 lets the
+        # reason strengthen): relying parties then distrust signatures made before the first revocation.
+        if kind in rule.revoke and (certificate.status != "revoked" or reason == "keyCompromise"):
+            ca_commands.enqueue(session, certificate, "revoke", reason)
             certificate.status = "revoked"
         if kind in rule.reissue:
             certificate.current = False
