@@ -23,6 +23,12 @@ class CallerKind(str, enum.Enum):
     PROXY = "proxy"  # someone on the owner's behalf, e.g. family while the owner is abroad
 
 
+class Channel(str, enum.Enum):
+    PHONE = "phone"
+    COUNTER = "counter"
+    MAIL = "mail"
+
+
 class FindRequest(BaseModel):
     """Either the caller's three card items, or the suspension code; never both."""
 
@@ -50,7 +56,7 @@ class SuspendRequest(BaseModel):
     caller: CallerKind
     relationship: str | None = Field(None, min_length=1, max_length=60, description="Needed when caller is proxy")
     ticket: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._/-]+$")
-    channel: Literal["phone", "counter", "mail"] = "phone"
+    channel: Channel = Channel.PHONE
 
     @model_validator(mode="after")
     def _proxy_relationship(self) -> SuspendRequest:

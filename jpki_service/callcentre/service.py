@@ -102,7 +102,7 @@ def suspend_registration(ctx: ServiceContext, who: SignedIn, registration_id: st
     """Both certificates on hold at the CA at once (certificateHold); the owner is told."""
     _require(ctx, who, Permission.SUSPEND, registration_id)
     details = {"reason": request.reason.value, "caller": request.caller.value,
-               "relationship": request.relationship, "ticket": request.ticket, "channel": request.channel}
+               "relationship": request.relationship, "ticket": request.ticket, "channel": request.channel.value}
     return _act(ctx, who, registration_id, Event.SUSPENDED, "suspend", details,
                 suspension_reason=request.reason.value,
                 note=f"{request.reason.value}; caller {request.caller.value}"

@@ -34,6 +34,7 @@ import httpx
 import typer
 
 from ca_mock.certificates.status_rules import REVOCATION_REASONS
+from jpki_service.callcentre.schemas import CallerKind, Channel, SuspensionReason
 
 DEFAULT_SERVICE = "http://127.0.0.1:8000"
 DEFAULT_SESSION_FILE = Path("~/.config/jpki-operator/session.json")
@@ -48,24 +49,6 @@ app = typer.Typer(help="The call centre's command line: find, suspend, lift, rev
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class SuspensionReason(str, enum.Enum):
-    lost = "lost"
-    stolen = "stolen"
-    sold = "sold"
-    other = "other"
-
-
-class Caller(str, enum.Enum):
-    self_ = "self"
-    proxy = "proxy"
-
-
-class Channel(str, enum.Enum):
-    phone = "phone"
-    counter = "counter"
-    mail = "mail"
 
 
 RevocationReason = enum.Enum(  # type: ignore[misc]
@@ -463,16 +446,16 @@ def suspend(
     ctx: typer.Context,
     registration: str = REGISTRATION,
     reason: SuspensionReason = typer.Option(..., "--reason", help="Why the caller asks."),
-    caller: Caller = typer.Option(..., "--caller",
+    caller: CallerKind = typer.Option(..., "--caller",
                                   help="The owner (self) or someone on their behalf (proxy)."),
     relationship: Optional[str] = typer.Option(
         None, "--relationship", help="The proxy's relation to the owner (spouse, parent, child...)."),
     ticket: str = TICKET,
-    channel: Channel = typer.Option(Channel.phone, "--channel", help="How the request came in."),
+    channel: Channel = typer.Option(Channel.PHONE, "--channel", help="How the request came in."),
     as_json: bool = JSON,
 ) -> None:
     """Suspend a registration: both certificates on hold at the CA (operator, supervisor)."""
-    if caller is Caller.proxy and not relationship:
+    if caller is CallerKind.PROXY and not relationship:
         raise usage("--caller proxy needs --relationship (e.g. spouse, parent, child)")
     body = {"reason": reason.value, "caller": caller.value, "ticket": ticket, "channel": channel.value}
     if relationship:
