@@ -34,7 +34,8 @@ from jpki_service.registrations.transitions import (
 MAX_RESULTS = 20
 
 
-def _require(ctx: ServiceContext, who: SignedIn, permission: Permission, registration_id: str | None = None) -> None:
+def require_permission(ctx: ServiceContext, who: SignedIn, permission: Permission,
+                       registration_id: str | None = None) -> None:
     """The role check; a refusal is itself audited (someone tried what their role does not allow)."""
     try:
         require(who.role, permission)
@@ -65,7 +66,7 @@ def summary(ctx: ServiceContext, session: Session, registration: Registration) -
 
 def find_registrations(ctx: ServiceContext, who: SignedIn, query: FindRequest) -> list[dict[str, Any]]:
     """Registrations matching the caller's card items or suspension code, newest first; 404 if none."""
-    _require(ctx, who, Permission.FIND)
+    require_permission(ctx, who, Permission.FIND)
     if query.code is not None:
         condition = Registration.suspension_code_index == holder_data.suspension_code_index(
             ctx.keys.holder_index, query.code)
@@ -100,7 +101,7 @@ def _act(ctx: ServiceContext, who: SignedIn, registration_id: str, event: Event,
 def suspend_registration(ctx: ServiceContext, who: SignedIn, registration_id: str,
                          request: SuspendRequest) -> dict[str, Any]:
     """Both certificates on hold at the CA at once (certificateHold); the owner is told."""
-    _require(ctx, who, Permission.SUSPEND, registration_id)
+    require_permission(ctx, who, Permission.SUSPEND, registration_id)
     details = {"reason": request.reason.value, "caller": request.caller.value,
                "relationship": request.relationship, "ticket": request.ticket, "channel": request.channel.value}
     return _act(ctx, who, registration_id, Event.SUSPENDED, "suspend", details,
@@ -111,7 +112,7 @@ def suspend_registration(ctx: ServiceContext, who: SignedIn, registration_id: st
 
 def lift_suspension(ctx: ServiceContext, who: SignedIn, registration_id: str, request: LiftRequest) -> dict[str, Any]:
     """Authentication released, signature revoked; the owner's app then reissues the signature."""
-    _require(ctx, who, Permission.LIFT, registration_id)
+    require_permission(ctx, who, Permission.LIFT, registration_id)
     return _act(ctx, who, registration_id, Event.SUPERVISOR_LIFTED, "lift",
                 {"reason": request.reason, "ticket": request.ticket}, note=f"{request.reason}; ticket {request.ticket}")
 
@@ -119,7 +120,7 @@ def lift_suspension(ctx: ServiceContext, who: SignedIn, registration_id: str, re
 def revoke_registration(ctx: ServiceContext, who: SignedIn, registration_id: str,
                         request: RevokeRequest) -> dict[str, Any]:
     """For good: the phone is gone, or its keys are compromised. Both certificates revoked."""
-    _require(ctx, who, Permission.REVOKE, registration_id)
+    require_permission(ctx, who, Permission.REVOKE, registration_id)
     note = f"{request.reason}; ticket {request.ticket}" + (f"; {request.note}" if request.note else "")
     return _act(ctx, who, registration_id, Event.SUPERVISOR_REVOKED, "revoke",
                 {"reason": request.reason, "ticket": request.ticket, "note": request.note},
@@ -127,7 +128,7 @@ def revoke_registration(ctx: ServiceContext, who: SignedIn, registration_id: str
 
 
 def registration_history(ctx: ServiceContext, who: SignedIn, registration_id: str) -> dict[str, Any]:
-    _require(ctx, who, Permission.HISTORY, registration_id)
+    require_permission(ctx, who, Permission.HISTORY, registration_id)
     with ctx.store.transaction() as session:
         registration = load_registration(session, registration_id)
         audit.record(session, ctx.keys.audit_chain, who.actor, "view-history", registration_id, {})
@@ -141,10 +142,10 @@ def registration_history(ctx: ServiceContext, who: SignedIn, registration_id: st
 
 def audit_trail(ctx: ServiceContext, who: SignedIn, after_seq: int | None = None, limit: int = 100,
                 registration_id: str | None = None) -> list[dict[str, Any]]:
-    _require(ctx, who, Permission.READ_AUDIT, registration_id)
+    require_permission(ctx, who, Permission.READ_AUDIT, registration_id)
     with ctx.store.sessions() as session:
         return audit.entries(session, after_seq=after_seq, limit=limit, registration_id=registration_id)
 
 
-__all__ = ["find_registrations", "suspend_registration", "lift_suspension", "revoke_registration",
-           "registration_history", "audit_trail", "summary"]
+__all__ = ["require_permission", "find_registrations", "suspend_registration", "lift_suspension",
+           "revoke_registration", "registration_history", "audit_trail", "summary"]

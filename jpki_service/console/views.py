@@ -1,0 +1,502 @@
+"""The operator web console (docs/console.md): server-rendered pages over the call-centre use
+cases of :mod:`jpki_service.callcentre.service`, for operators, supervisors and auditors.
+
+What keeps it safe, each in one place below:
+
+- **Session cookie** ``jpki_console``: HttpOnly, SameSite=Strict, Path=/console, Secure when
+  ``console_secure_cookies`` is set. Only its SHA-256 is stored (:mod:`jpki_service.operators.service`).
+- **Forged forms**: every POST form of a signed-in operator carries the session's CSRF token,
+  compared in constant time (:func:`_check_form`); any POST whose ``Origin`` (or ``Sec-Fetch-Site``)
+  says it comes from another site is refused, the login form included. Refused means nothing happened.
+- **Second look**: suspend, lift and revoke first show a confirmation page that re-posts the same
+  fields with ``confirmed=yes``; only that second POST calls the use case.
+- **Roles**: the use cases check the role themselves (:func:`~jpki_service.operators.roles.require`);
+  the pages only hide what the role may not do, they are not the check.
+- **No personal data in URLs or logs**: the caller's name, birth date and address travel only in
+  POST bodies; pages show the masked name; URLs hold registration ids and audit sequence numbers.
+- **Every answer**: ``Cache-Control: no-store``, a Content-Security-Policy allowing no script at all
+  (the console needs none), ``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer``.
+- **Errors** (:class:`~ca_mock.problems.Problem`) become a page with the problem's status code,
+  never a stack trace.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ca_mock.problems import Problem
+from jpki_service.callcentre import service as callcentre
+from jpki_service.callcentre.schemas import (
+    CallerKind,
+    FindRequest,
+    LiftRequest,
+    RevokeRequest,
+    SuspendRequest,
+    SuspensionReason,
+)
+from jpki_service.lifecycle import Event, State, TransitionRefused, transition
+from jpki_service.operators import service as operators
+from jpki_service.operators.roles import Permission, Role, may
+from jpki_service.operators.service import SignedIn
+from jpki_service.problems import (
+    AccountLocked,
+    CSRFRejected,
+    InvalidInput,
+    LoginRefused,
+    NothingFound,
+    NotSignedIn,
+    RegistrationNotFound,
+    StateConflict,
+)
+from jpki_service.registrations.service import ServiceContext
+from jpki_service.registrations.transitions import load_registration
+
+log = logging.getLogger("jpki_service.console")
+
+COOKIE = "jpki_console"
+PREFIX = "/console"
+AUDIT_PAGE_SIZE = 50
+_HERE = Path(__file__).parent
+_CSS = (_HERE / "static" / "console.css").read_bytes()
+_REGISTRATION_ID = re.compile(r"^[0-9a-f]{32}$")
+
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    # No script at all: the console is plain forms and links.
+    "Content-Security-Policy": ("default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self'; "
+                                "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+# Reasons a supervisor picks from; the CA-level ones (cACompromise, aACompromise) make no sense for one phone.
+REVOKE_REASONS = ("keyCompromise", "cessationOfOperation", "superseded", "affiliationChanged",
+                  "privilegeWithdrawn", "unspecified")
+
+
+def _when(value: str | None) -> str:
+    """An ISO timestamp as the console shows it: ``2025-04-01 09:30:12 UTC``."""
+    if not value:
+        return ""
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+templates = Jinja2Templates(directory=str(_HERE / "templates"))
+templates.env.filters["when"] = _when
+templates.env.globals["PREFIX"] = PREFIX
+
+
+# -- every answer: security headers, and problems as pages ---------------------------------------
+class ConsoleRoute(APIRoute):
+    """Adds the security headers to every answer and turns refusals into pages."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def console_handler(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except NotSignedIn as problem:
+                response = _not_signed_in(request, problem)
+            except Problem as problem:
+                response = problem_page(request, problem)
+            except RequestValidationError as exc:
+                detail = "; ".join(_error_text(e) for e in exc.errors()[:3]) or "the request is not valid"
+                response = problem_page(request, InvalidInput(detail))
+            except StarletteHTTPException as exc:  # e.g. a form the parser refuses
+                response = problem_page(request, _HTTPProblem(exc.status_code, str(exc.detail)))
+            except Exception:  # a page, not a stack trace; the cause goes to the log only
+                log.exception("console page failed")
+                response = problem_page(request, _Internal("the server failed. Reload the registration to see "
+                                                           "whether anything changed before trying again."))
+            response.headers.update(SECURITY_HEADERS)
+            return response
+
+        return console_handler
+
+
+class _Internal(Problem):
+    status, title, slug = 500, "Internal error", "internal"
+
+
+class _HTTPProblem(Problem):
+    title, slug = "Request refused", "http"
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=ConsoleRoute)
+
+
+def _ctx(request: Request) -> ServiceContext:
+    return request.app.state.context
+
+
+def page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    """A console page; the header shows who is signed in (if anyone) and the logout button."""
+    who: SignedIn | None = getattr(request.state, "who", None)
+    nav = []
+    if who is not None:
+        if may(who.role, Permission.FIND):
+            nav.append(("Find a registration", f"{PREFIX}/find"))
+        if may(who.role, Permission.READ_AUDIT):
+            nav.append(("Audit trail", f"{PREFIX}/audit"))
+    context = {"who": who, "nav": nav, "settings": _ctx(request).settings, **context}
+    return templates.TemplateResponse(request, template, context, status_code=status)
+
+
+def problem_page(request: Request, problem: Problem, back: str | None = None) -> Response:
+    who: SignedIn | None = getattr(request.state, "who", None)
+    if back is None:
+        back = _home(who.role) if who is not None else f"{PREFIX}/login"
+    return page(request, "problem.html", problem.status, problem=problem, back=back)
+
+
+def _not_signed_in(request: Request, problem: NotSignedIn) -> Response:
+    """Pages lead to the login; a form sent without a live session is refused (it did nothing)."""
+    request.state.who = None
+    if request.method in ("GET", "HEAD"):
+        response: Response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+    else:
+        response = problem_page(request, problem, back=f"{PREFIX}/login")
+    return _without_dead_cookie(request, response)
+
+
+def _home(role: Role) -> str:
+    return f"{PREFIX}/audit" if role is Role.AUDITOR else f"{PREFIX}/find"
+
+
+def _set_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(COOKIE, token, path=PREFIX, httponly=True, samesite="strict",
+                        secure=_ctx(request).settings.console_secure_cookies)
+
+
+def _forget_cookie(request: Request, response: Response) -> None:
+    response.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="strict",
+                           secure=_ctx(request).settings.console_secure_cookies)
+
+
+# -- dependencies: the session and the form ------------------------------------------------------
+def signed_in(request: Request) -> SignedIn:
+    """The operator of the session cookie, or :class:`NotSignedIn`."""
+    ctx = _ctx(request)
+    who = operators.session_for_token(ctx.store, ctx.settings, request.cookies.get(COOKIE))
+    request.state.who = who
+    return who
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """The submitted form's text fields (a field given twice: the last one)."""
+    form = await request.form()
+    return {key: value for key, value in form.multi_items() if isinstance(value, str)}
+
+
+def _check_origin(request: Request) -> None:
+    """A POST from a page of another site is refused.
+
+    Browsers send ``Origin`` with every POST, but under ``Referrer-Policy: no-referrer`` (which
+    every console page has) Chromium sends ``Origin: null`` even for the page's own forms; there
+    ``Sec-Fetch-Site`` (sent by every current browser, unforgeable by a page) tells.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site != "same-origin":
+        raise CSRFRejected(f"this form was sent from another site's page (Sec-Fetch-Site: {site[:20]}); open the "
+                           "console at its own address and try again (nothing was changed)")
+    origin = request.headers.get("origin")
+    if origin is None or (origin == "null" and site == "same-origin"):
+        return
+    netloc = request.url.netloc.lower()
+    own = {f"{request.url.scheme}://{netloc}"}
+    if _ctx(request).settings.console_secure_cookies:
+        own.add(f"https://{netloc}")  # TLS ended at a proxy in front of the service
+    if origin.lower() not in own:
+        raise CSRFRejected("this form was sent from another site's page; open the console at its own address "
+                           "and try again (nothing was changed)")
+
+
+def _check_form(request: Request, who: SignedIn, fields: dict[str, str]) -> None:
+    """Origin and the session's form token; refused before anything else happens."""
+    _check_origin(request)
+    sent = fields.get("csrf_token", "")
+    if not sent or not hmac.compare_digest(sent.encode(), who.csrf_token.encode()):
+        raise CSRFRejected("form token missing or wrong; reload the page and try again (nothing was changed)")
+
+
+def _require(request: Request, who: SignedIn, permission: Permission, registration_id: str | None = None) -> None:
+    """The role check the use cases make, refusals audited the same way, for what the console
+    checks before calling one (showing a form, the confirmation step)."""
+    callcentre.require_permission(_ctx(request), who, permission, registration_id)
+
+
+def _check_registration_id(registration_id: str) -> None:
+    if not _REGISTRATION_ID.match(registration_id):
+        raise RegistrationNotFound("no such registration: a registration id is 32 characters 0-9 and a-f")
+
+
+# -- validation messages -------------------------------------------------------------------------
+_FRIENDLY = {
+    "missing": "required",
+    "string_pattern_mismatch": "only letters, digits and . _ / - (no spaces)",
+    "enum": "choose one of the options",
+    "literal_error": "choose one of the options",
+}
+
+
+def _error_text(error: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
+    message = _FRIENDLY.get(error.get("type", ""), error.get("msg", "not valid"))
+    message = message.removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def _validation_text(exc: ValidationError) -> str:
+    return "; ".join(_error_text(e) for e in exc.errors(include_url=False))
+
+
+# -- signing in and out --------------------------------------------------------------------------
+def _current_or_none(request: Request) -> SignedIn | None:
+    try:
+        return signed_in(request)
+    except NotSignedIn:
+        return None
+
+
+@router.get("", summary="The console's start page")
+def start(request: Request) -> Response:
+    who = _current_or_none(request)
+    if who is not None:
+        return RedirectResponse(_home(who.role), status_code=303)
+    return _without_dead_cookie(request, RedirectResponse(f"{PREFIX}/login", status_code=303))
+
+
+def _without_dead_cookie(request: Request, response: Response) -> Response:
+    if COOKIE in request.cookies:
+        _forget_cookie(request, response)
+    return response
+
+
+@router.get("/static/console.css")
+def stylesheet() -> Response:
+    return Response(_CSS, media_type="text/css; charset=utf-8")
+
+
+@router.get("/login")
+def login_form(request: Request) -> Response:
+    who = _current_or_none(request)
+    if who is not None:
+        return RedirectResponse(_home(who.role), status_code=303)
+    return _without_dead_cookie(request, page(request, "login.html",
+                                              signed_out=request.query_params.get("signed_out") == "1"))
+
+
+@router.post("/login")
+def log_in(request: Request, fields: dict[str, str] = Depends(form_fields)) -> Response:
+    _check_origin(request)
+    ctx = _ctx(request)
+    username, password = fields.get("username", "").strip(), fields.get("password", "")
+    if not username or not password:
+        return page(request, "login.html", 422, error="Enter your username and password.", username=username)
+    try:
+        who = operators.log_in(ctx.store, ctx.settings, ctx.keys.audit_chain, username, password,
+                               request.client.host if request.client else "unknown")
+    except (LoginRefused, AccountLocked) as problem:
+        return page(request, "login.html", problem.status, error=f"{problem.title}: {problem.detail}.",
+                    locked=isinstance(problem, AccountLocked), username=username)
+    previous = request.cookies.get(COOKIE)
+    if previous:
+        operators.log_out(ctx.store, previous)
+    response = RedirectResponse(_home(who.role), status_code=303)
+    _set_cookie(request, response, who.token or "")
+    return response
+
+
+@router.post("/logout")
+def log_out(request: Request, fields: dict[str, str] = Depends(form_fields)) -> Response:
+    ctx = _ctx(request)
+    who = _current_or_none(request)
+    if who is not None:
+        _check_form(request, who, fields)
+        operators.log_out(ctx.store, request.cookies.get(COOKIE, ""))
+    request.state.who = None
+    response = RedirectResponse(f"{PREFIX}/login?signed_out=1", status_code=303)
+    _forget_cookie(request, response)
+    return response
+
+
+# -- finding a registration ----------------------------------------------------------------------
+_FIND_FIELDS = ("name", "birth", "address", "code")
+
+
+@router.get("/find")
+def find_form(request: Request, who: SignedIn = Depends(signed_in)) -> Response:
+    _require(request, who, Permission.FIND)
+    return page(request, "find.html", values={}, by="items")
+
+
+@router.post("/find")
+def find(request: Request, who: SignedIn = Depends(signed_in),
+         fields: dict[str, str] = Depends(form_fields)) -> Response:
+    _check_form(request, who, fields)
+    _require(request, who, Permission.FIND)
+    by = "code" if fields.get("by") == "code" else "items"
+    values = {k: fields.get(k, "") for k in _FIND_FIELDS}
+    given = {k: v for k, v in values.items() if v.strip()}
+    try:
+        query = FindRequest(**given)
+        results = callcentre.find_registrations(_ctx(request), who, query)
+    except ValidationError as exc:
+        return page(request, "find.html", 422, values=values, by=by, error=_validation_text(exc))
+    except (NothingFound, InvalidInput) as problem:
+        # The operator's own words come back only so a misspelling can be corrected.
+        return page(request, "find.html", problem.status, values=values, by=by,
+                    error=problem.detail, error_title=problem.title)
+    return page(request, "find.html", values={}, by=by, results=results)
+
+
+# -- a registration: summary, history, actions ---------------------------------------------------
+@dataclass(frozen=True)
+class Action:
+    name: str  # the URL's last segment
+    permission: Permission
+    event: Event
+    model: type[BaseModel]
+    fields: tuple[str, ...]
+    heading: str  # of its form on the registration page
+    button: str
+    verb: str  # in capitals on the confirmation page
+    consequence: str
+    confirm: str  # the confirmation page's button
+    done: str  # the result page's heading
+    use_case: Callable[..., dict[str, Any]]
+
+
+ACTIONS: dict[str, Action] = {a.name: a for a in (
+    Action("suspend", Permission.SUSPEND, Event.SUSPENDED, SuspendRequest,
+           ("reason", "caller", "relationship", "ticket", "channel"),
+           "Suspend (lost or stolen phone)", "Suspend…", "SUSPEND",
+           "Both certificates (signature and user authentication) go on hold at the CA at once: "
+           "nobody can sign or log in with this phone until the suspension is lifted.",
+           "Confirm suspension", "Suspended", callcentre.suspend_registration),
+    Action("lift", Permission.LIFT, Event.SUPERVISOR_LIFTED, LiftRequest, ("reason", "ticket"),
+           "Lift the suspension", "Lift suspension…", "LIFT THE SUSPENSION OF",
+           "The user-authentication certificate is reinstated. The signature certificate is revoked; the owner "
+           "gets a new one in the app with the card and the phone.",
+           "Confirm lifting", "Suspension lifted", callcentre.lift_suspension),
+    Action("revoke", Permission.REVOKE, Event.SUPERVISOR_REVOKED, RevokeRequest, ("reason", "ticket", "note"),
+           "Revoke for good", "Revoke…", "REVOKE",
+           "Both certificates are revoked for good. This cannot be undone: the owner must register the phone "
+           "again with the card.",
+           "Confirm revocation", "Revoked", callcentre.revoke_registration),
+)}
+
+CHOICES = {
+    "suspend": {
+        "reason": [(r.value, r.value) for r in SuspensionReason],
+        "caller": [(CallerKind.SELF.value, "the owner"), (CallerKind.PROXY.value, "someone on the owner's behalf")],
+        "channel": [("phone", "phone"), ("counter", "counter"), ("mail", "mail")],
+    },
+    "revoke": {"reason": [(r, r) for r in REVOKE_REASONS]},
+}
+
+
+def _possible(state: str, event: Event) -> bool:
+    try:
+        transition(State(state), event)
+    except (TransitionRefused, ValueError):
+        return False
+    return True
+
+
+def _registration_page(request: Request, who: SignedIn, registration_id: str, status: int = 200,
+                       errors: dict[str, str] | None = None, values: dict[str, dict[str, str]] | None = None
+                       ) -> Response:
+    _check_registration_id(registration_id)
+    data = callcentre.registration_history(_ctx(request), who, registration_id)
+    state = data["registration"]["state"]
+    actions = [a for a in ACTIONS.values() if may(who.role, a.permission) and _possible(state, a.event)]
+    return page(request, "registration.html", status, registration=data["registration"],
+                events=list(reversed(data["events"])), actions=actions, choices=CHOICES,
+                errors=errors or {}, values=values or {})
+
+
+@router.get("/registrations/{registration_id}")
+def registration(request: Request, registration_id: str, who: SignedIn = Depends(signed_in)) -> Response:
+    return _registration_page(request, who, registration_id)
+
+
+@router.post("/registrations/{registration_id}/{action_name}")
+def act(request: Request, registration_id: str, action_name: str, who: SignedIn = Depends(signed_in),
+        fields: dict[str, str] = Depends(form_fields)) -> Response:
+    """Suspend, lift or revoke: the first POST shows the confirmation, the second (confirmed=yes) acts."""
+    _check_form(request, who, fields)
+    action = ACTIONS.get(action_name)
+    if action is None:
+        raise RegistrationNotFound(f"the console has no action {action_name!r}")
+    _check_registration_id(registration_id)
+    _require(request, who, action.permission, registration_id)
+    ctx = _ctx(request)
+    values = {f: fields.get(f, "").strip() for f in action.fields}
+    try:
+        body = action.model(**{k: v for k, v in values.items() if v})
+    except ValidationError as exc:
+        return _registration_page(request, who, registration_id, 422, errors={action.name: _validation_text(exc)},
+                                  values={action.name: values})
+    back = f"{PREFIX}/registrations/{registration_id}"
+    if fields.get("confirmed") != "yes":
+        with ctx.store.sessions() as session:
+            summary = callcentre.summary(ctx, session, load_registration(session, registration_id))
+        if not _possible(summary["state"], action.event):
+            raise StateConflict(f"a {summary['state']} registration cannot be changed this way "
+                                "(it may have changed since the page was loaded)")
+        shown = {k: v for k, v in body.model_dump(mode="json").items() if v not in (None, "")}
+        return page(request, "confirm.html", action=action, registration=summary, values=values, shown=shown,
+                    back=back)
+    try:
+        result = action.use_case(ctx, who, registration_id, body)
+    except StateConflict as problem:
+        return problem_page(request, problem, back=back)
+    status = 200 if result["ca_sync"] == "done" else 202
+    return page(request, "result.html", status, action=action, registration=result, back=back)
+
+
+# -- the audit trail -----------------------------------------------------------------------------
+@router.get("/audit")
+def audit(request: Request, who: SignedIn = Depends(signed_in), after_seq: int | None = Query(None, ge=0),
+          registration_id: str | None = Query(None, max_length=64)) -> Response:
+    _require(request, who, Permission.READ_AUDIT)
+    wanted = (registration_id or "").strip().lower() or None
+    if wanted is not None and not _REGISTRATION_ID.match(wanted):
+        return page(request, "audit.html", 422, entries=[], older=None, after_seq=after_seq,
+                    registration_id=registration_id, error="A registration id is 32 characters 0-9 and a-f.")
+    entries = callcentre.audit_trail(_ctx(request), who, after_seq, AUDIT_PAGE_SIZE + 1, wanted)
+    older = entries[AUDIT_PAGE_SIZE - 1]["seq"] if len(entries) > AUDIT_PAGE_SIZE else None
+    return page(request, "audit.html", entries=entries[:AUDIT_PAGE_SIZE], older=older, after_seq=after_seq,
+                registration_id=wanted or "")
+
+
+__all__ = ["router", "COOKIE", "SECURITY_HEADERS", "ACTIONS"]
