@@ -42,6 +42,7 @@ from ca_mock.problems import Problem
 from jpki_service.callcentre import service as callcentre
 from jpki_service.callcentre.schemas import (
     CallerKind,
+    Channel,
     FindRequest,
     LiftRequest,
     RevokeRequest,
@@ -418,7 +419,7 @@ CHOICES = {
     "suspend": {
         "reason": [(r.value, r.value) for r in SuspensionReason],
         "caller": [(CallerKind.SELF.value, "the owner"), (CallerKind.PROXY.value, "someone on the owner's behalf")],
-        "channel": [("phone", "phone"), ("counter", "counter"), ("mail", "mail")],
+        "channel": [(c.value, c.value) for c in Channel],
     },
     "revoke": {"reason": [(r, r) for r in REVOKE_REASONS]},
 }
