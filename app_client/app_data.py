@@ -24,6 +24,10 @@ class AppState:
     # The CA's certificates (root, sign, auth) as read from the card at registration: the trust
     # anchor the app pins, so signing and verifying do not take a root from a document.
     ca_chain: dict[str, str] = field(default_factory=dict)
+    # The code the call centre asks for to suspend this registration if the phone is lost. The
+    # service shows it once, at registration, and never again: the app is the only copy the
+    # owner has besides what they wrote down. It belongs to ``registration_id`` and goes with it.
+    suspension_code: str | None = None
 
     def replace(self, **changes: Any) -> AppState:
         return dataclasses.replace(self, **changes)
@@ -46,7 +50,8 @@ class AppData:
             return AppState()
         data = storage.read_json(self._file)
         return AppState(registration_id=data.get("registration_id"), service_url=data.get("service_url"),
-                        device_model=data.get("device_model"), ca_chain=dict(data.get("ca_chain") or {}))
+                        device_model=data.get("device_model"), ca_chain=dict(data.get("ca_chain") or {}),
+                        suspension_code=data.get("suspension_code"))
 
     def save(self, state: AppState) -> None:
         storage.write_json(self._file, {"format": APP_FORMAT, **dataclasses.asdict(state)})

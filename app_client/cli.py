@@ -7,6 +7,7 @@ secret among its locals).
 """
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import logging
@@ -25,6 +26,8 @@ from app_client.card_reader import CardReader
 from app_client.errors import AppError
 from app_client.pdf import http_timestamper, load_certificate
 from app_client.service_client import Registration
+
+LIFT_COMMAND = "jpki-app lift-suspension --card FILE"
 
 app = typer.Typer(help="The JPKI smartphone app (simulated phone, secure element and card reader).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -145,6 +148,9 @@ def register(
     if registration.superseded:
         typer.echo(f"  superseded (revoked, their phones delete their copy when next online): "
                    f"{', '.join(registration.superseded)}")
+    if registration.suspension_code:
+        typer.echo(f"Write down your suspension code: {registration.suspension_code} — the call centre asks "
+                   "for it if your phone is lost")
     if registration.state == "pending":
         typer.echo("the CA has not issued the certificates yet; `jpki-app status` fetches them when it has")
 
@@ -156,6 +162,8 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", hel
     if as_json:
         typer.echo(json.dumps({
             "registration": report.registration.document if report.registration else None,
+            "registration_id": report.registration.registration_id if report.registration else None,
+            "suspension_code": report.suspension_code,
             "copy_deleted": report.copy_deleted, "stored": list(report.stored),
             "secure_element": report.in_secure_element,
         }, indent=2, ensure_ascii=False))
@@ -165,14 +173,47 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", hel
         return
     registration = report.registration
     typer.echo(f"registration    {registration.registration_id}")
+    if not report.copy_deleted:
+        code = report.suspension_code or "- (not kept on this phone: use the one you wrote down)"
+        typer.echo(f"suspension code {code}")
     typer.echo(f"state           {registration.state}")
     typer.echo(f"reason          {registration.reason or '-'}")
+    if registration.last_change:
+        change = registration.last_change
+        typer.echo(f"last change     {change.event} by {change.actor}, {_when(change.at)}")
     typer.echo(f"ca sync         {registration.ca_sync or '-'}")
     _print_certificates(registration, report.in_secure_element)
     if report.copy_deleted:
         typer.echo(f"the registration is {registration.state}: its copy in this phone's secure element was deleted")
     for kind in report.stored:
         typer.echo(f"the {kind} certificate was written into the secure element")
+    if registration.state == "suspended":
+        typer.echo(f"SUSPENDED by the call centre (reason: {registration.reason or '-'}) on "
+                   f"{_when(_changed_at(registration, 'suspended'))}. Lift it with: {LIFT_COMMAND}")
+    elif registration.signature_reissue_needed:
+        lifted_at = _when(_changed_at(registration, "supervisor-lifted"))
+        typer.echo(f"The call centre lifted the suspension on {lifted_at}: the user-authentication "
+                   "certificate is good again, but this phone has no valid signature certificate until you "
+                   f"prove your card and this phone. Reissue it with: {LIFT_COMMAND}")
+
+
+def _changed_at(registration: Registration, event: str) -> str:
+    """When ``event`` happened, if it is the last change the service reports; else the last update."""
+    change = registration.last_change
+    if change is not None and change.event == event:
+        return change.at
+    return str(registration.document.get("updated_at") or "")
+
+
+def _when(iso: str) -> str:
+    """An ISO 8601 time as the owner reads it, in UTC to the minute (as given, if it does not parse)."""
+    try:
+        moment = dt.datetime.fromisoformat(iso)
+    except ValueError:
+        return iso or "an unknown date"
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _print_certificates(registration: Registration, in_se: dict[str, str] | None = None) -> None:
@@ -181,7 +222,7 @@ def _print_certificates(registration: Registration, in_se: dict[str, str] | None
             continue
         held = ""
         if in_se is not None:
-            held = "in SE" if in_se.get(certificate.kind) == certificate.serial else "not in SE"
+            held = "in SE" if certificate.serial and in_se.get(certificate.kind) == certificate.serial else "not in SE"
         typer.echo(f"  {certificate.kind:15} serial {certificate.serial or '-':34} {certificate.status:8} {held}")
 
 
@@ -208,6 +249,39 @@ def reset_password(
     new_password = secret(NEW_SIGN_PASSWORD, new=True, rule=normalise_signature_password)
     flows.reset_password(_options(ctx).phone(), reader, card_password, new_password)
     typer.echo("the phone signature password is set anew and its lock is cleared")
+
+
+@command("lift-suspension")
+def lift_suspension(
+    ctx: typer.Context,
+    card: Path = typer.Option(..., "--card", help="The card that registered this phone."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON, PEMs included."),
+) -> None:
+    """The phone is found: lift the call centre's suspension, or reissue the signature certificate after a
+    supervisor lifted it. The SE makes a new signature key (same password). Secret: JPKI_CARD_PASSWORD."""
+    reader = CardReader(card)
+    phone = _options(ctx).phone()
+    registration = flows.lift_suspension(phone, reader, secret(CARD_PASSWORD))
+    in_se = flows.serials_in_secure_element(phone)
+    if as_json:
+        typer.echo(json.dumps({"registration": registration.document, "secure_element": in_se},
+                              indent=2, ensure_ascii=False))
+        return
+    reissued = registration.last_change is not None and registration.last_change.event == "signature-reissued"
+    typer.echo(f"{'reissued the signature certificate' if reissued else 'lifted the suspension'}: "
+               f"registration {registration.registration_id} is {registration.state}")
+    _print_certificates(registration, in_se)
+    replaced = registration.replaced("signature")
+    old = f" (the old one, {replaced[-1].serial}, is {replaced[-1].status})" if replaced else ""
+    reinstated = "" if reissued else "the user-authentication certificate is reinstated (same serial); "
+    typer.echo(f"{reinstated}the signature certificate is new, for a new key made in the secure element, "
+               f"under the same phone signature password{old}")
+    signature = registration.current("signature")
+    if signature is None or not signature.certificate_pem:
+        typer.echo("the CA has not issued the new signature certificate yet; "
+                   "`jpki-app status` fetches it when it has")
+    elif registration.ca_sync == "pending":
+        typer.echo("the CA is told the rest as soon as it answers (ca_sync pending); nothing more to do")
 
 
 @command()

@@ -35,3 +35,7 @@ class NotRegistered(AppError):
 
 class StaleCertificates(AppError):
     """The SE holds certificates from an earlier installation of the app (factory reset or reinstall)."""
+
+
+class NothingToLift(AppError):
+    """The registration is not suspended and its signature certificate needs no reissue."""

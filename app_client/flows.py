@@ -9,8 +9,8 @@ What lives where, and so what each event erases:
 
 - the secure element (``<home>/se``): keys, certificates, registration id. Survives factory
   reset and uninstall; emptied after revoke, an online uninstall, or a stale-certificate notice.
-- the app data (``<home>/app``): registration id, service URL, model, pinned CA chain. Erased by
-  factory reset and by uninstall (online or offline).
+- the app data (``<home>/app``): registration id, service URL, model, pinned CA chain, suspension
+  code. Erased by factory reset and by uninstall (online or offline).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from ca_mock.cards.rules import check_pin, normalise_signature_password
 from app_client import pdf
 from app_client.app_data import AppData
 from app_client.card_reader import CardReader
-from app_client.errors import AppError, NotRegistered, StaleCertificates
+from app_client.errors import AppError, NothingToLift, NotRegistered, StaleCertificates
 from app_client.secure_element import KeySlot, SecureElement
 from app_client.service_client import Proof, Registration, ServiceClient
 from jpki_service.protocol import Action
@@ -88,7 +88,7 @@ def register(phone: Phone, card: CardReader, card_password: str, new_password: s
     state = phone.app_data.load()
     phone.app_data.save(state.replace(registration_id=registration.registration_id,
                                       service_url=phone.service.base_url, device_model=device_model,
-                                      ca_chain=card.chain))
+                                      ca_chain=card.chain, suspension_code=registration.suspension_code))
     _store_certificates(phone, registration)
     return registration
 
@@ -101,6 +101,7 @@ class StatusReport:
     copy_deleted: bool = False  # the registration is revoked/expired, so the SE copy was deleted now
     stored: tuple[str, ...] = ()  # kinds whose certificate was written into the SE now
     in_secure_element: dict[str, str] = field(default_factory=dict)  # kind -> serial held in the SE
+    suspension_code: str | None = None  # as shown at registration; the service never tells it again
 
 
 def status(phone: Phone) -> StatusReport:
@@ -118,7 +119,8 @@ def status(phone: Phone) -> StatusReport:
         _forget(phone)
         return StatusReport(registration, copy_deleted=True)
     stored = _store_certificates(phone, registration)
-    return StatusReport(registration, stored=stored, in_secure_element=_serials_in_se(phone))
+    return StatusReport(registration, stored=stored, in_secure_element=serials_in_secure_element(phone),
+                        suspension_code=phone.app_data.load().suspension_code)
 
 
 # -- owner actions -------------------------------------------------------------------------------
@@ -143,6 +145,51 @@ def reset_password(phone: Phone, card: CardReader, card_password: str, new_passw
     if not phone.service.reset_password(registration_id, proof):
         raise AppError("the service did not allow the password reset")
     phone.se.reset_signature_password(new_password)
+
+
+def lift_suspension(phone: Phone, card: CardReader, card_password: str) -> Registration:
+    """Lift the call centre's suspension of this phone once it is found (DESIGN.md 2.8), or, after a
+    supervisor lifted it, have the signature certificate reissued: the same request serves both.
+
+    The card that registered this phone proves the owner (card password) and the device key proves
+    it is this phone, both signing the same lift-suspension challenge: the card alone could be
+    used from any phone, the phone alone could be the thief's. The service reinstates the
+    user-authentication certificate (same serial) and revokes the signature certificate, which is
+    reissued, never reinstated: the SE makes a new signature key and its CSR goes with the proof,
+    so nothing the old key signed while the phone was out of the owner's hands can pass for a
+    signature under the new certificate.
+
+    The new key is staged in the SE and installed (the old one destroyed) only once the service
+    has accepted it, with the new certificate when it is already issued; on 202 the certificate
+    follows through :func:`status`. If the service refuses, or its answer is lost, the working key
+    stays and the staged key waits: the next attempt sends it again, and :func:`status` installs
+    it if a certificate for it turns up (the request did reach the service).
+    """
+    registration_id = _require_registration(phone)
+    # Ask first, so a phone with nothing to lift spends neither a challenge nor a card read.
+    registration = phone.service.registration(registration_id)
+    if not registration.can_lift:
+        raise NothingToLift(_nothing_to_lift(registration))
+    challenge = phone.service.challenge(Action.LIFT_SUSPENSION, registration_id)
+    message = challenge.message()
+    card_signature = card.sign_proof(card_password, message)
+    proof = Proof(challenge.challenge_id, card_signature, card_certificate_pem=card.signature_certificate_pem,
+                  device_signature=phone.se.sign_proof(KeySlot.DEVICE, None, message))
+    signature_csr_pem = phone.se.stage_new_signature_key()
+    registration = phone.service.lift_suspension(registration_id, proof, signature_csr_pem)
+    issued = registration.current(KeySlot.SIGNATURE.value)
+    phone.se.install_staged_signature_key(issued.certificate_pem if issued else None)
+    _store_certificates(phone, registration)
+    return registration
+
+
+def _nothing_to_lift(registration: Registration) -> str:
+    where = f"registration {registration.registration_id} is {registration.state}"
+    if registration.is_final:
+        return f"{where} ({registration.reason or '-'}): there is nothing to lift; status deletes its copy"
+    if registration.state == "pending":
+        return f"{where}: its certificates are not issued yet, there is nothing to lift"
+    return f"{where}, not suspended, and its signature certificate needs no reissue: there is nothing to lift"
 
 
 def login(phone: Phone, pin: str) -> dict[str, Any]:
@@ -214,7 +261,11 @@ def install(phone: Phone) -> InstallReport:
         discarded = True
     else:
         stale = None  # the SE holds this installation's own registration: nothing is stale
-    phone.app_data.save(state.replace(registration_id=phone.se.registration_id, service_url=phone.service.base_url))
+    kept = phone.se.registration_id
+    # The suspension code belongs to its registration: it goes with a stale one.
+    code = state.suspension_code if kept is not None and kept == state.registration_id else None
+    phone.app_data.save(state.replace(registration_id=kept, service_url=phone.service.base_url,
+                                      suspension_code=code))
     return InstallReport(stale, registration, discarded)
 
 
@@ -283,12 +334,18 @@ def _store_certificates(phone: Phone, registration: Registration) -> tuple[str, 
         if issued is None or not issued.certificate_pem:
             continue
         if (phone.se.certificate_pem(slot) or "").strip() != issued.certificate_pem.strip():
-            phone.se.store_certificate(slot, issued.certificate_pem)
+            if slot is KeySlot.SIGNATURE and phone.se.certifies_staged_signature_key(issued.certificate_pem):
+                # A lift the service accepted though the phone never saw it do so (lost answer,
+                # crash): the certificate for the staged key is the proof, so the key moves in now.
+                phone.se.install_staged_signature_key(issued.certificate_pem)
+            else:
+                phone.se.store_certificate(slot, issued.certificate_pem)
             stored.append(slot.value)
     return tuple(stored)
 
 
-def _serials_in_se(phone: Phone) -> dict[str, str]:
+def serials_in_secure_element(phone: Phone) -> dict[str, str]:
+    """Kind -> serial (hex) of each certificate the SE holds: what the phone can really use."""
     serials = {}
     for slot in CERTIFICATE_SLOTS:
         pem = phone.se.certificate_pem(slot)
@@ -301,7 +358,7 @@ def _forget(phone: Phone) -> None:
     """The registration is over: delete the SE copy, and the app's memory of it."""
     phone.se.delete_registration()
     if phone.app_data.exists():
-        phone.app_data.save(phone.app_data.load().replace(registration_id=None))
+        phone.app_data.save(phone.app_data.load().replace(registration_id=None, suspension_code=None))
 
 
 def _device_notice(phone: Phone, action: Action, registration_id: str,

@@ -19,6 +19,11 @@ the only code that touches the folder, and it keeps the same promises in softwar
   prevent in hardware.
 
 Every change is one atomic rewrite of ``state.json`` under a folder lock.
+
+Lifting a suspension replaces the phone signature key (DESIGN.md 2.8: the signature certificate is
+reissued to a new key, never reinstated). The new key is made here and *staged* beside the
+working one; it takes the signature slot only when the service has accepted its CSR, so a refused
+or unanswered request leaves the phone as it was.
 """
 from __future__ import annotations
 
@@ -44,6 +49,8 @@ from app_client.retry_counter import spend_try
 from jpki_service.protocol import sign_message
 
 SE_FORMAT = "jpki-app-se/1"
+# Where a new signature key waits in state.json until the service accepts it (absent: none waits).
+_STAGED_SIGNATURE_KEY = "staged_signature_key"
 
 
 class KeySlot(str, enum.Enum):
@@ -151,20 +158,12 @@ class SecureElement:
             if state["registration_id"] is not None:
                 raise AppError(f"the secure element already holds registration {state['registration_id']}; "
                                "revoke it before registering again")
-            master = self._master_secret()
             csrs: dict[KeySlot, str] = {}
             state["slots"] = {}
+            state.pop(_STAGED_SIGNATURE_KEY, None)
             for slot in KeySlot:
-                key = keys.generate_private_key(key_algorithm)
-                data: dict[str, Any] = {
-                    "algorithm": key_algorithm,
-                    "public_key_pem": _public_pem(key),
-                    "private_key_pem": key.private_bytes(
-                        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                        serialization.BestAvailableEncryption(master),
-                    ).decode(),
-                    "certificate_pem": None,
-                }
+                key, data = self._new_key(key_algorithm)
+                data["certificate_pem"] = None
                 if slot in _GUARDS:
                     guard = _GUARDS[slot]
                     data.update(verifier=self._hasher.hash(secrets_by_slot[slot]),
@@ -196,6 +195,70 @@ class SecureElement:
         with self._changing() as state:
             state["registration_id"] = None
             state["slots"] = {}
+            state.pop(_STAGED_SIGNATURE_KEY, None)
+
+    # -- a new signature key (lifting a suspension) ----------------------------------------------
+
+    @property
+    def staged_signature_public_key_pem(self) -> str | None:
+        """The public half of the new signature key waiting to take the slot (None: none waits)."""
+        staged = self._load().get(_STAGED_SIGNATURE_KEY)
+        return staged["public_key_pem"] if staged else None
+
+    def stage_new_signature_key(self) -> str:
+        """Make a new signature key pair inside the SE, beside the working one, and return its CSR.
+
+        Lifting a suspension revokes the phone signature certificate and has a new one issued to
+        a new key (DESIGN.md 2.8), so the CSR sent with the lift must be for a key the service
+        has never seen. The key is only *staged*: the working key and its certificate stay in
+        the slot until :meth:`install_staged_signature_key`, which the app calls once the service
+        has accepted the CSR. A refused request therefore changes nothing the owner relies on.
+
+        A key already staged is reused rather than replaced: if an earlier request reached the
+        service but its answer was lost, the certificate the service issued certifies that key,
+        and a fresh one would leave the certificate without its key. The new key uses the same
+        algorithm as the working one. Nothing secret leaves the SE: only the CSR.
+        """
+        with self._changing() as state:
+            working = self._slot(state, KeySlot.SIGNATURE)
+            staged = state.get(_STAGED_SIGNATURE_KEY)
+            if staged is None:
+                key, state[_STAGED_SIGNATURE_KEY] = self._new_key(working["algorithm"])
+            else:
+                key = self._private_key(staged)
+            return keys.csr_pem(key, "jpki-app secure element")
+
+    def certifies_staged_signature_key(self, certificate_pem: str) -> bool:
+        """Whether ``certificate_pem`` is for the staged new signature key (False when none waits)."""
+        staged = self.staged_signature_public_key_pem
+        certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
+        return staged is not None and _public_pem(certificate) == staged
+
+    def install_staged_signature_key(self, certificate_pem: str | None = None) -> None:
+        """Put the staged key into the signature slot, destroying the old key and its certificate.
+
+        Called once the service has accepted the staged key's CSR: from then on the service
+        proves the owner's revocation with the new key, and the old key's certificate is revoked,
+        so the old key has no use left. ``certificate_pem`` is the new certificate when it is
+        already issued (else it arrives later through :meth:`store_certificate`); one that does
+        not certify the staged key is refused and nothing changes.
+
+        The new key is guarded by the same signature password and the same retry counter: the
+        owner's password did not change, and a lift must not become a way to reset a counter or
+        clear a lock (that is ``reset_signature_password``'s job, with its own card proof).
+        """
+        certificate = x509.load_pem_x509_certificate(certificate_pem.encode()) if certificate_pem else None
+        with self._changing() as state:
+            working = self._slot(state, KeySlot.SIGNATURE)
+            staged = state.get(_STAGED_SIGNATURE_KEY)
+            if staged is None:
+                raise NoKey("the secure element holds no new signature key to install")
+            if certificate is not None and _public_pem(certificate) != staged["public_key_pem"]:
+                raise CertificateMismatch(f"the signature certificate {certificate.serial_number:x} does not "
+                                          "certify the new signature key in the secure element")
+            working.update(algorithm=staged["algorithm"], public_key_pem=staged["public_key_pem"],
+                           private_key_pem=staged["private_key_pem"], certificate_pem=certificate_pem)
+            del state[_STAGED_SIGNATURE_KEY]
 
     def reset_signature_password(self, new_password: str) -> None:
         """Set a new signature password and clear its lock.
@@ -238,6 +301,18 @@ class SecureElement:
             spend_try(data, lambda: self._save(state), lambda: self._verifies(data["verifier"], candidate) or None,
                       guard.what, guard.remedy)
             return self._private_key(data)
+
+    def _new_key(self, key_algorithm: str) -> tuple[keys.CAPrivateKey, dict[str, Any]]:
+        """A fresh key pair and its record: the public half, and the private half encrypted at rest."""
+        key = keys.generate_private_key(key_algorithm)
+        return key, {
+            "algorithm": key_algorithm,
+            "public_key_pem": _public_pem(key),
+            "private_key_pem": key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(self._master_secret()),
+            ).decode(),
+        }
 
     def _verifies(self, verifier: str, candidate: str) -> bool:
         try:

@@ -69,13 +69,34 @@ class PhoneCertificate:
 
 
 @dataclass(frozen=True)
+class LastChange:
+    """The registration's latest lifecycle event: the owner sees who else changed it (DESIGN.md 7)."""
+
+    event: str  # e.g. suspended, supervisor-lifted, owner-lifted
+    actor: str  # owner | system | operator | supervisor
+    at: str  # ISO 8601
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any] | None) -> LastChange | None:
+        if not document:
+            return None
+        return cls(str(document["event"]), str(document["actor"]), str(document["at"]))
+
+
+@dataclass(frozen=True)
 class Registration:
     registration_id: str
     state: str
-    reason: str | None
+    reason: str | None  # why not active: superseded, owner-revoked, ...; suspended: lost|stolen|sold|other
     ca_sync: str | None
     certificates: tuple[PhoneCertificate, ...]
     superseded: tuple[str, ...] = ()
+    # Shown once, in the answer to registering: the owner gives it to the call centre to suspend a lost phone.
+    suspension_code: str | None = None
+    # Active again after a supervisor lifted the suspension, but with no valid signature certificate
+    # until the owner proves card + phone (the lift-suspension request, again).
+    signature_reissue_needed: bool = False
+    last_change: LastChange | None = None
     document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # as received
 
     @classmethod
@@ -89,7 +110,11 @@ class Registration:
                                      c.get("certificate_pem"))
                     for c in document.get("certificates", [])
                 ),
-                superseded=tuple(document.get("superseded") or ()), document=document,
+                superseded=tuple(document.get("superseded") or ()),
+                suspension_code=document.get("suspension_code"),
+                signature_reissue_needed=bool(document.get("signature_reissue_needed", False)),
+                last_change=LastChange.from_json(document.get("last_change")),
+                document=document,
             )
         except (KeyError, TypeError) as exc:
             raise AppError(f"the service answered a registration document without {exc}") from None
@@ -98,8 +123,18 @@ class Registration:
     def is_final(self) -> bool:
         return self.state in FINAL_STATES
 
+    @property
+    def can_lift(self) -> bool:
+        """Whether the owner's card + phone proof has something to do: lift a suspension, or have the
+        signature certificate reissued after a supervisor lifted it."""
+        return self.state == "suspended" or (self.state == "active" and self.signature_reissue_needed)
+
     def current(self, kind: str) -> PhoneCertificate | None:
         return next((c for c in self.certificates if c.kind == kind and c.current), None)
+
+    def replaced(self, kind: str) -> tuple[PhoneCertificate, ...]:
+        """The earlier certificates of ``kind`` (a signature certificate replaced at a lift), oldest first."""
+        return tuple(c for c in self.certificates if c.kind == kind and not c.current)
 
 
 class ServiceClient:
@@ -142,6 +177,18 @@ class ServiceClient:
 
     def stale_certificate(self, registration_id: str, proof: Proof) -> Registration:
         return self._proven(registration_id, "stale-certificate", proof)
+
+    def lift_suspension(self, registration_id: str, proof: Proof, signature_csr_pem: str) -> Registration:
+        """Lift a suspension, or have the signature certificate reissued after a supervisor's lift.
+
+        ``proof``: the card signature (with ``card_certificate_pem``) and the device key's
+        ``device_signature`` over the same lift-suspension challenge; ``signature_csr_pem``: the
+        new signature key made in the SE. 200 when the CA has it all, 202 (``ca_sync: pending``)
+        when the new certificate is still on its way.
+        """
+        path = f"/api/v1/registrations/{registration_id}/lift-suspension"
+        return Registration.from_json(self._call("POST", path, {"proof": proof.to_json(),
+                                                                "signature_csr_pem": signature_csr_pem}))
 
     def reset_password(self, registration_id: str, proof: Proof) -> bool:
         answer = self._call("POST", f"/api/v1/registrations/{registration_id}/reset-password",

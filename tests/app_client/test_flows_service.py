@@ -3,22 +3,39 @@ over HTTP: what the owner does, what the service records, and what the secure el
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from cryptography import x509
 from typer.testing import CliRunner
 
 from app_client import flows
 from app_client.card_reader import SIGNATURE, CardReader
 from app_client.cli import app
-from app_client.errors import SecretLocked, WrongSecret
+from app_client.errors import NothingToLift, SecretLocked, WrongSecret
 from app_client.secure_element import KeySlot
 from app_client.service_client import ServiceProblem
 from ca_mock.cards.service import issue_card, write_card
 from ca_mock.certificates.schemas import PersonIn
+from jpki_service.ca_client import CAClient
+from jpki_service.callcentre import service as callcentre
+from jpki_service.callcentre.schemas import LiftRequest as SupervisorLiftRequest
+from jpki_service.callcentre.schemas import SuspendRequest
+from jpki_service.db import Store
+from jpki_service.operators.roles import Role
+from jpki_service.operators.service import SignedIn
+from jpki_service.registrations.service import ServiceContext
+from jpki_service.service_keys import load_service_keys
+from jpki_service.settings import ServiceSettings
 from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
 from tests.helpers import PERSON
+from tests.test_service_flows import ocsp_status, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -180,3 +197,136 @@ def test_the_cli_from_register_to_revoke(service_server, card, tmp_path):
     assert run("status").stdout == "this phone holds no JPKI certificates\n"
     for result in (registered, revoked):
         assert PHONE_PASSWORD not in result.output and CARD_PASSWORD not in result.output
+
+
+# -- the call centre's suspension, lifted in the app ---------------------------------------------------
+
+@pytest.fixture
+def call_centre(service_server, ca_server) -> Iterator[ServiceContext]:
+    """The call centre's use cases, run in this process on the running service's database and CA,
+    as the operator console would run them."""
+    settings = ServiceSettings(data_dir=service_server.data_dir, database_url=service_server.database_url,
+                               ca_url=ca_server.url, ca_token=ca_server.token)
+    ctx = ServiceContext(Store(settings.resolved_database_url()), CAClient(ca_server.url, ca_server.token),
+                         settings, load_service_keys(settings, create=False))
+    yield ctx
+    ctx.ca.close()
+    ctx.store.dispose()
+
+
+def _staff(role: Role) -> SignedIn:
+    return SignedIn(0, f"{role.value}.test", role, "csrf", dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+
+
+def _suspend(ctx: ServiceContext, registration_id: str, reason: str = "lost") -> dict[str, Any]:
+    return callcentre.suspend_registration(ctx, _staff(Role.OPERATOR), registration_id,
+                                           SuspendRequest(reason=reason, caller="self", ticket="CC-2026-0001"))
+
+
+def _ca_has_it(service_url: str, registration_id: str) -> None:
+    wait_for(lambda: httpx.get(f"{service_url}/api/v1/registrations/{registration_id}").json()["ca_sync"] == "done")
+
+
+def _serial(pem: str) -> str:
+    return format(x509.load_pem_x509_certificate(pem.encode()).serial_number, "x")
+
+
+def test_a_suspension_is_lifted_in_the_app_with_the_card(new_phone, card, call_centre, service_server, ca_server):
+    phone = new_phone("phone")
+    registration = _register(phone, card)
+    registration_id = registration.registration_id
+    assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}",
+                        registration.suspension_code)
+    assert phone.app_data.load().suspension_code == registration.suspension_code
+    authentication_pem = phone.se.certificate_pem(KeySlot.AUTHENTICATION)
+    old_signature_pem = phone.se.certificate_pem(KeySlot.SIGNATURE)
+    old_signature_key = phone.se.view(KeySlot.SIGNATURE).public_key_pem
+
+    _suspend(call_centre, registration_id)
+    _ca_has_it(service_server.url, registration_id)
+
+    report = flows.status(phone)
+    assert (report.registration.state, report.registration.reason) == ("suspended", "lost")
+    assert (report.registration.last_change.event, report.registration.last_change.actor) == ("suspended", "operator")
+    assert {c.status for c in report.registration.certificates} == {"held"}
+    assert report.suspension_code == registration.suspension_code
+    assert {ocsp_status(ca_server.url, pem) for pem in (authentication_pem, old_signature_pem)} == {
+        "revoked:certificateHold"}
+    with pytest.raises(ServiceProblem, match="certificateHold"):
+        flows.login(phone, PHONE_PIN)
+
+    lifted = flows.lift_suspension(phone, card, CARD_PASSWORD)
+
+    assert lifted.state == "active" and lifted.last_change.event == "owner-lifted"
+    _ca_has_it(service_server.url, registration_id)
+    report = flows.status(phone)  # fetches the new certificate, had the lift answered 202
+    registration = report.registration
+    # The user-authentication certificate is the same one, good again.
+    assert registration.current("authentication").serial == _serial(authentication_pem)
+    assert phone.se.certificate_pem(KeySlot.AUTHENTICATION) == authentication_pem
+    assert ocsp_status(ca_server.url, authentication_pem) == "good"
+    assert flows.login(phone, PHONE_PIN)["ocsp"] == "good"
+    # The signature certificate is new, for a new key in the SE; the old one is revoked.
+    new_signature_pem = phone.se.certificate_pem(KeySlot.SIGNATURE)
+    assert new_signature_pem == registration.current("signature").certificate_pem
+    assert _serial(new_signature_pem) != _serial(old_signature_pem)
+    assert phone.se.view(KeySlot.SIGNATURE).public_key_pem != old_signature_key
+    assert ocsp_status(ca_server.url, new_signature_pem) == "good"
+    assert ocsp_status(ca_server.url, old_signature_pem) == "revoked:superseded"
+    assert [c.status for c in registration.replaced("signature")] == ["revoked"]
+    assert report.in_secure_element == {"signature": _serial(new_signature_pem),
+                                        "authentication": _serial(authentication_pem)}
+    # Nothing more to lift; and the service now knows the new key as the phone signature key.
+    with pytest.raises(NothingToLift):
+        flows.lift_suspension(phone, card, CARD_PASSWORD)
+    assert flows.revoke(phone, PHONE_PASSWORD).state == "revoked"
+
+
+def test_after_a_supervisors_lift_the_cli_reissues_the_signature_certificate(card, call_centre, service_server,
+                                                                            ca_server, tmp_path):
+    runner = CliRunner()
+    env = {"JPKI_CARD_PASSWORD": CARD_PASSWORD, "JPKI_SIGN_PASSWORD": PHONE_PASSWORD, "JPKI_AUTH_PIN": PHONE_PIN,
+           "JPKI_NEW_SIGN_PASSWORD": None, "JPKI_APP_HOME": str(tmp_path / "cli-phone"),
+           "JPKI_SERVICE_URL": service_server.url}
+
+    def run(*args: str):
+        result = runner.invoke(app, list(args), env=env)
+        assert CARD_PASSWORD not in result.output and PHONE_PASSWORD not in result.output
+        return result
+
+    registered = run("register", "--card", str(card.card_file))
+    assert registered.exit_code == 0, registered.output
+    code = re.search(r"Write down your suspension code: (\S+) — the call centre asks", registered.stdout).group(1)
+    registration_id = json.loads(run("status", "--json").stdout)["registration_id"]
+    first = json.loads(run("status", "--json").stdout)["registration"]
+    old_signature_pem = next(c["certificate_pem"] for c in first["certificates"] if c["kind"] == "signature")
+
+    _suspend(call_centre, registration_id, reason="stolen")
+    status = run("status")
+    assert f"suspension code {code}" in status.stdout
+    assert re.search(r"SUSPENDED by the call centre \(reason: stolen\) on [0-9-]+ [0-9:]+ UTC\. "
+                     r"Lift it with: jpki-app lift-suspension --card FILE", status.stdout), status.stdout
+
+    callcentre.lift_suspension(call_centre, _staff(Role.SUPERVISOR), registration_id,
+                               SupervisorLiftRequest(reason="found at home", ticket="CC-2026-0002"))
+    _ca_has_it(service_server.url, registration_id)
+    status = run("status")
+    assert "last change     supervisor-lifted by supervisor" in status.stdout
+    assert "no valid signature certificate" in status.stdout
+    assert "Reissue it with: jpki-app lift-suspension --card FILE" in status.stdout
+
+    lifted = run("lift-suspension", "--card", str(card.card_file))
+    assert lifted.exit_code == 0, lifted.output
+    assert f"reissued the signature certificate: registration {registration_id} is active" in lifted.stdout
+
+    _ca_has_it(service_server.url, registration_id)
+    document = json.loads(run("status", "--json").stdout)
+    registration = document["registration"]
+    assert registration["state"] == "active" and registration["signature_reissue_needed"] is False
+    current = {c["kind"]: c for c in registration["certificates"] if c["current"]}
+    assert document["secure_element"] == {kind: c["serial"] for kind, c in current.items()}
+    assert current["signature"]["serial"] != _serial(old_signature_pem)
+    assert ocsp_status(ca_server.url, current["signature"]["certificate_pem"]) == "good"
+    assert ocsp_status(ca_server.url, current["authentication"]["certificate_pem"]) == "good"
+    assert ocsp_status(ca_server.url, old_signature_pem) == "revoked:superseded"
+    assert document["suspension_code"] == code

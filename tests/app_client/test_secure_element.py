@@ -28,10 +28,16 @@ def _public_key(se: SecureElement, slot: KeySlot):
 
 def _certificate_for(se: SecureElement, slot: KeySlot) -> str:
     """A certificate for the slot's public key, signed by a throwaway issuer (the SE checks only the key)."""
+    return certificate_for_key(se.view(slot).public_key_pem)
+
+
+def certificate_for_key(public_key_pem: str) -> str:
+    """A certificate for ``public_key_pem``, signed by a throwaway issuer."""
     issuer_key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test issuer")])
     now = dt.datetime.now(dt.timezone.utc)
-    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(_public_key(se, slot))
+    public_key = serialization.load_pem_public_key(public_key_pem.encode())
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(public_key)
                    .serial_number(x509.random_serial_number()).not_valid_before(now)
                    .not_valid_after(now + dt.timedelta(days=1)).sign(issuer_key, hashes.SHA256()))
     return certificate.public_bytes(serialization.Encoding.PEM).decode()
@@ -258,3 +264,143 @@ def test_an_unbound_enrolment_is_replaced_by_the_next(se):
     before = se.view(KeySlot.SIGNATURE).public_key_pem
     se.enrol(PHONE_PASSWORD, PHONE_PIN)
     assert se.view(KeySlot.SIGNATURE).public_key_pem != before
+
+
+# -- a new signature key (lifting a suspension) ---------------------------------------------------
+
+def _registered(se: SecureElement) -> SecureElement:
+    """The fixture's SE as after registering: bound, both certificates in."""
+    se.bind("reg-1")
+    for slot in (KeySlot.SIGNATURE, KeySlot.AUTHENTICATION):
+        se.store_certificate(slot, _certificate_for(se, slot))
+    return se
+
+
+def _private_keys_at_rest(se: SecureElement) -> list:
+    """Every private key in the state file, decrypted with the SE's master secret (the test plays the chip)."""
+    text = (se.folder / "state.json").read_text()
+    master = (se.folder / "master.key").read_bytes().strip()
+    blobs = re.findall(r"-----BEGIN ENCRYPTED PRIVATE KEY-----[^-]+-----END ENCRYPTED PRIVATE KEY-----", text)
+    return [serialization.load_pem_private_key(blob.replace("\\n", "\n").encode(), password=master)
+            for blob in blobs]
+
+
+def _pem(public_key) -> str:
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def test_a_new_signature_key_is_staged_beside_the_working_one_which_keeps_working(se):
+    _registered(se)
+    before = {slot: se.view(slot) for slot in KeySlot}
+
+    csr = x509.load_pem_x509_csr(se.stage_new_signature_key().encode())
+
+    assert csr.is_signature_valid
+    new_key = _pem(csr.public_key())
+    assert se.staged_signature_public_key_pem == new_key
+    assert new_key not in {view.public_key_pem for view in before.values()}
+    assert isinstance(csr.public_key(), rsa.RSAPublicKey) and csr.public_key().key_size == 2048
+    # Nothing the owner relies on moved: the working key still signs, under its certificate.
+    assert {slot: se.view(slot) for slot in KeySlot} == before
+    signature = se.sign_proof(KeySlot.SIGNATURE, PHONE_PASSWORD, MESSAGE)
+    assert signature_verifies(_public_key(se, KeySlot.SIGNATURE), MESSAGE, signature)
+    # A second request (the first refused, or its answer lost) sends the same staged key again.
+    again = x509.load_pem_x509_csr(se.stage_new_signature_key().encode())
+    assert _pem(again.public_key()) == new_key
+    # Made inside, kept encrypted at rest like the others.
+    assert len(_private_keys_at_rest(se)) == 4 and "BEGIN PRIVATE KEY" not in (se.folder / "state.json").read_text()
+
+
+def test_installing_replaces_the_signature_key_and_keeps_the_password_and_its_counter(se):
+    _registered(se)
+    old_key = se.view(KeySlot.SIGNATURE).public_key_pem
+    others = {slot: se.view(slot) for slot in (KeySlot.AUTHENTICATION, KeySlot.DEVICE)}
+    with pytest.raises(WrongSecret):
+        se.sign(KeySlot.SIGNATURE, "WRONG2025PW", b"data")
+    new_key = _pem(x509.load_pem_x509_csr(se.stage_new_signature_key().encode()).public_key())
+    certificate = certificate_for_key(new_key)
+    assert se.certifies_staged_signature_key(certificate)
+    assert not se.certifies_staged_signature_key(_certificate_for(se, KeySlot.SIGNATURE))
+
+    se.install_staged_signature_key(certificate)
+
+    view = SecureElement(se.folder).view(KeySlot.SIGNATURE)
+    assert (view.public_key_pem, view.certificate_pem) == (new_key, certificate)
+    assert (view.tries_left, view.max_tries) == (4, 5)  # the same counter: a lift is no free reset
+    assert se.staged_signature_public_key_pem is None and not se.certifies_staged_signature_key(certificate)
+    assert {slot: se.view(slot) for slot in others} == others  # authentication and device keys untouched
+    assert se.registration_id == "reg-1"
+    # The same password unlocks the new key; the old key is gone from the SE for good.
+    signature = se.sign_proof(KeySlot.SIGNATURE, PHONE_PASSWORD, MESSAGE)
+    assert signature_verifies(_public_key(se, KeySlot.SIGNATURE), MESSAGE, signature)
+    assert not signature_verifies(serialization.load_pem_public_key(old_key.encode()), MESSAGE, signature)
+    assert se.view(KeySlot.SIGNATURE).tries_left == 5
+    at_rest = {_pem(key.public_key()) for key in _private_keys_at_rest(se)}
+    assert len(at_rest) == 3 and new_key in at_rest and old_key not in at_rest
+    contents = b"".join(path.read_bytes() for path in _files(se.folder))
+    assert PHONE_PASSWORD.encode() not in contents
+
+
+def test_a_locked_password_stays_locked_on_the_new_key(se):
+    _registered(se)
+    for _ in range(5):
+        with pytest.raises(WrongSecret):
+            se.sign(KeySlot.SIGNATURE, "WRONG2025PW", b"data")
+    se.stage_new_signature_key()
+
+    se.install_staged_signature_key()  # the certificate is not issued yet (202)
+
+    assert se.certificate_pem(KeySlot.SIGNATURE) is None
+    with pytest.raises(SecretLocked):
+        se.sign(KeySlot.SIGNATURE, PHONE_PASSWORD, b"data")
+    se.reset_signature_password("RESET2026PW")
+    assert se.sign(KeySlot.SIGNATURE, "RESET2026PW", b"data")
+
+
+def test_the_certificate_may_follow_the_installed_key(se):
+    _registered(se)
+    se.stage_new_signature_key()
+    new_key = se.staged_signature_public_key_pem
+    se.install_staged_signature_key()
+
+    assert se.view(KeySlot.SIGNATURE).public_key_pem == new_key and se.certificate_pem(KeySlot.SIGNATURE) is None
+    certificate = certificate_for_key(new_key)
+    se.store_certificate(KeySlot.SIGNATURE, certificate)
+    assert se.certificate_pem(KeySlot.SIGNATURE) == certificate
+
+
+def test_a_certificate_for_another_key_installs_nothing(se):
+    _registered(se)
+    with pytest.raises(NoKey, match="no new signature key to install"):
+        se.install_staged_signature_key()
+    se.stage_new_signature_key()
+    before = (se.folder / "state.json").read_bytes()
+
+    with pytest.raises(CertificateMismatch, match="does not certify the new signature key"):
+        se.install_staged_signature_key(_certificate_for(se, KeySlot.SIGNATURE))
+
+    assert (se.folder / "state.json").read_bytes() == before
+
+
+def test_a_staged_key_goes_with_the_registration_and_needs_one(se, tmp_path):
+    with pytest.raises(NoKey, match="register this phone first"):
+        SecureElement(tmp_path / "empty").stage_new_signature_key()
+    _registered(se)
+    se.stage_new_signature_key()
+
+    se.delete_registration()
+
+    assert se.staged_signature_public_key_pem is None
+    se.enrol(PHONE_PASSWORD, PHONE_PIN)
+    assert se.staged_signature_public_key_pem is None
+    with pytest.raises(NoKey):
+        se.install_staged_signature_key()
+
+
+def test_the_new_key_has_the_algorithm_of_the_old_one(tmp_path):
+    se = SecureElement(tmp_path / "se")
+    se.enrol(PHONE_PASSWORD, PHONE_PIN, key_algorithm="p256")
+    csr = x509.load_pem_x509_csr(se.stage_new_signature_key().encode())
+    assert isinstance(csr.public_key(), ec.EllipticCurvePublicKey)
+    se.install_staged_signature_key()
+    assert se.view(KeySlot.SIGNATURE).algorithm == "p256" and se.signature_size(KeySlot.SIGNATURE) == 72
