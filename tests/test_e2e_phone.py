@@ -71,6 +71,9 @@ def certificates(document: dict) -> dict[str, str]:
     return {c["kind"]: c["certificate_pem"] for c in document["certificates"] if c["current"]}
 
 
+HOLDER_ITEMS = ("山田", "太郎", "佐藤", "千代田", "1990-01-02", "19900102")
+
+
 def _database_text(url: str) -> str:
     engine = sa.create_engine(url)
     try:
@@ -97,6 +100,10 @@ def world(ca_server, service_server, tmp_path):
             assert not found, f"a PIN in {where}: {text[max(0, found.start() - 40):found.end() + 40]!r}"
         found = re.search(INDIVIDUAL_NUMBER, text)
         assert not found, f"a 12-digit number in {where}: {text[max(0, found.start() - 40):found.end() + 40]!r}"
+    # Personal data at rest in the service: sealed or blind-indexed, never in clear (the CA, the J-LIS
+    # stand-in, holds the card's items by design; the phone's files are the owner's own).
+    for item in HOLDER_ITEMS:
+        assert item not in texts["service database"], f"{item!r} in clear in the service database"
 
 
 def test_register_status_login_revoke(world):
