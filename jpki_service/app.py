@@ -16,6 +16,7 @@ from jpki_service.ca_client import CAClient, CAUnavailable
 from jpki_service.challenges.service import purge_expired_challenges
 from jpki_service.db import Store
 from jpki_service.notifications import service as notifications
+from jpki_service.rate_limits.service import purge_expired_counters
 from jpki_service.notifications.senders import Sender, make_sender
 from jpki_service.registrations import service as registrations
 from jpki_service.registrations import transitions
@@ -49,6 +50,7 @@ async def _worker(ctx: registrations.ServiceContext, sender: Sender) -> None:
             last_cascade = time.monotonic()
             registrations.apply_card_cascade(ctx)
             purge_expired_challenges(ctx.store)
+            purge_expired_counters(ctx.store)
 
     while True:
         try:

@@ -39,4 +39,5 @@ def import_models() -> None:
     from jpki_service.challenges import models as _h  # noqa: F401
     from jpki_service.notifications import models as _n  # noqa: F401
     from jpki_service.operators import models as _o  # noqa: F401
+    from jpki_service.rate_limits import models as _l  # noqa: F401
     from jpki_service.registrations import models as _r  # noqa: F401

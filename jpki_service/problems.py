@@ -66,3 +66,7 @@ class NothingFound(Problem):
 
 class OperatorExists(Problem):
     status, title, slug = 409, "Operator exists", "operator-exists"
+
+
+class TooManyAttempts(Problem):
+    status, title, slug = 429, "Too many attempts", "too-many-attempts"

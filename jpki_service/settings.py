@@ -41,6 +41,16 @@ class ServiceSettings(BaseSettings):
     console_secure_cookies: bool = Field(
         False, description="Mark the console's cookies Secure (set it whenever the console is served over HTTPS)."
     )
+    proof_attempts_per_client_per_minute: int = Field(
+        120, description="Challenges (so proof attempts) one client address may ask for per minute; 0: no limit. "
+                         "Generous: phones behind a carrier's NAT share addresses."
+    )
+    proof_attempts_per_registration_per_hour: int = Field(
+        20, description="Proof attempts against one registration per hour, from anywhere; 0: no limit."
+    )
+    login_attempts_per_client_per_minute: int = Field(
+        20, description="Operator logins one client address may try per minute; 0: no limit."
+    )
     max_body_bytes: int = Field(64 * 1024, description="Larger request bodies get 413.")
 
     def resolved_database_url(self) -> str:

@@ -195,6 +195,9 @@ def service_server(ca_server: RunningCA, service_database_url: str, tmp_path: Pa
         # Short waits so tests see the background worker act quickly.
         "JPKI_DISPATCH_INTERVAL_SECONDS": "0.2", "JPKI_MAX_RETRY_BACKOFF_SECONDS": "1",
         "JPKI_CASCADE_INTERVAL_SECONDS": "1",
+        # Every test client is 127.0.0.1: the rate limits have their own test (test_rate_limits.py).
+        "JPKI_PROOF_ATTEMPTS_PER_CLIENT_PER_MINUTE": "0", "JPKI_PROOF_ATTEMPTS_PER_REGISTRATION_PER_HOUR": "0",
+        "JPKI_LOGIN_ATTEMPTS_PER_CLIENT_PER_MINUTE": "0",
     }
     url = f"http://127.0.0.1:{port}"
     process = start_process([sys.executable, "-m", "jpki_service", "serve", "--port", str(port)], env,

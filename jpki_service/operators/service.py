@@ -25,6 +25,7 @@ from jpki_service.db import Store, utcnow
 from jpki_service.operators.models import Operator, OperatorSession
 from jpki_service.operators.roles import Role
 from jpki_service.problems import AccountLocked, InvalidInput, LoginRefused, NotSignedIn, OperatorExists
+from jpki_service.rate_limits.service import count_login_attempt
 from jpki_service.settings import ServiceSettings
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
@@ -70,7 +71,9 @@ def add_operator(store: Store, username: str, role: Role, password: str) -> None
 
 def log_in(store: Store, settings: ServiceSettings, chain_key: bytes, username: str, password: str,
            client: str) -> SignedIn:
-    """A new session, or :class:`LoginRefused` / :class:`AccountLocked` (the count is kept either way)."""
+    """A new session, or :class:`LoginRefused` / :class:`AccountLocked` (the count is kept either way),
+    or :class:`TooManyAttempts` when this client tries too many logins (before any hash is computed)."""
+    count_login_attempt(store, settings, client)
     refusal: Exception | None = None
     with store.transaction() as session:
         operator = session.scalars(select(Operator).where(Operator.username == username).with_for_update()

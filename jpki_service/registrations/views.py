@@ -6,9 +6,11 @@ from typing import Any
 from fastapi import APIRouter, Path, Request, Response
 
 from jpki_service.challenges.service import issue_challenge
+from jpki_service.faults import crash_point
 from jpki_service.lifecycle import Event
 from jpki_service.problems import InvalidInput
 from jpki_service.protocol import Action
+from jpki_service.rate_limits.service import count_proof_attempt
 from jpki_service.registrations import service
 from jpki_service.registrations.schemas import (
     ChallengeOut,
@@ -30,6 +32,7 @@ def _ctx(request: Request) -> service.ServiceContext:
 
 def _synced(document: dict[str, Any], response: Response, done_status: int = 200) -> dict[str, Any]:
     """200/201 once the CA has it; 202 when it is recorded and still on its way to the CA."""
+    crash_point("before-reply")
     response.status_code = done_status if document["ca_sync"] == "done" else 202
     return document
 
@@ -47,6 +50,9 @@ def new_challenge(body: ChallengeRequest, request: Request) -> dict[str, Any]:
             raise InvalidInput(f"a {body.action.value} challenge needs registration_id", field="registration_id")
         service.get_registration(_ctx(request), body.registration_id)  # 404 for an unknown one
     ctx = _ctx(request)
+    # Every proof needs a fresh challenge: limiting challenges limits proof attempts (429).
+    count_proof_attempt(ctx.store, ctx.settings, request.client.host if request.client else "unknown",
+                        body.registration_id)
     return issue_challenge(ctx.store, ctx.settings.challenge_ttl_seconds, body.action, body.registration_id)
 
 

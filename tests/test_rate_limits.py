@@ -1,0 +1,88 @@
+"""Rate limits: challenges (hence proof attempts) per client and per registration, operator logins
+per client. Each refusal is a 429 problem with Retry-After, and refused attempts change nothing."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from jpki_service.app import create_app
+from jpki_service.db import Store, migrate
+from jpki_service.operators.roles import Role
+from jpki_service.operators.service import add_operator
+from jpki_service.rate_limits.models import AttemptCounter
+from jpki_service.rate_limits.service import Limit, attempts, purge_expired_counters
+from jpki_service.registrations.models import Registration
+from jpki_service.settings import ServiceSettings
+
+REGISTRATION_ID = "ab" * 16
+
+
+@pytest.fixture
+def service(service_database_url: str, tmp_path: Path):
+    """The service in-process, with small limits and no CA (nothing here reaches one)."""
+    migrate(service_database_url)
+    settings = ServiceSettings(data_dir=tmp_path / "service", database_url=service_database_url,
+                               ca_url="http://127.0.0.1:9", proof_attempts_per_client_per_minute=5,
+                               proof_attempts_per_registration_per_hour=3, login_attempts_per_client_per_minute=4)
+    app = create_app(settings, background=False)
+    ctx = app.app.state.context
+    now = dt.datetime.now(dt.timezone.utc)
+    with ctx.store.transaction() as session:
+        session.add(Registration(id=REGISTRATION_ID, state="active", reason=None, person_key="p" * 64,
+                                 card_serial="1", device_model="m", device_public_key_pem="-", created_at=now,
+                                 updated_at=now))
+    with TestClient(app) as client:
+        yield client, ctx
+    ctx.store.dispose()
+
+
+def _challenge(client, registration_id=None, action="register"):
+    return client.post("/api/v1/challenges", json={"action": action, "registration_id": registration_id})
+
+
+def test_challenges_per_client(service):
+    client, ctx = service
+    answers = [_challenge(client) for _ in range(6)]
+    assert [a.status_code for a in answers] == [201] * 5 + [429]
+    refused = answers[-1]
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"].endswith("too-many-attempts") and refused.json()["scope"] == "proof-client"
+    assert 1 <= int(refused.headers["retry-after"]) <= 61
+    assert "at most 5 per 60 s" in refused.json()["detail"]
+
+
+def test_proof_attempts_per_registration(service):
+    client, ctx = service
+    answers = [_challenge(client, REGISTRATION_ID, "revoke") for _ in range(4)]
+    assert [a.status_code for a in answers] == [201] * 3 + [429]
+    assert answers[-1].json()["scope"] == "proof-registration"
+    with ctx.store.sessions() as session:
+        assert session.get(Registration, REGISTRATION_ID).state == "active"  # nothing changed
+
+
+def test_operator_logins_per_client_before_any_hash(service):
+    client, ctx = service
+    add_operator(ctx.store, "rita", Role.OPERATOR, "correct horse battery")
+    answers = [client.post("/api/v1/operator/session", json={"username": f"user{i}", "password": "x"})
+               for i in range(5)]
+    assert [a.status_code for a in answers] == [401] * 4 + [429]
+    # Even the right password waits for the window: the address is over its limit.
+    right = client.post("/api/v1/operator/session", json={"username": "rita", "password": "correct horse battery"})
+    assert right.status_code == 429 and right.json()["scope"] == "login-client"
+
+
+def test_counters_expire(service):
+    client, ctx = service
+    limit = Limit("proof-client", 5, 60, "proof attempts")
+    for _ in range(2):
+        assert _challenge(client).status_code == 201
+    assert attempts(ctx.store, limit, "testclient") == 2
+    assert purge_expired_counters(ctx.store) == 0  # the current window stays
+    with ctx.store.transaction() as session:
+        session.execute(update(AttemptCounter).values(expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)))
+    assert purge_expired_counters(ctx.store) == 1
+    assert attempts(ctx.store, limit, "testclient") == 0
