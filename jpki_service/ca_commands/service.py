@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from jpki_service.ca_client import CAClient, CARefused, CAUnavailable
 from jpki_service.ca_commands.models import CACommand
 from jpki_service.db import Store, utcnow
+from jpki_service.faults import crash_point
 from jpki_service.registrations.models import PhoneCertificate
 from jpki_service.retry import retry_delay
 
@@ -109,8 +110,10 @@ def dispatch(store: Store, ca: CAClient, on_issued: IssuedHook, on_refused: Refu
         with store.sessions() as session:
             serial = session.get_one(PhoneCertificate, command.certificate_id).serial
         result, error = None, None
+        crash_point("during-ca-call")
         try:
             result = _call_ca(ca, command, serial)
+            crash_point("after-ca-answer")
         except CAUnavailable as exc:
             _defer(store, command.id, str(exc), max_backoff)
             report.deferred += 1

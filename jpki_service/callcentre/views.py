@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from jpki_service.callcentre import service
+from jpki_service.faults import crash_point
 from jpki_service.callcentre.schemas import (
     AuditOut,
     FindOut,
@@ -33,6 +34,7 @@ def _ctx(request: Request) -> ServiceContext:
 
 
 def _synced(summary: dict[str, Any], response: Response) -> dict[str, Any]:
+    crash_point("before-reply")
     response.status_code = 200 if summary["ca_sync"] == "done" else 202
     return summary
 

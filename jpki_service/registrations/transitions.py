@@ -20,6 +20,7 @@ from jpki_service import lifecycle
 from jpki_service.ca_client import CAUnavailable
 from jpki_service.ca_commands import service as ca_commands
 from jpki_service.db import utcnow
+from jpki_service.faults import crash_point
 from jpki_service.lifecycle import CertKind, Event, State, TransitionRefused
 from jpki_service.notifications import service as notifications
 from jpki_service.problems import InvalidInput, RegistrationNotFound, StateConflict
@@ -151,6 +152,7 @@ def carry_to_ca(ctx: ServiceContext, registration_id: str | None = None) -> ca_c
 
 
 def carry_quietly(ctx: ServiceContext, registration_id: str) -> None:
+    crash_point("after-record")
     try:
         carry_to_ca(ctx, registration_id)
     except CAUnavailable:
