@@ -16,7 +16,7 @@ from ca_mock.certificates import views as certificate_views
 from ca_mock.crl import views as crl_views
 from ca_mock.crl.service import publish_all_due
 from ca_mock.db import Store, create_schema
-from ca_mock.http import BodySizeLimit, install_problem_handlers
+from ca_mock.http import PROBLEM_RESPONSES, BodySizeLimit, install_problem_handlers
 from ca_mock.ocsp.responder import OCSPResponder
 from ca_mock.ocsp.service import refresh_ageing_responses
 from ca_mock.settings import CASettings
@@ -79,7 +79,8 @@ def build_fastapi(store: Store, settings: CASettings, api_token: str | None, bac
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    app = FastAPI(title="JPKI mock CA", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="JPKI mock CA", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  responses=PROBLEM_RESPONSES)
     app.state.store, app.state.settings, app.state.api_token = store, settings, api_token
     app.include_router(certificate_views.router)
     app.include_router(crl_views.router)

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ca_mock.problems import CAProblem, Problem
@@ -17,6 +18,26 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 class Unauthorised(CAProblem):
     status, title, slug = 401, "Unauthorised", "unauthorised"
+
+
+class ProblemOut(BaseModel):
+    """An RFC 9457 problem document, as every refusal and error of the CA and the service is sent."""
+
+    model_config = ConfigDict(extra="allow")  # the problem's own members: field, state, retry_after...
+
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
+_PROBLEM = {"description": "A problem document (RFC 9457)",
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemOut"}}}}
+# For FastAPI(responses=...): every operation may answer with a problem document, and a 422 is one.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {**_PROBLEM, "model": ProblemOut}, "5XX": {**_PROBLEM, "model": ProblemOut},
+    422: {**_PROBLEM, "model": ProblemOut},
+}
 
 
 def problem_response(status: int, title: str, detail: str, slug: str, **extra: Any) -> JSONResponse:

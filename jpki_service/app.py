@@ -11,7 +11,7 @@ from collections.abc import Callable
 import anyio.to_thread
 from fastapi import FastAPI
 
-from ca_mock.http import BodySizeLimit, install_problem_handlers
+from ca_mock.http import PROBLEM_RESPONSES, BodySizeLimit, install_problem_handlers
 from jpki_service.ca_client import CAClient, CAUnavailable
 from jpki_service.challenges.service import purge_expired_challenges
 from jpki_service.db import Store
@@ -86,7 +86,7 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
             on_shutdown()
 
     app = FastAPI(title="JPKI smartphone certificate lifecycle", version="0.1.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, responses=PROBLEM_RESPONSES)
     app.state.context = ctx
     app.include_router(registration_views.router)
     app.include_router(rp_views.router)

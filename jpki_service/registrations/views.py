@@ -57,7 +57,7 @@ def new_challenge(body: ChallengeRequest, request: Request) -> dict[str, Any]:
 
 
 @router.post("/registrations", status_code=201, response_model=RegistrationOut,
-             responses={202: {"description": "Recorded; the CA has not issued yet"}},
+             responses={202: {"model": RegistrationOut, "description": "Recorded; the CA has not issued yet"}},
              summary="Register this phone from the My Number card")
 def register(body: RegisterRequest, request: Request, response: Response) -> dict[str, Any]:
     return _synced(service.register(_ctx(request), body), response, done_status=201)
@@ -69,7 +69,7 @@ def look_up(request: Request, registration_id: str = RegistrationIdPath) -> dict
 
 
 @router.post("/registrations/{registration_id}/revoke", response_model=RegistrationOut,
-             responses={202: {"description": "Revoked here; on its way to the CA"}},
+             responses={202: {"model": RegistrationOut, "description": "Revoked here; on its way to the CA"}},
              summary="Revoke (phone signature key)")
 def revoke(body: ProofRequest, request: Request, response: Response,
            registration_id: str = RegistrationIdPath) -> dict[str, Any]:
@@ -83,7 +83,7 @@ def reset_password(body: ProofRequest, request: Request, registration_id: str = 
 
 
 @router.post("/registrations/{registration_id}/uninstall", response_model=RegistrationOut,
-             responses={202: {"description": "Expired here; on its way to the CA"}},
+             responses={202: {"model": RegistrationOut, "description": "Expired here; on its way to the CA"}},
              summary="The app is being uninstalled (device key)")
 def uninstall(body: ProofRequest, request: Request, response: Response,
               registration_id: str = RegistrationIdPath) -> dict[str, Any]:
@@ -92,7 +92,7 @@ def uninstall(body: ProofRequest, request: Request, response: Response,
 
 
 @router.post("/registrations/{registration_id}/stale-certificate", response_model=RegistrationOut,
-             responses={202: {"description": "Expired here; on its way to the CA"}},
+             responses={202: {"model": RegistrationOut, "description": "Expired here; on its way to the CA"}},
              summary="A reinstalled app found this registration's certificates (device key)")
 def stale_certificate(body: ProofRequest, request: Request, response: Response,
                       registration_id: str = RegistrationIdPath) -> dict[str, Any]:
@@ -101,7 +101,7 @@ def stale_certificate(body: ProofRequest, request: Request, response: Response,
 
 
 @router.post("/registrations/{registration_id}/lift-suspension", response_model=RegistrationOut,
-             responses={202: {"description": "Lifted here; on its way to the CA"}},
+             responses={202: {"model": RegistrationOut, "description": "Lifted here; on its way to the CA"}},
              summary="Lift a suspension, or finish a supervisor's lift (card proof + device key + new signature CSR)")
 def lift_suspension(body: LiftRequest, request: Request, response: Response,
                     registration_id: str = RegistrationIdPath) -> dict[str, Any]:
