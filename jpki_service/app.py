@@ -15,6 +15,7 @@ from ca_mock.http import PROBLEM_RESPONSES, BodySizeLimit, install_problem_handl
 from jpki_service.ca_client import CAClient, CAUnavailable
 from jpki_service.challenges.service import purge_expired_challenges
 from jpki_service.db import Store
+from jpki_service.metrics import metrics_endpoint
 from jpki_service.notifications import service as notifications
 from jpki_service.rate_limits.service import purge_expired_counters
 from jpki_service.notifications.senders import Sender, make_sender
@@ -95,6 +96,8 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
     from jpki_service.console import views as console_views  # the operator web console (docs/console.md)
 
     app.include_router(console_views.router)
+
+    app.add_route("/metrics", metrics_endpoint(ctx.store), include_in_schema=False)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and the CA queue")
     def healthz() -> dict:
