@@ -137,10 +137,11 @@ def start_process(args: list[str], env: dict[str, str], health_url: str, log_pat
     """Start a server process and wait until its health URL answers 200."""
     log = open(log_path, "a")
     process = subprocess.Popen(args, env={**os.environ, **env}, stdout=log, stderr=log)
-    deadline = time.monotonic() + 30
+    # Generous: on a loaded 2-core CI machine a cold start (imports, key loading) can take this long.
+    deadline = time.monotonic() + 90
     while True:
         try:
-            if httpx.get(health_url, timeout=1).status_code == 200:
+            if httpx.get(health_url, timeout=2).status_code == 200:
                 return process
         except httpx.HTTPError:
             pass
