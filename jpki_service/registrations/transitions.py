@@ -101,6 +101,7 @@ def apply_event(session: Session, registration: Registration, event: Event, *, o
             registration.reason = suspension_reason if target is State.SUSPENDED else event.value
     session.add(RegistrationEvent(registration_id=registration.id, at=now, event=event.value, actor=rule.actor.value,
                                   from_state=source.value, to_state=target.value, operator=operator, note=note))
+    revocation_reason = rule.ca_reason or ca_reason
     for certificate in current_certificates(session, registration.id):
         kind = CertKind(certificate.kind)
         if kind in rule.release and certificate.status == "held":
@@ -109,11 +110,10 @@ def apply_event(session: Session, registration: Registration, event: Event, *, o
         if kind in rule.hold and certificate.status == "good":
             ca_commands.enqueue(session, certificate, "hold")
             certificate.status = "held"
-        reason = rule.ca_reason or ca_reason
         # Revoked stays revoked, but a later keyCompromise must still reach the CA (RFC 5280 lets the
         # reason strengthen): relying parties then distrust signatures made before the first revocation.
-        if kind in rule.revoke and (certificate.status != "revoked" or reason == "keyCompromise"):
-            ca_commands.enqueue(session, certificate, "revoke", reason)
+        if kind in rule.revoke and (certificate.status != "revoked" or revocation_reason == "keyCompromise"):
+            ca_commands.enqueue(session, certificate, "revoke", revocation_reason)
             certificate.status = "revoked"
         if kind in rule.reissue:
             certificate.current = False
@@ -126,8 +126,8 @@ def apply_event(session: Session, registration: Registration, event: Event, *, o
             ca_commands.enqueue(session, replacement, "issue",
                                 payload=issue_payload(kind, key.csr_pem, reissue.card_serial, reissue.person))
     if rule.notify_owner:
-        notifications.enqueue(session, registration.id, event.value, operator and f"{rule.actor.value}:{operator}"
-                              or rule.actor.value)
+        actor = f"{rule.actor.value}:{operator}" if operator else rule.actor.value
+        notifications.enqueue(session, registration.id, event.value, actor)
 
 
 def _on_issued(session: Session, registration_id: str) -> None:
