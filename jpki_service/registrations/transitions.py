@@ -107,7 +107,9 @@ def apply_event(session: Session, registration: Registration, event: Event, *, o
         if kind in rule.release and certificate.status == "held":
             ca_commands.enqueue(session, certificate, "release")
             certificate.status = "good"  # decided now; ca_sync tells whether the CA knows yet
-        if kind in rule.hold and certificate.status == "good":
+        # A certificate still being issued (a lift's new signature certificate while the CA was away) is
+        # held too: its hold is queued after its issue, so it never becomes good on a suspended phone.
+        if kind in rule.hold and certificate.status in ("good", "pending"):
             ca_commands.enqueue(session, certificate, "hold")
             certificate.status = "held"
         # Revoked stays revoked, but a later keyCompromise must still reach the CA (RFC 5280 lets the
