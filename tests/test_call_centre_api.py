@@ -239,3 +239,24 @@ def test_operator_login_locks_after_repeated_failures(service_server):
         assert locked.status_code == 423 and "locked" in locked.json()["detail"]
         unknown = client.post("/api/v1/operator/session", json={"username": "nobody", "password": "x"})
         assert unknown.status_code == 401 and unknown.json()["detail"] == answers[0].json()["detail"]
+
+
+def test_lifting_needs_the_ca_to_check_the_card_and_changes_nothing_without_it(ca_server, service_server):
+    card, phone, registered = _registered(ca_server, service_server)
+    registration = phone.registration_id
+    with operator_client(service_server, "omar", "operator") as operator, service_server.client() as owner:
+        assert operator.post(f"/api/v1/operator/registrations/{registration}/suspend", json=LOST).status_code == 200
+        body = lift_body(owner, card, phone, rsa.generate_private_key(65537, 2048))
+        ca_server.stop()
+        try:
+            refused = owner.post(f"/api/v1/registrations/{registration}/lift-suspension", json=body)
+            assert refused.status_code == 503 and refused.json()["type"].endswith("ca-unreachable")
+            assert "card" in refused.json()["detail"]
+            still = owner.get(f"/api/v1/registrations/{registration}").json()
+            assert still["state"] == "suspended" and still["pending_ca_operations"] == 0
+            assert _serials(still) == _serials(registered)
+        finally:
+            ca_server.start()
+        lifted = owner.post(f"/api/v1/registrations/{registration}/lift-suspension",
+                            json=lift_body(owner, card, phone, rsa.generate_private_key(65537, 2048)))
+        assert lifted.status_code == 200 and lifted.json()["state"] == "active", lifted.text
