@@ -15,14 +15,14 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session, aliased
 
 from jpki_service.ca_client import CAClient, CARefused, CAUnavailable
 from jpki_service.ca_commands.models import CACommand
 from jpki_service.db import Store, utcnow
 from jpki_service.faults import crash_point
-from jpki_service.registrations.models import PhoneCertificate
+from jpki_service.registrations.models import PhoneCertificate, Registration
 from jpki_service.retry import retry_delay
 
 log = logging.getLogger("jpki_service.ca_commands")
@@ -57,7 +57,16 @@ RefusedHook = Callable[[Session, str, str], None]
 
 
 def _due(store: Store, registration_id: str | None, limit: int) -> list[CACommand]:
-    query = select(CACommand).where(CACommand.state == "pending", CACommand.next_attempt_at <= utcnow())
+    """Due commands in recorded order. A command whose registration has an *earlier* command still
+    waiting out its back-off is not due: otherwise a revoke could reach the CA before the issue it
+    follows (and find nothing to revoke), or a release before the hold it undoes."""
+    now = utcnow()
+    earlier = aliased(CACommand)
+    earlier_waiting = exists().where(earlier.registration_id == CACommand.registration_id,
+                                     earlier.state == "pending", earlier.id < CACommand.id,
+                                     earlier.next_attempt_at > now)
+    query = select(CACommand).where(CACommand.state == "pending", CACommand.next_attempt_at <= now,
+                                    ~earlier_waiting)
     if registration_id is not None:
         query = query.where(CACommand.registration_id == registration_id)
     with store.sessions() as session:
@@ -127,6 +136,9 @@ def dispatch(store: Store, ca: CAClient, on_issued: IssuedHook, on_refused: Refu
                 error = f"{refused.status} {refused.problem.get('title', '')}: {refused.problem.get('detail', '')}"
                 log.error("CA refused command %s (%s): %s", command.id, command.action, error)
         with store.transaction() as session:
+            # Registration row first, as every transition locks it: one lock order, no deadlock with them.
+            session.scalars(select(Registration.id).where(Registration.id == command.registration_id)
+                            .with_for_update()).one()
             locked = session.scalars(select(CACommand).where(CACommand.id == command.id).with_for_update()).one()
             if locked.state != "pending":
                 continue  # another worker finished it

@@ -10,6 +10,7 @@ whatever the CA did not take.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,8 @@ from jpki_service.lifecycle import CertKind, Event, State, TransitionRefused
 from jpki_service.notifications import service as notifications
 from jpki_service.problems import InvalidInput, RegistrationNotFound, StateConflict
 from jpki_service.registrations.models import PhoneCertificate, Registration, RegistrationEvent
+
+log = logging.getLogger("jpki_service.transitions")
 
 if TYPE_CHECKING:
     from jpki_service.registrations.service import ServiceContext
@@ -154,8 +157,12 @@ def carry_to_ca(ctx: ServiceContext, registration_id: str | None = None) -> ca_c
 
 
 def carry_quietly(ctx: ServiceContext, registration_id: str) -> None:
+    """Try to carry a recorded change now. Whatever goes wrong, the change is recorded and the
+    background dispatcher carries it later: the caller answers 202 ``ca_sync: pending``, never 500."""
     crash_point("after-record")
     try:
         carry_to_ca(ctx, registration_id)
     except CAUnavailable:
-        pass  # recorded; the background dispatcher carries it later
+        pass
+    except Exception:  # e.g. a deadlock victim on PostgreSQL: retried by the dispatcher
+        log.exception("carrying registration %s to the CA failed; the dispatcher will retry", registration_id)
