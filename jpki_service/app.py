@@ -103,7 +103,7 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
     def healthz() -> dict:
         from jpki_service.ca_commands.service import queue_summary
 
-        return {"status": "ok", "ca_commands": queue_summary(ctx.store)}
+        return {"status": "ok", "ca_commands": queue_summary(ctx.store, waiting_only=True)}
 
     install_problem_handlers(app, log)
     return BodySizeLimit(app, settings.max_body_bytes)

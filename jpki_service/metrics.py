@@ -25,10 +25,10 @@ class _ServiceCollector(Collector):
         self.store = store
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        queue = GaugeMetricFamily("jpki_ca_commands", "Changes to carry to the CA, by state (pending: waiting)",
-                                  labels=["state"])
-        summary = queue_summary(self.store)
-        for state in ("pending", "failed", "done"):
+        queue = GaugeMetricFamily("jpki_ca_commands", "Changes not yet carried to the CA: pending (waiting) or "
+                                  "failed (refused by the CA)", labels=["state"])
+        summary = queue_summary(self.store, waiting_only=True)
+        for state in ("pending", "failed"):
             queue.add_metric([state], summary.get(state, 0))
         yield queue
         yield GaugeMetricFamily("jpki_owner_notifications_pending", "Owner notices not yet sent",

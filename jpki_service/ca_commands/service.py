@@ -169,6 +169,11 @@ def pending_counts(session: Session, registration_id: str) -> tuple[int, int]:
     return rows.get("pending", 0), rows.get("failed", 0)
 
 
-def queue_summary(store: Store) -> dict[str, int]:
+def queue_summary(store: Store, waiting_only: bool = False) -> dict[str, int]:
+    """Commands by state. ``waiting_only``: pending and failed only, an index range (``ix_ca_commands_due``)
+    instead of a scan of every command ever done: what health checks and metrics ask for."""
+    query = select(CACommand.state, func.count()).group_by(CACommand.state)
+    if waiting_only:
+        query = query.where(CACommand.state.in_(("pending", "failed")))
     with store.sessions() as session:
-        return dict(session.execute(select(CACommand.state, func.count()).group_by(CACommand.state)).all())
+        return dict(session.execute(query).all())

@@ -78,9 +78,10 @@ def find_registrations(ctx: ServiceContext, who: SignedIn, query: FindRequest) -
     with ctx.store.transaction() as session:
         found = list(session.scalars(select(Registration).where(condition)
                                      .order_by(Registration.created_at.desc()).limit(MAX_RESULTS)))
+        results = [summary(ctx, session, r) for r in found]
+        # Last, so the chain's head stays locked only for the append and the commit.
         audit.record(session, ctx.keys.audit_chain, who.actor, "find", None,
                      {"by": by, "results": len(found), "registrations": [r.id for r in found]})
-        results = [summary(ctx, session, r) for r in found]
     if not results:
         raise NothingFound(f"no registration matches this {by}; check the spelling with the caller "
                            "(the look-up ignores spaces and full-width/half-width differences)")
@@ -131,13 +132,14 @@ def registration_history(ctx: ServiceContext, who: SignedIn, registration_id: st
     require_permission(ctx, who, Permission.HISTORY, registration_id)
     with ctx.store.transaction() as session:
         registration = load_registration(session, registration_id)
-        audit.record(session, ctx.keys.audit_chain, who.actor, "view-history", registration_id, {})
-        return {
+        document = {
             "registration": summary(ctx, session, registration),
             "events": [{"at": e.at.isoformat(), "event": e.event, "actor": e.actor, "operator": e.operator,
                         "from_state": e.from_state, "to_state": e.to_state, "note": e.note}
                        for e in history(session, registration_id)],
         }
+        audit.record(session, ctx.keys.audit_chain, who.actor, "view-history", registration_id, {})
+        return document
 
 
 def audit_trail(ctx: ServiceContext, who: SignedIn, after_seq: int | None = None, limit: int = 100,
