@@ -248,15 +248,25 @@ def crl(
     delta: bool = typer.Option(False, "--delta", help="The delta CRL instead of the full one."),
     force: bool = typer.Option(False, "--force", help="Publish a new CRL even if nothing changed."),
     out: Optional[Path] = typer.Option(None, help="Write the DER CRL here."),
+    partition: Optional[int] = typer.Option(None, help="A CRL partition of sign or auth instead of the "
+                                                        "whole-issuer CRL (ISSUER-pN.crl)."),
 ) -> None:
     """Publish (if anything changed) and show or save a CRL."""
+    from ca_mock.crl.partitions import current_partition_crl, publish_partition
     from ca_mock.crl.service import current_crl, publish
 
     settings = ctx.obj.settings()
     store = _store(settings)
-    if force:
-        _run(lambda: publish(store, settings, issuer, force=True))
-    published = _run(lambda: current_crl(store, settings, issuer, "delta" if delta else "full"))
+    kind = "delta" if delta else "full"
+    if partition is None:
+        if force:
+            _run(lambda: publish(store, settings, issuer, force=True))
+        published = _run(lambda: current_crl(store, settings, issuer, kind))
+    else:
+        if force:
+            _run(lambda: publish_partition(store, settings, issuer, partition, force=True))
+        published = _run(lambda: current_partition_crl(store, settings, issuer, partition, kind))
+        issuer = f"{issuer}-p{partition}"
     if out:
         out.write_bytes(published.der)
     typer.echo(f"{issuer} {'delta' if delta else 'full'} CRL #{published.number}"

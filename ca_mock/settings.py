@@ -40,6 +40,18 @@ class CASettings(BaseSettings):
     delta_base_hours: int = Field(
         24, description="A delta CRL lists changes since a base full CRL at most this old."
     )
+    crl_partition_size: int = Field(
+        8192, ge=0, le=12_500,
+        description="Certificates per CRL partition of the signature and user-authentication CAs; each "
+        "certificate's CRL DP names its partition's CRL. 0: no partitions (new certificates name the "
+        "whole-issuer CRL). The bound keeps a partition's full CRL under 1 MiB even if every certificate "
+        "in it were revoked: an entry is at most 81 bytes (docs/ca.md, CRL partitions).",
+    )
+    issuer_crl_background_interval_seconds: float = Field(
+        60.0, description="The background publisher re-publishes a changed whole-issuer CRL (sign.crl, "
+        "auth.crl) at most this often; a fetch of it still publishes a changed one at once. Partition "
+        "CRLs follow crl_publish_interval_seconds.",
+    )
     ocsp_validity_hours: int = Field(24, description="nextUpdate - thisUpdate of OCSP responses.")
     ocsp_cache_max_age_seconds: int = Field(
         5, description="max-age of GET OCSP answers: how long a cache may hide a status change."

@@ -22,3 +22,12 @@ def ocsp_url(base: str) -> str:
 def tsa_url(base: str) -> str:
     """The RFC 3161 time-stamping authority (POST application/timestamp-query)."""
     return f"{base}/tsa"
+
+
+def partition_crl_url(base: str, authority: str, partition: int) -> str:
+    """The full CRL of one partition of ``authority``'s certificates (ca_mock/crl/partitions.py)."""
+    return f"{base}/crl/{authority}-p{partition}.crl"
+
+
+def partition_delta_crl_url(base: str, authority: str, partition: int) -> str:
+    return f"{base}/crl/{authority}-p{partition}-delta.crl"

@@ -70,6 +70,22 @@ def _crl_state(engine: sa.Engine) -> tuple[dict, dict]:
     return authorities, published
 
 
+def _partitions_settled(ca_server) -> bool:
+    """Publish every CRL partition (ca_mock/crl/partitions.py) by fetching it; True when none is
+    dirty and each one's full and delta CRL carry its current number."""
+    with ca_server.store.engine.connect() as connection:
+        rows = connection.execute(sa.text("select authority, partition from crl_partitions")).all()
+    for authority, partition in rows:
+        response = httpx.get(f"{ca_server.url}/crl/{authority}-p{partition}.crl", timeout=30)
+        assert response.status_code == 200, response.text
+    with ca_server.store.engine.connect() as connection:
+        unsettled = connection.execute(sa.text(
+            "select count(*) from crl_partitions p where p.dirty or (select count(*) from published_partition_crls c"
+            " where c.authority = p.authority and c.partition = p.partition and c.number = p.crl_number) != 2"
+        )).scalar_one()
+    return unsettled == 0
+
+
 def _kinds(name: str) -> tuple[str, ...]:
     return ("full",) if name == "root" else ("full", "delta")  # the root publishes no delta CRL
 
@@ -89,7 +105,7 @@ def settle(ca_server) -> None:
                 assert response.status_code == 200, response.text
             authorities, published = _crl_state(ca_server.store.engine)
             if all(not dirty and all(published.get((name, kind)) == number for kind in _kinds(name))
-                   for name, (number, dirty) in authorities.items()):
+                   for name, (number, dirty) in authorities.items()) and _partitions_settled(ca_server):
                 return
         assert time.monotonic() < deadline, f"the CA kept publishing CRLs: {authorities} {published}"
         time.sleep(0.05)

@@ -211,8 +211,9 @@ def test_profile_content(store, ca_settings, hierarchy, profile, tmp_path):
 
     # Where to check status and find the issuer: the CA's public URL, the issuing CA's objects.
     base, ca = ca_settings.public_url, ISSUER_OF[profile]
-    assert uris(cert, x509.CRLDistributionPoints) == [f"{base}/crl/{ca}.crl"]
-    assert uris(cert, x509.FreshestCRL) == [f"{base}/crl/{ca}-delta.crl"]
+    # The first certificate of its issuer in this store: CRL partition 0 (ca_mock/crl/partitions.py).
+    assert uris(cert, x509.CRLDistributionPoints) == [f"{base}/crl/{ca}-p0.crl"]
+    assert uris(cert, x509.FreshestCRL) == [f"{base}/crl/{ca}-p0-delta.crl"]
     assert aia(cert, AuthorityInformationAccessOID.OCSP) == [f"{base}/ocsp"]
     assert aia(cert, AuthorityInformationAccessOID.CA_ISSUERS) == [f"{base}/ca/{ca}.cer"]
 
@@ -236,7 +237,7 @@ def test_profile_content(store, ca_settings, hierarchy, profile, tmp_path):
     assert usage_line == ("Digital Signature, Non Repudiation" if signature else "Digital Signature")
     assert "Signature Algorithm: sha256WithRSAEncryption" in text and "Public-Key: (2048 bit)" in text
     assert "CA:FALSE" in text and f"Policy: {policies[0].policy_identifier.dotted_string}" in text
-    assert f"URI:{base}/crl/{ca}.crl" in text and f"URI:{base}/crl/{ca}-delta.crl" in text
+    assert f"URI:{base}/crl/{ca}-p0.crl" in text and f"URI:{base}/crl/{ca}-p0-delta.crl" in text
     assert f"OCSP - URI:{base}/ocsp" in text and f"CA Issuers - URI:{base}/ca/{ca}.cer" in text
     assert ("X509v3 Subject Alternative Name" in text) is signature
     assert ("TLS Web Client Authentication" in text) is (not signature)

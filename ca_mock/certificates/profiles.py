@@ -80,7 +80,15 @@ def build_certificate(
     not_after: dt.datetime,
     issuer: LoadedAuthority,
     public_url: str,
+    crl_partition: int | None = None,
 ) -> x509.Certificate:
+    """``crl_partition``: the CRL partition the certificate belongs to; its CRL DP and Freshest CRL
+    then name that partition's CRLs instead of the whole issuer's."""
+    if crl_partition is None:
+        crl, delta = urls.crl_url(public_url, issuer.name), urls.delta_crl_url(public_url, issuer.name)
+    else:
+        crl = urls.partition_crl_url(public_url, issuer.name, crl_partition)
+        delta = urls.partition_delta_crl_url(public_url, issuer.name, crl_partition)
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
@@ -109,13 +117,13 @@ def build_certificate(
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), False)
         .add_extension(
             x509.CRLDistributionPoints(
-                [x509.DistributionPoint([x509.UniformResourceIdentifier(urls.crl_url(public_url, issuer.name))], None, None, None)]
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(crl)], None, None, None)]
             ),
             False,
         )
         .add_extension(
             x509.FreshestCRL(
-                [x509.DistributionPoint([x509.UniformResourceIdentifier(urls.delta_crl_url(public_url, issuer.name))], None, None, None)]
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(delta)], None, None, None)]
             ),
             False,
         )

@@ -21,6 +21,7 @@ from ca_mock.certificates.models import IssuedCertificate, StatusEvent
 from ca_mock.certificates.profiles import PROFILES, PersonalData, build_certificate
 from ca_mock.certificates.schemas import IssueRequest
 from ca_mock.certificates.status_rules import CertStatus, StatusAction, next_status
+from ca_mock.crl import partitions
 from ca_mock.crl.entries import encode_entry
 from ca_mock.db import Store, utcnow
 from ca_mock.ocsp.service import prepare_responses
@@ -129,6 +130,16 @@ def issue_certificate(store: Store, settings: CASettings, request: IssueRequest)
     keys.check_subject_key(csr.public_key())
     content = request.model_dump(mode="json", exclude={"operation_id"})
     print_ = operations.fingerprint("issue", content)
+    # Replays and refusals first, in a read that changes nothing (the issuance transaction
+    # checks again): only an issuance expected to succeed takes a CRL partition place.
+    with store.sessions() as session:
+        previous = operations.previous_result(session, request.operation_id, "issue", print_)
+        if previous is not None:
+            return previous
+        _validity(request, settings, _card_for(session, request), utcnow(),
+                  hierarchy.get(profile.authority).certificate.not_valid_after_utc)
+    # Its own short transaction, before the issuance's (see crl/partitions.py).
+    partition = partitions.allocate(store, settings, profile.authority)
     try:
         with store.transaction() as session:
             previous = operations.previous_result(session, request.operation_id, "issue", print_)
@@ -145,7 +156,7 @@ def issue_certificate(store: Store, settings: CASettings, request: IssueRequest)
             )
             serial = x509.random_serial_number()
             cert = build_certificate(profile, csr.public_key(), person, serial, now, not_after,
-                                     issuer, hierarchy.public_url)
+                                     issuer, hierarchy.public_url, partition)
             row = IssuedCertificate(
                 serial=normalise_serial(serial), authority=issuer.name, profile=profile.name,
                 card_serial=card.serial if card else None, not_before=now, not_after=not_after,
@@ -153,6 +164,8 @@ def issue_certificate(store: Store, settings: CASettings, request: IssueRequest)
                 status_changed_at=now,
             )
             session.add(row)
+            session.flush()  # the certificate row first: certificate_partitions refers to it
+            partitions.record(session, row.serial, issuer.name, partition)
             session.add(StatusEvent(serial=row.serial, at=now, status="good", reason=None,
                                     operation_id=request.operation_id))
             session.flush()
@@ -231,6 +244,7 @@ def _change_status_once(store, settings, hierarchy, serial, action, operation_id
         result = certificate_view(cert)
         operations.record_result(session, operation_id, action.value, print_, result)
         # Last, to hold the issuer row's lock as briefly as possible.
+        partitions.mark_dirty(session, serial)
         session.execute(update(Authority).where(Authority.name == cert.authority).values(crl_dirty=True))
         return result
 

@@ -28,7 +28,7 @@ from ca_mock.authorities.models import Authority
 from ca_mock.authorities.service import CRL_ISSUERS, ISSUING_CAS, LoadedAuthority, load_hierarchy
 from ca_mock.certificates.models import IssuedCertificate, StatusEvent
 from ca_mock.crl.entries import encode_entry
-from ca_mock.crl.models import PublishedCRL
+from ca_mock.crl.models import CertificatePartition, PublishedCRL
 from ca_mock.db import DriverQuery, Store, utcnow
 from ca_mock.problems import UnknownAuthority
 from ca_mock.settings import CASettings
@@ -48,6 +48,7 @@ class Publication:
     full_entries: int
     delta_entries: int
     base_number: int | None
+    partition: int | None = None  # set for a partition's CRLs (ca_mock/crl/partitions.py)
 
 
 def _time(value: dt.datetime) -> asn1_crl.Time:
@@ -63,8 +64,15 @@ def build_crl(
     public_url: str,
     delta_base: int | None = None,
     advertise_delta: bool = True,
+    idp_url: str | None = None,
+    freshest_url: str | None = None,
 ) -> bytes:
-    """Wrap already-encoded entries into a signed CRL; ``delta_base`` makes it a delta CRL."""
+    """Wrap already-encoded entries into a signed CRL; ``delta_base`` makes it a delta CRL.
+
+    ``idp_url`` limits the CRL's scope to the certificates whose CRL DP is that URL (a critical
+    issuingDistributionPoint, onlyContainsUserCerts: RFC 5280 5.2.5); a partition's full and delta
+    CRL carry the same one. ``freshest_url`` is the delta named by a full CRL (default: the issuer's).
+    """
     issuer_cert = asn1_x509.Certificate.load(issuer.der)
     algorithm_name = keys.signature_algorithm(issuer.key)
     algorithm = {"algorithm": algorithm_name}
@@ -78,9 +86,15 @@ def build_crl(
     if delta_base is None and advertise_delta:
         extensions.append({"extn_id": "freshest_crl", "critical": False, "extn_value": [
             {"distribution_point": {"full_name": [asn1_x509.GeneralName(
-                name="uniform_resource_identifier", value=urls.delta_crl_url(public_url, issuer.name))]}}]})
+                name="uniform_resource_identifier",
+                value=freshest_url or urls.delta_crl_url(public_url, issuer.name))]}}]})
     elif delta_base is not None:
         extensions.append({"extn_id": "delta_crl_indicator", "critical": True, "extn_value": delta_base})
+    if idp_url is not None:
+        extensions.append({"extn_id": "issuing_distribution_point", "critical": True, "extn_value": {
+            "distribution_point": {"full_name": [asn1_x509.GeneralName(
+                name="uniform_resource_identifier", value=idp_url)]},
+            "only_contains_user_certs": True}})
     tbs_fields = {
         "version": "v2",
         "signature": algorithm,
@@ -98,27 +112,38 @@ def build_crl(
     ).dump()
 
 
-def _full_entries(store: Store, authority: str) -> tuple[bytes, int]:
-    """Every listed entry of ``authority``, concatenated (a driver-level scan: the hot read)."""
-    query = DriverQuery(store.engine, select(IssuedCertificate.crl_entry_der).where(
+def _full_entries(store: Store, authority: str, partition: int | None = None) -> tuple[bytes, int]:
+    """Every listed entry of ``authority`` (or of one of its partitions), concatenated (a
+    driver-level scan: the hot read)."""
+    statement = select(IssuedCertificate.crl_entry_der).where(
         IssuedCertificate.authority == bindparam("authority"),
-        or_(*(IssuedCertificate.status == status for status in LISTED))))
+        or_(*(IssuedCertificate.status == status for status in LISTED)))
+    params: dict = {"authority": authority}
+    if partition is not None:
+        statement = statement.join(CertificatePartition, CertificatePartition.serial == IssuedCertificate.serial).where(
+            CertificatePartition.authority == bindparam("authority"),
+            CertificatePartition.partition == bindparam("partition"))
+        params["partition"] = partition
+    query = DriverQuery(store.engine, statement)
     buffer, count = bytearray(), 0
-    for (entry,) in query.rows(batch=20_000, authority=authority):
+    for (entry,) in query.rows(batch=20_000, **params):
         buffer += entry
         count += 1
     return bytes(buffer), count
 
 
-def _delta_entries(session: Session, authority: str, base_time: dt.datetime) -> tuple[bytes, int]:
+def _delta_entries(session: Session, authority: str, base_time: dt.datetime,
+                   partition: int | None = None) -> tuple[bytes, int]:
     # The columns a delta needs, not whole rows (each carries its certificate's DER).
-    changed = session.execute(
-        select(IssuedCertificate.serial, IssuedCertificate.status, IssuedCertificate.crl_entry_der,
-               IssuedCertificate.status_changed_at).where(
-            IssuedCertificate.authority == authority,
-            IssuedCertificate.status_changed_at >= base_time - DELTA_OVERLAP,
-        )
-    ).all()
+    statement = select(IssuedCertificate.serial, IssuedCertificate.status, IssuedCertificate.crl_entry_der,
+                       IssuedCertificate.status_changed_at).where(
+        IssuedCertificate.authority == authority,
+        IssuedCertificate.status_changed_at >= base_time - DELTA_OVERLAP,
+    )
+    if partition is not None:
+        statement = statement.join(CertificatePartition, CertificatePartition.serial == IssuedCertificate.serial).where(
+            CertificatePartition.authority == authority, CertificatePartition.partition == partition)
+    changed = session.execute(statement).all()
     released = [c.serial for c in changed if c.status == "good"]
     once_held = set(
         session.scalars(
@@ -138,21 +163,25 @@ def _delta_entries(session: Session, authority: str, base_time: dt.datetime) -> 
 
 
 def _reserve_number(
-    store: Store, settings: CASettings, name: str, force: bool
+    store: Store, settings: CASettings, name: str, force: bool, min_interval: float = 0.0
 ) -> tuple[int, int, dt.datetime, dt.datetime] | None:
     """Short locked step: decide whether to publish, take a CRL number, clear the dirty flag.
 
     Changes committed after this step set the flag again, so none is missed; changes before
-    it are visible to the reads that follow.
+    it are visible to the reads that follow. ``min_interval``: a change alone publishes only
+    once the current CRL is that many seconds old (the flag stays set until then).
     """
     now = utcnow()
     half_life = dt.timedelta(hours=settings.crl_validity_hours) / 2
 
     def due(session: Session, authority: Authority) -> bool:
-        # Only the date: the CRL itself is megabytes at scale, and this runs every round.
-        next_update = session.scalar(
-            select(PublishedCRL.next_update).where(PublishedCRL.authority == name, PublishedCRL.kind == "full"))
-        return force or authority.crl_dirty or next_update is None or next_update - now < half_life
+        # Only the dates: the CRL itself is megabytes at scale, and this runs every round.
+        last = session.execute(
+            select(PublishedCRL.this_update, PublishedCRL.next_update).where(
+                PublishedCRL.authority == name, PublishedCRL.kind == "full")).first()
+        if force or last is None or last.next_update - now < half_life:
+            return True
+        return authority.crl_dirty and (now - last.this_update).total_seconds() >= min_interval
 
     # A read first, so the idle rounds of the background publisher take no write lock.
     with store.sessions() as session:
@@ -171,12 +200,13 @@ def _reserve_number(
         return number, authority.delta_base_number, authority.delta_base_time, now
 
 
-def publish(store: Store, settings: CASettings, name: str, force: bool = False) -> Publication | None:
+def publish(store: Store, settings: CASettings, name: str, force: bool = False,
+            min_interval: float = 0.0) -> Publication | None:
     """Publish a new full and delta CRL for ``name`` if it changed, is ageing, or ``force``."""
     if name not in CRL_ISSUERS:
         raise UnknownAuthority(f"no CRL issuer named {name!r}; known: {', '.join(CRL_ISSUERS)}")
     hierarchy = load_hierarchy(store)
-    reserved = _reserve_number(store, settings, name, force)
+    reserved = _reserve_number(store, settings, name, force, min_interval)
     if reserved is None:
         return None
     number, base_number, base_time, now = reserved
@@ -229,5 +259,18 @@ def current_crl(store: Store, settings: CASettings, name: str, kind: str) -> Pub
 
 
 def publish_all_due(store: Store, settings: CASettings) -> list[Publication]:
-    return [p for name in CRL_ISSUERS if (p := publish(store, settings, name)) is not None]
+    """One round of the background publisher: every issuer's CRLs and every partition's that are due.
+
+    With partitions, a change re-publishes its partition's CRLs at once; the whole-issuer CRL of
+    ``sign`` and ``auth`` (a million entries at scale, named only by certificates issued before
+    partitions) at most every ``issuer_crl_background_interval_seconds``, and at any fetch of it.
+    """
+    from ca_mock.crl.partitions import publish_due_partitions
+
+    partitioned = settings.crl_partition_size > 0
+    published = [p for name in CRL_ISSUERS if (p := publish(
+        store, settings, name,
+        min_interval=settings.issuer_crl_background_interval_seconds if partitioned and name in ISSUING_CAS
+        else 0.0)) is not None]
+    return published + publish_due_partitions(store, settings)
 

@@ -2,23 +2,31 @@
 from __future__ import annotations
 
 import email.utils
+import re
 
 from fastapi import APIRouter, Request, Response
 
+from ca_mock.crl.partitions import current_partition_crl
 from ca_mock.crl.service import current_crl
 from ca_mock.problems import UnknownAuthority
+
+_PARTITION = re.compile(r"(?P<name>[a-z]+)-p(?P<partition>0|[1-9][0-9]{0,8})")
 
 router = APIRouter(tags=["public"])
 
 
-@router.get("/crl/{filename}", summary="NAME.crl (full) or NAME-delta.crl, DER")
+@router.get("/crl/{filename}", summary="NAME.crl (full) or NAME-delta.crl, or a partition's NAME-pN.crl / NAME-pN-delta.crl; DER")
 def crl(filename: str, request: Request) -> Response:
     stem, dot, extension = filename.rpartition(".")
     if not dot or extension != "crl":
-        raise UnknownAuthority(f"{filename!r}: ask for NAME.crl or NAME-delta.crl")
+        raise UnknownAuthority(f"{filename!r}: ask for NAME.crl, NAME-delta.crl, NAME-pN.crl or NAME-pN-delta.crl")
     name, kind = (stem[: -len("-delta")], "delta") if stem.endswith("-delta") else (stem, "full")
     settings = request.app.state.settings
-    published = current_crl(request.app.state.store, settings, name, kind)
+    if match := _PARTITION.fullmatch(name):
+        published = current_partition_crl(request.app.state.store, settings, match["name"],
+                                          int(match["partition"]), kind)
+    else:
+        published = current_crl(request.app.state.store, settings, name, kind)
     etag = f'"{name}-{kind}-{published.number}"'
     headers = {
         "ETag": etag,
