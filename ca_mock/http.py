@@ -44,7 +44,7 @@ def problem_response(status: int, title: str, detail: str, slug: str, **extra: A
     body = {"type": f"https://jpki-mock.invalid/problems/{slug}", "title": title, "status": status,
             "detail": detail, **extra}
     headers = {"WWW-Authenticate": 'Bearer realm="jpki"'} if status == 401 else {}  # CA and service alike
-    if status == 429 and "retry_after" in extra:
+    if status in (429, 503) and "retry_after" in extra:
         headers["Retry-After"] = str(extra["retry_after"])
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 

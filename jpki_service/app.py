@@ -11,7 +11,9 @@ from collections.abc import Callable
 import anyio.to_thread
 from fastapi import FastAPI
 
-from ca_mock.http import PROBLEM_RESPONSES, BodySizeLimit, install_problem_handlers
+from sqlalchemy.exc import OperationalError
+
+from ca_mock.http import PROBLEM_RESPONSES, BodySizeLimit, install_problem_handlers, problem_response
 from jpki_service.ca_client import CAClient, CAUnavailable
 from jpki_service.challenges.service import purge_expired_challenges
 from jpki_service.db import Store
@@ -106,4 +108,12 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
         return {"status": "ok", "ca_commands": queue_summary(ctx.store, waiting_only=True)}
 
     install_problem_handlers(app, log)
+
+    @app.exception_handler(OperationalError)
+    async def _storage_unavailable(_request, exc: OperationalError):
+        # The database is away (restarting, failing over): nothing was committed; retrying is right.
+        log.warning("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else exc)
+        return problem_response(503, "Storage unavailable", "the database did not answer; nothing was changed, "
+                                "try again", "storage-unavailable", retry_after=2)
+
     return BodySizeLimit(app, settings.max_body_bytes)
