@@ -137,25 +137,47 @@ def load_line() -> str:
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a live process and all its live descendants (from /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}
+def _tree(pid: int) -> list[int]:
+    """A live process and all its live descendants (uvicorn's worker processes, say), from /proc."""
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            # fields[1] is ppid (after the command name).
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except OSError:
             continue
-        # fields[1] is ppid, fields[11] utime, fields[12] stime (after the command name).
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    total, todo = 0.0, [pid]
+    found, todo = [], [pid]
     while todo:
         current = todo.pop()
-        if current in stats:
-            total += stats[current][1]
-        todo.extend(child for child, (parent, _) in stats.items() if parent == current)
+        found.append(current)
+        todo.extend(child for child, parent in parents.items() if parent == current)
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process and all its live descendants (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for member in _tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory (VmRSS) of a live process and all its live descendants, MiB."""
+    total = 0.0
+    for member in _tree(pid):
+        try:
+            lines = Path(f"/proc/{member}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmRSS:")), 0.0)
     return total
 
 

@@ -171,12 +171,6 @@ def _default_sigterm() -> None:
 
 
 # -- the load ------------------------------------------------------------------------------------
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def run_load(url: str, tokens: list[str], requests: list, rate: float | None) -> tuple[list, float, dict]:
@@ -256,6 +250,9 @@ def main() -> int:
                         help="comma-separated registration counts, filled cumulatively and measured at each "
                              "(default 10000,100000; 1000000 takes a few minutes to fill here)")
     parser.add_argument("--clients", type=int, default=50, help="concurrent operators (default 50)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="service processes (`jpki-service serve --workers`; default 1); CPU and RSS are "
+                             "those of all of them")
     parser.add_argument("--requests", type=int, default=500,
                         help="requests per operation and mode at each size (default 500)")
     parser.add_argument("--rate", type=float, default=25.0,
@@ -365,11 +362,12 @@ def measure(args, res: common.Resources, url: str, work: Path, size: int, suspen
                 # All the operators log in from 127.0.0.1: lift the per-address login limit (still counted).
                 "JPKI_LOGIN_ATTEMPTS_PER_CLIENT_PER_MINUTE": "1000000000"})
     log = work / f"service-{size}.log"
-    service = res.spawn([common.PYTHON, "-m", "jpki_service", "serve", "--port", str(port)], log=log, env=env)
+    service = res.spawn([common.PYTHON, "-m", "jpki_service", "serve", "--port", str(port),
+                         "--workers", str(args.workers)], log=log, env=env)
     base = f"http://127.0.0.1:{port}"
     common.wait_for_port(port, service, timeout=120, log=log)
     time.sleep(1.0)
-    rss = {"started": rss_mib(service.pid)}
+    rss = {"started": common.tree_rss_mib(service.pid)}
     t = time.perf_counter()
     tokens = []
     with httpx.Client(base_url=base, timeout=60) as http:
@@ -378,7 +376,7 @@ def measure(args, res: common.Resources, url: str, work: Path, size: int, suspen
                                                                  "password": OPERATOR_PASSWORD})
             answer.raise_for_status()
             tokens.append(answer.json()["token"])
-    rss["logged in"] = rss_mib(service.pid)
+    rss["logged in"] = common.tree_rss_mib(service.pid)
     print(f"   service up; {len(tokens)} logins in {time.perf_counter() - t:.1f} s; RSS {rss['logged in']:.0f} MiB")
     rng = random.Random(size)
     results = {}
@@ -387,7 +385,7 @@ def measure(args, res: common.Resources, url: str, work: Path, size: int, suspen
         import shutil
 
         tool = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        spy = res.spawn([tool, "record", "--pid", str(service.pid), "--format", "raw", "--rate", "200",
+        spy = res.spawn([tool, "record", "--pid", str(service.pid), "--subprocesses", "--format", "raw", "--rate", "200",
                          "--output", args.py_spy, "--nonblocking"], log=work / "py-spy.log")
         time.sleep(1.0)
     modes = ([("one client", None, 1, args.single)] if args.single else []) + [
@@ -411,7 +409,7 @@ def measure(args, res: common.Resources, url: str, work: Path, size: int, suspen
             cpu = common.tree_cpu_seconds(service.pid) - cpu
             results[(op, mode)] = {"rps": len(latencies) / elapsed, "p50": common.percentile(latencies, 50),
                                    "p99": common.percentile(latencies, 99)}
-            rss[f"after {op} {mode}"] = rss_mib(service.pid)
+            rss[f"after {op} {mode}"] = common.tree_rss_mib(service.pid)
             print(f"   {mode:9} {op:15} {len(latencies)} requests {results[(op, mode)]['rps']:7.1f}/s  "
                   f"p50 {results[(op, mode)]['p50']:7.1f} ms  p99 {results[(op, mode)]['p99']:7.1f} ms  "
                   f"service CPU {cpu / len(latencies) * 1000:5.1f} ms/request  answers {statuses}  "

@@ -188,11 +188,6 @@ def ca_counts(url: str) -> tuple[int, int]:
     return counts
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def start_py_spy(res: common.Resources, prefix: str | None, pids: dict[str, int], work: Path) -> list:
@@ -204,7 +199,7 @@ def start_py_spy(res: common.Resources, prefix: str | None, pids: dict[str, int]
     spies = []
     for name, pid in pids.items():
         out = f"{prefix}-{name}.txt"
-        spies.append((res.spawn([spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+        spies.append((res.spawn([spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw", "--rate", "200",
                                  "--output", out, "--nonblocking"], log=work / f"py-spy-{name}.log"), out))
     time.sleep(1.0)  # let py-spy attach
     return spies
@@ -274,6 +269,10 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=200, help="registrations timed (default 200)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads (default 8)")
     parser.add_argument("--warmup", type=int, default=10, help="registrations before timing (default 10)")
+    parser.add_argument("--service-workers", type=int, default=1,
+                        help="lifecycle service processes (`jpki-service serve --workers`; default 1)")
+    parser.add_argument("--ca-workers", type=int, default=1,
+                        help="mock CA processes (`jpki-ca serve --workers`; default 1)")
     parser.add_argument("--database-url", default=None,
                         help="PostgreSQL URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/bench); "
                              "default SQLite files in the temp dir")
@@ -332,7 +331,8 @@ def _run(args, res: common.Resources, work: Path, dbs: Databases, total: int, co
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("JPKI_")}
     ca_env = {**env, "JPKI_CA_DATA_DIR": str(ca_settings.data_dir), "JPKI_CA_DATABASE_URL": dbs.ca}
-    ca = res.spawn([common.PYTHON, "-m", "ca_mock", "serve", "--port", str(ca_port)], log=work / "ca.log",
+    ca = res.spawn([common.PYTHON, "-m", "ca_mock", "serve", "--port", str(ca_port), "--workers",
+                    str(args.ca_workers)], log=work / "ca.log",
                    env=ca_env)
     common.wait_for_port(ca_port, ca, log=work / "ca.log")
     # Every client here is 127.0.0.1: raise the per-address challenge limit out of the way (phones come
@@ -340,7 +340,8 @@ def _run(args, res: common.Resources, work: Path, dbs: Databases, total: int, co
     service_env = {**env, "JPKI_DATA_DIR": str(work / "service"), "JPKI_DATABASE_URL": dbs.service,
                    "JPKI_CA_URL": ca_url, "JPKI_CA_TOKEN": token or "",
                    "JPKI_PROOF_ATTEMPTS_PER_CLIENT_PER_MINUTE": "1000000000"}
-    service = res.spawn([common.PYTHON, "-m", "jpki_service", "serve", "--port", str(service_port)],
+    service = res.spawn([common.PYTHON, "-m", "jpki_service", "serve", "--port", str(service_port),
+                         "--workers", str(args.service_workers)],
                         log=work / "service.log", env=service_env)
     common.wait_for_port(service_port, service, timeout=60, log=work / "service.log")
     for _ in range(100):
@@ -371,7 +372,7 @@ def _run(args, res: common.Resources, work: Path, dbs: Databases, total: int, co
     cpu_ca = common.tree_cpu_seconds(ca.pid) - cpu_ca
     cpu_client = time.process_time() - cpu_client
     load_end = common.load_line()
-    service_rss, ca_rss = rss_mib(service.pid), rss_mib(ca.pid)
+    service_rss, ca_rss = common.tree_rss_mib(service.pid), common.tree_rss_mib(ca.pid)
     stop_py_spy(res, spies)
 
     raw_after = raw_sign_rates(args.sign_seconds)

@@ -78,6 +78,10 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
+        # Sync endpoints run on anyio's worker threads (40 by default). More threads than one process
+        # has CPU for do not answer sooner: they queue for the GIL, and a thread holding a row lock (the
+        # audit chain's head) waits behind them, so every other request waits on that lock too.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         task = asyncio.create_task(_worker(ctx, sender)) if background else None
         yield
         if task is not None:
@@ -117,3 +121,8 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
                                 "try again", "storage-unavailable", retry_after=2)
 
     return BodySizeLimit(app, settings.max_body_bytes)
+
+
+def create_app_from_environment() -> BodySizeLimit:
+    """The factory ``jpki-service serve --workers N`` hands to uvicorn: settings from ``JPKI_*``."""
+    return create_app(ServiceSettings())

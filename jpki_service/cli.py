@@ -81,6 +81,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8000, help="Port to bind."),
     data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default ./var, or JPKI_DATA_DIR)."),
+    workers: int = typer.Option(1, min=1, max=64, help="Server processes; nothing is kept per process, so "
+                                "requests scale with cores (each also runs the background dispatcher)."),
 ) -> None:
     """Serve the lifecycle API. With no JPKI_CA_URL, the mock CA is started too (port + 100)."""
     import uvicorn
@@ -106,7 +108,17 @@ def serve(
         typer.echo(f"  OCSP      {settings.ca_url}/ocsp")
         typer.echo(f"  database  {make_url(settings.resolved_database_url()).render_as_string(hide_password=True)}")
         sys.stdout.flush()
-        uvicorn.run(create_app(settings, on_shutdown=stop_embedded_ca), host=host, port=port, log_level="warning")
+        if workers == 1:
+            uvicorn.run(create_app(settings, on_shutdown=stop_embedded_ca), host=host, port=port, log_level="warning")
+            return
+        # Worker processes build their own app from the environment: hand them this command's choices
+        # (the embedded CA's URL and token included). This process supervises them and stops the CA.
+        os.environ.update({"JPKI_DATA_DIR": str(settings.data_dir),
+                           "JPKI_DATABASE_URL": settings.resolved_database_url(), "JPKI_CA_URL": settings.ca_url or ""})
+        if settings.ca_token:
+            os.environ["JPKI_CA_TOKEN"] = settings.ca_token
+        uvicorn.run("jpki_service.app:create_app_from_environment", factory=True, workers=workers, host=host,
+                    port=port, log_level="warning")
     finally:
         stop_embedded_ca()  # when the server failed to start
 

@@ -185,13 +185,12 @@ class RunningService:
         return httpx.Client(base_url=self.url, timeout=60)
 
 
-@pytest.fixture
-def service_server(ca_server: RunningCA, service_database_url: str, tmp_path: Path):
-    """``jpki-service serve`` as a real process, talking to the real CA process over HTTP."""
+def start_service(ca_server: RunningCA, database_url: str, tmp_path: Path, *extra_args: str) -> RunningService:
+    """``jpki-service serve`` (with ``extra_args``, e.g. ``--workers 2``) talking to the real CA over HTTP."""
     port = free_port()
     data_dir = tmp_path / "service"
     env = {
-        "JPKI_DATA_DIR": str(data_dir), "JPKI_DATABASE_URL": service_database_url,
+        "JPKI_DATA_DIR": str(data_dir), "JPKI_DATABASE_URL": database_url,
         "JPKI_CA_URL": ca_server.url, "JPKI_CA_TOKEN": ca_server.token,
         # Short waits so tests see the background worker act quickly.
         "JPKI_DISPATCH_INTERVAL_SECONDS": "0.2", "JPKI_MAX_RETRY_BACKOFF_SECONDS": "1",
@@ -201,7 +200,14 @@ def service_server(ca_server: RunningCA, service_database_url: str, tmp_path: Pa
         "JPKI_LOGIN_ATTEMPTS_PER_CLIENT_PER_MINUTE": "0",
     }
     url = f"http://127.0.0.1:{port}"
-    process = start_process([sys.executable, "-m", "jpki_service", "serve", "--port", str(port)], env,
+    process = start_process([sys.executable, "-m", "jpki_service", "serve", "--port", str(port), *extra_args], env,
                             f"{url}/healthz", tmp_path / "service.log")
-    yield RunningService(url, service_database_url, data_dir, process)
-    stop_process(process)
+    return RunningService(url, database_url, data_dir, process)
+
+
+@pytest.fixture
+def service_server(ca_server: RunningCA, service_database_url: str, tmp_path: Path):
+    """``jpki-service serve`` as a real process, talking to the real CA process over HTTP."""
+    running = start_service(ca_server, service_database_url, tmp_path)
+    yield running
+    stop_process(running.process)

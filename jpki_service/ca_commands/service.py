@@ -56,17 +56,17 @@ IssuedHook = Callable[[Session, str], None]
 RefusedHook = Callable[[Session, str, str], None]
 
 
-def _due(store: Store, registration_id: str | None, limit: int) -> list[CACommand]:
-    """Due commands in recorded order. A command whose registration has an *earlier* command still
-    waiting out its back-off is not due: otherwise a revoke could reach the CA before the issue it
-    follows (and find nothing to revoke), or a release before the hold it undoes."""
+def _due(store: Store, registration_id: str | None, limit: int, after_id: int = 0) -> list[CACommand]:
+    """Due commands in recorded order (after ``after_id``). A command whose registration has an *earlier*
+    command still waiting out its back-off is not due: otherwise a revoke could reach the CA before the
+    issue it follows (and find nothing to revoke), or a release before the hold it undoes."""
     now = utcnow()
     earlier = aliased(CACommand)
     earlier_waiting = exists().where(earlier.registration_id == CACommand.registration_id,
                                      earlier.state == "pending", earlier.id < CACommand.id,
                                      earlier.next_attempt_at > now)
     query = select(CACommand).where(CACommand.state == "pending", CACommand.next_attempt_at <= now,
-                                    ~earlier_waiting)
+                                    CACommand.id > after_id, ~earlier_waiting)
     if registration_id is not None:
         query = query.where(CACommand.registration_id == registration_id)
     with store.sessions() as session:
@@ -109,46 +109,61 @@ def _finish(session: Session, command: CACommand, result: dict | None, error: st
 
 def dispatch(store: Store, ca: CAClient, on_issued: IssuedHook, on_refused: RefusedHook,
              registration_id: str | None = None, limit: int = 500,
-             max_backoff: dt.timedelta = dt.timedelta(seconds=30)) -> DispatchReport:
-    """Carry due commands to the CA; stop early while the CA is unreachable."""
+             max_backoff: dt.timedelta = dt.timedelta(seconds=30), page: int = 20) -> DispatchReport:
+    """Carry up to ``limit`` due commands to the CA; stop early while the CA is unreachable.
+
+    Commands are read ``page`` at a time: while the CA is down the first one fails and the round
+    ends, so reading a whole backlog into memory every round (every second, in every worker
+    process) would be pure waste, and it competed with the requests being answered."""
     report = DispatchReport()
-    blocked: set[str] = set()
-    for command in _due(store, registration_id, limit):
-        if command.registration_id in blocked:
-            continue
-        with store.sessions() as session:
-            serial = session.get_one(PhoneCertificate, command.certificate_id).serial
-        result, error = None, None
-        crash_point("during-ca-call")
-        try:
-            result = _call_ca(ca, command, serial)
-            crash_point("after-ca-answer")
-        except CAUnavailable as exc:
-            _defer(store, command.id, str(exc), max_backoff)
-            report.deferred += 1
-            blocked.add(command.registration_id)
-            break  # the CA is down: the next round retries everything, in order
-        except CARefused as refused:
-            current = refused.problem.get("current_status")
-            if refused.status == 409 and current == _DESIRED_STATUS.get(command.action):
-                result = {"status": current}  # the CA already shows what we wanted
-            else:
-                error = f"{refused.status} {refused.problem.get('title', '')}: {refused.problem.get('detail', '')}"
-                log.error("CA refused command %s (%s): %s", command.id, command.action, error)
-        with store.transaction() as session:
-            # Registration row first, as every transition locks it: one lock order, no deadlock with them.
-            session.scalars(select(Registration.id).where(Registration.id == command.registration_id)
-                            .with_for_update()).one()
-            locked = session.scalars(select(CACommand).where(CACommand.id == command.id).with_for_update()).one()
-            if locked.state != "pending":
-                continue  # another worker finished it
-            outcome = _finish(session, locked, result, error, on_issued, on_refused)
-        report.registrations.add(command.registration_id)
-        if outcome == "done":
-            report.done += 1
-        else:
-            report.failed += 1
+    after_id, handled = 0, 0
+    while handled < limit:
+        commands = _due(store, registration_id, min(page, limit - handled), after_id)
+        if not commands:
+            break
+        for command in commands:
+            handled += 1
+            after_id = command.id
+            if not _dispatch_one(store, ca, command, on_issued, on_refused, max_backoff, report):
+                return report  # the CA is down: the next round retries everything, in order
     return report
+
+
+def _dispatch_one(store: Store, ca: CAClient, command: CACommand, on_issued: IssuedHook, on_refused: RefusedHook,
+                  max_backoff: dt.timedelta, report: DispatchReport) -> bool:
+    """Carry one command; False when the CA could not be reached (the command waits its back-off)."""
+    with store.sessions() as session:
+        serial = session.get_one(PhoneCertificate, command.certificate_id).serial
+    result, error = None, None
+    crash_point("during-ca-call")
+    try:
+        result = _call_ca(ca, command, serial)
+        crash_point("after-ca-answer")
+    except CAUnavailable as exc:
+        _defer(store, command.id, str(exc), max_backoff)
+        report.deferred += 1
+        return False
+    except CARefused as refused:
+        current = refused.problem.get("current_status")
+        if refused.status == 409 and current == _DESIRED_STATUS.get(command.action):
+            result = {"status": current}  # the CA already shows what we wanted
+        else:
+            error = f"{refused.status} {refused.problem.get('title', '')}: {refused.problem.get('detail', '')}"
+            log.error("CA refused command %s (%s): %s", command.id, command.action, error)
+    with store.transaction() as session:
+        # Registration row first, as every transition locks it: one lock order, no deadlock with them.
+        session.scalars(select(Registration.id).where(Registration.id == command.registration_id)
+                        .with_for_update()).one()
+        locked = session.scalars(select(CACommand).where(CACommand.id == command.id).with_for_update()).one()
+        if locked.state != "pending":
+            return True  # another worker finished it
+        outcome = _finish(session, locked, result, error, on_issued, on_refused)
+    report.registrations.add(command.registration_id)
+    if outcome == "done":
+        report.done += 1
+    else:
+        report.failed += 1
+    return True
 
 
 def _defer(store: Store, command_id: int, error: str, max_backoff: dt.timedelta) -> None:
