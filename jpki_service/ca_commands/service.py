@@ -118,14 +118,15 @@ def dispatch(store: Store, ca: CAClient, on_issued: IssuedHook, on_refused: Refu
     report = DispatchReport()
     after_id, handled = 0, 0
     while handled < limit:
-        commands = _due(store, registration_id, min(page, limit - handled), after_id)
-        if not commands:
-            break
+        wanted = min(page, limit - handled)
+        commands = _due(store, registration_id, wanted, after_id)
         for command in commands:
             handled += 1
             after_id = command.id
             if not _dispatch_one(store, ca, command, on_issued, on_refused, max_backoff, report):
                 return report  # the CA is down: the next round retries everything, in order
+        if len(commands) < wanted:
+            break  # nothing more was due when this page was read; what came due since waits a round
     return report
 
 
