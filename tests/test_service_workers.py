@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import start_service, stop_process
-from tests.service_helpers import PhoneForTests, make_card, operator_client, register
+from tests.service_helpers import operator_client
+from tests.test_call_centre_api import _pems, _registered
 from tests.test_service_flows import ocsp_status, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -56,14 +57,9 @@ def test_two_workers_serve_register_suspend_and_stop_together(ca_server, two_wor
     wait_for(lambda: len(_live_children(service.process.pid)) >= 2)
     workers = _live_children(service.process.pid)
 
-    card = make_card(ca_server.store, ca_server.settings)
-    phone = PhoneForTests()
-    with service.client() as client:
-        answer = register(client, card, phone)
-    assert answer.status_code == 201, answer.text
-    registered = answer.json()
+    _card, phone, registered = _registered(ca_server, service)
     assert registered["ca_sync"] == "done" and registered["state"] == "active"
-    pems = {c["kind"]: c["certificate_pem"] for c in registered["certificates"]}
+    pems = _pems(registered)
 
     with operator_client(service, "wanda", "operator") as operator:
         # Many requests over fresh connections, so both workers answer some: each sees the same data.

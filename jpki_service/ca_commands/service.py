@@ -56,21 +56,26 @@ IssuedHook = Callable[[Session, str], None]
 RefusedHook = Callable[[Session, str, str], None]
 
 
-def _due(store: Store, registration_id: str | None, limit: int, after_id: int = 0) -> list[CACommand]:
-    """Due commands in recorded order (after ``after_id``). A command whose registration has an *earlier*
-    command still waiting out its back-off is not due: otherwise a revoke could reach the CA before the
-    issue it follows (and find nothing to revoke), or a release before the hold it undoes."""
+def _due(store: Store, registration_id: str | None, limit: int,
+         after_id: int = 0) -> list[tuple[CACommand, str | None]]:
+    """Due commands in recorded order (after ``after_id``), each with its certificate's serial as read now.
+    A command whose registration has an *earlier* command still waiting out its back-off is not due:
+    otherwise a revoke could reach the CA before the issue it follows (and find nothing to revoke), or a
+    release before the hold it undoes."""
     now = utcnow()
     earlier = aliased(CACommand)
     earlier_waiting = exists().where(earlier.registration_id == CACommand.registration_id,
                                      earlier.state == "pending", earlier.id < CACommand.id,
                                      earlier.next_attempt_at > now)
-    query = select(CACommand).where(CACommand.state == "pending", CACommand.next_attempt_at <= now,
-                                    CACommand.id > after_id, ~earlier_waiting)
+    query = (select(CACommand, PhoneCertificate.serial)
+             .join(PhoneCertificate, PhoneCertificate.id == CACommand.certificate_id)
+             .where(CACommand.state == "pending", CACommand.next_attempt_at <= now, CACommand.id > after_id,
+                    ~earlier_waiting))
     if registration_id is not None:
         query = query.where(CACommand.registration_id == registration_id)
     with store.sessions() as session:
-        return list(session.scalars(query.order_by(CACommand.id).limit(limit)))
+        rows = session.execute(query.order_by(CACommand.id).limit(limit))
+        return [(command, serial) for command, serial in rows]
 
 
 def _call_ca(ca: CAClient, command: CACommand, serial: str | None) -> dict:
@@ -120,21 +125,26 @@ def dispatch(store: Store, ca: CAClient, on_issued: IssuedHook, on_refused: Refu
     while handled < limit:
         wanted = min(page, limit - handled)
         commands = _due(store, registration_id, wanted, after_id)
-        for command in commands:
+        for command, serial in commands:
             handled += 1
             after_id = command.id
-            if not _dispatch_one(store, ca, command, on_issued, on_refused, max_backoff, report):
+            if not _dispatch_one(store, ca, command, serial, on_issued, on_refused, max_backoff, report):
                 return report  # the CA is down: the next round retries everything, in order
         if len(commands) < wanted:
             break  # nothing more was due when this page was read; what came due since waits a round
     return report
 
 
-def _dispatch_one(store: Store, ca: CAClient, command: CACommand, on_issued: IssuedHook, on_refused: RefusedHook,
-                  max_backoff: dt.timedelta, report: DispatchReport) -> bool:
-    """Carry one command; False when the CA could not be reached (the command waits its back-off)."""
-    with store.sessions() as session:
-        serial = session.get_one(PhoneCertificate, command.certificate_id).serial
+def _dispatch_one(store: Store, ca: CAClient, command: CACommand, serial: str | None, on_issued: IssuedHook,
+                  on_refused: RefusedHook, max_backoff: dt.timedelta, report: DispatchReport) -> bool:
+    """Carry one command; False when the CA could not be reached (the command waits its back-off).
+
+    ``serial`` is the certificate's serial when the command was read. A serial is written once and
+    never changes, so only a missing one is read again: its issue may have completed since (earlier in
+    this round, or by another worker), and a hold or revoke must then reach the certificate it made."""
+    if serial is None and command.action != "issue":
+        with store.sessions() as session:
+            serial = session.get_one(PhoneCertificate, command.certificate_id).serial
     result, error = None, None
     crash_point("during-ca-call")
     try:
