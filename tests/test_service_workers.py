@@ -6,7 +6,6 @@ carry any recorded change. Checked on SQLite and PostgreSQL against the real CA 
 """
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 
@@ -32,17 +31,24 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _live_children(pid: int) -> list[int]:
-    return [child for child in _children(pid) if _alive(child)]
+def _live_workers(pid: int) -> list[int]:
+    """uvicorn's worker processes of ``pid`` (multiprocessing spawns them; its resource tracker is not one)."""
+    workers = []
+    for child in _children(pid):
+        try:
+            if _alive(child) and b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                workers.append(child)
+        except OSError:
+            continue  # gone meanwhile
+    return workers
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent's wait() is not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
         return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.fixture
@@ -54,8 +60,8 @@ def two_worker_service(ca_server, service_database_url, tmp_path):
 
 def test_two_workers_serve_register_suspend_and_stop_together(ca_server, two_worker_service):
     service = two_worker_service
-    wait_for(lambda: len(_live_children(service.process.pid)) >= 2)
-    workers = _live_children(service.process.pid)
+    wait_for(lambda: len(_live_workers(service.process.pid)) == 2)
+    workers = _live_workers(service.process.pid)
 
     _card, phone, registered = _registered(ca_server, service)
     assert registered["ca_sync"] == "done" and registered["state"] == "active"
