@@ -84,8 +84,9 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    # As many connections as request threads (anyio's default pool: 40), so a request never waits
-    # for a connection while a thread is free; PostgreSQL's own limit is the one to watch (docs/scaling.md).
+    # At least as many connections as request threads (anyio's default, 40, in the CA; the service caps
+    # its threads at JPKI_REQUEST_THREADS, 10), so a request never waits for a connection while holding a
+    # thread; PostgreSQL's own limit is the one to watch (docs/scaling.md).
     return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=25)
 
 
