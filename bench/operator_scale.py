@@ -171,8 +171,6 @@ def _default_sigterm() -> None:
 
 
 # -- the load ------------------------------------------------------------------------------------
-
-
 async def run_load(url: str, tokens: list[str], requests: list, rate: float | None) -> tuple[list, float, dict]:
     """Send ``requests`` (method, path, json, expected statuses) over len(tokens) clients.
 

@@ -188,8 +188,6 @@ def ca_counts(url: str) -> tuple[int, int]:
     return counts
 
 
-
-
 def start_py_spy(res: common.Resources, prefix: str | None, pids: dict[str, int], work: Path) -> list:
     if not prefix:
         return []
