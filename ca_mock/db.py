@@ -7,15 +7,20 @@ PostgreSQL is supported through the same models. Status changes lock the certifi
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import os
+import threading
 from pathlib import Path
 
 from sqlalchemy import DateTime, Engine, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger("ca_mock.db")
 
 
 class Base(DeclarativeBase):
@@ -49,20 +54,63 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
-def _private_sqlite_file(url: str) -> None:
-    """Create a SQLite file readable by its owner only (it holds keys): SQLite gives its WAL
-    and shared-memory files the same mode."""
-    database = make_url(url).database
-    if not database or database == ":memory:":
-        return
-    path = Path(database)
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL (absolute), or None for another database or an in-memory one."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).resolve()
+
+
+def _create_private_sqlite_file(path: Path) -> None:
+    """Create a missing SQLite file readable by its owner only (it holds keys; SQLite gives its WAL and
+    shared-memory files the same mode). An existing file is never opened here: closing any descriptor of
+    a file drops every POSIX lock this process holds on it, and another process would then believe it is
+    the database's last user and delete the WAL under us (SQLite's "How To Corrupt", section 2.2)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    try:
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(descriptor)  # a file this call created: no connection of this process can hold a lock on it
+
+
+# One engine per database per process (see _create_private_sqlite_file): every Store of a URL shares it,
+# and the health of that database as this process sees it.
+_ENGINES: dict[str, tuple[Engine, StoreHealth]] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _shared_engine(url: str) -> tuple[Engine, StoreHealth]:
+    path = sqlite_path(url)
+    key = f"sqlite:{path}" if path is not None else url
+    with _ENGINES_LOCK:
+        shared = _ENGINES.get(key)
+        if shared is None:
+            if path is not None:
+                _create_private_sqlite_file(path)
+            engine, health = _new_engine(url), StoreHealth(path)
+            event.listen(engine, "connect", lambda _connection, _record: health.remember_file())
+            event.listen(engine, "handle_error", lambda context: health.note(context.original_exception))
+            shared = _ENGINES[key] = (engine, health)
+        return shared
 
 
 def make_engine(url: str) -> Engine:
+    """The process's engine for ``url``, made on first use."""
+    return _shared_engine(url)[0]
+
+
+def _forget_engines_after_fork() -> None:
+    # A forked child must not share its parent's connections: it makes its own on first use.
+    _ENGINES.clear()
+
+
+os.register_at_fork(after_in_child=_forget_engines_after_fork)
+
+
+def _new_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        _private_sqlite_file(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -90,6 +138,83 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=25)
 
 
+# SQLite result codes that mean the store itself is unusable (not merely busy): corrupt, not a database,
+# an I/O error, read-only, cannot open, disk full.
+_UNUSABLE_SQLITE_ERRORS = ("SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_IOERR", "SQLITE_READONLY",
+                           "SQLITE_CANTOPEN", "SQLITE_FULL")
+
+
+class StoreHealth:
+    """Whether this process's database is usable, for ``/healthz``.
+
+    A SQLite store is unusable when its file is gone or was replaced since this process opened it, when a
+    file of it (the database, its WAL or shared memory) was deleted while this process holds it open (its
+    later commits would vanish at restart), when a statement failed with a SQLite error that says the store
+    itself is broken, or when the integrity check failed. Busy databases and an unreachable PostgreSQL are
+    not recorded: they pass, and a health probe's own read reports them while they last.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file when first opened
+        self._failure: str | None = None
+
+    def remember_file(self) -> None:
+        if self.path is not None and self._identity is None:
+            status = os.stat(self.path)
+            self._identity = (status.st_dev, status.st_ino)
+
+    def note(self, error: BaseException | None) -> None:
+        """Record ``error`` if it says the store is broken (called for every failed statement)."""
+        error = getattr(error, "orig", None) or error  # SQLAlchemy's wrapper: the driver's error inside
+        name = getattr(error, "sqlite_errorname", "") or ""
+        if name.startswith(_UNUSABLE_SQLITE_ERRORS) and self._failure is None:
+            self._failure = f"a statement failed with {name}: {error}"
+            log.error("the store %s is unusable: %s", self.path, self._failure)
+
+    def check_integrity(self, engine: Engine) -> None:
+        """SQLite's ``PRAGMA quick_check`` (O(size): run at start, not per probe)."""
+        if self.path is None:
+            return
+        with engine.connect() as connection:
+            result = connection.exec_driver_sql("PRAGMA quick_check").scalars().all()
+        if result != ["ok"] and self._failure is None:
+            self._failure = f"the integrity check failed: {'; '.join(map(str, result[:3]))}"
+            log.error("the store %s is unusable: %s", self.path, self._failure)
+
+    def problem(self) -> str | None:
+        """Why the store is unusable, or None."""
+        if self._failure is not None or self.path is None:
+            return self._failure
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            return f"the store file {self.path} is gone"
+        if self._identity is not None and (status.st_dev, status.st_ino) != self._identity:
+            return f"the store file {self.path} was replaced by another file while open"
+        deleted = _deleted_while_open(self.path)
+        if deleted:
+            return (f"{', '.join(deleted)} deleted while this process holds it open: "
+                    "commits would be lost at restart (was the file opened outside SQLite?)")
+        return None
+
+
+def _deleted_while_open(path: Path) -> list[str]:
+    """This process's open descriptors of ``path`` and its -wal/-shm whose file was deleted (Linux /proc)."""
+    folder = Path("/proc/self/fd")
+    if not folder.is_dir():
+        return []
+    deleted = []
+    for descriptor in folder.iterdir():
+        try:
+            target = os.readlink(descriptor)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith(str(path)) and target.endswith(" (deleted)"):
+            deleted.append(target.removesuffix(" (deleted)"))
+    return sorted(set(deleted))
+
+
 def create_schema(engine: Engine) -> None:
     # Import the model modules so every table is registered on Base.metadata.
     from ca_mock.authorities import models as _a  # noqa: F401
@@ -97,8 +222,10 @@ def create_schema(engine: Engine) -> None:
     from ca_mock.crl import models as _r  # noqa: F401
     from ca_mock.ocsp import models as _o  # noqa: F401
     from ca_mock.operations import models as _p  # noqa: F401
+    from ca_mock.certificates.upgrade import add_public_key_fingerprints
 
     Base.metadata.create_all(engine)
+    add_public_key_fingerprints(engine)  # a column create_all does not add to an older store
 
 
 class DriverQuery:
@@ -147,7 +274,7 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine, self.health = _shared_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -161,6 +288,18 @@ class Store:
             connection.execution_options(write=True)
             with Session(bind=connection, expire_on_commit=False) as session, session.begin():
                 yield session
+
+    def problem(self) -> str | None:
+        """Why the store is not usable, or None: the recorded state and a read made now (``/healthz``)."""
+        recorded = self.health.problem()
+        if recorded is not None:
+            return recorded
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except DBAPIError as exc:
+            return f"the store cannot be read: {exc.orig.__class__.__name__}: {exc.orig}"
+        return None
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -11,6 +11,7 @@ import base64
 import binascii
 import datetime as dt
 import email.utils
+import logging
 import urllib.parse
 
 import anyio.to_thread
@@ -25,6 +26,8 @@ from ca_mock.db import DriverQuery, Store, utcnow
 from ca_mock.ocsp.models import PreparedOCSPResponse
 from ca_mock.ocsp.service import HASHES, build_response
 from ca_mock.settings import CASettings
+
+log = logging.getLogger("ca_mock.ocsp")
 
 MAX_REQUEST_BYTES = 8 * 1024
 MEDIA_TYPE = b"application/ocsp-response"
@@ -144,7 +147,9 @@ class OCSPResponder:
             return
         try:
             der = await self.answer(request_der)
-        except Exception:  # never a 500 page: an OCSP client understands internalError
+        except Exception as exc:  # never a 500 page: an OCSP client understands internalError
+            log.exception("OCSP answered internalError")
+            self.store.health.note(exc)
             der = INTERNAL_ERROR
         extra = []
         if cacheable and der not in (MALFORMED, UNAUTHORIZED, INTERNAL_ERROR):
