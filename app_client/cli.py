@@ -181,7 +181,8 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", hel
     if registration.last_change:
         change = registration.last_change
         typer.echo(f"last change     {change.event} by {change.actor}, {_when(change.at)}")
-    typer.echo(f"ca sync         {registration.ca_sync or '-'}")
+    typer.echo(f"ca sync         {registration.ca_sync or '-'}"
+               + (f" ({registration.ca_sync_reason})" if registration.ca_sync_reason else ""))
     _print_certificates(registration, report.in_secure_element)
     if report.copy_deleted:
         typer.echo(f"the registration is {registration.state}: its copy in this phone's secure element was deleted")
@@ -195,6 +196,18 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", hel
         typer.echo(f"The call centre lifted the suspension on {lifted_at}: the user-authentication "
                    "certificate is good again, but this phone has no valid signature certificate until you "
                    f"prove your card and this phone. Reissue it with: {LIFT_COMMAND}")
+
+
+def _say_where_the_ca_stands(registration: Registration, change: str) -> None:
+    """Only the CA's record makes a change count for relying parties: say whether it has it yet."""
+    if registration.ca_sync == "pending":
+        typer.echo(f"{change} is recorded by the service and will be carried to the CA; the service keeps trying "
+                   "until the CA has it (ca_sync pending). Check with `jpki-app status`: `ca sync done` means "
+                   "the CA has it")
+    elif registration.ca_sync == "failed":
+        typer.echo(f"{change} is recorded by the service, but the CA refused it (ca_sync failed: "
+                   f"{registration.ca_sync_reason or 'no reason given'}). The service's operators can re-queue "
+                   "it; check with `jpki-app status`")
 
 
 def _changed_at(registration: Registration, event: str) -> str:
@@ -234,8 +247,7 @@ def revoke(ctx: typer.Context) -> None:
     registration = flows.revoke(_options(ctx).phone(), secret(SIGN_PASSWORD))
     typer.echo(f"revoked: registration {registration.registration_id} is {registration.state}"
                f" ({registration.reason or 'owner-revoked'}); the certificates were deleted from the secure element")
-    if registration.ca_sync == "pending":
-        typer.echo("the CA is told as soon as it answers (ca_sync pending); nothing more to do")
+    _say_where_the_ca_stands(registration, "the revocation")
 
 
 @command("reset-password")
@@ -280,8 +292,8 @@ def lift_suspension(
     if signature is None or not signature.certificate_pem:
         typer.echo("the CA has not issued the new signature certificate yet; "
                    "`jpki-app status` fetches it when it has")
-    elif registration.ca_sync == "pending":
-        typer.echo("the CA is told the rest as soon as it answers (ca_sync pending); nothing more to do")
+    else:
+        _say_where_the_ca_stands(registration, "the change")
 
 
 @command()

@@ -88,7 +88,7 @@ class Registration:
     registration_id: str
     state: str
     reason: str | None  # why not active: superseded, owner-revoked, ...; suspended: lost|stolen|sold|other
-    ca_sync: str | None
+    ca_sync: str | None  # done: the CA has every change | pending: on its way there | failed: the CA refused one
     certificates: tuple[PhoneCertificate, ...]
     superseded: tuple[str, ...] = ()
     # Shown once, in the answer to registering: the owner gives it to the call centre to suspend a lost phone.
@@ -97,6 +97,7 @@ class Registration:
     # until the owner proves card + phone (the lift-suspension request, again).
     signature_reissue_needed: bool = False
     last_change: LastChange | None = None
+    ca_sync_reason: str | None = None  # why ca_sync is not done, as the service says it
     document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # as received
 
     @classmethod
@@ -105,6 +106,7 @@ class Registration:
             return cls(
                 registration_id=document["registration_id"], state=document["state"],
                 reason=document.get("reason"), ca_sync=document.get("ca_sync"),
+                ca_sync_reason=document.get("ca_sync_reason"),
                 certificates=tuple(
                     PhoneCertificate(c["kind"], c.get("serial"), c["status"], bool(c.get("current", True)),
                                      c.get("certificate_pem"))

@@ -1,8 +1,9 @@
 """The adapter to the certification authority: its HTTP API (bearer) and its public OCSP/CRL.
 
 The only place the service talks to the CA. Two kinds of failure, kept apart because the
-outbox treats them differently: :class:`CAUnavailable` (network, timeout, 5xx: try again later)
-and :class:`CARefused` (a 4xx problem document: retrying will not help).
+outbox treats them differently: :class:`CAUnavailable` (try again later: the CA, our credential or
+the way to it is the trouble, whatever the request) and :class:`CARefused` (the CA refused this very
+request with a problem document: retrying it will not help).
 """
 from __future__ import annotations
 
@@ -15,19 +16,41 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
+from ca_mock.http import PROBLEM_MEDIA_TYPE
 from jpki_service.protocol import verify_signature
 
 
 class CAUnavailable(Exception):
-    """The CA could not be reached or failed; the request may be retried."""
+    """Try again later: the CA could not be reached, timed out, failed (5xx), asked us to slow down (429)
+    or did not accept our credential (401, 403). The answer says nothing about the request itself."""
 
 
 class CARefused(Exception):
-    """The CA answered with a problem document; retrying the same request will not help."""
+    """The CA refused this very request (400, 404, 409, 422... with a problem document): retrying the
+    same request will not help."""
 
     def __init__(self, status: int, problem: dict[str, Any]) -> None:
         super().__init__(f"CA refused ({status}): {problem.get('detail', problem)}")
         self.status, self.problem = status, problem
+
+
+# Answers that say nothing about the request itself: the CA, our credential or the path to it is the
+# trouble, so the request is tried again later (docs/ca.md, "Rotating the API token").
+_TRY_AGAIN_LATER = {
+    401: "the CA refused our credential (401): check JPKI_CA_TOKEN",
+    403: "the CA does not let our credential do this (403): check that JPKI_CA_TOKEN is the CA's service token",
+    408: "the CA timed out waiting for our request (408)",
+    429: "the CA asks us to slow down (429)",
+}
+_NEVER_ISSUED_SERIAL = "0"  # serials are positive (RFC 5280, 4.1.2.2): 0 names no certificate
+
+
+def _json_or_text(response: httpx.Response) -> dict[str, Any]:
+    try:
+        problem = response.json()
+    except ValueError:
+        return {"detail": response.text[:200]}
+    return problem if isinstance(problem, dict) else {"detail": str(problem)[:200]}
 
 
 @dataclass(frozen=True)
@@ -54,17 +77,41 @@ class CAClient:
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
             response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise CAUnavailable(f"the CA at {self.base_url} did not answer in time ({exc.__class__.__name__})") \
+                from None
         except httpx.HTTPError as exc:
-            raise CAUnavailable(f"CA at {self.base_url} unreachable: {exc.__class__.__name__}: {exc}") from None
-        if response.status_code >= 500:
-            raise CAUnavailable(f"CA at {self.base_url} failed with {response.status_code}")
-        if response.status_code >= 400:
-            try:
-                problem = response.json()
-            except ValueError:
-                problem = {"detail": response.text[:200]}
-            raise CARefused(response.status_code, problem)
-        return response.json()
+            raise CAUnavailable(f"the CA at {self.base_url} is unreachable: {exc.__class__.__name__}: {exc}") from None
+        status = response.status_code
+        if status in _TRY_AGAIN_LATER:
+            raise CAUnavailable(_TRY_AGAIN_LATER[status])
+        if status >= 500:
+            raise CAUnavailable(f"the CA at {self.base_url} failed ({status})")
+        if status >= 400:
+            if response.headers.get("content-type", "").split(";")[0].strip() != PROBLEM_MEDIA_TYPE:
+                # Not the CA speaking about the request (a proxy's page, a wrong JPKI_CA_URL): not a refusal.
+                raise CAUnavailable(f"the CA at {self.base_url} answered {status} without a problem document: "
+                                    "check JPKI_CA_URL")
+            raise CARefused(status, _json_or_text(response))
+        if status not in (200, 201):
+            raise CAUnavailable(f"the CA at {self.base_url} answered {status}: check JPKI_CA_URL")
+        try:
+            return response.json()
+        except ValueError:
+            raise CAUnavailable(f"the CA at {self.base_url} answered {status} with no JSON: check JPKI_CA_URL") \
+                from None
+
+    def check_access(self) -> None:
+        """Prove the URL and the credential with a harmless authenticated read (a serial never issued):
+        the CA answers 404 "unknown certificate" when both are right. Raises :class:`CAUnavailable`
+        (with the reason) otherwise."""
+        try:
+            self.certificate(_NEVER_ISSUED_SERIAL)
+        except CARefused as refused:
+            if refused.status == 404 and str(refused.problem.get("type", "")).endswith("/unknown-certificate"):
+                return
+            raise CAUnavailable(f"the CA at {self.base_url} does not answer as the CA's API does: {refused} "
+                                "(check JPKI_CA_URL)") from None
 
     def issue(self, operation_id: str, profile: str, csr_pem: str, card_serial: str,
               person: dict[str, str] | None) -> dict[str, Any]:

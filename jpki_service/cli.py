@@ -14,6 +14,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import OperationalError
 
 from jpki_service.audit.cli import audit_app
+from jpki_service.ca_commands.cli import ca_commands_app
 from jpki_service.settings import ServiceSettings
 
 app = typer.Typer(help="The JPKI smartphone certificate lifecycle service.", no_args_is_help=True,
@@ -76,6 +77,21 @@ def _start_embedded_ca(settings: ServiceSettings, host: str, port: int) -> subpr
     raise AssertionError  # unreachable
 
 
+def _check_external_ca(settings: ServiceSettings) -> None:
+    """Refuse to start against a CA that does not answer or does not take our token: every change
+    would wait in the queue, and nobody would know why until someone read `jpki-service status`."""
+    from jpki_service.ca_client import CAClient, CAUnavailable
+
+    client = CAClient(settings.ca_url or "", settings.ca_token, settings.ca_timeout_seconds)
+    try:
+        client.check_access()
+    except CAUnavailable as exc:
+        token = "JPKI_CA_TOKEN is set" if settings.ca_token else "JPKI_CA_TOKEN is not set"
+        fail(f"the CA at JPKI_CA_URL={settings.ca_url} cannot be used ({token}): {exc}. Nothing was started.")
+    finally:
+        client.close()
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
@@ -94,6 +110,8 @@ def serve(
     ca_process = None
     if not settings.ca_url:
         ca_process = _start_embedded_ca(settings, host, port + 100)
+    else:
+        _check_external_ca(settings)
 
     def stop_embedded_ca() -> None:
         if ca_process is not None and ca_process.poll() is None:
@@ -137,7 +155,7 @@ def status(data: Optional[Path] = typer.Option(None, "--data", help="Data folder
     """Registrations by state, the changes waiting to reach the CA, the owner notices waiting to go."""
     from sqlalchemy import func, select
 
-    from jpki_service.ca_commands.service import queue_summary
+    from jpki_service.ca_commands.service import list_commands, queue_summary, retrying_summary
     from jpki_service.db import Store
     from jpki_service.notifications.service import pending_count
     from jpki_service.registrations.models import Registration
@@ -148,18 +166,37 @@ def status(data: Optional[Path] = typer.Option(None, "--data", help="Data folder
         with store.sessions() as session:
             states = dict(session.execute(select(Registration.state, func.count()).group_by(Registration.state)).all())
         queue = queue_summary(store)
+        retrying = retrying_summary(store)
+        failed = list_commands(store, "failed", limit=_FAILED_SHOWN)
         notices = pending_count(store)
     except OperationalError as exc:
         fail(f"cannot read the database (run `jpki-service migrate`?): {exc.orig}")
     typer.echo("registrations  " + (", ".join(f"{k} {v}" for k, v in sorted(states.items())) or "none"))
     typer.echo(f"CA queue       pending {queue.get('pending', 0)}, failed {queue.get('failed', 0)}, "
                f"done {queue.get('done', 0)}")
+    if queue.get("pending"):
+        since = retrying.oldest_pending_at.isoformat(timespec="seconds") if retrying.oldest_pending_at else "-"
+        word = f"retrying: {retrying.latest_error}" if retrying.latest_error else "not tried yet"
+        typer.echo(f"  waiting      {queue['pending']} since {since} ({word})")
+    for command in failed:
+        typer.echo(f"  failed       command {command.id}: {command.action} of the {command.certificate_kind} "
+                   f"certificate, registration {command.registration_id}: {command.last_error}")
+    if queue.get("failed", 0) > len(failed):
+        typer.echo(f"  failed       ... and {queue['failed'] - len(failed)} more: "
+                   "`jpki-service ca-commands list --state failed`")
+    if queue.get("failed"):
+        typer.echo("  re-queue once the cause is fixed: `jpki-service ca-commands requeue --all` (or ids)")
     typer.echo(f"owner notices  waiting {notices}")
+
+
+_FAILED_SHOWN = 5  # failed commands `status` lists; `ca-commands list --state failed` lists them all
 
 
 operator_app = typer.Typer(help="Call-centre accounts (operator, supervisor, auditor).", no_args_is_help=True)
 app.add_typer(operator_app, name="operator")
 app.add_typer(audit_app, name="audit", help="The audit trail: verify its hash chain.")
+app.add_typer(ca_commands_app, name="ca-commands",
+              help="The changes waiting to reach the CA: list them, re-queue the ones it refused.")
 
 
 def _store(settings: ServiceSettings):

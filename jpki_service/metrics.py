@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from jpki_service.ca_commands.service import queue_summary
+from jpki_service.ca_commands.service import queue_summary, retrying_summary
+from jpki_service.db import utcnow
 from jpki_service.db import Store
 from jpki_service.notifications.service import pending_count
 from jpki_service.registrations.models import Registration
@@ -31,6 +32,16 @@ class _ServiceCollector(Collector):
         for state in ("pending", "failed"):
             queue.add_metric([state], summary.get(state, 0))
         yield queue
+        retrying = retrying_summary(self.store)
+        # One series per distinct cause (a handful: the CA down, our token refused...), never per command.
+        by_error = GaugeMetricFamily("jpki_ca_commands_retrying", "Pending changes the CA has not taken yet, by the "
+                                     "last error met (they are retried until the CA has them)", labels=["last_error"])
+        for error, count in sorted(retrying.by_error.items()):
+            by_error.add_metric([error], count)
+        yield by_error
+        oldest = retrying.oldest_pending_at
+        yield GaugeMetricFamily("jpki_ca_commands_oldest_pending_seconds", "Age of the oldest change not yet at the "
+                                "CA (0: none waiting)", value=(utcnow() - oldest).total_seconds() if oldest else 0)
         yield GaugeMetricFamily("jpki_owner_notifications_pending", "Owner notices not yet sent",
                                 value=pending_count(self.store))
         registrations = GaugeMetricFamily("jpki_registrations", "Registrations by state", labels=["state"])

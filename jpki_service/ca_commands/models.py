@@ -19,9 +19,12 @@ class CACommand(Base):
     action: Mapped[str] = mapped_column(String(16))  # issue | revoke | hold | release
     reason: Mapped[str | None] = mapped_column(String(32))
     operation_id: Mapped[str] = mapped_column(String(128), unique=True)
-    # Issue only: profile, CSR, card serial and the holder's four items, erased once issued.
+    # Issue only: profile, CSR and card serial (commands queued by older versions also hold the
+    # holder's four items, which the CA now takes from its record of the card), erased once issued.
     payload: Mapped[dict | None] = mapped_column(JSON)
-    state: Mapped[str] = mapped_column(String(10), default="pending")  # pending | done | failed
+    # pending (until the CA has it) | done | failed (the CA refused this very command; an operator may
+    # re-queue it) | superseded (a failed command a later change made moot, ended at re-queue)
+    state: Mapped[str] = mapped_column(String(10), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -6,6 +6,12 @@ transaction with the command's own operation id: a command run twice (two worker
 after the CA answered) is answered twice by the CA and takes effect once. Commands of one
 registration run in the order they were recorded; a transient failure stops that
 registration's queue until the next attempt, so a revoke never overtakes its issue.
+
+A command stays ``pending`` until the CA has it or has definitely refused that very command
+(:class:`CARefused`); only then is it ``failed``, with the CA's reason. Everything else the CA
+may answer (unreachable, 5xx, 429, our credential refused: :class:`CAUnavailable`) is retried,
+and the last error is kept on the command for ``jpki-service status`` and ``/metrics``. An
+operator re-queues failed commands once the cause is fixed (:func:`requeue_failed`, audited).
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, aliased
 
+from jpki_service.audit import service as audit
 from jpki_service.ca_client import CAClient, CARefused, CAUnavailable
 from jpki_service.ca_commands.models import CACommand
 from jpki_service.db import Store, utcnow
@@ -159,8 +166,10 @@ def _dispatch_one(store: Store, ca: CAClient, command: CACommand, serial: str | 
         if refused.status == 409 and current == _DESIRED_STATUS.get(command.action):
             result = {"status": current}  # the CA already shows what we wanted
         else:
-            error = f"{refused.status} {refused.problem.get('title', '')}: {refused.problem.get('detail', '')}"
-            log.error("CA refused command %s (%s): %s", command.id, command.action, error)
+            error = (f"the CA refused the {command.action} ({refused.status} {refused.problem.get('title', '')}: "
+                     f"{refused.problem.get('detail', '')})")
+            log.error("CA command %s (%s of registration %s) failed: %s", command.id, command.action,
+                      command.registration_id, error)
     with store.transaction() as session:
         # Registration row first, as every transition locks it: one lock order, no deadlock with them.
         session.scalars(select(Registration.id).where(Registration.id == command.registration_id)
@@ -184,15 +193,154 @@ def _defer(store: Store, command_id: int, error: str, max_backoff: dt.timedelta)
         command.last_error = error
         backoff = retry_delay(command.attempts, max_backoff)
         command.next_attempt_at = utcnow() + backoff
+        log.warning("CA command %s (%s of registration %s) not carried, attempt %d; retrying in %d s: %s",
+                    command.id, command.action, command.registration_id, command.attempts,
+                    backoff.total_seconds(), error)
 
 
-def pending_counts(session: Session, registration_id: str) -> tuple[int, int]:
-    """(pending, failed) commands of one registration."""
+@dataclass(frozen=True)
+class CASync:
+    """Where one registration's changes stand at the CA, as the owner, the console and the API show it."""
+
+    state: str  # done | pending | failed
+    pending: int
+    failed: int
+    reason: str | None  # why not done: the CA's refusal (failed), or that the CA has not taken it yet
+
+
+def registration_sync(session: Session, registration_id: str) -> CASync:
+    """The registration's pending and failed commands, and why they are not done. Failed wins: it needs
+    someone to act (``jpki-service ca-commands requeue``); pending needs nobody."""
     rows = dict(session.execute(
         select(CACommand.state, func.count()).where(CACommand.registration_id == registration_id)
         .where(CACommand.state.in_(("pending", "failed"))).group_by(CACommand.state)
     ).all())
-    return rows.get("pending", 0), rows.get("failed", 0)
+    pending, failed = rows.get("pending", 0), rows.get("failed", 0)
+    if failed:
+        refusal = session.scalars(select(CACommand.last_error).where(
+            CACommand.registration_id == registration_id, CACommand.state == "failed")
+            .order_by(CACommand.id.desc()).limit(1)).one()
+        return CASync("failed", pending, failed, f"{refusal}; the service's operators can re-queue it once "
+                                                 "the cause is fixed")
+    if pending:
+        # The CA's own error text stays with the operators (jpki-service status): it may name their setup.
+        attempts = session.scalar(select(func.max(CACommand.attempts)).where(
+            CACommand.registration_id == registration_id, CACommand.state == "pending"))
+        tried = f", {attempts} attempts so far" if attempts else ""
+        return CASync("pending", pending, failed, f"recorded here, not yet at the CA{tried}; "
+                                                  "the service keeps carrying it until the CA has it")
+    return CASync("done", 0, 0, None)
+
+
+@dataclass(frozen=True)
+class CommandView:
+    """One command as an operator lists it (no payload: CSRs are no operator's business)."""
+
+    id: int
+    registration_id: str
+    action: str
+    reason: str | None
+    certificate_kind: str
+    serial: str | None
+    state: str
+    attempts: int
+    created_at: dt.datetime
+    next_attempt_at: dt.datetime
+    done_at: dt.datetime | None
+    last_error: str | None
+
+
+def list_commands(store: Store, state: str, registration_id: str | None = None,
+                  limit: int = 100) -> list[CommandView]:
+    """Commands in ``state`` (pending | failed | done), oldest first."""
+    query = (select(CACommand, PhoneCertificate.kind, PhoneCertificate.serial)
+             .join(PhoneCertificate, PhoneCertificate.id == CACommand.certificate_id)
+             .where(CACommand.state == state).order_by(CACommand.id).limit(limit))
+    if registration_id is not None:
+        query = query.where(CACommand.registration_id == registration_id)
+    with store.sessions() as session:
+        return [CommandView(c.id, c.registration_id, c.action, c.reason, kind, serial, c.state, c.attempts,
+                            c.created_at, c.next_attempt_at, c.done_at, c.last_error)
+                for c, kind, serial in session.execute(query)]
+
+
+@dataclass(frozen=True)
+class RetryingSummary:
+    """The pending commands that the CA has not taken yet, by the last error they met."""
+
+    by_error: dict[str, int]  # last error -> pending commands that met it
+    latest_error: str | None  # the error of the command retried last
+    oldest_pending_at: dt.datetime | None
+
+
+def retrying_summary(store: Store) -> RetryingSummary:
+    waiting = CACommand.state == "pending"
+    with store.sessions() as session:
+        by_error = dict(session.execute(select(CACommand.last_error, func.count())
+                                        .where(waiting, CACommand.last_error.is_not(None))
+                                        .group_by(CACommand.last_error)).all())
+        # The one deferred last waits longest (the back-off grows): the freshest word on the CA.
+        latest = session.scalars(select(CACommand.last_error).where(waiting, CACommand.last_error.is_not(None))
+                                 .order_by(CACommand.next_attempt_at.desc()).limit(1)).first()
+        oldest = session.scalar(select(func.min(CACommand.created_at)).where(waiting))
+    return RetryingSummary(by_error, latest, oldest)
+
+
+@dataclass
+class RequeueReport:
+    requeued: list[int] = field(default_factory=list)
+    # Ended for good: a later change of the same certificate wants another status, so carrying this
+    # one now would undo it (a hold refused, then released).
+    superseded: list[int] = field(default_factory=list)
+    not_requeued: dict[int, str] = field(default_factory=dict)  # command id -> why
+
+
+def requeue_failed(store: Store, chain_key: bytes, actor: str, command_ids: list[int] | None = None,
+                   registration_id: str | None = None) -> RequeueReport:
+    """Put failed commands (all, or these ids, or one registration's) back in the queue, due now.
+
+    Each keeps its place (its id) and its operation id, so the CA still applies it once. A status
+    command is re-queued only while the certificate still wants the status it carries; otherwise it
+    is ``superseded``. A refused issue is not re-queued: its request was erased when the CA refused
+    it, and the registration it would have completed has ended; the owner registers again.
+    One audit entry per registration touched, in the same transaction."""
+    selection = select(CACommand.id, CACommand.registration_id).where(CACommand.state == "failed")
+    if command_ids is not None:
+        selection = selection.where(CACommand.id.in_(command_ids))
+    if registration_id is not None:
+        selection = selection.where(CACommand.registration_id == registration_id)
+    report = RequeueReport()
+    with store.transaction() as session:
+        chosen = session.execute(selection).all()
+        registrations = sorted({r for _, r in chosen})
+        # Registration rows first, as every transition and the dispatcher lock them: one lock order.
+        session.scalars(select(Registration.id).where(Registration.id.in_(registrations)).order_by(Registration.id)
+                        .with_for_update()).all()
+        now = utcnow()
+        per_registration: dict[str, RequeueReport] = {r: RequeueReport() for r in registrations}
+        for command in session.scalars(select(CACommand).where(CACommand.id.in_([i for i, _ in chosen]),
+                                                               CACommand.state == "failed")
+                                       .order_by(CACommand.id).with_for_update()):
+            mine = per_registration[command.registration_id]
+            if command.action == "issue":
+                mine.not_requeued[command.id] = ("a refused issue cannot be re-queued: its request was erased and "
+                                                 "the registration ended; the owner registers again")
+                continue
+            status = session.get_one(PhoneCertificate, command.certificate_id).status
+            if status != _DESIRED_STATUS[command.action]:
+                command.state, command.done_at = "superseded", now
+                mine.superseded.append(command.id)
+                continue
+            command.state, command.done_at, command.next_attempt_at, command.attempts = "pending", None, now, 0
+            mine.requeued.append(command.id)
+        for registration, mine in per_registration.items():
+            report.requeued += mine.requeued
+            report.superseded += mine.superseded
+            report.not_requeued.update(mine.not_requeued)
+            if mine.requeued or mine.superseded:
+                audit.record(session, chain_key, actor, "ca-commands-requeued", registration,
+                             {"requeued": mine.requeued, "superseded": mine.superseded})
+    return report
 
 
 def queue_summary(store: Store, waiting_only: bool = False) -> dict[str, int]:

@@ -98,6 +98,7 @@ class RegistrationSummary(BaseModel):
     reason: str | None
     certificates: list[CertificateSummary]
     ca_sync: str
+    ca_sync_reason: str | None
     signature_reissue_needed: bool
 
 

@@ -47,7 +47,7 @@ def require_permission(ctx: ServiceContext, who: SignedIn, permission: Permissio
 
 
 def summary(ctx: ServiceContext, session: Session, registration: Registration) -> dict[str, Any]:
-    pending, failed = ca_commands.pending_counts(session, registration.id)
+    sync = ca_commands.registration_sync(session, registration.id)
     certificates = session.scalars(select(PhoneCertificate).where(PhoneCertificate.registration_id == registration.id)
                                    .order_by(PhoneCertificate.id))
     return {
@@ -59,7 +59,8 @@ def summary(ctx: ServiceContext, session: Session, registration: Registration) -
         "reason": registration.reason,
         "certificates": [{"kind": c.kind, "serial": c.serial, "status": c.status, "current": c.current}
                          for c in certificates],
-        "ca_sync": "failed" if failed else ("pending" if pending else "done"),
+        "ca_sync": sync.state,
+        "ca_sync_reason": sync.reason,
         "signature_reissue_needed": signature_reissue_needed(session, registration),
     }
 

@@ -287,7 +287,9 @@ def _ca_sync_text(summary: dict[str, Any]) -> str:
         return "ca_sync done: the CA has it"
     if state == "pending":
         return "ca_sync pending: recorded, on its way to the CA"
-    return f"ca_sync {state}: recorded, but the CA refused a change; see `jpki-service queue` on the service"
+    why = f" ({summary['ca_sync_reason']})" if summary.get("ca_sync_reason") else ""
+    return (f"ca_sync {state}: recorded, but the CA refused a change{why}; "
+            "see `jpki-service ca-commands list --state failed` on the service")
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

@@ -87,8 +87,12 @@ class RegistrationOut(BaseModel):
     created_at: str
     updated_at: str
     certificates: list[CertificateOut]
-    ca_sync: Literal["done", "pending", "failed"]
+    ca_sync: Literal["done", "pending", "failed"] = Field(
+        description="done: the CA has every change; pending: recorded here, the service keeps carrying it to "
+                    "the CA until the CA has it; failed: the CA refused a change (see ca_sync_reason)")
+    ca_sync_reason: str | None = Field(description="Why ca_sync is not done; null when it is")
     pending_ca_operations: int
+    failed_ca_operations: int
     signature_reissue_needed: bool = Field(
         description="A supervisor lifted the suspension: prove card + phone (lift-suspension) for a new signature "
                     "certificate")

@@ -57,7 +57,7 @@ class ServiceContext:
 
 # -- reading ---------------------------------------------------------------------------------
 def registration_document(session: Session, registration: Registration) -> dict[str, Any]:
-    pending, failed = ca_commands.pending_counts(session, registration.id)
+    sync = ca_commands.registration_sync(session, registration.id)
     certificates = session.scalars(
         select(PhoneCertificate).where(PhoneCertificate.registration_id == registration.id)
         .order_by(PhoneCertificate.id)
@@ -73,8 +73,10 @@ def registration_document(session: Session, registration: Registration) -> dict[
              "certificate_pem": c.certificate_pem}
             for c in certificates
         ],
-        "ca_sync": "failed" if failed else ("pending" if pending else "done"),
-        "pending_ca_operations": pending,
+        "ca_sync": sync.state,
+        "ca_sync_reason": sync.reason,
+        "pending_ca_operations": sync.pending,
+        "failed_ca_operations": sync.failed,
         "signature_reissue_needed": lifecycle.signature_reissue_needed(
             State(registration.state), [Event(e.event) for e in events]),
         # Who changed it last, so the phone can say "suspended by the call centre"; never the note.
