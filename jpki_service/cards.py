@@ -17,7 +17,8 @@ from cryptography import x509
 
 from ca_mock.certificates.profiles import OID_ADDRESS, OID_DATE_OF_BIRTH, OID_GENDER, OID_NAME, PROFILES
 from jpki_service.ca_client import CAClient, CAUnavailable
-from jpki_service.problems import CAUnreachable, InvalidInput, ProofRejected
+from jpki_service.ocsp_verification import OCSPAnswerRefused
+from jpki_service.problems import CAUnreachable, InvalidInput, ProofRejected, StatusUnverified
 from jpki_service.protocol import signature_verifies
 
 CARD_SIGNATURE_POLICY = x509.ObjectIdentifier(PROFILES["card-signature"].policy_oid)
@@ -80,6 +81,8 @@ def verify_card_proof(ca: CAClient, certificate_pem: str, message: bytes, signat
         answer = ca.ocsp_status(card, sign_ca)
     except CAUnavailable as exc:
         raise CAUnreachable(f"the card cannot be checked now: {exc}") from None
+    except OCSPAnswerRefused as exc:
+        raise StatusUnverified(f"the card's status could not be verified: {exc}") from None
     if answer.status != "good":
         raise ProofRejected(f"the card certificate is {answer.status} at the CA"
                             + (f" ({answer.reason})" if answer.reason else ""))

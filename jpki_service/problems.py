@@ -40,6 +40,12 @@ class CAUnreachable(Problem):
     status, title, slug = 503, "Certification authority unreachable", "ca-unreachable"
 
 
+class StatusUnverified(Problem):
+    """The OCSP answer was not believed (jpki_service/ocsp_verification.py): forged, replayed or stale."""
+
+    status, title, slug = 503, "Certificate status could not be verified", "status-unverified"
+
+
 class NotSignedIn(Problem):
     status, title, slug = 401, "Not signed in", "not-signed-in"
 

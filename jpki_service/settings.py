@@ -15,6 +15,14 @@ class ServiceSettings(BaseSettings):
     ca_url: str | None = Field(None, description="The CA's API base URL; unset: serve starts the mock CA.")
     ca_token: str | None = Field(None, description="Bearer credential for the CA API.")
     ca_timeout_seconds: float = Field(5.0, description="Per-call timeout towards the CA.")
+    ocsp_max_age_seconds: float = Field(
+        300.0, gt=0, description="An OCSP answer whose thisUpdate is older than this is not believed (our "
+                                 "requests carry a nonce, so answers are fresh; jpki_service/ocsp_verification.py)."
+    )
+    ocsp_clock_skew_seconds: float = Field(
+        60.0, ge=0, description="Tolerated clock difference with the OCSP responder: a thisUpdate at most "
+                                "this far in the future, a nextUpdate at most this far in the past."
+    )
     challenge_ttl_seconds: int = Field(120, description="Lifetime of an owner-proof challenge.")
     dispatch_interval_seconds: float = Field(1.0, description="How often waiting CA operations are retried.")
     max_retry_backoff_seconds: float = Field(

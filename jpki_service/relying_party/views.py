@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from jpki_service.ca_client import CAUnavailable
 from jpki_service.cards import load_certificate
 from jpki_service.challenges.service import issue_challenge, spend_challenge
-from jpki_service.problems import CAUnreachable, ProofRejected
+from jpki_service.ocsp_verification import OCSPAnswerRefused
+from jpki_service.problems import CAUnreachable, ProofRejected, StatusUnverified
 from jpki_service.protocol import Action, signature_verifies
 
 router = APIRouter(prefix="/rp/v1", tags=["demo relying party"])
@@ -54,6 +55,8 @@ def login(body: LoginRequest, request: Request) -> dict[str, Any]:
         answer = ctx.ca.ocsp_status(certificate, issuer)
     except CAUnavailable as exc:
         raise CAUnreachable(f"the certificate's status cannot be checked now: {exc}") from None
+    except OCSPAnswerRefused as exc:
+        raise StatusUnverified(f"the certificate's status could not be verified: {exc}") from None
     if answer.status != "good":
         raise ProofRejected(f"OCSP says {answer.status}" + (f" ({answer.reason})" if answer.reason else ""))
     return {"authenticated": True, "serial": format(certificate.serial_number, "x"), "ocsp": answer.status}
