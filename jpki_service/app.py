@@ -18,6 +18,7 @@ from jpki_service.ca_client import CAClient, CAUnavailable
 from jpki_service.challenges.service import purge_expired_challenges
 from jpki_service.db import Store
 from jpki_service.metrics import metrics_endpoint
+from jpki_service.ocsp_verification import OCSPFreshness
 from jpki_service.notifications import service as notifications
 from jpki_service.rate_limits.service import purge_expired_counters
 from jpki_service.notifications.senders import Sender, make_sender
@@ -72,7 +73,8 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
     if ca is None:
         if not settings.ca_url:
             raise ValueError("no CA: set JPKI_CA_URL (or let `jpki-service serve` start the mock CA)")
-        ca = CAClient(settings.ca_url, settings.ca_token, settings.ca_timeout_seconds)
+        ca = CAClient(settings.ca_url, settings.ca_token, settings.ca_timeout_seconds,
+                      OCSPFreshness.from_settings(settings))
     sender = make_sender(settings)  # a misconfigured sender stops the start, not a background round
     ctx = registrations.ServiceContext(Store(settings.resolved_database_url()), ca, settings, load_service_keys(settings))
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import httpx
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from ca_mock.http import PROBLEM_MEDIA_TYPE
-from jpki_service.protocol import verify_signature
+from jpki_service.ocsp_verification import OCSPFreshness, ocsp_question, verify_ocsp_answer
+from jpki_service.settings import ServiceSettings
 
 
 class CAUnavailable(Exception):
@@ -60,8 +60,11 @@ class OCSPAnswer:
 
 
 class CAClient:
-    def __init__(self, base_url: str, token: str | None, timeout: float = 5.0) -> None:
+    def __init__(self, base_url: str, token: str | None, timeout: float = 5.0,
+                 ocsp_freshness: OCSPFreshness | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        # None: the JPKI_OCSP_* settings of the environment (jpki_service/settings.py).
+        self.ocsp_freshness = ocsp_freshness or OCSPFreshness.from_settings(ServiceSettings())
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout,
                                   headers={"Authorization": f"Bearer {token}"} if token else {})
         # The OCSP URL comes from each certificate, so it has its own client: no bearer, no base URL.
@@ -161,7 +164,13 @@ class CAClient:
         return revoked
 
     def ocsp_status(self, certificate: x509.Certificate, issuer: x509.Certificate) -> OCSPAnswer:
-        """Ask the OCSP responder named in the certificate, as any relying party would."""
+        """Ask the OCSP responder named in the certificate, as a careful relying party would: a request
+        with a fresh nonce, and an answer believed only once :func:`verify_ocsp_answer` accepts it.
+
+        ``issuer`` must be the certificate's issuing CA, already chained to the root by the caller.
+        Raises :class:`CAUnavailable` when the responder cannot be reached, and
+        :class:`~jpki_service.ocsp_verification.OCSPAnswerRefused` when its answer is not believed.
+        """
         urls = [
             d.access_location.value
             for d in certificate.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
@@ -169,38 +178,17 @@ class CAClient:
         ]
         if not urls:
             return OCSPAnswer("unknown", "no OCSP URL in the certificate")
-        request = ocsp.OCSPRequestBuilder().add_certificate(certificate, issuer, hashes.SHA256()).build()
+        question = ocsp_question(certificate, issuer)
         try:
-            response = self._public.post(urls[0], content=request.public_bytes(serialization.Encoding.DER),
+            response = self._public.post(urls[0], content=question.der,
                                          headers={"Content-Type": "application/ocsp-request"})
             response.raise_for_status()
         except httpx.HTTPError as exc:
             raise CAUnavailable(f"OCSP at {urls[0]} unreachable: {exc}") from None
-        answer = ocsp.load_der_ocsp_response(response.content)
-        if answer.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
-            raise CAUnavailable(f"OCSP answered {answer.response_status.name}")
-        responder = answer.certificates[0] if answer.certificates else issuer
-        if (responder.issuer != issuer.subject
-                or not _signed_by(responder, issuer)
-                or not _signed_by_key(answer, responder)
-                or answer.serial_number != certificate.serial_number):
-            raise CAUnavailable("OCSP answer does not verify")
+        answer = verify_ocsp_answer(response.content, question, certificate, issuer, self.ocsp_freshness)
         if answer.certificate_status == ocsp.OCSPCertStatus.GOOD:
             return OCSPAnswer("good", None)
         if answer.certificate_status == ocsp.OCSPCertStatus.UNKNOWN:
             return OCSPAnswer("unknown", None)
         reason = answer.revocation_reason.value if answer.revocation_reason else "unspecified"
         return OCSPAnswer("held" if reason == "certificateHold" else "revoked", reason)
-
-
-def _signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        certificate.verify_directly_issued_by(issuer)
-    except Exception:  # ValueError, TypeError or InvalidSignature: not issued by it
-        return False
-    return True
-
-
-def _signed_by_key(answer: ocsp.OCSPResponse, responder: x509.Certificate) -> bool:
-    return verify_signature(responder.public_key(), answer.tbs_response_bytes, answer.signature,
-                            answer.signature_hash_algorithm)
