@@ -32,7 +32,8 @@ from ca_mock.settings import CASettings
 from jpki_service.ocsp_verification import OCSPAnswerRefused, OCSPFreshness, ocsp_question, verify_ocsp_answer
 from jpki_service.protocol import proof_message, sign_message
 from tests.conftest import RunningCA, free_port, start_process, start_service, stop_process
-from tests.service_helpers import PhoneForTests, make_card, register, register_body
+from tests.service_helpers import PhoneForTests, make_card, proof_for, register, register_body
+from tests.test_service_flows import wait_for
 from tests.test_service_proofs import assert_problem, snapshot
 
 pytestmark = pytest.mark.e2e
@@ -268,6 +269,31 @@ def test_answer_signed_by_the_cards_own_key(world: World, stub: OCSPStub):
     card_certificate = x509.load_pem_x509_certificate(card.certificate_pem.encode())
     stub.forge = lambda request: forged_answer(request, card_certificate, card.key)
     assert "unauthorized" in assert_register_refused_unverified(world, card)["detail"]
+
+
+def test_answer_signed_by_the_cards_own_key_does_not_allow_a_password_reset(world: World, stub: OCSPStub):
+    """The review's case exactly: reset-password with a revoked card and its self-signed "good"."""
+    card, phone = make_card(world.ca.store, world.ca.settings), PhoneForTests()
+    with world.client() as client:
+        assert register(client, card, phone).status_code == 201
+        change_status(world.ca.store, world.ca.settings, card.serial, StatusAction.REVOKE,
+                      f"move-{secrets.token_hex(4)}", "affiliationChanged")
+
+        def cascade_done():  # the background card cascade must be over before the snapshot
+            document = client.get(f"/api/v1/registrations/{phone.registration_id}").json()
+            signature = next(c for c in document["certificates"] if c["kind"] == "signature")
+            return signature["status"] == "revoked" and document["ca_sync"] == "done"
+
+        wait_for(cascade_done, timeout=30)
+        card_certificate = x509.load_pem_x509_certificate(card.certificate_pem.encode())
+        stub.forge = lambda request: forged_answer(request, card_certificate, card.key)
+        body = proof_for(client, "reset-password", phone, card.key)
+        body["proof"]["card_certificate_pem"] = card.certificate_pem
+        before = snapshot(world.service_database_url)
+        problem = assert_problem(client.post(f"/api/v1/registrations/{phone.registration_id}/reset-password",
+                                             json=body), 503, "status-unverified")
+        assert "unauthorized" in problem["detail"]
+        assert snapshot(world.service_database_url) == before
 
 
 def test_answer_signed_by_the_other_issuing_cas_responder(world: World, stub: OCSPStub):
