@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from ca_mock.authorities import views as authority_views
 from ca_mock.authorities.service import load_hierarchy
 from ca_mock.certificates import views as certificate_views
+from ca_mock.credentials import Credentials
 from ca_mock.crl import views as crl_views
 from ca_mock.crl.service import publish_all_due
 from ca_mock.db import Store, create_schema
@@ -68,7 +69,7 @@ async def _publisher(store: Store, settings: CASettings) -> None:
         await asyncio.sleep(settings.crl_publish_interval_seconds)
 
 
-def build_fastapi(store: Store, settings: CASettings, api_token: str | None, background: bool) -> FastAPI:
+def build_fastapi(store: Store, settings: CASettings, credentials: Credentials, background: bool) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         load_hierarchy(store)  # fail at start, not at the first request, if init was not run
@@ -81,7 +82,7 @@ def build_fastapi(store: Store, settings: CASettings, api_token: str | None, bac
 
     app = FastAPI(title="JPKI mock CA", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   responses=PROBLEM_RESPONSES)
-    app.state.store, app.state.settings, app.state.api_token = store, settings, api_token
+    app.state.store, app.state.settings, app.state.credentials = store, settings, credentials
     app.include_router(certificate_views.router)
     app.include_router(crl_views.router)
     app.include_router(authority_views.router)
@@ -103,7 +104,7 @@ class CAApplication:
         self.settings = settings
         self.store = store or Store(settings.resolved_database_url())
         create_schema(self.store.engine)
-        self.api = build_fastapi(self.store, settings, settings.resolved_api_token(), background)
+        self.api = build_fastapi(self.store, settings, Credentials.from_settings(settings), background)
         self.ocsp = OCSPResponder(self.store, settings)
         self._routed = BodySizeLimit(self._route, settings.max_body_bytes)
 

@@ -109,7 +109,10 @@ def init(
     verb = "kept the existing CA" if existed else "created a new CA"
     typer.echo(f"{verb} at {store.engine.url.render_as_string(hide_password=True)}")
     typer.echo(f"public URL   {hierarchy.public_url}")
-    typer.echo(f"API token    {settings.token_file if not settings.api_token else 'from JPKI_CA_API_TOKEN'}")
+    typer.echo(f"API token    {settings.token_file if not settings.api_token else 'from JPKI_CA_API_TOKEN'}"
+               "  (the lifecycle service's: phone certificates only)")
+    admin_token = settings.admin_token_file if not settings.admin_token else "from JPKI_CA_ADMIN_TOKEN"
+    typer.echo(f"admin token  {admin_token}  (card certificates over HTTP)")
 
 
 @app.command()
@@ -124,16 +127,24 @@ def serve(
 
     from ca_mock.app import create_app
     from ca_mock.authorities.service import load_hierarchy
+    from ca_mock.credentials import Credentials, CredentialsMisconfigured
 
     settings = ctx.obj.settings()
     store = _store(settings)
     hierarchy = _run(lambda: load_hierarchy(store))
     if settings.resolved_api_token() is None:
         fail("no API token: set JPKI_CA_API_TOKEN or run `jpki-ca init` to write one")
+    try:
+        credentials = Credentials.from_settings(settings)
+    except CredentialsMisconfigured as exc:
+        fail(str(exc))
     typer.echo(f"JPKI mock CA on http://{host}:{port}  (certificates point at {hierarchy.public_url})")
     typer.echo(f"  API docs  http://{host}:{port}/docs")
     typer.echo(f"  CRL       {hierarchy.public_url}/crl/sign.crl  {hierarchy.public_url}/crl/auth.crl")
     typer.echo(f"  OCSP      {hierarchy.public_url}/ocsp")
+    if credentials.admin_token is None:
+        typer.echo("  no administrator token: card certificates can be issued or changed only with this CLI "
+                   "(`jpki-ca init --exist-ok` writes admin-token)")
     sys.stdout.flush()
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
@@ -155,10 +166,10 @@ def issue(
     ctx: typer.Context,
     profile: str = typer.Option(..., help="card-signature, card-authentication, phone-signature, phone-authentication"),
     csr: Path = typer.Option(..., exists=True, dir_okay=False, help="PKCS#10 request, PEM."),
-    name: Optional[str] = typer.Option(None, help="Signature profiles: holder's name."),
-    birth: Optional[str] = typer.Option(None, help="Signature profiles: YYYY-MM-DD."),
-    gender: Optional[str] = typer.Option(None, help="Signature profiles: 1, 2 or 3."),
-    address: Optional[str] = typer.Option(None, help="Signature profiles: address."),
+    name: Optional[str] = typer.Option(None, help="card-signature: holder's name (card-signature only)."),
+    birth: Optional[str] = typer.Option(None, help="card-signature: YYYY-MM-DD (card-signature only)."),
+    gender: Optional[str] = typer.Option(None, help="card-signature: 1, 2 or 3 (card-signature only)."),
+    address: Optional[str] = typer.Option(None, help="card-signature: address (card-signature only)."),
     card_serial: Optional[str] = typer.Option(None, help="Phone profiles: card signature certificate serial."),
     not_after: Optional[dt.datetime] = typer.Option(None, help="Requested notAfter (UTC)."),
     operation_id: Optional[str] = typer.Option(None, help="Idempotency key (default: a fresh one)."),

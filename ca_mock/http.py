@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ca_mock.credentials import Credential, Credentials
 from ca_mock.problems import CAProblem, Problem
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -76,15 +76,18 @@ def install_problem_handlers(app: FastAPI, log: logging.Logger) -> None:
         return problem_response(500, "Internal error", "the server failed; nothing was changed", "internal")
 
 
-def require_bearer(request: Request) -> None:
-    """FastAPI dependency: the lifecycle service's bearer credential, compared in constant time."""
-    expected: str | None = request.app.state.api_token
+def require_bearer(request: Request) -> Credential:
+    """FastAPI dependency: which of the CA's credentials (the service's or the administrator's) the
+    bearer token is; what each may do is :func:`ca_mock.credentials.check_scope`."""
+    credentials: Credentials = request.app.state.credentials
     header = request.headers.get("authorization", "")
-    scheme, _, credential = header.partition(" ")
-    if scheme.lower() != "bearer" or not credential:
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented:
         raise Unauthorised("missing bearer credential: send 'Authorization: Bearer <token>'")
-    if expected is None or not secrets.compare_digest(credential.strip().encode(), expected.encode()):
+    credential = credentials.identify(presented.strip())
+    if credential is None:
         raise Unauthorised("bearer credential not accepted")
+    return credential
 
 
 class BodySizeLimit:

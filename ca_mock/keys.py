@@ -77,3 +77,11 @@ def check_subject_key(public_key: object, field: str = "csr_pem") -> None:
             raise PolicyViolation(f"EC curve {public_key.curve.name}; only P-256 is allowed", field=field)
         return
     raise PolicyViolation(f"key type {type(public_key).__name__} is not allowed; use RSA-2048+ or P-256", field=field)
+
+
+def public_key_fingerprint(public_key) -> str:
+    """SHA-256 of the key's DER SubjectPublicKeyInfo, in hex: one value per key, whatever certifies it."""
+    spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(spki)
+    return digest.finalize().hex()

@@ -68,3 +68,7 @@ class NotInitialised(CAProblem):
 
 class AlreadyInitialised(CAProblem):
     status, title, slug = 409, "CA already initialised", "already-initialised"
+
+
+class KeyAlreadyCertified(CAProblem):
+    status, title, slug = 409, "Public key already certified", "key-already-certified"

@@ -28,7 +28,14 @@ class CASettings(BaseSettings):
     api_token: str | None = Field(
         None,
         description="Bearer credential the lifecycle service presents; default: the token file "
-        "that `jpki-ca init` writes under data_dir.",
+        "that `jpki-ca init` writes under data_dir. It may issue phone certificates and change the "
+        "status of phone certificates only.",
+    )
+    admin_token: str | None = Field(
+        None,
+        description="Bearer credential of the CA's administrator, needed over HTTP to issue card "
+        "certificates and to change a card certificate's status; default: the admin-token file that "
+        "`jpki-ca init` writes under data_dir. Must differ from api_token.",
     )
     key_algorithm: KeyAlgorithm = Field("rsa2048", description="Algorithm of the CA keys made at init.")
     card_validity_days: int = Field(5 * 365, description="Longest validity of a card certificate.")
@@ -68,8 +75,20 @@ class CASettings(BaseSettings):
         return self.data_dir / "api-token"
 
     def resolved_api_token(self) -> str | None:
-        if self.api_token:
-            return self.api_token
-        if self.token_file.exists():
-            return self.token_file.read_text().strip()
-        return None
+        return _token(self.api_token, self.token_file)
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.data_dir / "admin-token"
+
+    def resolved_admin_token(self) -> str | None:
+        return _token(self.admin_token, self.admin_token_file)
+
+
+def _token(given: str | None, file: Path) -> str | None:
+    """The token from the environment, or failing that from its file (None if neither)."""
+    if given:
+        return given
+    if file.exists():
+        return file.read_text().strip()
+    return None

@@ -116,10 +116,9 @@ class CAClient:
             raise CAUnavailable(f"the CA at {self.base_url} does not answer as the CA's API does: {refused} "
                                 "(check JPKI_CA_URL)") from None
 
-    def issue(self, operation_id: str, profile: str, csr_pem: str, card_serial: str,
-              person: dict[str, str] | None) -> dict[str, Any]:
-        body = {"operation_id": operation_id, "profile": profile, "csr_pem": csr_pem,
-                "card_serial": card_serial, "person": person}
+    def issue(self, operation_id: str, profile: str, csr_pem: str, card_serial: str) -> dict[str, Any]:
+        """A phone certificate; the CA writes a signature certificate's four items from its record of the card."""
+        body = {"operation_id": operation_id, "profile": profile, "csr_pem": csr_pem, "card_serial": card_serial}
         return self._call("POST", "/api/v1/certificates", json=body)
 
     def change_status(self, serial: str, action: str, operation_id: str, reason: str | None = None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from ca_mock.authorities.service import Hierarchy, initialise
 from ca_mock.db import Store, create_schema
 from ca_mock.settings import CASettings
+from tests.helpers import start_handing_out_keys_again
 
 POSTGRES_URL = os.environ.get("JPKI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -73,6 +74,12 @@ def _empty_database(kind: str, tmp_path: Path, name: str):
         admin.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_keys_per_test():
+    """Each test starts on a new CA store: any key made earlier may be certified again."""
+    start_handing_out_keys_again()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path: Path):
     """A database URL for an empty CA store, once per backend."""
@@ -120,6 +127,7 @@ class RunningCA:
     store: Store
     process: subprocess.Popen
     restart_args: tuple = ()
+    admin_token: str = ""  # the administrator credential: card certificates (docs/ca.md)
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -128,8 +136,9 @@ class RunningCA:
         args, env, log = self.restart_args
         self.process = start_process(args, env, f"{self.url}/healthz", log)
 
-    def client(self, authorised: bool = True) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.token}"} if authorised else {}
+    def client(self, authorised: bool = True, admin: bool = False) -> httpx.Client:
+        """A client with the service's credential, or with ``admin`` the administrator's."""
+        headers = {"Authorization": f"Bearer {self.admin_token if admin else self.token}"} if authorised else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
@@ -170,6 +179,7 @@ def ca_server(ca_settings: CASettings, store: Store, hierarchy: Hierarchy, tmp_p
     running = RunningCA(url, ca_settings.resolved_api_token() or "", ca_settings, store,
                         start_process(args, env, f"{url}/healthz", tmp_path / "ca-server.log"))
     running.restart_args = (args, env, tmp_path / "ca-server.log")
+    running.admin_token = ca_settings.resolved_admin_token() or ""
     yield running
     stop_process(running.process)
 

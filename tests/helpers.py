@@ -1,6 +1,8 @@
 """Small builders the tests share: key pairs, CSRs and issue requests."""
 from __future__ import annotations
 
+import threading
+
 from ca_mock import keys
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -8,15 +10,29 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 PERSON = {"name": "山田 太郎", "date_of_birth": "1990-01-02", "gender": "1", "address": "東京都千代田区千代田1-1"}
 
+# Key generation dominates test time: keys made once per test process are handed out again in
+# later tests (each has a CA store of its own), but never twice in one test, since the CA certifies
+# a key only once.
 _KEYS: list = []
+_handed_out = 0
+_keys_lock = threading.Lock()
 
 
 def rsa_key() -> rsa.RSAPrivateKey:
-    """A fresh RSA-2048 key (a few are cached: key generation dominates test time otherwise)."""
-    if len(_KEYS) < 4:
-        _KEYS.append(rsa.generate_private_key(65537, 2048))
-        return _KEYS[-1]
-    return _KEYS[len(_KEYS) % 4]
+    """An RSA-2048 key not handed out before in this test."""
+    global _handed_out
+    with _keys_lock:
+        if _handed_out == len(_KEYS):
+            _KEYS.append(rsa.generate_private_key(65537, 2048))
+        _handed_out += 1
+        return _KEYS[_handed_out - 1]
+
+
+def start_handing_out_keys_again() -> None:
+    """At the start of each test (conftest.py): its CA store has certified none of the keys."""
+    global _handed_out
+    with _keys_lock:
+        _handed_out = 0
 
 
 def csr_pem(key=None, common_name: str = "ignored by the CA") -> str:

@@ -214,9 +214,11 @@ def is_initialised(store: Store) -> bool:
 
 
 def initialise(store: Store, settings: CASettings, exist_ok: bool = False) -> Hierarchy:
-    """Create the hierarchy and the API token, or (with ``exist_ok``) keep the one that exists."""
+    """Create the hierarchy and the two API tokens, or (with ``exist_ok``) keep the one that exists and
+    write only a token file it lacks (a CA made before the administrator credential has no admin-token)."""
     if is_initialised(store):
         if exist_ok:
+            _write_missing_token_files(settings)
             return load_hierarchy(store)
         raise AlreadyInitialised(
             "this store already holds a CA; its keys are kept. Use a new --data folder or database "
@@ -268,14 +270,26 @@ def initialise(store: Store, settings: CASettings, exist_ok: bool = False) -> Hi
                 crl_number=0, crl_dirty=False,
             )
         )
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not settings.api_token and not settings.token_file.exists():
-        # Created 0600 from the first byte: no moment where another user could read it.
-        fd = os.open(settings.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32) + "\n")
+    _write_missing_token_files(settings)
     _HIERARCHIES.pop(store, None)
     return load_hierarchy(store)
+
+
+def _write_missing_token_files(settings: CASettings) -> None:
+    """Write a fresh token into each token file that is missing and not replaced by its variable."""
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for given, path in ((settings.api_token, settings.token_file),
+                        (settings.admin_token, settings.admin_token_file)):
+        if given or path.exists():
+            continue
+        # Created 0600 from the first byte: no moment where another user could read it. O_EXCL: a
+        # concurrent init that wrote it first wins, and its token is the one kept.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
 
 
 _HIERARCHIES: "weakref.WeakKeyDictionary[Store, Hierarchy]" = weakref.WeakKeyDictionary()

@@ -27,10 +27,15 @@ class IssuedCertificate(Base):
     # The DER of this certificate's CRL entry, made once when it is listed, so that a full
     # CRL is a concatenation and one signature instead of a million Python objects.
     crl_entry_der: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # keys.public_key_fingerprint of the certified key: one key, one certificate. Unique, so two
+    # concurrent issuances of one key cannot both commit. Empty only for a certificate of a store made
+    # before this column whose key an earlier certificate already had (certificates/upgrade.py).
+    public_key_sha256: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_certificates_authority_status", "authority", "status"),
         Index("ix_certificates_authority_changed", "authority", "status_changed_at"),
+        Index("ux_certificates_public_key_sha256", "public_key_sha256", unique=True),
     )
 
 

@@ -71,6 +71,19 @@ def _other_names(person: PersonalData) -> list[x509.OtherName]:
     ]
 
 
+def personal_data_of(certificate: x509.Certificate) -> PersonalData:
+    """The four items a signature certificate carries (read back from what :func:`_other_names` wrote)."""
+    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    values = {name.type_id: name.value for name in san.get_values_for_type(x509.OtherName)}
+    return PersonalData(
+        name=core.UTF8String.load(values[OID_NAME]).native,
+        gender=core.PrintableString.load(values[OID_GENDER]).native,
+        date_of_birth=dt.datetime.strptime(core.PrintableString.load(values[OID_DATE_OF_BIRTH]).native,
+                                           "%Y%m%d").date(),
+        address=core.UTF8String.load(values[OID_ADDRESS]).native,
+    )
+
+
 def build_certificate(
     profile: Profile,
     public_key,

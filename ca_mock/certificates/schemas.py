@@ -28,7 +28,11 @@ class IssueRequest(BaseModel):
     operation_id: str = OperationId
     profile: Literal["card-signature", "card-authentication", "phone-signature", "phone-authentication"]
     csr_pem: str = Field(min_length=1, max_length=16_384, description="PKCS#10 request, PEM")
-    person: PersonIn | None = Field(None, description="Required for signature profiles, refused otherwise.")
+    person: PersonIn | None = Field(
+        None, description="card-signature: required. phone-signature: optional; the CA writes the four items "
+        "of its own record of the card named in card_serial, and refuses a person that disagrees. "
+        "Authentication profiles: refused.",
+    )
     card_serial: str | None = Field(
         None, min_length=1, max_length=40, pattern=r"^[0-9A-Fa-f]+$",
         description="Phone profiles: the card signature certificate this phone certificate derives from.",

@@ -18,7 +18,13 @@ from ca_mock import keys
 from ca_mock.authorities.models import Authority
 from ca_mock.authorities.service import load_hierarchy
 from ca_mock.certificates.models import IssuedCertificate, StatusEvent
-from ca_mock.certificates.profiles import PROFILES, PersonalData, build_certificate
+from ca_mock.certificates.profiles import (
+    PROFILES,
+    PersonalData,
+    Profile,
+    build_certificate,
+    personal_data_of,
+)
 from ca_mock.certificates.schemas import IssueRequest
 from ca_mock.certificates.status_rules import CertStatus, StatusAction, next_status
 from ca_mock.crl import partitions
@@ -26,7 +32,13 @@ from ca_mock.crl.entries import encode_entry
 from ca_mock.db import Store, utcnow
 from ca_mock.ocsp.service import prepare_responses
 from ca_mock.operations import service as operations
-from ca_mock.problems import InvalidCSR, InvalidRequest, PolicyViolation, UnknownCertificate
+from ca_mock.problems import (
+    InvalidCSR,
+    InvalidRequest,
+    KeyAlreadyCertified,
+    PolicyViolation,
+    UnknownCertificate,
+)
 from ca_mock.settings import CASettings
 
 
@@ -117,17 +129,47 @@ def _card_for(session: Session, request: IssueRequest) -> IssuedCertificate | No
     return card
 
 
+def _personal_data(request: IssueRequest, card: IssuedCertificate | None) -> PersonalData | None:
+    """The four items the certificate will carry: a card signature certificate's from the request, a
+    phone signature certificate's from this CA's own record of the card (a ``person`` sent with it
+    must agree), none for the authentication profiles."""
+    profile = PROFILES[request.profile]
+    given = PersonalData(**request.person.model_dump()) if request.person is not None else None
+    if not profile.carries_personal_data:
+        if given is not None:
+            raise InvalidRequest(f"{profile.name} certificates carry no personal data; omit person",
+                                 field="person")
+        return None
+    if card is None:
+        if given is None:
+            raise InvalidRequest(f"{profile.name} certificates carry the holder's four items; person is "
+                                 "required", field="person")
+        return given
+    on_card = personal_data_of(x509.load_der_x509_certificate(card.der))
+    if given is not None and given != on_card:
+        raise PolicyViolation(f"person disagrees with the card signature certificate {card.serial}: a "
+                              f"{profile.name} certificate carries the card's four items, as this CA "
+                              "recorded them; omit person", field="person")
+    return on_card
+
+
+def _check_key_not_certified(session: Session, key_fingerprint: str) -> None:
+    certified = session.scalar(select(IssuedCertificate.serial)
+                               .where(IssuedCertificate.public_key_sha256 == key_fingerprint))
+    if certified is not None:
+        raise KeyAlreadyCertified(f"csr_pem carries a public key this CA already certified (certificate "
+                                  f"{certified}); one key, one certificate: make a new key pair",
+                                  field="csr_pem")
+
+
 def issue_certificate(store: Store, settings: CASettings, request: IssueRequest) -> dict[str, Any]:
-    """Issue one certificate from a PKCS#10 request; subject data comes from ``request.person``."""
+    """Issue one certificate from a PKCS#10 request, for a key never certified before; the four items
+    of a signature certificate come from ``request.person`` (card) or the card's record (phone)."""
     hierarchy = load_hierarchy(store)
     profile = PROFILES[request.profile]
-    if profile.carries_personal_data and request.person is None:
-        raise InvalidRequest(f"{profile.name} certificates carry the holder's four items; person is "
-                             "required", field="person")
-    if not profile.carries_personal_data and request.person is not None:
-        raise InvalidRequest(f"{profile.name} certificates carry no personal data; omit person", field="person")
     csr = _load_csr(request.csr_pem)
     keys.check_subject_key(csr.public_key())
+    key_fingerprint = keys.public_key_fingerprint(csr.public_key())
     content = request.model_dump(mode="json", exclude={"operation_id"})
     print_ = operations.fingerprint("issue", content)
     # Replays and refusals first, in a read that changes nothing (the issuance transaction
@@ -136,7 +178,10 @@ def issue_certificate(store: Store, settings: CASettings, request: IssueRequest)
         previous = operations.previous_result(session, request.operation_id, "issue", print_)
         if previous is not None:
             return previous
-        _validity(request, settings, _card_for(session, request), utcnow(),
+        card = _card_for(session, request)
+        person = _personal_data(request, card)  # a card's four items never change: read once
+        _check_key_not_certified(session, key_fingerprint)
+        _validity(request, settings, card, utcnow(),
                   hierarchy.get(profile.authority).certificate.not_valid_after_utc)
     # Its own short transaction, before the issuance's (see crl/partitions.py).
     partition = partitions.allocate(store, settings, profile.authority)
@@ -147,13 +192,9 @@ def issue_certificate(store: Store, settings: CASettings, request: IssueRequest)
                 return previous
             now = utcnow()
             card = _card_for(session, request)
+            _check_key_not_certified(session, key_fingerprint)
             issuer = hierarchy.get(profile.authority)
             not_after = _validity(request, settings, card, now, issuer.certificate.not_valid_after_utc)
-            person = (
-                PersonalData(request.person.name, request.person.date_of_birth, request.person.gender,
-                             request.person.address)
-                if request.person else None
-            )
             serial = x509.random_serial_number()
             cert = build_certificate(profile, csr.public_key(), person, serial, now, not_after,
                                      issuer, hierarchy.public_url, partition)
@@ -161,7 +202,7 @@ def issue_certificate(store: Store, settings: CASettings, request: IssueRequest)
                 serial=normalise_serial(serial), authority=issuer.name, profile=profile.name,
                 card_serial=card.serial if card else None, not_before=now, not_after=not_after,
                 der=cert.public_bytes(serialization.Encoding.DER), status=CertStatus.GOOD.value,
-                status_changed_at=now,
+                status_changed_at=now, public_key_sha256=key_fingerprint,
             )
             session.add(row)
             session.flush()  # the certificate row first: certificate_partitions refers to it
@@ -174,10 +215,12 @@ def issue_certificate(store: Store, settings: CASettings, request: IssueRequest)
             operations.record_result(session, request.operation_id, "issue", print_, result)
             return result
     except IntegrityError:
-        # The same operation id committed concurrently: answer with its result.
+        # The same operation id, or the same key, committed concurrently: answer with its result,
+        # or refuse the key.
         with store.sessions() as session:
             previous = operations.previous_result(session, request.operation_id, "issue", print_)
             if previous is None:
+                _check_key_not_certified(session, key_fingerprint)
                 raise
             return previous
 
@@ -222,7 +265,7 @@ def _change_status_once(store, settings, hierarchy, serial, action, operation_id
             select(IssuedCertificate).where(IssuedCertificate.serial == serial).with_for_update()
         ).one_or_none()
         if cert is None:
-            raise UnknownCertificate(f"no certificate with serial {serial} was issued by this CA", field="serial")
+            raise _unknown_certificate(serial)
         previous = operations.previous_result(session, operation_id, action.value, print_)
         if previous is not None:
             return previous
@@ -249,11 +292,25 @@ def _change_status_once(store, settings, hierarchy, serial, action, operation_id
         return result
 
 
+def _unknown_certificate(serial: str) -> UnknownCertificate:
+    return UnknownCertificate(f"no certificate with serial {serial} was issued by this CA", field="serial")
+
+
+def profile_of(store: Store, serial: str) -> Profile:
+    """The profile of an issued certificate (it never changes)."""
+    with store.sessions() as session:
+        name = session.scalar(select(IssuedCertificate.profile)
+                              .where(IssuedCertificate.serial == normalise_serial(serial)))
+    if name is None:
+        raise _unknown_certificate(serial)
+    return PROFILES[name]
+
+
 def get_certificate(store: Store, serial: str) -> dict[str, Any]:
     with store.sessions() as session:
         cert = session.get(IssuedCertificate, normalise_serial(serial))
         if cert is None:
-            raise UnknownCertificate(f"no certificate with serial {serial} was issued by this CA", field="serial")
+            raise _unknown_certificate(serial)
         view = certificate_view(cert)
         view["history"] = [
             {"at": e.at.isoformat(), "status": e.status, "reason": e.reason, "operation_id": e.operation_id}

@@ -1,4 +1,6 @@
-"""The lifecycle service's API on certificates: issue, look up, revoke, hold, release."""
+"""The CA's API on certificates: issue, look up, revoke, hold, release.
+
+Reads need either credential; what each credential may change is :func:`ca_mock.credentials.check_scope`."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from ca_mock.certificates import service
+from ca_mock.certificates.profiles import PROFILES
 from ca_mock.certificates.schemas import (
     CertificateOut,
     IssueRequest,
@@ -13,14 +16,21 @@ from ca_mock.certificates.schemas import (
     StatusChangeRequest,
 )
 from ca_mock.certificates.status_rules import StatusAction
+from ca_mock.credentials import Credential, check_scope
 from ca_mock.http import require_bearer
 
 router = APIRouter(prefix="/api/v1/certificates", tags=["certificates"], dependencies=[Depends(require_bearer)])
 SerialPath = Path(min_length=1, max_length=40, pattern=r"^[0-9A-Fa-f]+$", description="Serial in hex")
 
 
+def _check_may_change(request: Request, credential: Credential, serial: str, action: StatusAction) -> None:
+    check_scope(credential, service.profile_of(request.app.state.store, serial), action.value)
+
+
 @router.post("", status_code=201, response_model=CertificateOut, summary="Issue a certificate from a CSR")
-def issue(body: IssueRequest, request: Request) -> dict[str, Any]:
+def issue(body: IssueRequest, request: Request,
+          credential: Credential = Depends(require_bearer)) -> dict[str, Any]:
+    check_scope(credential, PROFILES[body.profile], "issue")
     return service.issue_certificate(request.app.state.store, request.app.state.settings, body)
 
 
@@ -37,18 +47,24 @@ def look_up(request: Request, serial: str = SerialPath) -> dict[str, Any]:
 
 
 @router.post("/{serial}/revoke", response_model=CertificateOut, summary="Revoke for good")
-def revoke(body: RevokeRequest, request: Request, serial: str = SerialPath) -> dict[str, Any]:
+def revoke(body: RevokeRequest, request: Request, serial: str = SerialPath,
+           credential: Credential = Depends(require_bearer)) -> dict[str, Any]:
+    _check_may_change(request, credential, serial, StatusAction.REVOKE)
     return service.change_status(request.app.state.store, request.app.state.settings, serial,
                                  StatusAction.REVOKE, body.operation_id, body.reason, body.invalidity_date)
 
 
 @router.post("/{serial}/hold", response_model=CertificateOut, summary="Suspend (certificateHold)")
-def hold(body: StatusChangeRequest, request: Request, serial: str = SerialPath) -> dict[str, Any]:
+def hold(body: StatusChangeRequest, request: Request, serial: str = SerialPath,
+         credential: Credential = Depends(require_bearer)) -> dict[str, Any]:
+    _check_may_change(request, credential, serial, StatusAction.HOLD)
     return service.change_status(request.app.state.store, request.app.state.settings, serial,
                                  StatusAction.HOLD, body.operation_id)
 
 
 @router.post("/{serial}/release", response_model=CertificateOut, summary="Lift a hold")
-def release(body: StatusChangeRequest, request: Request, serial: str = SerialPath) -> dict[str, Any]:
+def release(body: StatusChangeRequest, request: Request, serial: str = SerialPath,
+            credential: Credential = Depends(require_bearer)) -> dict[str, Any]:
+    _check_may_change(request, credential, serial, StatusAction.RELEASE)
     return service.change_status(request.app.state.store, request.app.state.settings, serial,
                                  StatusAction.RELEASE, body.operation_id)

@@ -88,8 +88,7 @@ def _due(store: Store, registration_id: str | None, limit: int,
 def _call_ca(ca: CAClient, command: CACommand, serial: str | None) -> dict:
     if command.action == "issue":
         payload = command.payload or {}
-        return ca.issue(command.operation_id, payload["profile"], payload["csr_pem"], payload["card_serial"],
-                        payload.get("person"))
+        return ca.issue(command.operation_id, payload["profile"], payload["csr_pem"], payload["card_serial"])
     if serial is None:
         return {"status": "never-issued"}  # nothing exists at the CA to change
     return ca.change_status(serial, command.action, command.operation_id, command.reason)
@@ -107,7 +106,7 @@ def _finish(session: Session, command: CACommand, result: dict | None, error: st
             certificate.certificate_pem = result["certificate_pem"]
             if certificate.status == "pending":
                 certificate.status = result["status"]
-            command.payload = None  # the holder's four items are no longer needed
+            command.payload = None  # the CSR (and an older command's four items) are no longer needed
             on_issued(session, command.registration_id)
         elif result.get("status") in ("good", "held", "revoked"):
             certificate.status = result["status"]

@@ -167,7 +167,7 @@ def register(ctx: ServiceContext, request: RegisterRequest) -> dict[str, Any]:
             session.add(certificate)
             session.flush()
             ca_commands.enqueue(session, certificate, "issue",
-                                payload=issue_payload(kind, csrs[kind], card.serial, card.person))
+                                payload=issue_payload(kind, csrs[kind], card.serial))
     for affected in (registration_id, *superseded):
         carry_quietly(ctx, affected)
     document = get_registration(ctx, registration_id)
@@ -250,7 +250,7 @@ def lift_suspension(ctx: ServiceContext, registration_id: str, request: LiftRequ
             raise StateConflict(f"the registration is {registration.state}, not suspended, and its signature "
                                 "certificate needs no reissue", state=registration.state)
         apply_event(session, registration, event,
-                    reissue=Reissue({CertKind.SIGNATURE: new_key}, card.serial, card.person))
+                    reissue=Reissue({CertKind.SIGNATURE: new_key}, card.serial))
     carry_quietly(ctx, registration_id)
     return get_registration(ctx, registration_id)
 

@@ -45,7 +45,6 @@ class NewKey:
 class Reissue:
     keys: dict[CertKind, NewKey]
     card_serial: str
-    person: dict[str, str]  # the card's four items, for the signature certificate; not stored
 
 
 def current_certificates(session: Session, registration_id: str) -> list[PhoneCertificate]:
@@ -74,10 +73,10 @@ def signature_reissue_needed(session: Session, registration: Registration) -> bo
         State(registration.state), [Event(e.event) for e in history(session, registration.id)])
 
 
-def issue_payload(kind: CertKind, csr_pem: str, card_serial: str, person: dict[str, str]) -> dict:
-    """What an issue command carries to the CA; the four items only for a signature certificate."""
-    return {"profile": f"phone-{kind.value}", "csr_pem": csr_pem, "card_serial": card_serial,
-            "person": person if kind is CertKind.SIGNATURE else None}
+def issue_payload(kind: CertKind, csr_pem: str, card_serial: str) -> dict:
+    """What an issue command carries to the CA: no personal data (the CA takes a signature certificate's
+    four items from its own record of the card)."""
+    return {"profile": f"phone-{kind.value}", "csr_pem": csr_pem, "card_serial": card_serial}
 
 
 def apply_event(session: Session, registration: Registration, event: Event, *, operator: str | None = None,
@@ -129,7 +128,7 @@ def apply_event(session: Session, registration: Registration, event: Event, *, o
             session.add(replacement)
             session.flush()
             ca_commands.enqueue(session, replacement, "issue",
-                                payload=issue_payload(kind, key.csr_pem, reissue.card_serial, reissue.person))
+                                payload=issue_payload(kind, key.csr_pem, reissue.card_serial))
     if rule.notify_owner:
         actor = f"{rule.actor.value}:{operator}" if operator else rule.actor.value
         notifications.enqueue(session, registration.id, event.value, actor)
