@@ -1,0 +1,118 @@
+"""A newcomer's shell: a fresh folder holding this repository's ``.venv`` and ``docs`` and nothing else,
+``jpki-service serve`` run there on the embedded defaults (its data under ``./var``, the mock CA started
+with it), the documented commands run with bash, and both servers killed and started again."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port, stop_process
+from tests.helpers import openssl_ocsp
+
+REPO = Path(__file__).resolve().parent.parent
+DOC_SERVICE, DOC_CA = "127.0.0.1:8000", "127.0.0.1:8100"
+
+
+def _free_port_pair() -> int:
+    """A port P with P + 100 free too (the service and its embedded CA)."""
+    for _ in range(50):
+        port = free_port()
+        if port + 100 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 100))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of ports")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+class Newcomer:
+    """A shell in a fresh checkout-like folder: ``.venv`` and ``docs`` of this repository, nothing else."""
+
+    def __init__(self, folder: Path, **environment: str) -> None:
+        self.folder = folder
+        (folder / ".venv").symlink_to(REPO / ".venv")
+        (folder / "docs").symlink_to(REPO / "docs")
+        self.port = _free_port_pair()
+        self.service_url = f"http://127.0.0.1:{self.port}"
+        self.ca_url = f"http://127.0.0.1:{self.port + 100}"
+        self.env = {key: value for key, value in os.environ.items() if not key.startswith("JPKI_")}
+        self.env.update(PATH=f"{folder / '.venv' / 'bin'}:{os.environ['PATH']}", HOME=str(folder),
+                        JPKI_SERVICE_URL=self.service_url, JPKI_OPERATOR_SERVICE=self.service_url,
+                        **environment)
+        self.server: subprocess.Popen | None = None
+
+    def serve(self) -> None:
+        log = open(self.folder / "serve.log", "a")
+        self.server = subprocess.Popen(["jpki-service", "serve", "--port", str(self.port)], cwd=self.folder,
+                                       env=self.env, stdout=log, stderr=log)
+        for _ in range(900):
+            if self.server.poll() is not None:
+                raise RuntimeError(f"jpki-service serve stopped: {(self.folder / 'serve.log').read_text()}")
+            try:
+                if httpx.get(f"{self.service_url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("jpki-service serve did not answer within 90 s")
+
+    def kill(self) -> None:
+        """SIGKILL the service and its CA: no shutdown code runs."""
+        assert self.server is not None
+        for pid in [*_children(self.server.pid), self.server.pid]:
+            os.kill(pid, signal.SIGKILL)
+        self.server.wait()
+
+    def stop(self) -> None:
+        if self.server is not None and self.server.poll() is None:
+            ca = _children(self.server.pid)
+            stop_process(self.server)
+            for pid in ca:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def localise(self, text: str) -> str:
+        """Text of the docs with the documented ports replaced by this run's."""
+        return text.replace(DOC_SERVICE, self.service_url[7:]).replace(DOC_CA, self.ca_url[7:])
+
+    def run(self, command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", self.localise(command)], cwd=self.folder, env=self.env, capture_output=True,
+                              text=True, timeout=300)
+
+    def assert_healthy(self, after: str) -> None:
+        for url in (self.service_url, self.ca_url):
+            response = httpx.get(f"{url}/healthz", timeout=10)
+            assert response.status_code == 200, f"{url} unhealthy after `{after}`: {response.text}"
+
+    def certificate_pem(self, serial: str) -> str:
+        token = (self.folder / "var" / "ca" / "api-token").read_text().strip()
+        response = httpx.get(f"{self.ca_url}/api/v1/certificates/{serial}",
+                             headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()["certificate_pem"]
+
+    def ocsp(self, serial: str) -> str:
+        return openssl_ocsp(self.ca_url, self.certificate_pem(serial), self.folder / "ocsp" / serial)
