@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -17,7 +18,7 @@ from ca_mock.credentials import Credentials
 from ca_mock.crl import views as crl_views
 from ca_mock.crl.service import publish_all_due
 from ca_mock.db import Store, create_schema
-from ca_mock.http import PROBLEM_RESPONSES, BodySizeLimit, install_problem_handlers
+from ca_mock.http import PROBLEM_RESPONSES, BodySizeLimit, install_problem_handlers, problem_response
 from ca_mock.ocsp.responder import OCSPResponder
 from ca_mock.ocsp.service import refresh_ageing_responses
 from ca_mock.settings import CASettings
@@ -73,6 +74,7 @@ def build_fastapi(store: Store, settings: CASettings, credentials: Credentials, 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         load_hierarchy(store)  # fail at start, not at the first request, if init was not run
+        await anyio.to_thread.run_sync(store.health.check_integrity, store.engine)
         task = asyncio.create_task(_publisher(store, settings)) if background else None
         yield
         if task is not None:
@@ -89,8 +91,13 @@ def build_fastapi(store: Store, settings: CASettings, credentials: Credentials, 
     app.include_router(tsa_views.router)
     app.openapi = lambda: _ocsp_openapi(app)  # type: ignore[method-assign]
 
-    @app.get("/healthz", tags=["public"], summary="Liveness and the public URL")
-    def healthz() -> dict[str, str]:
+    @app.get("/healthz", tags=["public"], summary="Liveness, the store's health and the public URL",
+             responses={503: {"description": "The store is not usable: the problem says why"}})
+    def healthz() -> Any:
+        problem = store.problem()
+        if problem is not None:
+            log.error("health check: the store is not usable: %s", problem)
+            return problem_response(503, "Store unusable", problem, "store-unusable")
         return {"status": "ok", "public_url": load_hierarchy(store).public_url}
 
     install_problem_handlers(app, log)

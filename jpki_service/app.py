@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -84,6 +85,7 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
         # has CPU for do not answer sooner: they queue for the GIL, and a thread holding a row lock (the
         # audit chain's head) waits behind them, so every other request waits on that lock too.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        await anyio.to_thread.run_sync(ctx.store.health.check_integrity, ctx.store.engine)
         task = asyncio.create_task(_worker(ctx, sender)) if background else None
         yield
         if task is not None:
@@ -107,10 +109,15 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
 
     app.add_route("/metrics", metrics_endpoint(ctx.store), include_in_schema=False)
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness and the CA queue")
-    def healthz() -> dict:
+    @app.get("/healthz", tags=["operations"], summary="Liveness, the store's health and the CA queue",
+             responses={503: {"description": "The store is not usable: the problem says why"}})
+    def healthz() -> Any:
         from jpki_service.ca_commands.service import queue_summary
 
+        problem = ctx.store.problem()
+        if problem is not None:
+            log.error("health check: the store is not usable: %s", problem)
+            return problem_response(503, "Store unusable", problem, "store-unusable")
         return {"status": "ok", "ca_commands": queue_summary(ctx.store, waiting_only=True)}
 
     install_problem_handlers(app, log)
