@@ -49,8 +49,10 @@ def _children(pid: int) -> list[int]:
 class Newcomer:
     """A shell in a fresh checkout-like folder: ``.venv`` and ``docs`` of this repository, nothing else."""
 
-    def __init__(self, folder: Path, **environment: str) -> None:
+    def __init__(self, folder: Path, replacements: dict[str, str] | None = None, **environment: str) -> None:
         self.folder = folder
+        self.replacements = replacements or {}  # more documented values to replace, e.g. database names
+        self._sessions: list[int] = []  # every command's process group: what it left running in the background
         (folder / ".venv").symlink_to(REPO / ".venv")
         (folder / "docs").symlink_to(REPO / "docs")
         self.port = _free_port_pair()
@@ -85,6 +87,11 @@ class Newcomer:
         self.server.wait()
 
     def stop(self) -> None:
+        for session in self._sessions:  # what the commands left running in the background
+            try:
+                os.killpg(session, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         if self.server is not None and self.server.poll() is None:
             ca = _children(self.server.pid)
             stop_process(self.server)
@@ -95,12 +102,27 @@ class Newcomer:
                     pass
 
     def localise(self, text: str) -> str:
-        """Text of the docs with the documented ports replaced by this run's."""
-        return text.replace(DOC_SERVICE, self.service_url[7:]).replace(DOC_CA, self.ca_url[7:])
+        """Text of the docs with the documented ports (and ``replacements``) replaced by this run's."""
+        text = text.replace(DOC_SERVICE, self.service_url[7:]).replace(DOC_CA, self.ca_url[7:])
+        text = text.replace("--port 8000", f"--port {self.port}").replace("--port 8100", f"--port {self.port + 100}")
+        for documented, ours in self.replacements.items():
+            text = text.replace(documented, ours)
+        return text
 
     def run(self, command: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["bash", "-c", self.localise(command)], cwd=self.folder, env=self.env, capture_output=True,
-                              text=True, timeout=300)
+        """Run ``command`` with bash, as one line pasted into the same terminal: what it exports stays set
+        for the next commands, what it starts with ``&`` keeps running until :meth:`stop`."""
+        exported = self.folder / ".exported-environment"
+        script = f"{self.localise(command)}\n__status=$?; env -0 > {exported}; exit $__status"
+        process = subprocess.Popen(["bash", "-c", script], cwd=self.folder, env=self.env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        self._sessions.append(process.pid)
+        stdout, stderr = process.communicate(timeout=300)
+        if exported.exists():
+            pairs = (entry.split("=", 1) for entry in exported.read_text().split("\0") if "=" in entry)
+            self.env = {key: value for key, value in pairs if not key.startswith(("BASH_FUNC_", "__status"))}
+            exported.unlink()
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
     def assert_healthy(self, after: str) -> None:
         for url in (self.service_url, self.ca_url):
