@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 
 from jpki_service.ca_commands.service import queue_summary
 from tests.conftest import free_port
-from tests.service_helpers import proof_for, register
+from tests.service_helpers import proof_for
 from tests.test_faults import (
     LOST,
     Bench,
