@@ -77,6 +77,13 @@ class CAProcess:
             stop_process(self.process)
             self.process = None
 
+    def kill_and_restart(self) -> None:
+        """SIGKILL (no shutdown code runs), then start again on the same store."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+        self.start()
+
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
 
@@ -402,6 +409,20 @@ OPERATIONS = {
 CRASH_AT = [*POINTS, "during-ca-call:2", "after-ca-answer:2"]
 
 
+def run_admin_commands(bench: Bench, card_serial: str) -> None:
+    """What an administrator runs while the CA serves and the service is down after a crash: each on the
+    live stores (``jpki-ca status`` once made the running CA's commits vanish at its next restart)."""
+    ca_env = {**os.environ, **bench.ca.env}
+    service_env = {**os.environ, "JPKI_DATABASE_URL": bench.service.database_url}
+    for args, env in (
+        (["-m", "ca_mock", "--data", str(bench.ca.settings.data_dir), "status", card_serial], ca_env),
+        (["-m", "ca_mock", "--data", str(bench.ca.settings.data_dir), "crl", "--issuer", "sign"], ca_env),
+        (["-m", "jpki_service", "status", "--data", str(bench.service.data_dir)], service_env),
+    ):
+        result = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{args}: {result.stdout}{result.stderr}"
+
+
 def run_case(bench: Bench, point: str, operation: str) -> dict:
     setup, send, event, check = OPERATIONS[operation]
     if bench.service.process is None:
@@ -416,6 +437,7 @@ def run_case(bench: Bench, point: str, operation: str) -> dict:
     crashed = code == -9
     if code is None:
         bench.service.stop()  # the point was not reached: the request ran to its end
+    run_admin_commands(bench, case.card.serial)
     bench.service.start()
     queue = bench.service.settle()
 
@@ -423,7 +445,7 @@ def run_case(bench: Bench, point: str, operation: str) -> dict:
     registration = next((r for r in registrations if r["id"] == case.registration_id), None) \
         if case.registration_id else (registrations[0] if registrations else None)
     recorded = registration is not None and any(e[0] == event for e in registration["events"])
-    outcome = {"point": point, "operation": operation, "crashed": crashed, "answered": answer is not None,
+    outcome = {"point": point, "operation": operation, "card": case.card.serial, "crashed": crashed, "answered": answer is not None,
                "status": answer.status_code if answer is not None else None, "recorded": recorded,
                "lost": [], "diverged": [], "twice": [], "failed_commands": queue.get("failed", 0)}
     if answer is not None and answer.status_code >= 500:
@@ -472,6 +494,11 @@ def test_every_crash_point_of_every_operation(bench: Bench, capsys):
                   f"crashed={outcome['crashed']} "
                   f"answer={outcome['status']} recorded={outcome['recorded']} lost={outcome['lost']} "
                   f"diverged={outcome['diverged']} twice={outcome['twice']}", end="")
+    # The CA killed and started again: every change it took during the matrix is still there.
+    bench.ca.kill_and_restart()
+    for outcome in outcomes:
+        outcome["diverged"] += [f"after the CA's restart: {problem}"
+                                for problem in divergences(bench, outcome["card"])]
     line = summary_line(bench.kind, outcomes, time.monotonic() - started)
     with capsys.disabled():
         print("\n" + line)
