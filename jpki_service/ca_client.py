@@ -25,6 +25,12 @@ class CAUnavailable(Exception):
     or did not accept our credential (401, 403). The answer says nothing about the request itself."""
 
 
+class CAMisconfigured(CAUnavailable):
+    """The CA answered, but not as to a service it knows: our credential was refused (401, 403) or
+    JPKI_CA_URL is not the CA's API. Retried like any unavailability (a rotated token is fixed by a
+    restart with the new one), but ``jpki-service serve`` refuses to start on it."""
+
+
 class CARefused(Exception):
     """The CA refused this very request (400, 404, 409, 422... with a problem document): retrying the
     same request will not help."""
@@ -86,6 +92,8 @@ class CAClient:
         except httpx.HTTPError as exc:
             raise CAUnavailable(f"the CA at {self.base_url} is unreachable: {exc.__class__.__name__}: {exc}") from None
         status = response.status_code
+        if status in (401, 403):
+            raise CAMisconfigured(_TRY_AGAIN_LATER[status])
         if status in _TRY_AGAIN_LATER:
             raise CAUnavailable(_TRY_AGAIN_LATER[status])
         if status >= 500:
@@ -93,28 +101,28 @@ class CAClient:
         if status >= 400:
             if response.headers.get("content-type", "").split(";")[0].strip() != PROBLEM_MEDIA_TYPE:
                 # Not the CA speaking about the request (a proxy's page, a wrong JPKI_CA_URL): not a refusal.
-                raise CAUnavailable(f"the CA at {self.base_url} answered {status} without a problem document: "
-                                    "check JPKI_CA_URL")
+                raise CAMisconfigured(f"the CA at {self.base_url} answered {status} without a problem document: "
+                                      "check JPKI_CA_URL")
             raise CARefused(status, _json_or_text(response))
         if status not in (200, 201):
-            raise CAUnavailable(f"the CA at {self.base_url} answered {status}: check JPKI_CA_URL")
+            raise CAMisconfigured(f"the CA at {self.base_url} answered {status}: check JPKI_CA_URL")
         try:
             return response.json()
         except ValueError:
-            raise CAUnavailable(f"the CA at {self.base_url} answered {status} with no JSON: check JPKI_CA_URL") \
+            raise CAMisconfigured(f"the CA at {self.base_url} answered {status} with no JSON: check JPKI_CA_URL") \
                 from None
 
     def check_access(self) -> None:
         """Prove the URL and the credential with a harmless authenticated read (a serial never issued):
-        the CA answers 404 "unknown certificate" when both are right. Raises :class:`CAUnavailable`
-        (with the reason) otherwise."""
+        the CA answers 404 "unknown certificate" when both are right. Raises :class:`CAMisconfigured`
+        when they are not, :class:`CAUnavailable` when the CA does not answer."""
         try:
             self.certificate(_NEVER_ISSUED_SERIAL)
         except CARefused as refused:
             if refused.status == 404 and str(refused.problem.get("type", "")).endswith("/unknown-certificate"):
                 return
-            raise CAUnavailable(f"the CA at {self.base_url} does not answer as the CA's API does: {refused} "
-                                "(check JPKI_CA_URL)") from None
+            raise CAMisconfigured(f"the CA at {self.base_url} does not answer as the CA's API does: {refused} "
+                                  "(check JPKI_CA_URL)") from None
 
     def issue(self, operation_id: str, profile: str, csr_pem: str, card_serial: str) -> dict[str, Any]:
         """A phone certificate; the CA writes a signature certificate's four items from its record of the card."""

@@ -78,16 +78,22 @@ def _start_embedded_ca(settings: ServiceSettings, host: str, port: int) -> subpr
 
 
 def _check_external_ca(settings: ServiceSettings) -> None:
-    """Refuse to start against a CA that does not answer or does not take our token: every change
-    would wait in the queue, and nobody would know why until someone read `jpki-service status`."""
-    from jpki_service.ca_client import CAClient, CAUnavailable
+    """Refuse to start against a CA that refuses our token or is not the CA's API: every change would
+    wait in the queue, and nobody would know why until someone read `jpki-service status`. A CA that
+    does not answer is only warned about: owners must be able to revoke during a CA outage too (the
+    queue carries their changes when it is back), a restart of the service included."""
+    from jpki_service.ca_client import CAClient, CAMisconfigured, CAUnavailable
 
     client = CAClient(settings.ca_url or "", settings.ca_token, settings.ca_timeout_seconds)
+    token = "JPKI_CA_TOKEN is set" if settings.ca_token else "JPKI_CA_TOKEN is not set"
     try:
         client.check_access()
-    except CAUnavailable as exc:
-        token = "JPKI_CA_TOKEN is set" if settings.ca_token else "JPKI_CA_TOKEN is not set"
+    except CAMisconfigured as exc:
         fail(f"the CA at JPKI_CA_URL={settings.ca_url} cannot be used ({token}): {exc}. Nothing was started.")
+    except CAUnavailable as exc:
+        typer.secho(f"warning: the CA at JPKI_CA_URL={settings.ca_url} does not answer: {exc}. Starting anyway: "
+                    "changes wait in the CA queue until it answers (`jpki-service status`)", err=True,
+                    fg=typer.colors.YELLOW)
     finally:
         client.close()
 
