@@ -10,16 +10,18 @@ pairs, RSA-2048 by default as a JPKI phone's SE holds; the two CSRs are also mad
 Timed: C client threads register the N phones, each registration being what the phone app does:
 POST /api/v1/challenges, sign the challenge with the card's key (on the client), POST
 /api/v1/registrations. The service spends the challenge, checks the card certificate's chain and its
-OCSP status at the CA (a pre-produced answer, no signature), verifies the card's signature and both
+OCSP status at the CA (its request carries a nonce, so the CA signs a fresh answer, which the service
+verifies with pyhanko-certvalidator: jpki_service/ocsp_verification.py), verifies the card's signature and both
 CSRs, records the registration and two issue commands, then carries them to the CA at once: the CA
 signs two certificates and pre-produces, for each, two OCSP answers (SHA-1 and SHA-256 CertIDs).
 A registration counts only if it answered 201 with ca_sync "done" (both certificates issued).
 
 Signatures counted per registration: the CA's private-key signatures only = 2 certificates + 2 x 2
 pre-produced OCSP answers = 6 RSA-2048 signatures (checked after the run against the CA's store:
-certificates and ocsp_responses rows added). Not counted: verifications (card proof, chain, OCSP
-answer, CSRs: cheap public-key operations) and the card's signature over the challenge, which the
-client (the card) makes.
+certificates and ocsp_responses rows added). Not counted: the fresh answer to the card's OCSP check
+(a seventh signature, the price of a nonce: never stored, so not seen in the rows), verifications (card
+proof, chain, OCSP answer, CSRs: cheap public-key operations) and the card's signature over the
+challenge, which the client (the card) makes.
 
 Peer, same run: the machine's raw RSA-2048 PKCS#1 v1.5 SHA-256 signing rate with `cryptography`,
 one process and one process per core at once, measured before and after the registrations. The
