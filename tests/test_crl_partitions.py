@@ -212,7 +212,7 @@ def small_partitions(monkeypatch):
 @pytest.fixture
 def served(small_partitions, ca_server, tmp_path: Path) -> dict:
     """A card and 6 phone signature certificates over the API: partitions 0 (card + 3) and 1 (3)."""
-    with ca_server.client() as client:
+    with ca_server.client(admin=True) as client:  # the card needs the administrator credential
         def issue(profile, op, **kw):
             response = client.post("/api/v1/certificates", json=issue_body(profile, op, **kw))
             assert response.status_code == 201, response.text

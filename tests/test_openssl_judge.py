@@ -54,7 +54,7 @@ def _crl(ca_server, tmp_path: Path, name: str, delta: bool = False) -> Path:
 
 
 def test_openssl_verify_with_crl_check(ca_server, published, tmp_path):
-    with ca_server.client() as client:
+    with ca_server.client(admin=True) as client:
         card, card_pem = _issue(client, tmp_path, "card-signature", "card")
         good, good_pem = _issue(client, tmp_path, "phone-signature", "good", card_serial=card["serial"])
         revoked, revoked_pem = _issue(client, tmp_path, "phone-signature", "rev", card_serial=card["serial"])
@@ -93,7 +93,7 @@ def _ocsp(ca_server, published, cert_pem: Path, issuer: str, *extra: str) -> str
 
 @pytest.mark.parametrize("hash_option", [(), ("-sha256",)], ids=["sha1-certid", "sha256-certid"])
 def test_openssl_ocsp_good_revoked_held(ca_server, published, tmp_path, hash_option):
-    with ca_server.client() as client:
+    with ca_server.client(admin=True) as client:
         card, _ = _issue(client, tmp_path, "card-signature", "card")
         good, good_pem = _issue(client, tmp_path, "phone-authentication", "good", card_serial=card["serial"])
         revoked, revoked_pem = _issue(client, tmp_path, "phone-authentication", "rev", card_serial=card["serial"])
@@ -119,7 +119,7 @@ def test_openssl_ocsp_good_revoked_held(ca_server, published, tmp_path, hash_opt
 
 
 def test_openssl_ocsp_without_nonce_uses_prepared_answer(ca_server, published, tmp_path):
-    with ca_server.client() as client:
+    with ca_server.client(admin=True) as client:
         card, card_pem = _issue(client, tmp_path, "card-signature", "card")
     first = _ocsp(ca_server, published, card_pem, "sign", "-no_nonce")
     second = _ocsp(ca_server, published, card_pem, "sign", "-no_nonce")
@@ -130,7 +130,7 @@ def test_openssl_ocsp_without_nonce_uses_prepared_answer(ca_server, published, t
 
 
 def test_openssl_parses_full_and_delta_crl_with_remove_from_crl(ca_server, published, tmp_path):
-    with ca_server.client() as client:
+    with ca_server.client(admin=True) as client:
         card, _ = _issue(client, tmp_path, "card-signature", "card")
         phone, _ = _issue(client, tmp_path, "phone-authentication", "p", card_serial=card["serial"])
         other, _ = _issue(client, tmp_path, "phone-authentication", "q", card_serial=card["serial"])

@@ -452,7 +452,7 @@ def _ocsp_status(url: str, cert: x509.Certificate, issuer: x509.Certificate) -> 
 def test_every_url_in_every_certificate_resolves_on_the_running_ca(ca_server):
     base = ca_server.settings.public_url
     assert base == ca_server.url
-    with ca_server.client() as client:
+    with ca_server.client(admin=True) as client:  # card profiles need the administrator credential
         issued = {}
         for profile in PROFILES:
             body = {"operation_id": f"url-{profile}", "profile": profile, "csr_pem": csr_pem()}

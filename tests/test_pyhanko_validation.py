@@ -148,8 +148,8 @@ def _issue(client: httpx.Client, profile: str, op: str, **kw) -> dict:
     return response.json()
 
 
-def _change(ca_server, serial: str, action: str, op: str, **body) -> None:
-    with ca_server.client() as client:
+def _change(ca_server, serial: str, action: str, op: str, admin: bool = False, **body) -> None:
+    with ca_server.client(admin=admin) as client:
         response = client.post(f"/api/v1/certificates/{serial}/{action}", json={"operation_id": op, **body})
     assert response.status_code == 200, response.text
 
@@ -157,8 +157,9 @@ def _change(ca_server, serial: str, action: str, op: str, **body) -> None:
 @pytest.fixture
 def phone(ca_server) -> dict[str, dict]:
     """A card signature certificate and the two phone certificates derived from it."""
+    with ca_server.client(admin=True) as admin:  # card certificates need the administrator credential
+        card = _issue(admin, "card-signature", "card")
     with ca_server.client() as client:
-        card = _issue(client, "card-signature", "card")
         return {
             "card": card,
             "sign": _issue(client, "phone-signature", "phone-sign", card_serial=card["serial"]),
@@ -405,7 +406,7 @@ def test_pades_signature_with_the_card_key_round_trips_and_revocation_stops_sign
     assert status.intact and status.valid and status.trusted and not status.revoked
     assert status.signing_cert.dump() == _der(certificate_pem)
 
-    _change(ca_server, card["signature"]["serial"], "revoke", "card-revoked", reason="keyCompromise")
+    _change(ca_server, card["signature"]["serial"], "revoke", "card-revoked", admin=True, reason="keyCompromise")
 
     # Signing with a revoked certificate is refused before the key is used.
     signer.real_signatures = 0
