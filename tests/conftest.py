@@ -49,6 +49,13 @@ def postgres_problem() -> str | None:
     return _POSTGRES_PROBLEM[0]
 
 
+def missing_on_this_machine(problem: str, what: str) -> None:
+    """Skip the test for want of ``what`` (PostgreSQL, the browser), except on CI (``CI=true``): fail there."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{problem} (CI requires {what})")
+    pytest.skip(problem)
+
+
 @contextlib.contextmanager
 def _empty_database(kind: str, tmp_path: Path, name: str):
     """A URL for an empty database: a SQLite file, or a fresh PostgreSQL schema dropped afterwards."""
@@ -57,9 +64,7 @@ def _empty_database(kind: str, tmp_path: Path, name: str):
         return
     problem = postgres_problem()
     if problem:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{problem} (CI requires PostgreSQL)")
-        pytest.skip(problem)
+        missing_on_this_machine(problem, "PostgreSQL")
     # The "x" keeps the random part from ever being a bare 12-digit number (the privacy scan's target).
     schema = f"t_{name}_x{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(POSTGRES_URL)

@@ -34,7 +34,8 @@ def _free_port_pair() -> int:
     raise RuntimeError("no free pair of ports")
 
 
-def _children(pid: int) -> list[int]:
+def child_processes(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -82,7 +83,7 @@ class Newcomer:
     def kill(self) -> None:
         """SIGKILL the service and its CA: no shutdown code runs."""
         assert self.server is not None
-        for pid in [*_children(self.server.pid), self.server.pid]:
+        for pid in [*child_processes(self.server.pid), self.server.pid]:
             os.kill(pid, signal.SIGKILL)
         self.server.wait()
 
@@ -93,7 +94,7 @@ class Newcomer:
             except ProcessLookupError:
                 pass
         if self.server is not None and self.server.poll() is None:
-            ca = _children(self.server.pid)
+            ca = child_processes(self.server.pid)
             stop_process(self.server)
             for pid in ca:
                 try:

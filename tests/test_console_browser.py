@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing_on_this_machine
 from tests.service_helpers import OPERATOR_PASSWORD, PhoneForTests, add_operator, make_card, register
 from tests.test_service_flows import ocsp_status
 
@@ -44,9 +45,7 @@ def _browser_problem() -> str | None:
 def browser():
     problem = _browser_problem()
     if problem:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{problem} (CI requires the browser tests)")
-        pytest.skip(problem)
+        missing_on_this_machine(problem, "the browser tests")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -2,14 +2,13 @@
 PostgreSQL databases (fresh ones, named for this run), then the owner's and the admin commands."""
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import POSTGRES_URL, postgres_problem
+from tests.conftest import POSTGRES_URL, missing_on_this_machine, postgres_problem
 from tests.doc_commands import Substitutions, commands
 from tests.newcomer import REPO, Newcomer
 
@@ -23,9 +22,7 @@ def databases():
     """Two empty databases standing for the page's jpki_ca and jpki_service, dropped afterwards."""
     problem = postgres_problem()
     if problem:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{problem} (CI requires PostgreSQL)")
-        pytest.skip(problem)
+        missing_on_this_machine(problem, "PostgreSQL")
     suffix = uuid.uuid4().hex[:8]
     names = {"jpki_ca": f"jpki_ca_x{suffix}", "jpki_service": f"jpki_service_x{suffix}"}
     yield names

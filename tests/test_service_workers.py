@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import start_service, stop_process
+from tests.newcomer import child_processes
 from tests.service_helpers import operator_client
 from tests.test_call_centre_api import _pems, _registered
 from tests.test_service_flows import ocsp_status, wait_for
@@ -19,22 +20,10 @@ from tests.test_service_flows import ocsp_status, wait_for
 pytestmark = pytest.mark.e2e
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 def _live_workers(pid: int) -> list[int]:
     """uvicorn's worker processes of ``pid`` (multiprocessing spawns them; its resource tracker is not one)."""
     workers = []
-    for child in _children(pid):
+    for child in child_processes(pid):
         try:
             if _alive(child) and b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
                 workers.append(child)
