@@ -7,6 +7,7 @@ request with a problem document: retrying it will not help).
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +161,11 @@ class CAClient:
         crl = x509.load_der_x509_crl(response.content)
         if not crl.is_signature_valid(self.ca_certificate("sign").public_key()):
             raise CAUnavailable("the signature CA's CRL does not verify")
+        # A replayed old CRL would hide the revocations made since: believe only a current one.
+        now, skew = dt.datetime.now(dt.timezone.utc), self.ocsp_freshness.clock_skew
+        if crl.last_update_utc > now + skew or (crl.next_update_utc is not None and crl.next_update_utc < now - skew):
+            raise CAUnavailable(f"the signature CA's CRL is not current (thisUpdate {crl.last_update_utc.isoformat()}, "
+                                f"nextUpdate {crl.next_update_utc.isoformat() if crl.next_update_utc else '-'})")
         revoked = {}
         for entry in crl:
             try:
