@@ -177,7 +177,9 @@ def main() -> int:
         api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"},
                            timeout=30)
         t0 = time.perf_counter()
-        card = api.post("/api/v1/certificates", json={
+        # A card certificate needs the CA's administrator credential; the phone certificates the service's.
+        admin = {"Authorization": f"Bearer {settings.resolved_admin_token()}"}
+        card = api.post("/api/v1/certificates", headers=admin, json={
             "operation_id": "card", "profile": "card-signature", "csr_pem": common.csr_pem(),
             "person": common.PERSON})
         card.raise_for_status()

@@ -119,7 +119,7 @@ def test_reset_needs_the_card_that_registered(ca_server, service_server, registe
 
 def test_revoked_card_cannot_register(ca_server, service_server):
     card = make_card(ca_server.store, ca_server.settings)
-    with ca_server.client() as ca:
+    with ca_server.client(admin=True) as ca:
         ca.post(f"/api/v1/certificates/{card.serial}/revoke",
                 json={"operation_id": "move", "reason": "affiliationChanged"}).raise_for_status()
     with service_server.client() as client:
@@ -178,7 +178,7 @@ def test_stale_certificate_on_a_live_registration_revokes_it(ca_server, service_
 
 def test_card_revocation_cascades_to_the_phone_signature_certificate(ca_server, service_server, registered):
     card, phone, client = registered
-    with ca_server.client() as ca:
+    with ca_server.client(admin=True) as ca:
         ca.post(f"/api/v1/certificates/{card.serial}/revoke",
                 json={"operation_id": "moved-house", "reason": "affiliationChanged"}).raise_for_status()
 
