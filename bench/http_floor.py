@@ -1,6 +1,6 @@
 """The floor under a registration: what the plumbing alone costs on this machine, next to its signatures.
 
-The registration goal (docs/benchmarks.md, section 4) asks for at least a quarter of the machine's raw
+The registration goal (docs/benchmarks-history.md, section 4) asks for at least a quarter of the machine's raw
 RSA-2048 signing limit: with 6 CA signatures per registration, the whole path may spend at most 4 x the
 CPU of those 6 signatures. This script measures, in one run, the pieces every registration is made of,
 each doing nothing else:
