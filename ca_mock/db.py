@@ -233,7 +233,7 @@ class DriverQuery:
 
     For the two hot reads (an OCSP answer, a CRL's entries), SQLAlchemy's per-execution work
     costs far more than the query: ~230 us against ~20 us per OCSP look-up, most of a 1M-entry
-    CRL's read time (docs/benchmarks.md). Results come back as the driver gives them.
+    CRL's read time (docs/benchmarks-history.md). Results come back as the driver gives them.
     """
 
     def __init__(self, engine: Engine, statement) -> None:

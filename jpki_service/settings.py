@@ -61,7 +61,7 @@ class ServiceSettings(BaseSettings):
     )
     max_body_bytes: int = Field(64 * 1024, description="Larger request bodies get 413.")
     request_threads: int = Field(
-        10, ge=1, le=200, description="Threads answering requests in each server process (docs/benchmarks.md: "
+        10, ge=1, le=200, description="Threads answering requests in each server process (docs/benchmarks-history.md: "
                                       "40 made requests queue on the audit chain's lock; 10 did not)."
     )
 
