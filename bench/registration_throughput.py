@@ -5,7 +5,7 @@ JPKI_CA_URL pointing at that CA) run as processes, on SQLite by default or on Po
 `--database-url` (then the CA and the service each get their own fresh schema in that database, dropped
 at the end). Made IN ADVANCE, not timed: N cards (`ca_mock.cards.service.issue_card`, a distinct person
 each, so no registration supersedes another) and N phones (signature, authentication and device key
-pairs, RSA-2048 by default as a JPKI phone's SE holds; the two CSRs are also made in advance).
+pairs, P-256 by default (`--phone-keys rsa`: RSA-2048 as a JPKI phone's SE holds, slow to make); the two CSRs are also made in advance).
 
 Timed: C client threads register the N phones, each registration being what the phone app does:
 POST /api/v1/challenges, sign the challenge with the card's key (on the client), POST
