@@ -165,13 +165,28 @@ def _check_key_not_certified(session: Session, key_fingerprint: str) -> None:
 def issue_certificate(store: Store, settings: CASettings, request: IssueRequest) -> dict[str, Any]:
     """Issue one certificate from a PKCS#10 request, for a key never certified before; the four items
     of a signature certificate come from ``request.person`` (card) or the card's record (phone)."""
-    hierarchy = load_hierarchy(store)
-    profile = PROFILES[request.profile]
     csr = _load_csr(request.csr_pem)
     keys.check_subject_key(csr.public_key())
     key_fingerprint = keys.public_key_fingerprint(csr.public_key())
     content = request.model_dump(mode="json", exclude={"operation_id"})
     print_ = operations.fingerprint("issue", content)
+    try:
+        return _issue_once(store, settings, request, csr, key_fingerprint, print_)
+    except (IntegrityError, KeyAlreadyCertified):
+        # A concurrent call with the same operation id committed first (its key is certified now, its
+        # operation id taken): answer with its result. Otherwise another request certified this key.
+        with store.sessions() as session:
+            previous = operations.previous_result(session, request.operation_id, "issue", print_)
+            if previous is not None:
+                return previous
+            _check_key_not_certified(session, key_fingerprint)
+        raise
+
+
+def _issue_once(store: Store, settings: CASettings, request: IssueRequest, csr: x509.CertificateSigningRequest,
+                key_fingerprint: str, print_: str) -> dict[str, Any]:
+    hierarchy = load_hierarchy(store)
+    profile = PROFILES[request.profile]
     # Replays and refusals first, in a read that changes nothing (the issuance transaction
     # checks again): only an issuance expected to succeed takes a CRL partition place.
     with store.sessions() as session:
@@ -185,44 +200,34 @@ def issue_certificate(store: Store, settings: CASettings, request: IssueRequest)
                   hierarchy.get(profile.authority).certificate.not_valid_after_utc)
     # Its own short transaction, before the issuance's (see crl/partitions.py).
     partition = partitions.allocate(store, settings, profile.authority)
-    try:
-        with store.transaction() as session:
-            previous = operations.previous_result(session, request.operation_id, "issue", print_)
-            if previous is not None:
-                return previous
-            now = utcnow()
-            card = _card_for(session, request)
-            _check_key_not_certified(session, key_fingerprint)
-            issuer = hierarchy.get(profile.authority)
-            not_after = _validity(request, settings, card, now, issuer.certificate.not_valid_after_utc)
-            serial = x509.random_serial_number()
-            cert = build_certificate(profile, csr.public_key(), person, serial, now, not_after,
-                                     issuer, hierarchy.public_url, partition)
-            row = IssuedCertificate(
-                serial=normalise_serial(serial), authority=issuer.name, profile=profile.name,
-                card_serial=card.serial if card else None, not_before=now, not_after=not_after,
-                der=cert.public_bytes(serialization.Encoding.DER), status=CertStatus.GOOD.value,
-                status_changed_at=now, public_key_sha256=key_fingerprint,
-            )
-            session.add(row)
-            session.flush()  # the certificate row first: certificate_partitions refers to it
-            partitions.record(session, row.serial, issuer.name, partition)
-            session.add(StatusEvent(serial=row.serial, at=now, status="good", reason=None,
-                                    operation_id=request.operation_id))
-            session.flush()
-            prepare_responses(session, hierarchy, row, dt.timedelta(hours=settings.ocsp_validity_hours))
-            result = certificate_view(row)
-            operations.record_result(session, request.operation_id, "issue", print_, result)
-            return result
-    except IntegrityError:
-        # The same operation id, or the same key, committed concurrently: answer with its result,
-        # or refuse the key.
-        with store.sessions() as session:
-            previous = operations.previous_result(session, request.operation_id, "issue", print_)
-            if previous is None:
-                _check_key_not_certified(session, key_fingerprint)
-                raise
+    with store.transaction() as session:
+        previous = operations.previous_result(session, request.operation_id, "issue", print_)
+        if previous is not None:
             return previous
+        now = utcnow()
+        card = _card_for(session, request)
+        _check_key_not_certified(session, key_fingerprint)
+        issuer = hierarchy.get(profile.authority)
+        not_after = _validity(request, settings, card, now, issuer.certificate.not_valid_after_utc)
+        serial = x509.random_serial_number()
+        cert = build_certificate(profile, csr.public_key(), person, serial, now, not_after,
+                                 issuer, hierarchy.public_url, partition)
+        row = IssuedCertificate(
+            serial=normalise_serial(serial), authority=issuer.name, profile=profile.name,
+            card_serial=card.serial if card else None, not_before=now, not_after=not_after,
+            der=cert.public_bytes(serialization.Encoding.DER), status=CertStatus.GOOD.value,
+            status_changed_at=now, public_key_sha256=key_fingerprint,
+        )
+        session.add(row)
+        session.flush()  # the certificate row first: certificate_partitions refers to it
+        partitions.record(session, row.serial, issuer.name, partition)
+        session.add(StatusEvent(serial=row.serial, at=now, status="good", reason=None,
+                                operation_id=request.operation_id))
+        session.flush()
+        prepare_responses(session, hierarchy, row, dt.timedelta(hours=settings.ocsp_validity_hours))
+        result = certificate_view(row)
+        operations.record_result(session, request.operation_id, "issue", print_, result)
+        return result
 
 
 def change_status(
