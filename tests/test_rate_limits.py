@@ -13,17 +13,37 @@ from jpki_service.app import create_app
 from jpki_service.db import Store, migrate
 from jpki_service.operators.roles import Role
 from jpki_service.operators.service import add_operator
+from jpki_service.rate_limits import service as rate_limits
 from jpki_service.rate_limits.models import AttemptCounter
 from jpki_service.rate_limits.service import Limit, attempts, purge_expired_counters
 from jpki_service.registrations.models import Registration
 from jpki_service.settings import ServiceSettings
 
 REGISTRATION_ID = "ab" * 16
+# 30 s into a minute and into an hour (1_800_000_000 is a whole number of hours): no test here
+# depends on when it runs, and none crosses a window's edge unless it moves the clock itself.
+START = 1_800_000_030.0
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture
-def service(service_database_url: str, tmp_path: Path):
-    """The service in-process, with small limits and no CA (nothing here reaches one)."""
+def clock(monkeypatch) -> Clock:
+    """The rate limits' clock, set to ``START``; a test moves it by assigning ``clock.now``."""
+    fixed = Clock(START)
+    monkeypatch.setattr(rate_limits, "clock", fixed)
+    return fixed
+
+
+@pytest.fixture
+def service(service_database_url: str, tmp_path: Path, clock: Clock):
+    """The service in-process, with small limits and no CA (nothing here reaches one), on a set clock."""
     migrate(service_database_url)
     settings = ServiceSettings(data_dir=tmp_path / "service", database_url=service_database_url,
                                ca_url="http://127.0.0.1:9", proof_attempts_per_client_per_minute=5,
@@ -52,7 +72,17 @@ def test_challenges_per_client(service):
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["type"].endswith("too-many-attempts") and refused.json()["scope"] == "proof-client"
     assert 1 <= int(refused.headers["retry-after"]) <= 61
+    assert int(refused.headers["retry-after"]) == 31  # 30 s left in the window, rounded up, plus one
     assert "at most 5 per 60 s" in refused.json()["detail"]
+
+
+def test_next_window_counts_afresh(service, clock):
+    client, ctx = service
+    assert [_challenge(client).status_code for _ in range(6)] == [201] * 5 + [429]
+    clock.now = START + 29  # the last second of the same minute: still refused
+    assert _challenge(client).status_code == 429
+    clock.now = START + 30  # the next minute
+    assert [_challenge(client).status_code for _ in range(6)] == [201] * 5 + [429]
 
 
 def test_proof_attempts_per_registration(service):
@@ -75,13 +105,17 @@ def test_operator_logins_per_client_before_any_hash(service):
     assert right.status_code == 429 and right.json()["scope"] == "login-client"
 
 
-def test_counters_expire(service):
+def test_counters_expire(service, clock):
     client, ctx = service
     limit = Limit("proof-client", 5, 60, "proof attempts")
     for _ in range(2):
         assert _challenge(client).status_code == 201
     assert attempts(ctx.store, limit, "testclient") == 2
     assert purge_expired_counters(ctx.store) == 0  # the current window stays
+    clock.now = START + 30  # the window has ended, but its row expires only after that second
+    assert purge_expired_counters(ctx.store) == 0
+    assert attempts(ctx.store, limit, "testclient") == 0  # a new window counts afresh
+    clock.now = START
     with ctx.store.transaction() as session:
         session.execute(update(AttemptCounter).values(expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)))
     assert purge_expired_counters(ctx.store) == 1

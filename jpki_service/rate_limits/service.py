@@ -24,10 +24,15 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from jpki_service.db import Store, utcnow
+from jpki_service.db import Store
 from jpki_service.problems import TooManyAttempts
 from jpki_service.rate_limits.models import AttemptCounter
 from jpki_service.settings import ServiceSettings
+
+# Seconds since the epoch, as ``time.time``. Every window computation here reads this one clock, so a
+# test can set it (``monkeypatch.setattr(service, "clock", lambda: ...)``) instead of racing the wall
+# clock's minute boundary.
+clock = time.time
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,7 @@ def count_attempt(store: Store, limit: Limit, subject: str) -> None:
     """Count one attempt by ``subject``; :class:`TooManyAttempts` when over ``limit``."""
     if limit.allowed <= 0:
         return
-    now = time.time()
+    now = clock()
     window = int(now // limit.window_seconds)
     key = f"{limit.scope}:{subject}:{window}"[:200]
     expires = dt.datetime.fromtimestamp((window + 1) * limit.window_seconds, dt.timezone.utc)
@@ -80,12 +85,13 @@ def count_login_attempt(store: Store, settings: ServiceSettings, client: str) ->
 
 def purge_expired_counters(store: Store) -> int:
     with store.transaction() as session:
-        return session.execute(delete(AttemptCounter).where(AttemptCounter.expires_at < utcnow())).rowcount
+        now = dt.datetime.fromtimestamp(int(clock()), dt.timezone.utc)  # to the second, as ``utcnow``
+        return session.execute(delete(AttemptCounter).where(AttemptCounter.expires_at < now)).rowcount
 
 
 def attempts(store: Store, limit: Limit, subject: str) -> int:
     """Attempts counted in the current window (for status pages and tests)."""
-    window = int(time.time() // limit.window_seconds)
+    window = int(clock() // limit.window_seconds)
     with store.sessions() as session:
         return session.scalar(select(AttemptCounter.count).where(
             AttemptCounter.key == f"{limit.scope}:{subject}:{window}"[:200])) or 0
