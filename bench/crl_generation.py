@@ -434,17 +434,24 @@ def main() -> int:
         for who, seconds, cpu, peak, crl, note in rows:
             print(f"  {r['size']:>10,} {who:8} {seconds:8.2f} {cpu:7.2f} {peak:9.1f} {crl:8.2f}"
                   f" {peak / crl:8.1f}x   ({note})")
-        speed = p["wall_s"] / o["publish_s"]
-        speed_again = p["wall_s"] / a["publish_s"]
-        speed_child = p["wall_s"] / o["wall_s"]
-        ratios = [speed, speed_again, p["cpu_s"] / o["publish_cpu_s"], p["cpu_s"] / a["publish_cpu_s"]]
-        met = sum(x >= 3 for x in ratios)
+        # The verdict compares like with like: our whole child process (interpreter start, imports,
+        # publish(), exit) with openssl's whole process. The publish() call alone is printed beside it,
+        # labelled, but openssl has no "call alone" to set against it, so the goal is not judged on it.
+        whole = [p["wall_s"] / o["wall_s"], p["wall_s"] / a["wall_s"],
+                 p["cpu_s"] / o["child_cpu_s"], p["cpu_s"] / a["child_cpu_s"]]
+        call_only = [p["wall_s"] / o["publish_s"], p["wall_s"] / a["publish_s"],
+                     p["cpu_s"] / o["publish_cpu_s"], p["cpu_s"] / a["publish_cpu_s"]]
+        met = sum(x >= 3 for x in whole)
         verdict = "met" if met == 4 else "NOT met" if met == 0 else f"met by {met} of these 4 ratios only"
+        print(f"  {'':>10} speed ours vs openssl (openssl's time / ours), whole process against whole"
+              f" process (like for like; ours also makes the delta CRL): {whole[0]:.2f}x (first publish),"
+              f" {whole[1]:.2f}x (re-publish); in CPU time {whole[2]:.2f}x and {whole[3]:.2f}x;"
+              f" goal >= 3x: {verdict}")
+        print(f"  {'':>10} (the publish() call alone against openssl's whole process, NOT like for like and"
+              f" not the verdict's basis: {call_only[0]:.2f}x, {call_only[1]:.2f}x; in CPU time"
+              f" {call_only[2]:.2f}x and {call_only[3]:.2f}x)")
         extra = max(o["peak_mib"] - o["rss_before_mib"], a["peak_mib"] - a["rss_before_mib"])
         peak = max(o["peak_mib"], a["peak_mib"])
-        print(f"  {'':>10} speed ours vs openssl: {speed:.2f}x (first publish()), {speed_again:.2f}x"
-              f" (re-publish), {speed_child:.2f}x on whole processes; in CPU time {ratios[2]:.2f}x and"
-              f" {ratios[3]:.2f}x; goal >= 3x: {verdict}")
         print(f"  {'':>10} memory: peak {peak / o['full_mib']:.1f}x the CRL's size"
               f" ({extra / o['full_mib']:.1f}x"
               f" counting only what publish() added to the interpreter);"
