@@ -6,9 +6,13 @@ carry any recorded change. Checked on SQLite and PostgreSQL against the real CA 
 """
 from __future__ import annotations
 
+import os
 import signal
+from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from tests.conftest import start_service, stop_process
@@ -40,6 +44,27 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _answered_connections(port: int, workers: list[int]) -> dict[int, int]:
+    """For each worker, the established connections to ``port`` it holds (read from /proc): an accepted
+    connection lives in the one process that accepted it, and that process answers what comes on it."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # 01: ESTABLISHED
+                established.add(f"socket:[{fields[9]}]")
+    held = {}
+    for pid in workers:
+        count = 0
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                count += os.readlink(fd) in established
+            except OSError:
+                continue  # closed meanwhile
+        held[pid] = count
+    return held
+
+
 @pytest.fixture
 def two_worker_service(ca_server, service_database_url, tmp_path):
     running = start_service(ca_server, service_database_url, tmp_path, "--workers", "2")
@@ -64,6 +89,22 @@ def test_two_workers_serve_register_suspend_and_stop_together(ca_server, two_wor
                                   headers={"Connection": "close"})
             assert found.status_code == 200, found.text
             assert [r["registration_id"] for r in found.json()["results"]] == [phone.registration_id]
+        # Which worker answered: keep-alive connections, each answered once and kept open, until each
+        # worker holds one (the kernel hands a new connection to whichever worker accepts it first).
+        port = urlsplit(service.url).port
+        with ExitStack() as stack:
+            for _ in range(60):
+                client = stack.enter_context(httpx.Client(base_url=service.url, headers=operator.headers,
+                                                          timeout=30))
+                found = client.post("/api/v1/operator/registrations/search",
+                                    json={"code": registered["suspension_code"]})
+                assert found.status_code == 200, found.text
+                assert [r["registration_id"] for r in found.json()["results"]] == [phone.registration_id]
+                held = _answered_connections(port, workers)
+                if all(held.values()):
+                    break
+            assert sorted(held) == sorted(workers), held
+            assert all(held.values()), f"answered connections per worker: {held}"
         suspended = operator.post(f"/api/v1/operator/registrations/{phone.registration_id}/suspend",
                                   json={"reason": "lost", "caller": "self", "ticket": "T-77"})
     assert suspended.status_code in (200, 202), suspended.text
