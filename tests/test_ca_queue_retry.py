@@ -35,6 +35,7 @@ from jpki_service.ca_commands.service import queue_summary
 from tests.conftest import free_port
 from tests.service_helpers import proof_for
 from tests.test_faults import (
+    service_cli,
     LOST,
     Bench,
     _registered,
@@ -118,15 +119,6 @@ def bench_behind_proxy(kind: str, tmp: Path):
 
 
 # -- what the operator and the owner see -----------------------------------------------------------
-def service_cli(bench: Bench, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "JPKI_DATA_DIR": str(bench.service.data_dir), "JPKI_DATABASE_URL": bench.service.database_url}
-    result = subprocess.run([sys.executable, "-m", "jpki_service", *args], env=env, capture_output=True, text=True,
-                            timeout=120)
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
 def registration(bench: Bench, registration_id: str) -> dict:
     with bench.service.client() as client:
         answer = client.get(f"/api/v1/registrations/{registration_id}")

@@ -409,18 +409,30 @@ OPERATIONS = {
 CRASH_AT = [*POINTS, "during-ca-call:2", "after-ca-answer:2"]
 
 
+def service_cli(bench: Bench, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``jpki-service ARGS`` on the service's data folder and database."""
+    env = {**os.environ, "JPKI_DATA_DIR": str(bench.service.data_dir), "JPKI_DATABASE_URL": bench.service.database_url}
+    result = subprocess.run([sys.executable, "-m", "jpki_service", *args], env=env, capture_output=True, text=True,
+                            timeout=120)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def ca_cli(bench: Bench, *args: str) -> subprocess.CompletedProcess:
+    """``jpki-ca ARGS`` on the CA's data folder and store."""
+    result = subprocess.run([sys.executable, "-m", "ca_mock", "--data", str(bench.ca.settings.data_dir), *args],
+                            env={**os.environ, **bench.ca.env}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
 def run_admin_commands(bench: Bench, card_serial: str) -> None:
     """What an administrator runs while the CA serves and the service is down after a crash: each on the
     live stores (``jpki-ca status`` once made the running CA's commits vanish at its next restart)."""
-    ca_env = {**os.environ, **bench.ca.env}
-    service_env = {**os.environ, "JPKI_DATABASE_URL": bench.service.database_url}
-    for args, env in (
-        (["-m", "ca_mock", "--data", str(bench.ca.settings.data_dir), "status", card_serial], ca_env),
-        (["-m", "ca_mock", "--data", str(bench.ca.settings.data_dir), "crl", "--issuer", "sign"], ca_env),
-        (["-m", "jpki_service", "status", "--data", str(bench.service.data_dir)], service_env),
-    ):
-        result = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, f"{args}: {result.stdout}{result.stderr}"
+    ca_cli(bench, "status", card_serial)
+    ca_cli(bench, "crl", "--issuer", "sign")
+    service_cli(bench, "status")
 
 
 def run_case(bench: Bench, point: str, operation: str) -> dict:
