@@ -51,6 +51,28 @@ _TRY_AGAIN_LATER = {
 }
 _NEVER_ISSUED_SERIAL = "0"  # serials are positive (RFC 5280, 4.1.2.2): 0 names no certificate
 
+# uvicorn closes a connection idle for 5 s (its timeout_keep_alive); a client that keeps one as long
+# races that close and reads "Connection reset by peer" on its next request. Drop idle ones sooner.
+_IDLE_CONNECTION_SECONDS = 2.0
+
+
+class _OnceMoreOnBrokenConnection(httpx.HTTPTransport):
+    """Send a request a second time, on a new connection, when the first one broke under it (reset,
+    closed mid-answer). Safe for every request the service makes to the CA: reads, OCSP questions and
+    commands that carry an operation id the CA answers the same way twice. A timeout is not retried
+    here: the caller's queue decides when to try again."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return super().handle_request(request)
+        except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+            return super().handle_request(request)
+
+
+def _http_client(timeout: float, **kwargs: Any) -> httpx.Client:
+    limits = httpx.Limits(keepalive_expiry=_IDLE_CONNECTION_SECONDS)
+    return httpx.Client(timeout=timeout, transport=_OnceMoreOnBrokenConnection(limits=limits), **kwargs)
+
 
 def _json_or_text(response: httpx.Response) -> dict[str, Any]:
     try:
@@ -72,11 +94,11 @@ class CAClient:
         self.base_url = base_url.rstrip("/")
         # None: the JPKI_OCSP_* settings of the environment (jpki_service/settings.py).
         self.ocsp_freshness = ocsp_freshness or OCSPFreshness.from_settings(ServiceSettings())
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout,
+        self._http = _http_client(timeout, base_url=self.base_url,
                                   headers={"Authorization": f"Bearer {token}"} if token else {})
         # The OCSP URL comes from each certificate, so it has its own client: no bearer, no base URL.
         # One client for the process: a new one per call costs ~40 ms of CPU (a fresh TLS context).
-        self._public = httpx.Client(timeout=timeout)
+        self._public = _http_client(timeout)
         self._ca_certificates: dict[str, x509.Certificate] = {}
 
     def close(self) -> None:
