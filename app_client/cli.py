@@ -20,7 +20,7 @@ from typing import Any, Optional, TypeVar
 import typer
 from cryptography import x509
 
-from ca_mock.cards.rules import SecretRuleViolation, check_pin, normalise_signature_password
+from jpki_common.card_rules import SecretRuleViolation, check_pin, normalise_signature_password
 from app_client import flows
 from app_client.card_reader import CardReader
 from app_client.errors import AppError

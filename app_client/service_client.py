@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from app_client.errors import AppError
-from jpki_service.protocol import Action, proof_message
+from jpki_common.owner_proof import Action, proof_message
 
 FINAL_STATES = ("revoked", "expired")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from ca_mock import keys
+from jpki_common import keys
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -185,7 +185,8 @@ def tree_rss_mib(pid: int) -> float:
 def make_ca(data_dir: Path, public_url: str):
     """A fresh, initialised CA store under ``data_dir`` (SQLite), through ca_mock's own API."""
     from ca_mock.authorities.service import initialise
-    from ca_mock.db import Store, create_schema
+    from jpki_common.store import Store
+    from ca_mock.db import create_schema
     from ca_mock.settings import CASettings
 
     settings = CASettings(data_dir=data_dir, public_url=public_url)

@@ -322,7 +322,7 @@ def run_size(args, res: common.Resources, size: int) -> dict:
         raise RuntimeError(f"publish() child failed ({code}): {out[-3000:]}")
     ours = json.loads(out.strip().splitlines()[-1])
     ours.update(wall_s=wall, peak_mib=peak, child_cpu_s=cpu)
-    from ca_mock.db import Store
+    from jpki_common.store import Store
 
     store = Store(f"sqlite:///{data / 'ca.sqlite3'}")
     with store.sessions() as session:

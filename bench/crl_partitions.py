@@ -177,7 +177,7 @@ def main() -> int:
 
     from ca_mock.authorities.models import Authority
     from ca_mock.crl.models import CRLPartition, PublishedCRL, PublishedPartitionCRL
-    from ca_mock.db import Store
+    from jpki_common.store import Store
     from ca_mock.settings import CASettings
 
     size = CASettings().crl_partition_size

@@ -36,7 +36,7 @@ import httpx  # noqa: E402
 from sqlalchemy import String  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column  # noqa: E402
 
-from ca_mock.db import Store  # noqa: E402
+from jpki_common.store import Store  # noqa: E402
 
 # What one registration does, counted from the code (jpki_service.registrations.service.register,
 # ca_commands.dispatch, ca_mock.certificates.service.issue_certificate), for the floor below.

@@ -570,7 +570,7 @@ def one_answer(data: Path) -> bytes:
     """One real answer of ours, to give the do-nothing app a body of the same size."""
     from sqlalchemy import select
 
-    from ca_mock.db import Store
+    from jpki_common.store import Store
     from ca_mock.ocsp.models import PreparedOCSPResponse
     from ca_mock.settings import CASettings
 

@@ -89,7 +89,7 @@ def _cards(args: tuple) -> list[tuple[str, str, bytes]]:
     data_dir, database_url, public_url, indexes = args
     from ca_mock.cards.service import issue_card
     from ca_mock.certificates.schemas import PersonIn
-    from ca_mock.db import Store
+    from jpki_common.store import Store
     from ca_mock.settings import CASettings
 
     settings = CASettings(data_dir=Path(data_dir), public_url=public_url, database_url=database_url)
@@ -220,7 +220,7 @@ def stop_py_spy(res: common.Resources, spies: list) -> None:
 # -- the registrations ---------------------------------------------------------------------------
 def register_one(client: httpx.Client, card: tuple, phone: dict, sign_key) -> tuple[float, float, int, str]:
     """challenge + card signature + register: (total s, register request s, status, ca_sync)."""
-    from jpki_service.protocol import proof_message, sign_message
+    from jpki_common.owner_proof import proof_message, sign_message
 
     start = time.perf_counter()
     answer = client.post("/api/v1/challenges", json={"action": "register", "registration_id": None})
@@ -304,7 +304,8 @@ def _run(args, res: common.Resources, work: Path, dbs: Databases, total: int, co
     ca_url, service_url = f"http://127.0.0.1:{ca_port}", f"http://127.0.0.1:{service_port}"
     t0 = time.perf_counter()
     from ca_mock.authorities.service import initialise
-    from ca_mock.db import Store, create_schema
+    from jpki_common.store import Store
+    from ca_mock.db import create_schema
     from ca_mock.settings import CASettings
 
     ca_settings = CASettings(data_dir=work / "ca", public_url=ca_url, database_url=dbs.ca)

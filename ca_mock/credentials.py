@@ -16,7 +16,7 @@ import enum
 import secrets
 from dataclasses import dataclass
 
-from ca_mock.certificates.profiles import Profile
+from jpki_common.profiles import Profile
 from ca_mock.problems import CAProblem
 from ca_mock.settings import CASettings
 

@@ -1,33 +1,11 @@
-"""Errors the CA reports to its callers, each an RFC 9457 problem document.
+"""Errors the CA reports to its callers, each an RFC 9457 problem document (:class:`Problem`).
 
 Raised anywhere below the HTTP layer; the app turns them into ``application/problem+json``
 and the CLI into a one-line message with a non-zero exit.
 """
 from __future__ import annotations
 
-from typing import Any
-
-
-class Problem(Exception):
-    """Base of every refusal reported as a problem document, by the CA and by the service."""
-
-    status: int = 400
-    title: str = "Bad request"
-    slug: str = "bad-request"
-
-    def __init__(self, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.extra = extra
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": f"https://jpki-mock.invalid/problems/{self.slug}",
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            **self.extra,
-        }
+from jpki_common.problems import Problem
 
 
 class CAProblem(Problem):
@@ -40,10 +18,6 @@ class InvalidRequest(CAProblem):
 
 class InvalidCSR(CAProblem):
     status, title, slug = 422, "Invalid certificate signing request", "invalid-csr"
-
-
-class PolicyViolation(CAProblem):
-    status, title, slug = 422, "Refused by issuing policy", "policy-violation"
 
 
 class UnknownCertificate(CAProblem):

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
-from ca_mock.http import PROBLEM_MEDIA_TYPE
+from jpki_common.http import PROBLEM_MEDIA_TYPE
 from jpki_service.ocsp_verification import OCSPFreshness, ocsp_question, verify_ocsp_answer
 from jpki_service.settings import ServiceSettings
 

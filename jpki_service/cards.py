@@ -12,14 +12,13 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from asn1crypto import core
 from cryptography import x509
 
-from ca_mock.certificates.profiles import OID_ADDRESS, OID_DATE_OF_BIRTH, OID_GENDER, OID_NAME, PROFILES
+from jpki_common.profiles import PROFILES, personal_data_of
 from jpki_service.ca_client import CAClient, CAUnavailable
 from jpki_service.ocsp_verification import OCSPAnswerRefused
 from jpki_service.problems import CAUnreachable, InvalidInput, ProofRejected, StatusUnverified
-from jpki_service.protocol import signature_verifies
+from jpki_common.owner_proof import signature_verifies
 
 CARD_SIGNATURE_POLICY = x509.ObjectIdentifier(PROFILES["card-signature"].policy_oid)
 
@@ -40,16 +39,13 @@ def load_certificate(pem: str, field: str) -> x509.Certificate:
 
 def _person(certificate: x509.Certificate) -> dict[str, str]:
     try:
-        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        person = personal_data_of(certificate)
     except x509.ExtensionNotFound:
         raise ProofRejected("the card certificate carries no subjectAltName: not a signature certificate") from None
-    values = {n.type_id: core.load(n.value).native for n in names if isinstance(n, x509.OtherName)}
-    try:
-        birth = values[OID_DATE_OF_BIRTH]
-        return {"name": values[OID_NAME], "gender": values[OID_GENDER], "address": values[OID_ADDRESS],
-                "date_of_birth": f"{birth[:4]}-{birth[4:6]}-{birth[6:8]}"}
-    except KeyError:
+    except (KeyError, ValueError):
         raise ProofRejected("the card certificate lacks one of the four items") from None
+    return {"name": person.name, "gender": person.gender, "address": person.address,
+            "date_of_birth": person.date_of_birth.isoformat()}
 
 
 def person_key(secret: bytes, person: dict[str, str]) -> str:

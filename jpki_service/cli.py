@@ -1,6 +1,7 @@
 """``jpki-service``: run the lifecycle service, migrate its database, show its queue."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -42,24 +43,25 @@ def _migrate(settings: ServiceSettings) -> None:
 
 
 def _start_embedded_ca(settings: ServiceSettings, host: str, port: int) -> subprocess.Popen:
-    """The mock CA on the embedded default: its own process and store under DATA/ca."""
-    from ca_mock.authorities.service import initialise
-    from ca_mock.db import Store, create_schema
-    from ca_mock.settings import CASettings
-
-    ca_settings = CASettings(data_dir=settings.data_dir / "ca", public_url=f"http://{host}:{port}")
-    ca_settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(ca_settings.resolved_database_url())
-    create_schema(store.engine)
-    hierarchy = initialise(store, ca_settings, exist_ok=True)
-    store.dispose()
-    if hierarchy.public_url != ca_settings.public_url:
-        fail(f"the CA under {ca_settings.data_dir} was made for {hierarchy.public_url}; "
+    """The mock CA on the embedded default: its own process and store under DATA/ca, made and started
+    through its CLI (the service imports nothing of the mock CA: a real deployment has none)."""
+    ca_data = settings.data_dir / "ca"
+    public_url = f"http://{host}:{port}"
+    ca_env = {**os.environ, "JPKI_CA_DATA_DIR": str(ca_data)}
+    made = subprocess.run([sys.executable, "-m", "ca_mock", "init", "--public-url", public_url, "--exist-ok",
+                           "--json"], env=ca_env, capture_output=True, text=True)
+    if made.returncode != 0:
+        fail(f"the mock CA under {ca_data} could not be made: {made.stderr.strip() or made.stdout.strip()}")
+    hierarchy = json.loads(made.stdout)
+    if hierarchy["public_url"] != public_url:
+        fail(f"the CA under {ca_data} was made for {hierarchy['public_url']}; "
              f"serve with a port that matches it, or use another --data folder")
+    token_file = hierarchy["api_token_file"]
+    token = Path(token_file).read_text().strip() if token_file else os.environ.get("JPKI_CA_API_TOKEN")
     log = open(settings.data_dir / "ca.log", "a")
     process = subprocess.Popen(
         [sys.executable, "-m", "ca_mock", "serve", "--host", host, "--port", str(port)],
-        env={**os.environ, "JPKI_CA_DATA_DIR": str(ca_settings.data_dir)}, stdout=log, stderr=log,
+        env=ca_env, stdout=log, stderr=log,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -68,7 +70,7 @@ def _start_embedded_ca(settings: ServiceSettings, host: str, port: int) -> subpr
         try:
             if httpx.get(f"http://{host}:{port}/healthz", timeout=1).status_code == 200:
                 settings.ca_url = f"http://{host}:{port}"
-                settings.ca_token = ca_settings.resolved_api_token()
+                settings.ca_token = token
                 return process
         except httpx.HTTPError:
             time.sleep(0.2)
@@ -218,7 +220,7 @@ def operator_add(
     data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default ./var)."),
 ) -> None:
     """Create an account. The password is prompted, or read from JPKI_OPERATOR_PASSWORD."""
-    from ca_mock.problems import Problem
+    from jpki_common.problems import Problem
     from jpki_service.operators.roles import Role
     from jpki_service.operators.service import add_operator
 
@@ -243,7 +245,7 @@ def operator_unlock(
     data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default ./var)."),
 ) -> None:
     """Clear a lock-out after failed logins (once the operator's identity is confirmed)."""
-    from ca_mock.problems import Problem
+    from jpki_common.problems import Problem
     from jpki_service.operators.service import unlock
 
     try:

@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.orm import DeclarativeBase
 
-from ca_mock.db import Store, UTCDateTime, utcnow
+from jpki_common.store import Store, UTCDateTime, utcnow
 
 __all__ = ["Base", "Store", "UTCDateTime", "utcnow", "migrate", "alembic_config"]
 

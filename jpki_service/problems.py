@@ -1,7 +1,7 @@
 """Refusals of the lifecycle service, each a problem document (see docs/service-api.md)."""
 from __future__ import annotations
 
-from ca_mock.problems import Problem
+from jpki_common.problems import Problem
 
 
 class InvalidInput(Problem):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from ca_mock import keys
+from jpki_common import keys
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ca_mock.cards.service import issue_card
 from ca_mock.certificates.schemas import PersonIn
-from jpki_service.protocol import proof_message, sign_message
+from jpki_common.owner_proof import proof_message, sign_message
 from tests.helpers import PERSON, csr_pem
 
 CARD_PASSWORD, CARD_PIN = "CARD1234", "1234"

@@ -25,17 +25,12 @@ from ca_mock.authorities.service import initialise, load_hierarchy
 from ca_mock.certificates.models import IssuedCertificate, StatusEvent
 from ca_mock.certificates.schemas import IssueRequest
 from ca_mock.certificates.service import change_status, issue_certificate
-from ca_mock.certificates.status_rules import (
-    KEY_COMPROMISE,
-    REVOCATION_REASONS,
-    CertStatus,
-    StatusAction,
-    StatusChange,
-    next_status,
-)
+from jpki_common.profiles import KEY_COMPROMISE, REVOCATION_REASONS
+from ca_mock.certificates.status_rules import CertStatus, StatusAction, StatusChange, next_status
 from ca_mock.crl.models import PublishedCRL
 from ca_mock.crl.service import publish
-from ca_mock.db import Store, create_schema
+from jpki_common.store import Store
+from ca_mock.db import migrate
 from ca_mock.ocsp.models import PreparedOCSPResponse
 from ca_mock.operations.models import Operation
 from ca_mock.problems import CAProblem, OperationConflict, StatusChangeRefused
@@ -58,7 +53,7 @@ class CA:
         self.settings = CASettings(data_dir=tmp_path / "ca", database_url=database_url,
                                    public_url="http://127.0.0.1:1")
         self.store = Store(database_url)
-        create_schema(self.store.engine)
+        migrate(self.store.url)
         initialise(self.store, self.settings)
         self.thread_stores = [Store(database_url) for _ in range(THREADS)]
         for store in self.thread_stores:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ca_mock.db import Store
+from jpki_common.store import Store
 from tests.newcomer import Newcomer
 
 pytestmark = pytest.mark.e2e

@@ -27,10 +27,11 @@ from cryptography.x509 import ocsp
 from ca_mock.authorities.service import initialise, load_hierarchy
 from ca_mock.certificates.service import change_status
 from ca_mock.certificates.status_rules import StatusAction
-from ca_mock.db import Store, create_schema
+from jpki_common.store import Store
+from ca_mock.db import migrate
 from ca_mock.settings import CASettings
 from jpki_service.ocsp_verification import OCSPAnswerRefused, OCSPFreshness, ocsp_question, verify_ocsp_answer
-from jpki_service.protocol import proof_message, sign_message
+from jpki_common.owner_proof import proof_message, sign_message
 from tests.conftest import RunningCA, free_port, start_process, start_service, stop_process
 from tests.service_helpers import PhoneForTests, make_card, proof_for, register, register_body
 from tests.test_service_flows import wait_for
@@ -99,7 +100,7 @@ def world(tmp_path_factory) -> Iterator[World]:
     settings = CASettings(data_dir=tmp_path / "ca", database_url=f"sqlite:///{tmp_path / 'ca.sqlite3'}",
                           public_url=f"http://127.0.0.1:{stub_port}")
     store = Store(settings.resolved_database_url())
-    create_schema(store.engine)
+    migrate(store.url)
     initialise(store, settings)
     ca_url = f"http://127.0.0.1:{ca_port}"
     env = {"JPKI_CA_DATA_DIR": str(settings.data_dir),

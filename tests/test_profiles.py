@@ -32,9 +32,10 @@ from ca_mock.certificates.schemas import IssueRequest
 from ca_mock.certificates.service import change_status, issue_certificate
 from ca_mock.certificates.status_rules import StatusAction
 from ca_mock.crl.service import current_crl
-from ca_mock.db import utcnow
+from jpki_common.store import utcnow
 from ca_mock.ocsp.models import PreparedOCSPResponse
-from ca_mock.problems import InvalidRequest, PolicyViolation
+from ca_mock.problems import InvalidRequest
+from jpki_common.problems import PolicyViolation
 from tests.helpers import csr_pem, p256_csr_pem, rsa_key
 
 PROFILES = ("card-signature", "card-authentication", "phone-signature", "phone-authentication")

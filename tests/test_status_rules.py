@@ -10,16 +10,8 @@ import itertools
 
 import pytest
 
-from ca_mock.certificates.status_rules import (
-    HOLD_REASON,
-    KEY_COMPROMISE,
-    REMOVE_FROM_CRL,
-    REVOCATION_REASONS,
-    CertStatus,
-    StatusAction,
-    StatusChange,
-    next_status,
-)
+from jpki_common.profiles import HOLD_REASON, KEY_COMPROMISE, REMOVE_FROM_CRL, REVOCATION_REASONS
+from ca_mock.certificates.status_rules import CertStatus, StatusAction, StatusChange, next_status
 from ca_mock.problems import InvalidRequest, StatusChangeRefused
 
 # RFC 5280 section 5.3.1, reason codes 0-10 without 7 (unused), 6 (certificateHold) and 8 (removeFromCRL).

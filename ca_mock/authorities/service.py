@@ -20,15 +20,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy import select
 
-from ca_mock import keys, urls
+from jpki_common import keys
+from ca_mock import urls
 from ca_mock.authorities.models import Authority, CAMeta
-from ca_mock.db import Store, utcnow
+from jpki_common.store import Store, utcnow
 from ca_mock.problems import AlreadyInitialised, NotInitialised, UnknownAuthority
 from ca_mock.settings import CASettings
+from jpki_common.profiles import AUTHENTICATION_CA, ROOT, SIGNATURE_CA
 
-ROOT = "root"
-SIGNATURE_CA = "sign"
-AUTHENTICATION_CA = "auth"
 ISSUING_CAS = (SIGNATURE_CA, AUTHENTICATION_CA)
 CRL_ISSUERS = (ROOT, *ISSUING_CAS)
 TSA = "tsa"  # the time-stamping authority's signer; absent from stores initialised before it existed

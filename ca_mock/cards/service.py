@@ -15,15 +15,16 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ca_mock import keys
-from ca_mock.authorities.service import AUTHENTICATION_CA, ROOT, SIGNATURE_CA, load_hierarchy
-from ca_mock.cards.rules import PIN_TRIES, SIGNATURE_PASSWORD_TRIES, check_pin, normalise_signature_password
+from jpki_common import keys
+from jpki_common.profiles import AUTHENTICATION_CA, ROOT, SIGNATURE_CA
+from ca_mock.authorities.service import load_hierarchy
+from jpki_common.card_rules import PIN_TRIES, SIGNATURE_PASSWORD_TRIES, check_pin, normalise_signature_password
 from ca_mock.certificates.schemas import IssueRequest, PersonIn
 from ca_mock.certificates.service import issue_certificate
-from ca_mock.db import Store
+from jpki_common.store import Store
 from ca_mock.settings import CASettings
+from jpki_common.card_rules import CARD_FORMAT
 
-CARD_FORMAT = "jpki-mock-card/1"
 
 
 def _pem(cert: x509.Certificate) -> str:

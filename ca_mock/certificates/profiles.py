@@ -1,4 +1,5 @@
-"""The four certificate profiles of DESIGN.md section 4 and the one function that builds them.
+"""The one function that builds the four certificate profiles of DESIGN.md section 4
+(:data:`jpki_common.profiles.PROFILES`).
 
 Signature profiles carry the holder's four items in subjectAltName otherName, as the card
 does; user-authentication profiles carry no personal data at all. The subject DN holds only
@@ -8,57 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from dataclasses import dataclass
 
 from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
-from ca_mock import keys, urls
-from ca_mock.authorities.service import AUTHENTICATION_CA, SIGNATURE_CA, LoadedAuthority
-
-# subjectAltName otherName type ids used by JPKI signature certificates.
-OID_NAME = ObjectIdentifier("1.2.392.200149.8.5.5.1")
-OID_GENDER = ObjectIdentifier("1.2.392.200149.8.5.5.3")
-OID_DATE_OF_BIRTH = ObjectIdentifier("1.2.392.200149.8.5.5.4")
-OID_ADDRESS = ObjectIdentifier("1.2.392.200149.8.5.5.5")
-
-GENDERS = ("1", "2", "3")  # JPKI codes: 1 male, 2 female, 3 not stated
-
-
-@dataclass(frozen=True)
-class PersonalData:
-    """The four items of the card's signature certificate. Never the Individual Number."""
-
-    name: str
-    date_of_birth: dt.date
-    gender: str
-    address: str
-
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    authority: str
-    policy_oid: str
-    carries_personal_data: bool
-    is_phone: bool
-
-    @property
-    def non_repudiation(self) -> bool:
-        return self.carries_personal_data
-
-
-PROFILES: dict[str, Profile] = {
-    p.name: p
-    for p in (
-        Profile("card-signature", SIGNATURE_CA, "1.2.392.200149.8.5.1.1.10", True, False),
-        Profile("card-authentication", AUTHENTICATION_CA, "1.2.392.200149.8.5.1.3.10", False, False),
-        Profile("phone-signature", SIGNATURE_CA, "1.2.392.200149.8.5.1.1.30", True, True),
-        Profile("phone-authentication", AUTHENTICATION_CA, "1.2.392.200149.8.5.1.3.30", False, True),
-    )
-}
+from ca_mock import urls
+from ca_mock.authorities.service import LoadedAuthority
+from jpki_common import keys
+from jpki_common.profiles import OID_ADDRESS, OID_DATE_OF_BIRTH, OID_GENDER, OID_NAME, PersonalData, Profile
 
 
 def _other_names(person: PersonalData) -> list[x509.OtherName]:
@@ -69,19 +29,6 @@ def _other_names(person: PersonalData) -> list[x509.OtherName]:
         x509.OtherName(OID_DATE_OF_BIRTH, core.PrintableString(person.date_of_birth.strftime("%Y%m%d")).dump()),
         x509.OtherName(OID_ADDRESS, core.UTF8String(person.address).dump()),
     ]
-
-
-def personal_data_of(certificate: x509.Certificate) -> PersonalData:
-    """The four items a signature certificate carries (read back from what :func:`_other_names` wrote)."""
-    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    values = {name.type_id: name.value for name in san.get_values_for_type(x509.OtherName)}
-    return PersonalData(
-        name=core.UTF8String.load(values[OID_NAME]).native,
-        gender=core.PrintableString.load(values[OID_GENDER]).native,
-        date_of_birth=dt.datetime.strptime(core.PrintableString.load(values[OID_DATE_OF_BIRTH]).native,
-                                           "%Y%m%d").date(),
-        address=core.UTF8String.load(values[OID_ADDRESS]).native,
-    )
 
 
 def build_certificate(

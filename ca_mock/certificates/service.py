@@ -14,31 +14,21 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ca_mock import keys
+from jpki_common import keys
 from ca_mock.authorities.models import Authority
 from ca_mock.authorities.service import load_hierarchy
 from ca_mock.certificates.models import IssuedCertificate, StatusEvent
-from ca_mock.certificates.profiles import (
-    PROFILES,
-    PersonalData,
-    Profile,
-    build_certificate,
-    personal_data_of,
-)
+from jpki_common.profiles import PROFILES, PersonalData, Profile, personal_data_of
+from ca_mock.certificates.profiles import build_certificate
 from ca_mock.certificates.schemas import IssueRequest
 from ca_mock.certificates.status_rules import CertStatus, StatusAction, next_status
 from ca_mock.crl import partitions
 from ca_mock.crl.entries import encode_entry
-from ca_mock.db import Store, utcnow
+from jpki_common.store import Store, utcnow
 from ca_mock.ocsp.service import prepare_responses
 from ca_mock.operations import service as operations
-from ca_mock.problems import (
-    InvalidCSR,
-    InvalidRequest,
-    KeyAlreadyCertified,
-    PolicyViolation,
-    UnknownCertificate,
-)
+from ca_mock.problems import InvalidCSR, InvalidRequest, KeyAlreadyCertified, UnknownCertificate
+from jpki_common.problems import PolicyViolation
 from ca_mock.settings import CASettings
 
 

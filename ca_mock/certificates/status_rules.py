@@ -9,6 +9,7 @@ import enum
 from dataclasses import dataclass
 
 from ca_mock.problems import InvalidRequest, StatusChangeRefused
+from jpki_common.profiles import HOLD_REASON, KEY_COMPROMISE, REMOVE_FROM_CRL, REVOCATION_REASONS
 
 
 class CertStatus(str, enum.Enum):
@@ -23,20 +24,6 @@ class StatusAction(str, enum.Enum):
     RELEASE = "release"
 
 
-# RFC 5280 section 5.3.1 CRLReason names, in the spelling of the RFC.
-REVOCATION_REASONS = (
-    "unspecified",
-    "keyCompromise",
-    "cACompromise",
-    "affiliationChanged",
-    "superseded",
-    "cessationOfOperation",
-    "privilegeWithdrawn",
-    "aACompromise",
-)
-HOLD_REASON = "certificateHold"
-REMOVE_FROM_CRL = "removeFromCRL"
-KEY_COMPROMISE = "keyCompromise"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from ca_mock.certificates import service
-from ca_mock.certificates.profiles import PROFILES
+from jpki_common.profiles import PROFILES
 from ca_mock.certificates.schemas import (
     CertificateOut,
     IssueRequest,

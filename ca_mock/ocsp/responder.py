@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, select
 
 from ca_mock.authorities.service import load_hierarchy
 from ca_mock.certificates.models import IssuedCertificate
-from ca_mock.db import DriverQuery, Store, utcnow
+from jpki_common.store import DriverQuery, Store, utcnow
 from ca_mock.ocsp.models import PreparedOCSPResponse
 from ca_mock.ocsp.service import HASHES, build_response
 from ca_mock.settings import CASettings

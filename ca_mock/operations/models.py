@@ -6,7 +6,8 @@ import datetime as dt
 from sqlalchemy import JSON, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ca_mock.db import Base, UTCDateTime
+from ca_mock.db import Base
+from jpki_common.store import UTCDateTime
 
 
 class Operation(Base):

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ca_mock.db import utcnow
+from jpki_common.store import utcnow
 from ca_mock.operations.models import Operation
 from ca_mock.problems import OperationConflict
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ca_mock.certificates.status_rules import REVOCATION_REASONS
+from jpki_common.profiles import REVOCATION_REASONS
 
 RevocationReason = Literal[REVOCATION_REASONS]  # type: ignore[valid-type]
 

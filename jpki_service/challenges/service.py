@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 from jpki_service.challenges.models import Challenge
 from jpki_service.db import Store, utcnow
 from jpki_service.problems import ChallengeExpired, ChallengeMismatch, ChallengeUnknown, ChallengeUsed
-from jpki_service.protocol import Action, proof_message
+from jpki_common.owner_proof import Action, proof_message
 
 
 def issue_challenge(store: Store, ttl_seconds: int, action: Action, registration_id: str | None) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ca_mock.problems import Problem
+from jpki_common.problems import Problem
 from jpki_service.callcentre import service as callcentre
 from jpki_service.callcentre.schemas import (
     CallerKind,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from alembic import context
-from ca_mock.db import make_engine
+from jpki_common.store import make_engine
 from jpki_service.db import Base, import_models
 
 import_models()

@@ -33,7 +33,7 @@ import click
 import httpx
 import typer
 
-from ca_mock.certificates.status_rules import REVOCATION_REASONS
+from jpki_common.profiles import REVOCATION_REASONS
 from jpki_service.callcentre.schemas import CallerKind, Channel, SuspensionReason
 
 DEFAULT_SERVICE = "http://127.0.0.1:8000"

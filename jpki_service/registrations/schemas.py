@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jpki_service.protocol import Action
+from jpki_common.owner_proof import Action
 
 RegistrationId = Field(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")
 Pem = Field(min_length=1, max_length=16_384)

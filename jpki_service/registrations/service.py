@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ca_mock.keys import check_subject_key
+from jpki_common.keys import check_subject_key
 from jpki_service import lifecycle
 from jpki_service import holder_data
 from jpki_service.ca_client import CAClient
@@ -27,7 +27,7 @@ from jpki_service.challenges.service import spend_challenge
 from jpki_service.db import Store, utcnow
 from jpki_service.lifecycle import Actor, CertKind, Event, State
 from jpki_service.problems import InvalidInput, ProofRejected, StateConflict
-from jpki_service.protocol import Action, signature_verifies
+from jpki_common.owner_proof import Action, signature_verifies
 from jpki_service.registrations.models import Person, PhoneCertificate, Registration, RegistrationEvent
 from jpki_service.registrations.schemas import LiftRequest, OwnerProof, RegisterRequest
 from jpki_service.registrations.transitions import (

@@ -9,7 +9,7 @@ from jpki_service.challenges.service import issue_challenge
 from jpki_service.faults import crash_point
 from jpki_service.lifecycle import Event
 from jpki_service.problems import InvalidInput
-from jpki_service.protocol import Action
+from jpki_common.owner_proof import Action
 from jpki_service.rate_limits.service import count_proof_attempt
 from jpki_service.registrations import service
 from jpki_service.registrations.schemas import (

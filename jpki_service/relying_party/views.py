@@ -16,7 +16,7 @@ from jpki_service.cards import load_certificate
 from jpki_service.challenges.service import issue_challenge, spend_challenge
 from jpki_service.ocsp_verification import OCSPAnswerRefused
 from jpki_service.problems import CAUnreachable, ProofRejected, StatusUnverified
-from jpki_service.protocol import Action, signature_verifies
+from jpki_common.owner_proof import Action, signature_verifies
 
 router = APIRouter(prefix="/rp/v1", tags=["demo relying party"])
 

@@ -17,7 +17,8 @@ from app_client.secure_element import SecureElement
 from ca_mock.authorities.service import initialise
 from ca_mock.cards.service import issue_card, write_card
 from ca_mock.certificates.schemas import PersonIn
-from ca_mock.db import Store, create_schema
+from jpki_common.store import Store
+from ca_mock.db import migrate
 from ca_mock.settings import CASettings
 from tests.helpers import PERSON
 
@@ -39,7 +40,7 @@ def card_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = CASettings(data_dir=folder, database_url=f"sqlite:///{folder / 'ca.sqlite3'}",
                           public_url="http://127.0.0.1:9")
     store = Store(settings.resolved_database_url())
-    create_schema(store.engine)
+    migrate(store.url)
     initialise(store, settings)
     card = issue_card(store, settings, PersonIn(**PERSON), CARD_PASSWORD, CARD_PIN)
     store.dispose()

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from jpki_service.protocol import proof_message, signature_verifies
+from jpki_common.owner_proof import proof_message, signature_verifies
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 URL = "http://lifecycle.test"

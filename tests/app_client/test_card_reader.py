@@ -10,8 +10,8 @@ from cryptography import x509
 
 from app_client.card_reader import AUTHENTICATION, SIGNATURE, CardReader
 from app_client.errors import AppError, SecretLocked, WrongSecret
-from ca_mock.cards.rules import SecretRuleViolation
-from jpki_service.protocol import proof_message, signature_verifies
+from jpki_common.card_rules import SecretRuleViolation
+from jpki_common.owner_proof import proof_message, signature_verifies
 from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, card_slot
 
 MESSAGE = proof_message("register", None, "challenge-1", "nonce")

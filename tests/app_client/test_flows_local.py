@@ -17,7 +17,7 @@ from app_client.card_reader import SIGNATURE, CardReader
 from app_client.errors import NotRegistered, StaleCertificates
 from app_client.secure_element import KeySlot, SecureElement
 from app_client.service_client import ServiceUnreachable
-from ca_mock.cards.rules import SecretRuleViolation
+from jpki_common.card_rules import SecretRuleViolation
 from tests.app_client.conftest import CARD_PASSWORD, PHONE_PASSWORD, PHONE_PIN
 from tests.conftest import free_port
 

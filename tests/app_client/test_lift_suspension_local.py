@@ -23,7 +23,7 @@ from app_client.cli import app
 from app_client.errors import NothingToLift, WrongSecret
 from app_client.secure_element import KeySlot, SlotView
 from app_client.service_client import ServiceUnreachable
-from jpki_service.protocol import signature_verifies
+from jpki_common.owner_proof import signature_verifies
 from tests.app_client.conftest import CARD_PASSWORD, PHONE_PASSWORD, PHONE_PIN
 from tests.app_client.fake_service import URL, FakeService, LiftOutcome
 

@@ -15,8 +15,8 @@ from cryptography.x509.oid import NameOID
 
 from app_client.errors import SecretLocked, WrongSecret
 from app_client.secure_element import CertificateMismatch, KeySlot, NoKey, SecureElement
-from ca_mock.cards.rules import SecretRuleViolation
-from jpki_service.protocol import proof_message, signature_verifies
+from jpki_common.card_rules import SecretRuleViolation
+from jpki_common.owner_proof import proof_message, signature_verifies
 from tests.app_client.conftest import PHONE_PASSWORD, PHONE_PIN
 
 MESSAGE = proof_message("revoke", "reg-1", "challenge-1", "nonce")

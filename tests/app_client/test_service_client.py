@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from app_client.service_client import Challenge, Proof, problem_from
-from jpki_service.protocol import proof_message
+from jpki_common.owner_proof import proof_message
 
 
 def test_a_problem_document_keeps_status_title_detail_type_and_field():

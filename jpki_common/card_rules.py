@@ -1,4 +1,5 @@
-"""The secret rules of the My Number card, which the phone's secure element copies.
+"""The My Number card as every part knows it: the format of its file (written by the CA's card
+office, read by the phone app) and its secret rules, which the phone's secure element copies.
 
 Signature password: 6-16 characters of A-Z and 0-9, with at least one of each (lower case is
 folded to upper, as the app does). User-authentication PIN: exactly 4 digits.
@@ -6,6 +7,8 @@ folded to upper, as the app does). User-authentication PIN: exactly 4 digits.
 from __future__ import annotations
 
 import re
+
+CARD_FORMAT = "jpki-mock-card/1"
 
 SIGNATURE_PASSWORD_TRIES = 5
 PIN_TRIES = 3

@@ -6,7 +6,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
-from ca_mock.problems import PolicyViolation
+from jpki_common.problems import PolicyViolation
 
 CAPrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
