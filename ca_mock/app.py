@@ -17,8 +17,9 @@ from ca_mock.certificates import views as certificate_views
 from ca_mock.credentials import Credentials
 from ca_mock.crl import views as crl_views
 from ca_mock.crl.service import publish_all_due
-from ca_mock.db import Store, create_schema
-from ca_mock.http import PROBLEM_RESPONSES, BodySizeLimit, install_problem_handlers, problem_response
+from jpki_common.store import Store
+from ca_mock.db import migrate
+from jpki_common.http import PROBLEM_RESPONSES, BodySizeLimit, install_problem_handlers, problem_response
 from ca_mock.ocsp.responder import OCSPResponder
 from ca_mock.ocsp.service import refresh_ageing_responses
 from ca_mock.settings import CASettings
@@ -110,7 +111,7 @@ class CAApplication:
     def __init__(self, settings: CASettings, store: Store | None = None, background: bool = True) -> None:
         self.settings = settings
         self.store = store or Store(settings.resolved_database_url())
-        create_schema(self.store.engine)
+        migrate(self.store.url)
         self.api = build_fastapi(self.store, settings, Credentials.from_settings(settings), background)
         self.ocsp = OCSPResponder(self.store, settings)
         self._routed = BodySizeLimit(self._route, settings.max_body_bytes)

@@ -14,7 +14,8 @@ from typing import Any, Optional
 import typer
 from pydantic import ValidationError
 
-from ca_mock.certificates.status_rules import REVOCATION_REASONS, StatusAction
+from jpki_common.profiles import REVOCATION_REASONS
+from ca_mock.certificates.status_rules import StatusAction
 from ca_mock.problems import CAProblem
 from ca_mock.settings import CASettings
 
@@ -40,11 +41,12 @@ class Context:
 def _store(settings: CASettings):
     from sqlalchemy.exc import OperationalError
 
-    from ca_mock.db import Store, create_schema
+    from jpki_common.store import Store
+    from ca_mock.db import migrate
 
     store = Store(settings.resolved_database_url())
     try:
-        create_schema(store.engine)
+        migrate(store.url)
     except OperationalError as exc:
         fail(f"cannot open the CA store {store.engine.url.render_as_string(hide_password=True)}: {exc.orig}")
     return store
@@ -94,6 +96,7 @@ def init(
                                    help="Base URL written into every certificate; fixed from now on."),
     key_algorithm: str = typer.Option("rsa2048", envvar="JPKI_CA_KEY_ALGORITHM", help="rsa2048 (default) or p256."),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="Keep an existing CA instead of failing."),
+    as_json: bool = typer.Option(False, "--json", help="Say what was done as JSON (for scripts)."),
 ) -> None:
     """Create the root, the two issuing CAs, their OCSP signers and the TSA. Never replaces an existing CA."""
     from ca_mock.authorities.service import initialise, is_initialised
@@ -106,8 +109,14 @@ def init(
     store = _store(settings)
     existed = is_initialised(store)
     hierarchy = _run(lambda: initialise(store, settings, exist_ok=exist_ok))
+    database = store.engine.url.render_as_string(hide_password=True)
+    if as_json:
+        token_file = None if settings.api_token else str(settings.token_file)
+        _print({"created": not existed, "database": database, "public_url": hierarchy.public_url,
+                "api_token_file": token_file}, as_json=True)
+        return
     verb = "kept the existing CA" if existed else "created a new CA"
-    typer.echo(f"{verb} at {store.engine.url.render_as_string(hide_password=True)}")
+    typer.echo(f"{verb} at {database}")
     typer.echo(f"public URL   {hierarchy.public_url}")
     typer.echo(f"API token    {settings.token_file if not settings.api_token else 'from JPKI_CA_API_TOKEN'}"
                "  (the lifecycle service's: phone certificates only)")
@@ -263,20 +272,15 @@ def crl(
                                                         "whole-issuer CRL (ISSUER-pN.crl)."),
 ) -> None:
     """Publish (if anything changed) and show or save a CRL."""
-    from ca_mock.crl.partitions import current_partition_crl, publish_partition
     from ca_mock.crl.service import current_crl, publish
 
     settings = ctx.obj.settings()
     store = _store(settings)
     kind = "delta" if delta else "full"
-    if partition is None:
-        if force:
-            _run(lambda: publish(store, settings, issuer, force=True))
-        published = _run(lambda: current_crl(store, settings, issuer, kind))
-    else:
-        if force:
-            _run(lambda: publish_partition(store, settings, issuer, partition, force=True))
-        published = _run(lambda: current_partition_crl(store, settings, issuer, partition, kind))
+    if force:
+        _run(lambda: publish(store, settings, issuer, force=True, partition=partition))
+    published = _run(lambda: current_crl(store, settings, issuer, kind, partition=partition))
+    if partition is not None:
         issuer = f"{issuer}-p{partition}"
     if out:
         out.write_bytes(published.der)
@@ -303,7 +307,7 @@ def card_issue(
     address: str = typer.Option(..., help="Address, as on the card."),
 ) -> None:
     """Make a simulated My Number card. Secrets: prompted, or JPKI_CARD_PASSWORD / JPKI_CARD_PIN."""
-    from ca_mock.cards.rules import SecretRuleViolation, check_pin, normalise_signature_password
+    from jpki_common.card_rules import SecretRuleViolation, check_pin, normalise_signature_password
     from ca_mock.cards.service import issue_card, write_card
     from ca_mock.certificates.schemas import PersonIn
 

@@ -22,7 +22,8 @@ import pytest
 import sqlalchemy as sa
 
 from ca_mock.authorities.service import Hierarchy, initialise
-from ca_mock.db import Store, create_schema
+from jpki_common.store import Store
+from ca_mock.db import migrate
 from ca_mock.settings import CASettings
 from tests.helpers import start_handing_out_keys_again
 
@@ -114,7 +115,7 @@ def ca_settings(tmp_path: Path, database_url: str) -> CASettings:
 @pytest.fixture
 def store(ca_settings: CASettings):
     store = Store(ca_settings.resolved_database_url())
-    create_schema(store.engine)
+    migrate(store.url)
     yield store
     store.dispose()
 

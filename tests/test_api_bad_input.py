@@ -65,7 +65,7 @@ def _crl_state(engine: sa.Engine) -> tuple[dict, dict]:
         published = {
             (authority, kind): number
             for authority, kind, number in connection.execute(sa.text(
-                "select authority, kind, number from published_crls"))
+                "select authority, kind, number from published_crls where partition is null"))
         }
     return authorities, published
 
@@ -80,7 +80,7 @@ def _partitions_settled(ca_server) -> bool:
         assert response.status_code == 200, response.text
     with ca_server.store.engine.connect() as connection:
         unsettled = connection.execute(sa.text(
-            "select count(*) from crl_partitions p where p.dirty or (select count(*) from published_partition_crls c"
+            "select count(*) from crl_partitions p where p.dirty or (select count(*) from published_crls c"
             " where c.authority = p.authority and c.partition = p.partition and c.number = p.crl_number) != 2"
         )).scalar_one()
     return unsettled == 0

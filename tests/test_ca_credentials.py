@@ -15,11 +15,12 @@ import sys
 import httpx
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from asn1crypto import core
 from cryptography import x509
 
 from ca_mock.authorities.service import initialise
-from ca_mock.db import create_schema
+from ca_mock.db import VERSION_TABLE, alembic_config, is_older_store, migrate
 from tests.conftest import free_port, start_process, stop_process
 from tests.helpers import PERSON, csr_pem, issue_body, rsa_key
 from tests.test_api_bad_input import assert_problem, store_unchanged
@@ -167,8 +168,9 @@ def test_the_same_public_key_is_certified_once(ca_server, card):
 
 
 def test_a_store_made_before_the_rule_gets_the_fingerprints_and_refuses_known_keys(store, hierarchy, ca_settings):
-    """create_all adds no column to an existing table: create_schema adds and fills it (the earliest
-    certificate of a key keeps the key; a duplicate issued before the rule stays as it was)."""
+    """A store made by create_all before the rule (and before the CA's migrations) has no such column:
+    migrate adds and fills it (the earliest certificate of a key keeps the key; a duplicate issued before
+    the rule stays as it was), then brings the store under Alembic."""
     from ca_mock.certificates.schemas import IssueRequest
     from ca_mock.certificates.service import issue_certificate
     from ca_mock.problems import KeyAlreadyCertified
@@ -176,15 +178,18 @@ def test_a_store_made_before_the_rule_gets_the_fingerprints_and_refuses_known_ke
     key = rsa_key()
     first = issue_certificate(store, ca_settings, IssueRequest(
         operation_id="old-1", profile="card-authentication", csr_pem=csr_pem(key)))
+    command.downgrade(alembic_config(store.url), "0001")  # the schema create_all made before the migrations
     with store.engine.begin() as connection:  # make it an old store holding a duplicate, as before the rule
+        connection.exec_driver_sql(f"DROP TABLE {VERSION_TABLE}")
         connection.exec_driver_sql("DROP INDEX ux_certificates_public_key_sha256")
         connection.exec_driver_sql("ALTER TABLE certificates DROP COLUMN public_key_sha256")
         table = sa.Table("certificates", sa.MetaData(), autoload_with=connection)
         row = dict(connection.execute(sa.select(table)).mappings().one())
         connection.execute(table.insert().values({**row, "serial": "abc123",
                                                   "not_before": row["not_before"] + dt.timedelta(seconds=1)}))
-    create_schema(store.engine)
-    create_schema(store.engine)  # once only: a second start finds the column
+    migrate(store.url)
+    migrate(store.url)  # once only: a second start finds the column
+    assert not is_older_store(store.engine)
     with store.engine.connect() as connection:
         fingerprints = dict(connection.exec_driver_sql(
             "SELECT serial, public_key_sha256 FROM certificates ORDER BY serial").all())

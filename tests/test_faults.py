@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
 from ca_mock.authorities.service import initialise
-from ca_mock.db import Store as CAStore
-from ca_mock.db import create_schema
+from jpki_common.store import Store as CAStore
+from ca_mock.db import migrate
 from ca_mock.settings import CASettings
 from jpki_service.ca_commands.service import queue_summary
 from jpki_service.db import Store as ServiceStore
@@ -174,7 +174,7 @@ def make_bench(kind: str, tmp: Path, stack) -> Bench:
     ca_port = free_port()
     settings = CASettings(data_dir=tmp / "ca", database_url=ca_db, public_url=f"http://127.0.0.1:{ca_port}")
     ca_store = CAStore(settings.resolved_database_url())
-    create_schema(ca_store.engine)
+    migrate(ca_store.url)
     initialise(ca_store, settings)
     stack.callback(ca_store.dispose)
     ca = CAProcess(f"http://127.0.0.1:{ca_port}", settings.resolved_api_token() or "", settings, ca_store,

@@ -1,15 +1,16 @@
 """Bringing a certificates table made before the one-key-one-certificate rule up to the model.
 
-``create_all`` makes missing tables, never missing columns, and the CA has no migrations: a store
-made before ``public_key_sha256`` existed gets the column here, once, the first time a process opens
-it, filled from each certificate's own key, then its unique index.
+The CA's store was made by ``create_all`` before it had migrations, and ``create_all`` makes missing
+tables, never missing columns: a store made before ``public_key_sha256`` existed gets the column here,
+once, filled from each certificate's own key, then its unique index. ``ca_mock.db.migrate`` runs this on
+such a store before Alembic's first revision (which has the column) takes the store over.
 """
 from __future__ import annotations
 
 from cryptography import x509
 from sqlalchemy import Connection, Engine, bindparam, inspect, select, text, update
 
-from ca_mock import keys
+from jpki_common import keys
 from ca_mock.certificates.models import IssuedCertificate
 
 _TABLE = IssuedCertificate.__table__

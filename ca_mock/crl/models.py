@@ -1,19 +1,28 @@
-"""The latest published full and delta CRL of each issuer, and of each CRL partition."""
+"""The latest published full and delta CRL of each scope (an issuer, or one of its CRL partitions), and
+the partitions' bookkeeping."""
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, PrimaryKeyConstraint, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ca_mock.db import Base, UTCDateTime
+from ca_mock.db import Base
+from jpki_common.store import UTCDateTime
 
 
 class PublishedCRL(Base):
+    """The latest full and delta CRL of a scope: ``partition`` None is the issuer's whole CRL
+    (``/crl/NAME.crl``), a number is that partition's (``/crl/NAME-pN.crl``). Keyed by
+    (authority, partition, kind): a unique index, and a partial one for the whole-issuer rows
+    (a NULL partition is distinct from every other in a unique index, on both databases)."""
+
     __tablename__ = "published_crls"
 
-    authority: Mapped[str] = mapped_column(ForeignKey("authorities.name"), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # full | delta
+    id: Mapped[int] = mapped_column(Integer)
+    authority: Mapped[str] = mapped_column(ForeignKey("authorities.name"))
+    partition: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8))  # full | delta
     number: Mapped[int] = mapped_column(Integer)
     base_number: Mapped[int | None] = mapped_column(Integer)
     this_update: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -21,10 +30,15 @@ class PublishedCRL(Base):
     entries: Mapped[int] = mapped_column(Integer)
     der: Mapped[bytes] = mapped_column(LargeBinary)
 
+    __table_args__ = (
+        PrimaryKeyConstraint("id", name="pk_published_crls"),
+        Index("ux_published_crls_scope", "authority", "partition", "kind", unique=True),
+        Index("ux_published_crls_issuer", "authority", "kind", unique=True,
+              sqlite_where=text("partition IS NULL"), postgresql_where=text("partition IS NULL")),
+    )
+
 
 # -- partitioned CRLs (see ca_mock/crl/partitions.py) -----------------------------------------------
-# New tables only: the store is made with create_all (no migrations), so existing tables keep
-# their columns and a store made before partitions gains these tables on its next start.
 
 
 class PartitionCounter(Base):
@@ -63,19 +77,3 @@ class CertificatePartition(Base):
     partition: Mapped[int] = mapped_column(Integer)
 
     __table_args__ = (Index("ix_certificate_partitions_authority_partition", "authority", "partition"),)
-
-
-class PublishedPartitionCRL(Base):
-    """The latest published full and delta CRL of each partition."""
-
-    __tablename__ = "published_partition_crls"
-
-    authority: Mapped[str] = mapped_column(ForeignKey("authorities.name"), primary_key=True)
-    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # full | delta
-    number: Mapped[int] = mapped_column(Integer)
-    base_number: Mapped[int | None] = mapped_column(Integer)
-    this_update: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    next_update: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    entries: Mapped[int] = mapped_column(Integer)
-    der: Mapped[bytes] = mapped_column(LargeBinary)

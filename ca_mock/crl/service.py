@@ -1,4 +1,5 @@
-"""Publishing CRLs (RFC 5280): one full CRL and one delta CRL per issuer, sharing a numbering.
+"""Publishing CRLs (RFC 5280): one full CRL and one delta CRL per scope, sharing a numbering. A scope
+is an issuer's whole CRL or one of its partitions' (ca_mock/crl/partitions.py); one publisher does both.
 
 A full CRL is the stored DER entries of every listed certificate, concatenated, wrapped and
 signed once: linear in the number of entries, with no Python object per entry (the
@@ -20,16 +21,17 @@ from dataclasses import dataclass
 from asn1crypto import core
 from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import ColumnElement, Select, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from ca_mock import keys, urls
+from jpki_common import keys
+from ca_mock import urls
 from ca_mock.authorities.models import Authority
 from ca_mock.authorities.service import CRL_ISSUERS, ISSUING_CAS, LoadedAuthority, load_hierarchy
 from ca_mock.certificates.models import IssuedCertificate, StatusEvent
 from ca_mock.crl.entries import encode_entry
-from ca_mock.crl.models import CertificatePartition, PublishedCRL
-from ca_mock.db import DriverQuery, Store, utcnow
+from ca_mock.crl.models import CertificatePartition, CRLPartition, PublishedCRL
+from jpki_common.store import DriverQuery, Store, utcnow
 from ca_mock.problems import UnknownAuthority
 from ca_mock.settings import CASettings
 
@@ -162,9 +164,33 @@ def _delta_entries(session: Session, authority: str, base_time: dt.datetime,
     return bytes(buffer), count
 
 
-def _reserve_number(
-    store: Store, settings: CASettings, name: str, force: bool, min_interval: float = 0.0
-) -> tuple[int, int, dt.datetime, dt.datetime] | None:
+def _scope_key(authority: str, partition: int | None, kind: str) -> tuple[ColumnElement[bool], ...]:
+    """The published row of a scope and kind (``partition`` None: the whole issuer; ``== None`` is IS NULL)."""
+    return (PublishedCRL.authority == authority, PublishedCRL.partition == partition, PublishedCRL.kind == kind)
+
+
+def _numbering(session: Session, authority: str, partition: int | None, lock: bool) -> Authority | CRLPartition:
+    """The row that holds a scope's CRL numbering, dirty flag and delta base: the issuer's for its
+    whole CRL, the partition's for a partition's (each has its own numbering: RFC 5280 5.2.3).
+    ``lock``: ``FOR UPDATE``; this row serialises the scope's publishers."""
+    statement: Select[tuple[Authority]] | Select[tuple[CRLPartition]]
+    if partition is None:
+        statement = select(Authority).where(Authority.name == authority)
+    else:
+        statement = select(CRLPartition).where(CRLPartition.authority == authority,
+                                                CRLPartition.partition == partition)
+    row = session.scalars(statement.with_for_update() if lock else statement).one_or_none()
+    if row is None:
+        raise UnknownAuthority(f"{authority} has no CRL partition {partition}")
+    return row
+
+
+def _dirty(row: Authority | CRLPartition) -> bool:
+    return row.crl_dirty if isinstance(row, Authority) else row.dirty
+
+
+def _reserve_number(store: Store, settings: CASettings, authority: str, partition: int | None, force: bool,
+                    min_interval: float = 0.0) -> tuple[int, int, dt.datetime, dt.datetime] | None:
     """Short locked step: decide whether to publish, take a CRL number, clear the dirty flag.
 
     Changes committed after this step set the flag again, so none is missed; changes before
@@ -174,39 +200,43 @@ def _reserve_number(
     now = utcnow()
     half_life = dt.timedelta(hours=settings.crl_validity_hours) / 2
 
-    def due(session: Session, authority: Authority) -> bool:
+    def due(session: Session, row: Authority | CRLPartition) -> bool:
         # Only the dates: the CRL itself is megabytes at scale, and this runs every round.
-        last = session.execute(
-            select(PublishedCRL.this_update, PublishedCRL.next_update).where(
-                PublishedCRL.authority == name, PublishedCRL.kind == "full")).first()
+        last = session.execute(select(PublishedCRL.this_update, PublishedCRL.next_update).where(
+            *_scope_key(authority, partition, "full"))).first()
         if force or last is None or last.next_update - now < half_life:
             return True
-        return authority.crl_dirty and (now - last.this_update).total_seconds() >= min_interval
+        return _dirty(row) and (now - last.this_update).total_seconds() >= min_interval
 
     # A read first, so the idle rounds of the background publisher take no write lock.
     with store.sessions() as session:
-        if not due(session, session.get_one(Authority, name)):
+        if not due(session, _numbering(session, authority, partition, lock=False)):
             return None
     with store.transaction() as session:
-        authority = session.scalars(select(Authority).where(Authority.name == name).with_for_update()).one()
-        if not due(session, authority):
+        row = _numbering(session, authority, partition, lock=True)
+        if not due(session, row):
             return None  # another publisher got there first
-        authority.crl_number += 1
-        authority.crl_dirty = False
-        number = authority.crl_number
-        if (authority.delta_base_time is None
-                or now - authority.delta_base_time >= dt.timedelta(hours=settings.delta_base_hours)):
-            authority.delta_base_number, authority.delta_base_time = number, now
-        return number, authority.delta_base_number, authority.delta_base_time, now
+        row.crl_number += 1
+        if isinstance(row, Authority):
+            row.crl_dirty = False
+        else:
+            row.dirty = False
+        if (row.delta_base_number is None or row.delta_base_time is None
+                or now - row.delta_base_time >= dt.timedelta(hours=settings.delta_base_hours)):
+            row.delta_base_number, row.delta_base_time = row.crl_number, now
+        return row.crl_number, row.delta_base_number, row.delta_base_time, now
 
 
 def publish(store: Store, settings: CASettings, name: str, force: bool = False,
-            min_interval: float = 0.0) -> Publication | None:
-    """Publish a new full and delta CRL for ``name`` if it changed, is ageing, or ``force``."""
-    if name not in CRL_ISSUERS:
+            min_interval: float = 0.0, partition: int | None = None) -> Publication | None:
+    """Publish a new full and delta CRL of ``name`` (its whole CRL, or ``partition``'s) if it changed,
+    is ageing, was never published, or ``force``: reserve a number, build both, store them."""
+    if partition is None and name not in CRL_ISSUERS:
         raise UnknownAuthority(f"no CRL issuer named {name!r}; known: {', '.join(CRL_ISSUERS)}")
+    if partition is not None and name not in ISSUING_CAS:
+        raise UnknownAuthority(f"no partitioned CRL issuer named {name!r}; known: {', '.join(ISSUING_CAS)}")
     hierarchy = load_hierarchy(store)
-    reserved = _reserve_number(store, settings, name, force, min_interval)
+    reserved = _reserve_number(store, settings, name, partition, force, min_interval)
     if reserved is None:
         return None
     number, base_number, base_time, now = reserved
@@ -215,47 +245,75 @@ def publish(store: Store, settings: CASettings, name: str, force: bool = False,
     # Only the issuing CAs have delta CRLs: their certificates name one (Freshest CRL). The
     # root's do not, and a validator must not be sent looking for a root delta.
     with_delta = name in ISSUING_CAS
-    full_der, full_count = _full_entries(store, name)
+    # A partition's CRLs carry its scope (IDP) and name its own delta; the issuer's whole CRL neither.
+    scope = freshest = None
+    if partition is not None:
+        scope = urls.partition_crl_url(hierarchy.public_url, name, partition)
+        freshest = urls.partition_delta_crl_url(hierarchy.public_url, name, partition)
+    full_der, full_count = _full_entries(store, name, partition)
     with store.sessions() as session:
-        delta_der, delta_count = _delta_entries(session, name, base_time) if with_delta else (b"", 0)
+        delta_der, delta_count = _delta_entries(session, name, base_time, partition) if with_delta else (b"", 0)
     publications = [("full", build_crl(issuer, full_der, number, now, next_update, hierarchy.public_url,
-                                       advertise_delta=with_delta), full_count, None)]
+                                       advertise_delta=with_delta, idp_url=scope, freshest_url=freshest),
+                     full_count, None)]
     if with_delta:
         publications.append(("delta", build_crl(issuer, delta_der, number, now, next_update, hierarchy.public_url,
-                                                delta_base=base_number), delta_count, base_number))
+                                                delta_base=base_number, idp_url=scope), delta_count, base_number))
     with store.transaction() as session:
-        # The issuer's row serialises the writers: without it, racing first publications on
-        # PostgreSQL would all INSERT (there is no published row yet to lock).
-        session.scalars(select(Authority).where(Authority.name == name).with_for_update()).one()
+        # The scope's numbering row serialises the writers: without it, racing first publications
+        # on PostgreSQL would all INSERT (there is no published row yet to lock).
+        row = _numbering(session, name, partition, lock=True)
         for kind, der, count, base in publications:
-            existing = session.get(PublishedCRL, (name, kind))
+            existing = session.execute(select(PublishedCRL.id, PublishedCRL.number).where(
+                *_scope_key(name, partition, kind))).first()
             if existing is not None and existing.number >= number:
                 continue  # a concurrent publisher got a later number in first
-            session.merge(PublishedCRL(authority=name, kind=kind, number=number, base_number=base,
-                                       this_update=now, next_update=next_update, entries=count, der=der))
-    return Publication(name, number, full_count, delta_count, base_number if with_delta else None)
+            values = {"number": number, "base_number": base, "this_update": now, "next_update": next_update,
+                      "entries": count, "der": der}
+            if existing is None:
+                session.add(PublishedCRL(authority=name, partition=partition, kind=kind, **values))
+            else:
+                session.execute(update(PublishedCRL).where(PublishedCRL.id == existing.id).values(**values))
+            if kind == "full" and isinstance(row, CRLPartition):
+                row.next_update = next_update  # for the background round's query (publish_due_partitions)
+    return Publication(name, number, full_count, delta_count, base_number if with_delta else None, partition)
 
 
-def current_crl(store: Store, settings: CASettings, name: str, kind: str) -> PublishedCRL:
-    """The CRL to serve: published anew first if anything changed since the last one."""
-    publish(store, settings, name)
+def current_crl(store: Store, settings: CASettings, name: str, kind: str,
+                partition: int | None = None) -> PublishedCRL:
+    """The CRL to serve (the issuer's whole CRL, or ``partition``'s): published anew first if anything
+    changed since the last one."""
+    publish(store, settings, name, partition=partition)
+    if kind == "delta" and name not in ISSUING_CAS:  # publish() leaves a full CRL; deltas: issuing CAs only
+        raise UnknownAuthority(f"{name} publishes no {kind} CRL; delta CRLs exist for: {', '.join(ISSUING_CAS)}")
     # A publication reserved before ours (another fetch, the background publisher) may still be
     # building: wait for it rather than serve the CRL it replaces. Otherwise a client fetching
     # full and delta at once can get one from each publication (pyHanko does exactly that).
     deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
     while True:
         with store.sessions() as session:
-            published = session.get(PublishedCRL, (name, kind))
-            reserved = session.get_one(Authority, name).crl_number
-        if published is None or published.number >= reserved:
-            break
+            published = session.scalars(select(PublishedCRL).where(*_scope_key(name, partition, kind))).one_or_none()
+            reserved = _numbering(session, name, partition, lock=False).crl_number
+        if published is not None and published.number >= reserved:
+            return published
         if time.monotonic() > deadline:  # its publisher died after reserving: publish anew
-            publish(store, settings, name, force=True)
+            publish(store, settings, name, force=True, partition=partition)
             deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
         time.sleep(0.01)
-    if published is None:  # publish() always leaves a full CRL; deltas exist for issuing CAs only
-        raise UnknownAuthority(f"{name} publishes no {kind} CRL; delta CRLs exist for: {', '.join(ISSUING_CAS)}")
-    return published
+
+
+def publish_due_partitions(store: Store, settings: CASettings) -> list[Publication]:
+    """The background publisher's share of the partitions: one query finds those due (changed, ageing
+    or never published), each is published."""
+    now = utcnow()
+    half_life = dt.timedelta(hours=settings.crl_validity_hours) / 2
+    with store.sessions() as session:
+        due = session.execute(select(CRLPartition.authority, CRLPartition.partition).where(or_(
+            CRLPartition.dirty.is_(True), CRLPartition.next_update.is_(None),
+            CRLPartition.next_update < now + half_life,
+        )).order_by(CRLPartition.authority, CRLPartition.partition)).all()
+    return [p for authority, partition in due
+            if (p := publish(store, settings, authority, partition=partition)) is not None]
 
 
 def publish_all_due(store: Store, settings: CASettings) -> list[Publication]:
@@ -265,12 +323,9 @@ def publish_all_due(store: Store, settings: CASettings) -> list[Publication]:
     ``sign`` and ``auth`` (a million entries at scale, named only by certificates issued before
     partitions) at most every ``issuer_crl_background_interval_seconds``, and at any fetch of it.
     """
-    from ca_mock.crl.partitions import publish_due_partitions
-
     partitioned = settings.crl_partition_size > 0
     published = [p for name in CRL_ISSUERS if (p := publish(
         store, settings, name,
         min_interval=settings.issuer_crl_background_interval_seconds if partitioned and name in ISSUING_CAS
         else 0.0)) is not None]
     return published + publish_due_partitions(store, settings)
-

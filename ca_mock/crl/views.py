@@ -6,7 +6,6 @@ import re
 
 from fastapi import APIRouter, Request, Response
 
-from ca_mock.crl.partitions import current_partition_crl
 from ca_mock.crl.service import current_crl
 from ca_mock.problems import UnknownAuthority
 
@@ -23,8 +22,8 @@ def crl(filename: str, request: Request) -> Response:
     name, kind = (stem[: -len("-delta")], "delta") if stem.endswith("-delta") else (stem, "full")
     settings = request.app.state.settings
     if match := _PARTITION.fullmatch(name):
-        published = current_partition_crl(request.app.state.store, settings, match["name"],
-                                          int(match["partition"]), kind)
+        published = current_crl(request.app.state.store, settings, match["name"], kind,
+                                partition=int(match["partition"]))
     else:
         published = current_crl(request.app.state.store, settings, name, kind)
     etag = f'"{name}-{kind}-{published.number}"'

@@ -1,0 +1,1 @@
+"""Alembic migrations of the mock CA's store (``ca_mock.db.migrate``)."""
