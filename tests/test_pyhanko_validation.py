@@ -27,13 +27,10 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pyhanko.keys import load_private_key_from_pemder_data
-from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
 from pyhanko.sign import fields, signers
 from pyhanko.sign.general import SigningError
-from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import InvalidCertificateError, RevokedError
@@ -46,6 +43,7 @@ from pyhanko_certvalidator.policy_decl import (
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from tests.helpers import PERSON, issue_body
+from tests.pdf_fixtures import one_page_pdf, pyhanko_ltv, pyhanko_now, validation_context_now
 
 pytestmark = pytest.mark.e2e
 
@@ -336,16 +334,6 @@ def _make_card(ca_server, tmp_path: Path) -> dict:
     return json.loads(out.read_text())
 
 
-def _tiny_pdf() -> io.BytesIO:
-    writer = PdfFileWriter()
-    content = writer.add_object(generic.StreamObject(stream_data=b"BT /F1 12 Tf 20 20 Td (contract) Tj ET"))
-    writer.insert_page(PageObject(content, (0, 0, 200, 100)))
-    out = io.BytesIO()
-    writer.write(out)
-    out.seek(0)
-    return out
-
-
 class CountingSigner(signers.SimpleSigner):
     """Counts the real (non-dry-run) uses of the private key."""
 
@@ -357,30 +345,16 @@ class CountingSigner(signers.SimpleSigner):
         return await super().async_sign_raw(data, digest_algorithm, dry_run)
 
 
-def _context(root_der: bytes) -> ValidationContext:
-    return ValidationContext(trust_roots=[asn1_x509.Certificate.load(root_der)], allow_fetching=True,
-                             revocation_mode="hard-fail")
-
-
 async def _sign(signer: signers.Signer, root_der: bytes) -> bytes:
-    vc = _context(root_der)
+    vc = validation_context_now(root_der)
     try:
         metadata = signers.PdfSignatureMetadata(
             field_name="Signature1", subfilter=fields.SigSeedSubFilter.PADES,
             embed_validation_info=True, validation_context=vc,
         )
-        signed = await signers.async_sign_pdf(IncrementalPdfFileWriter(_tiny_pdf()), metadata, signer=signer)
+        signed = await signers.async_sign_pdf(IncrementalPdfFileWriter(io.BytesIO(one_page_pdf())), metadata,
+                                              signer=signer)
         return signed.getvalue()
-    finally:
-        await vc.aclose()
-
-
-async def _validate_pdf(pdf: bytes, root_der: bytes):
-    vc = _context(root_der)
-    try:
-        reader = PdfFileReader(io.BytesIO(pdf))
-        assert len(reader.embedded_signatures) == 1
-        return await async_validate_pdf_signature(reader.embedded_signatures[0], signer_validation_context=vc)
     finally:
         await vc.aclose()
 
@@ -401,10 +375,15 @@ def test_pades_signature_with_the_card_key_round_trips_and_revocation_stops_sign
     dss = DocumentSecurityStore.read_dss(PdfFileReader(io.BytesIO(pdf)))
     assert dss.ocsps and dss.crls
 
-    status = asyncio.run(_validate_pdf(pdf, root_der))
+    status = pyhanko_now(pdf, root_der)
     assert status.bottom_line is True, status.pretty_print_details()
     assert status.intact and status.valid and status.trusted and not status.revoked
     assert status.signing_cert.dump() == _der(certificate_pem)
+    # Revocation information embedded but no signature timestamp: B-B, not B-LT. pyHanko's
+    # long-term validation (tests/test_pdf_ltv.py judges the phone's B-LT signatures with it)
+    # wants the timestamp before anything else.
+    long_term = pyhanko_ltv(pdf, root_der)
+    assert long_term.indication == "SIG_CONSTRAINTS_FAILURE" and not long_term.timestamp_passed, long_term.explain()
 
     _change(ca_server, card["signature"]["serial"], "revoke", "card-revoked", admin=True, reason="keyCompromise")
 
@@ -417,6 +396,6 @@ def test_pades_signature_with_the_card_key_round_trips_and_revocation_stops_sign
     assert signer.real_signatures == 0
 
     # And the document signed before is now judged against the current status: revoked.
-    after = asyncio.run(_validate_pdf(pdf, root_der))
+    after = pyhanko_now(pdf, root_der)
     assert after.bottom_line is False and after.revoked
     assert after.revocation_details.revocation_reason.native == "key_compromise"
