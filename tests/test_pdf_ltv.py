@@ -6,6 +6,12 @@ still validates, judged at its timestamp, with a note saying the revocation came
 after the revocation is refused; a signature without a timestamp, or one timestamped after the
 revocation (a stolen key, used outside the app, even with "good" revocation answers from before
 the revocation copied into it), is invalid. The TSA itself is judged by openssl.
+
+Every verdict of the app's verifier is judged again by pyHanko's own validators, trusting the CA's
+root alone (tests/pdf_fixtures.py): ``pyhanko_now`` (the certificate's status as the CA answers it
+now) and ``pyhanko_ltv`` (PAdES long-term validation with only what the document embeds, nothing
+fetched). Where pyHanko cannot judge as the app does (the CRL's invalidity date; a replayed "good"
+answer, told apart only by asking the CA now), the test says so and asserts what pyHanko answers.
 """
 from __future__ import annotations
 
@@ -39,11 +45,32 @@ from ca_mock.certificates.service import change_status
 from ca_mock.certificates.status_rules import StatusAction
 from ca_mock.tsa.service import TimeStampResp
 from tests.app_client.conftest import PHONE_PASSWORD
-from tests.pdf_fixtures import PasswordAsked, document, phone  # noqa: F401 (fixtures)
+from tests.pdf_fixtures import PasswordAsked, document, phone, pyhanko_ltv, pyhanko_now  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.e2e
 
 SECRET_VARIABLES = ("JPKI_CARD_PASSWORD", "JPKI_SIGN_PASSWORD", "JPKI_NEW_SIGN_PASSWORD", "JPKI_AUTH_PIN")
+
+
+def _root(phone: flows.Phone) -> str:
+    """The root pinned from the card (PEM): the one trust anchor of pyHanko's judges too."""
+    return phone.app_data.load().ca_chain["root"]
+
+
+def _revoked_now(pdf: Path, root: str, reason_native: str) -> None:
+    """pyHanko, asking the CA now: the signer's certificate is revoked (or held) for ``reason_native``."""
+    now = pyhanko_now(pdf, root)
+    assert not now.bottom_line and now.intact and now.valid and now.revoked, now.pretty_print_details()
+    assert not now.revocation_details.ca_revoked
+    assert now.revocation_details.revocation_reason.native == reason_native
+
+
+def _no_embedded_revocation_information(judgement) -> None:
+    """pyHanko's long-term validation refused for want of embedded revocation information (the
+    first certificate it misses it for is the issuing CA's: the root's CRL is not embedded either)."""
+    assert not judgement.passed and judgement.indication == "CERTIFICATE_CHAIN_GENERAL_FAILURE", judgement.explain()
+    assert "no revocation information could be found for intermediate certificate" in judgement.problems, \
+        judgement.explain()
 
 
 def _certificate(phone: flows.Phone) -> x509.Certificate:
@@ -81,6 +108,16 @@ def test_signed_before_revocation_stays_valid_and_after_it_is_impossible(
     before = flows.verify_pdf(phone, stamped.target).signatures[0]
     assert before.valid and before.judged_at is None and before.timestamp_trusted, before
     assert flows.verify_pdf(phone, bare.target).valid
+    # pyHanko: both valid now; the stamped one also valid from what it embeds alone, at its
+    # timestamp. The bare one is no B-LT signature (nor does the app call it one): pyHanko's
+    # long-term validation refuses it for want of a signature timestamp.
+    root = _root(phone)
+    assert pyhanko_now(stamped.target, root).bottom_line and pyhanko_now(bare.target, root).bottom_line
+    long_term = pyhanko_ltv(stamped.target, root)
+    assert long_term.passed and long_term.timestamp_passed, long_term.explain()
+    assert long_term.best_signature_time == before.timestamp
+    bare_long_term = pyhanko_ltv(bare.target, root)
+    assert bare_long_term.indication == "SIG_CONSTRAINTS_FAILURE" and not bare_long_term.timestamp_passed
 
     _wait_past(before.timestamp)
     _change(ca_server, phone, StatusAction.REVOKE, reason)
@@ -91,12 +128,18 @@ def test_signed_before_revocation_stays_valid_and_after_it_is_impossible(
     assert after.judged_at == after.timestamp == before.timestamp
     assert after.summary.startswith(f"VALID at its timestamp {after.timestamp.isoformat()}")
     assert f"the certificate was revoked later (" in after.summary and f", {reason_native})" in after.summary
+    # pyHanko: revoked now, and valid at its timestamp by the revocation information embedded at signing.
+    _revoked_now(stamped.target, root, reason_native)
+    long_term = pyhanko_ltv(stamped.target, root)
+    assert long_term.passed and long_term.best_signature_time == after.judged_at, long_term.explain()
 
     # Without a timestamp nothing shows it was signed before: judged now, revoked.
     (untimed,) = flows.verify_pdf(phone, bare.target).signatures
     assert not untimed.valid and untimed.judged_at is None
     assert f"REVOKED ({reason_native})" in untimed.summary
     assert "no trusted signature timestamp shows it was signed before" in untimed.summary
+    _revoked_now(bare.target, root, reason_native)
+    assert pyhanko_ltv(bare.target, root).indication == "SIG_CONSTRAINTS_FAILURE"
 
     # Signing after the revocation is refused before the password is asked, with or without timestamp.
     for timestamp in (True, False):
@@ -125,12 +168,17 @@ def test_a_hold_after_the_timestamp_reads_as_suspended_later(ca_server, phone, d
     (held,) = flows.verify_pdf(phone, stamped.target).signatures
     assert held.valid and "the certificate was suspended later (" in held.summary
     assert "certificateHold)" in held.summary
+    root = _root(phone)
+    _revoked_now(stamped.target, root, "certificate_hold")
+    long_term = pyhanko_ltv(stamped.target, root)
+    assert long_term.passed and long_term.best_signature_time == held.judged_at, long_term.explain()
     with pytest.raises(AppError, match=r"suspended \(certificateHold\)"):
         flows.sign_pdf(phone, document, tmp_path / "after.pdf", PasswordAsked())
 
     _change(ca_server, phone, StatusAction.RELEASE)
     (released,) = flows.verify_pdf(phone, stamped.target).signatures
     assert released.valid and released.judged_at is None and released.summary.startswith("VALID: ")
+    assert pyhanko_now(stamped.target, root).bottom_line and pyhanko_ltv(stamped.target, root).passed
 
 
 def test_an_invalidity_date_before_the_timestamp_invalidates(ca_server, phone, document, tmp_path):
@@ -144,6 +192,15 @@ def test_an_invalidity_date_before_the_timestamp_invalidates(ca_server, phone, d
     (verdict,) = flows.verify_pdf(phone, stamped.target).signatures
     assert not verdict.valid, verdict
     assert "REVOKED (key_compromise)" in verdict.summary and "CRL invalidity date" in verdict.summary
+
+    # pyHanko agrees that it is revoked now, but its long-term validation accepts the signature: it
+    # reads no invalidity date (its RevocationDetails carry the revocation date and reason only), and
+    # the revocation information embedded at signing shows the certificate good at the timestamp.
+    # This rule (RFC 5280 5.3.2) is the app's own; pyHanko cannot judge it, so here they disagree.
+    root = _root(phone)
+    _revoked_now(stamped.target, root, "key_compromise")
+    long_term = pyhanko_ltv(stamped.target, root)
+    assert long_term.passed and long_term.best_signature_time == timestamp, long_term.explain()
 
 
 async def _sign_outside_the_app(phone: flows.Phone, source: bytes, tsa_url: str) -> bytes:
@@ -168,6 +225,10 @@ def test_a_stolen_key_cannot_sign_into_the_past(ca_server, phone, document, tmp_
     (verdict,) = flows.verify_pdf(phone, _write(tmp_path / "stolen.pdf", stolen)).signatures
     assert not verdict.valid and verdict.timestamp_trusted
     assert "REVOKED (key_compromise)" in verdict.summary and "is not earlier" in verdict.summary
+    # pyHanko refuses it too: revoked now, and no revocation information embedded to judge it by.
+    root = _root(phone)
+    _revoked_now(tmp_path / "stolen.pdf", root, "key_compromise")
+    _no_embedded_revocation_information(pyhanko_ltv(tmp_path / "stolen.pdf", root))
 
     # Copy the "good" OCSP responses and CRLs of before the revocation into it (still within their
     # thisUpdate..nextUpdate window at the new timestamp).
@@ -181,12 +242,53 @@ def test_a_stolen_key_cannot_sign_into_the_past(ca_server, phone, document, tmp_
     target = _write(tmp_path / "replayed.pdf", replayed.getvalue())
 
     # Judged at its timestamp with the embedded information alone, it would pass: that check
-    # cannot tell a replayed answer from a fresh one ...
+    # cannot tell a replayed answer from a fresh one, neither the app's (step 4 of its rule) nor
+    # pyHanko's long-term validation, which by design fetches nothing ...
     assert asyncio.run(_valid_with_embedded_information_only(phone, target, verdict.timestamp))
+    replayed_long_term = pyhanko_ltv(target, root)
+    assert replayed_long_term.passed and replayed_long_term.best_signature_time == verdict.timestamp
     # ... which is why the verifier also asks the CA now, and compares the revocation date.
     (verdict,) = flows.verify_pdf(phone, target).signatures
     assert not verdict.valid
     assert "REVOKED (key_compromise)" in verdict.summary and "is not earlier" in verdict.summary
+    # pyHanko asking the CA now refuses it too, but has no rule comparing the revocation date with
+    # the timestamp in the same judgement: only the app's verifier combines the two.
+    _revoked_now(target, root, "key_compromise")
+
+
+def test_a_timestamp_without_embedded_revocation_information_saves_nothing(ca_server, phone, document, tmp_path):
+    """Signed and timestamped before the revocation, but with no OCSP response or CRL embedded (a
+    signature made outside the app): nothing in the document shows the certificate good then."""
+    unembedded = _write(tmp_path / "no-dss.pdf",
+                        asyncio.run(_sign_outside_the_app(phone, document.read_bytes(), f"{ca_server.url}/tsa")))
+    root = _root(phone)
+    (before,) = flows.verify_pdf(phone, unembedded).signatures
+    assert before.valid and before.judged_at is None and before.timestamp_trusted, before
+    assert pyhanko_now(unembedded, root).bottom_line  # valid now, by the CA's answers of now
+    _no_embedded_revocation_information(pyhanko_ltv(unembedded, root))  # but not long-term
+
+    _wait_past(before.timestamp)
+    _change(ca_server, phone, StatusAction.REVOKE, "keyCompromise")
+    (after,) = flows.verify_pdf(phone, unembedded).signatures
+    assert not after.valid and "REVOKED (key_compromise)" in after.summary
+    assert "carries no revocation information from signing time (DSS)" in after.summary
+    _revoked_now(unembedded, root, "key_compromise")
+    _no_embedded_revocation_information(pyhanko_ltv(unembedded, root))
+
+
+def test_an_altered_b_lt_document_is_refused_by_both(phone, document, tmp_path):
+    stamped = flows.sign_pdf(phone, document, tmp_path / "stamped.pdf", PasswordAsked())
+    data = stamped.target.read_bytes()
+    assert data.count(b"(contract)") == 1
+    tampered = _write(tmp_path / "tampered.pdf", data.replace(b"(contract)", b"(contrakt)"))
+
+    (verdict,) = flows.verify_pdf(phone, tampered).signatures
+    assert not verdict.valid and "altered after signing" in verdict.summary
+    root = _root(phone)
+    now = pyhanko_now(tampered, root)
+    assert not now.bottom_line and not now.intact
+    long_term = pyhanko_ltv(tampered, root)
+    assert not long_term.passed and long_term.indication == "HASH_FAILURE", long_term.explain()
 
 
 async def _valid_with_embedded_information_only(phone: flows.Phone, target: Path, moment: dt.datetime) -> bool:
