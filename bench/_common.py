@@ -186,13 +186,13 @@ def make_ca(data_dir: Path, public_url: str):
     """A fresh, initialised CA store under ``data_dir`` (SQLite), through ca_mock's own API."""
     from ca_mock.authorities.service import initialise
     from jpki_common.store import Store
-    from ca_mock.db import create_schema
+    from ca_mock.db import migrate
     from ca_mock.settings import CASettings
 
     settings = CASettings(data_dir=data_dir, public_url=public_url)
     data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.resolved_database_url())
-    create_schema(store.engine)
+    migrate(store.url)
     initialise(store, settings)
     return store, settings
 

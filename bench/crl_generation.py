@@ -42,7 +42,7 @@ import json, sys, time
 t_start = time.perf_counter()
 from ca_mock.authorities.service import load_hierarchy
 from ca_mock.crl.service import publish
-from ca_mock.db import Store
+from jpki_common.store import Store
 from ca_mock.settings import CASettings
 
 settings = CASettings(data_dir=sys.argv[1])
@@ -71,11 +71,11 @@ import json
 import sys
 import time
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ca_mock.authorities.service import load_hierarchy
 from ca_mock.crl import service as crl
-from ca_mock.db import Store
+from jpki_common.store import Store
 from ca_mock.settings import CASettings
 
 settings = CASettings(data_dir=sys.argv[1])
@@ -104,7 +104,7 @@ idle = step("idle round: publish() with nothing changed (background publisher, e
 assert idle is None, idle
 number, base_number, base_time, now = step(
     "reserve number (locked step; reads the last full CRL's nextUpdate)",
-    lambda: crl._reserve_number(store, settings, "sign", True))
+    lambda: crl._reserve_number(store, settings, "sign", None, True))
 full_der, full_count = step("read full entries (driver-level SELECT crl_entry_der, concatenate)",
                             lambda: crl._full_entries(store, "sign"))
 with store.sessions() as session:
@@ -119,16 +119,22 @@ delta = step("build + sign delta CRL",
 
 def store_both():  # publish()'s last transaction, as written there
     with store.transaction() as session:
+        crl._numbering(session, "sign", None, lock=True)
         for kind, der, count, base in (("full", full, full_count, None),
                                        ("delta", delta, delta_count, base_number)):
-            existing = session.get(crl.PublishedCRL, ("sign", kind), with_for_update=True)
+            existing = session.execute(select(crl.PublishedCRL.id, crl.PublishedCRL.number).where(
+                *crl._scope_key("sign", None, kind))).first()
             if existing is not None and existing.number >= number:
                 continue
-            session.merge(crl.PublishedCRL(authority="sign", kind=kind, number=number, base_number=base,
-                                           this_update=now, next_update=next_update, entries=count, der=der))
+            values = {"number": number, "base_number": base, "this_update": now, "next_update": next_update,
+                      "entries": count, "der": der}
+            if existing is None:
+                session.add(crl.PublishedCRL(authority="sign", partition=None, kind=kind, **values))
+            else:
+                session.execute(update(crl.PublishedCRL).where(crl.PublishedCRL.id == existing.id).values(**values))
 
 
-step("store both CRLs (get old row, merge, commit)", store_both)
+step("store both CRLs (lock the issuer's row, read the old number, insert or update, commit)", store_both)
 
 
 def raw_read():  # comparison only: the same rows through the DBAPI cursor, joined once
@@ -149,7 +155,7 @@ assert len(raw) == len(full_der)
 def old_row_only():  # comparison only: what _reserve_number needs of the last full CRL
     with store.sessions() as session:
         return session.execute(select(crl.PublishedCRL.next_update).where(
-            crl.PublishedCRL.authority == "sign", crl.PublishedCRL.kind == "full")).scalar_one()
+            *crl._scope_key("sign", None, "full"))).scalar_one()
 
 
 step("comparison only: read only next_update of the last full CRL", old_row_only)
@@ -296,6 +302,7 @@ def check_crl(der_path: Path, ca_pem: Path, expected: int, serials: set[int] | N
 def run_size(args, res: common.Resources, size: int) -> dict:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
+    from sqlalchemy import select
 
     from ca_mock.crl.models import PublishedCRL
 
@@ -326,8 +333,9 @@ def run_size(args, res: common.Resources, size: int) -> dict:
 
     store = Store(f"sqlite:///{data / 'ca.sqlite3'}")
     with store.sessions() as session:
-        full = session.get(PublishedCRL, ("sign", "full"))
-        delta = session.get(PublishedCRL, ("sign", "delta"))
+        full, delta = (session.scalars(select(PublishedCRL).where(
+            PublishedCRL.authority == "sign", PublishedCRL.partition.is_(None), PublishedCRL.kind == kind)).one()
+            for kind in ("full", "delta"))
         (work / "ours.der").write_bytes(full.der)
         (work / "ours-delta.der").write_bytes(delta.der)
         ours.update(full_mib=len(full.der) / 2**20, delta_bytes=len(delta.der))

@@ -9,7 +9,7 @@ date: 81 bytes each, made by encode_entry itself).
 
 Measured, each in a fresh child process (wall time; CPU; peak RSS from GNU time; the RSS before the call):
 
-  partition        publish_partition(store, settings, 'sign', P, force=True): one fully revoked partition's
+  partition        publish(store, settings, 'sign', force=True, partition=P): one fully revoked partition's
                    full and delta CRL, built, signed and stored.
   worst partition  the same on the worst-case partition: its full CRL's size is the bound (< 1 MiB).
   whole issuer     publish(store, settings, 'sign', force=True): the whole-issuer CRL (every entry of the
@@ -45,9 +45,8 @@ import crl_generation  # noqa: E402  (populate, the entry encoder, the openssl c
 CHILD = r"""
 import json, sys, time
 from ca_mock.authorities.service import load_hierarchy
-from ca_mock.crl import partitions
 from ca_mock.crl.service import publish, publish_all_due
-from ca_mock.db import Store
+from jpki_common.store import Store
 from ca_mock.settings import CASettings
 
 settings = CASettings(data_dir=sys.argv[1])
@@ -61,7 +60,7 @@ def hwm_mib():
 rss_before = hwm_mib()
 t0, c0 = time.perf_counter(), time.process_time()
 if what == "partition":
-    done = [partitions.publish_partition(store, settings, "sign", partition, force=True)]
+    done = [publish(store, settings, "sign", force=True, partition=partition)]
 elif what == "whole":
     done = [publish(store, settings, "sign", force=True)]
 else:
@@ -176,7 +175,7 @@ def main() -> int:
     from sqlalchemy import select, update
 
     from ca_mock.authorities.models import Authority
-    from ca_mock.crl.models import CRLPartition, PublishedCRL, PublishedPartitionCRL
+    from ca_mock.crl.models import CRLPartition, PublishedCRL
     from jpki_common.store import Store
     from ca_mock.settings import CASettings
 
@@ -220,12 +219,13 @@ def main() -> int:
             publish(store, CASettings(data_dir=data), name, force=True)
         results["round"] = child(res, data, "round")
         with store.sessions() as session:
-            def partition_der(p, kind="full"):
-                return session.get(PublishedPartitionCRL, ("sign", p, kind)).der
+            def partition_der(p, kind="full"):  # p None: the whole-issuer CRL
+                return session.scalars(select(PublishedCRL).where(
+                    PublishedCRL.authority == "sign", PublishedCRL.partition == p, PublishedCRL.kind == kind)).one().der
             (work / "partition.der").write_bytes(partition_der(probe))
             (work / "partition-delta.der").write_bytes(partition_der(probe, "delta"))
             (work / "worst.der").write_bytes(partition_der(worst_partition))
-            (work / "whole.der").write_bytes(session.get(PublishedCRL, ("sign", "full")).der)
+            (work / "whole.der").write_bytes(partition_der(None))
             numbers = session.execute(select(CRLPartition.partition, CRLPartition.crl_number)).all()
         store.dispose()
         assert [p[:2] for p in results["round"]["published"]] == [["sign", 1]], results["round"]["published"]
@@ -256,7 +256,7 @@ def main() -> int:
         print(f"  {'what':44} {'entries':>9} {'call s':>7} {'CPU s':>6} {'child s':>7} {'peak MiB':>8}"
               f" {'added MiB':>9} {'CRL bytes':>10}")
         rows = [
-            ("ours: one partition, publish_partition()", size, results["partition"], sizes["partition"]),
+            ("ours: one partition, publish(partition=P)", size, results["partition"], sizes["partition"]),
             ("ours: same partition again", size, results["partition (2)"], sizes["partition"]),
             ("ours: worst-case partition (81-byte entries)", size, results["worst partition"], sizes["worst"]),
             ("ours: whole-issuer CRL, publish()", args.total + size, results["whole"], sizes["whole"]),

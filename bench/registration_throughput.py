@@ -305,13 +305,13 @@ def _run(args, res: common.Resources, work: Path, dbs: Databases, total: int, co
     t0 = time.perf_counter()
     from ca_mock.authorities.service import initialise
     from jpki_common.store import Store
-    from ca_mock.db import create_schema
+    from ca_mock.db import migrate
     from ca_mock.settings import CASettings
 
     ca_settings = CASettings(data_dir=work / "ca", public_url=ca_url, database_url=dbs.ca)
     ca_settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(ca_settings.resolved_database_url())
-    create_schema(store.engine)
+    migrate(store.url)
     initialise(store, ca_settings)
     store.dispose()
     token = ca_settings.resolved_api_token()
