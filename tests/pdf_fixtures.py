@@ -191,9 +191,11 @@ def pyhanko_ltv(pdf: bytes | Path, root: bytes | str, validation_time: dt.dateti
     more; its AdES LTA validation (``ades_lta_validation``) replaces it. Run plainly on a B-LT
     document (no document timestamp) it answers NO_POE even for a good signature: nothing in the
     document proves that the certificates and revocation answers existed before validation time.
-    ``simulate_future_ades_lta_validation`` grants proof of existence *now* for everything the
-    document holds (what the verifier has in hand; ETSI EN 319 102-1 lets it assume that), then runs
-    the same algorithm, fetching nothing, at ``validation_time`` (default: now). The signature's time
+    ``simulate_future_ades_lta_validation`` (pyHanko's own, marked experimental) grants proof of
+    existence *now* for everything the document holds (what the verifier has in hand exists now),
+    then runs the same algorithm, fetching nothing, at ``validation_time`` (default: now). The
+    AdES indication says why a signature fails; the reason behind it (e.g. which certificate had no
+    revocation information) pyHanko only logs, so ``problems`` collects it. The signature's time
     then comes from its signature timestamp (``best_signature_time``) and the signer's status from
     the OCSP responses and CRLs embedded at signing.
     """
