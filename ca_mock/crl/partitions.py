@@ -35,8 +35,8 @@ from sqlalchemy.orm import Session
 
 from ca_mock.authorities.service import ISSUING_CAS
 from ca_mock.crl.models import CertificatePartition, CRLPartition, PartitionCounter
-from jpki_common.store import Store
 from ca_mock.settings import CASettings
+from jpki_common.store import Store
 
 
 def allocate(store: Store, settings: CASettings, authority: str) -> int | None:

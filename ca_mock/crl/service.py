@@ -24,16 +24,16 @@ from asn1crypto import x509 as asn1_x509
 from sqlalchemy import ColumnElement, Select, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from jpki_common import keys
 from ca_mock import urls
 from ca_mock.authorities.models import Authority
 from ca_mock.authorities.service import CRL_ISSUERS, ISSUING_CAS, LoadedAuthority, load_hierarchy
 from ca_mock.certificates.models import IssuedCertificate, StatusEvent
 from ca_mock.crl.entries import encode_entry
 from ca_mock.crl.models import CertificatePartition, CRLPartition, PublishedCRL
-from jpki_common.store import DriverQuery, Store, utcnow
 from ca_mock.problems import UnknownAuthority
 from ca_mock.settings import CASettings
+from jpki_common import keys
+from jpki_common.store import DriverQuery, Store, utcnow
 
 LISTED = ("held", "revoked")
 # How long a fetch waits for a publication already under way before publishing one itself.
@@ -173,7 +173,7 @@ def _numbering(session: Session, authority: str, partition: int | None, lock: bo
     """The row that holds a scope's CRL numbering, dirty flag and delta base: the issuer's for its
     whole CRL, the partition's for a partition's (each has its own numbering: RFC 5280 5.2.3).
     ``lock``: ``FOR UPDATE``; this row serialises the scope's publishers."""
-    statement: Select[tuple[Authority]] | Select[tuple[CRLPartition]]
+    statement: Select[Authority] | Select[CRLPartition]
     if partition is None:
         statement = select(Authority).where(Authority.name == authority)
     else:
@@ -253,9 +253,9 @@ def publish(store: Store, settings: CASettings, name: str, force: bool = False,
     full_der, full_count = _full_entries(store, name, partition)
     with store.sessions() as session:
         delta_der, delta_count = _delta_entries(session, name, base_time, partition) if with_delta else (b"", 0)
-    publications = [("full", build_crl(issuer, full_der, number, now, next_update, hierarchy.public_url,
-                                       advertise_delta=with_delta, idp_url=scope, freshest_url=freshest),
-                     full_count, None)]
+    full = build_crl(issuer, full_der, number, now, next_update, hierarchy.public_url,
+                     advertise_delta=with_delta, idp_url=scope, freshest_url=freshest)
+    publications: list[tuple[str, bytes, int, int | None]] = [("full", full, full_count, None)]
     if with_delta:
         publications.append(("delta", build_crl(issuer, delta_der, number, now, next_update, hierarchy.public_url,
                                                 delta_base=base_number, idp_url=scope), delta_count, base_number))

@@ -28,7 +28,10 @@ def run_migrations_offline() -> None:
 
 def run_migrations_online() -> None:
     # The shared engine: SQLite files are created owner-only, as for the running CA.
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("no database URL: run the CA's migrations through ca_mock.db.migrate(url)")
+    engine = make_engine(url)
     with engine.connect() as connection:
         connection.execution_options(write=True)  # SQLite: BEGIN IMMEDIATE, so migrating processes take turns
         with connection.begin():

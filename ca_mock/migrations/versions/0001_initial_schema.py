@@ -8,17 +8,16 @@ A store made before the migrations holds some or all of these tables, in this sh
 first adds the one column create_all never added, certificates.public_key_sha256): this revision makes
 the tables it lacks and leaves the others as they are. On an empty store it makes them all.
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = '0001'
-down_revision: Union[str, Sequence[str], None] = None
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def _create_missing(name: str, *columns: sa.schema.SchemaItem,

@@ -8,16 +8,16 @@ The whole-issuer CRLs (published_crls) and the partitions' (published_partition_
 of the same shape but one column. Now one: ``partition`` NULL is the issuer's whole CRL. The rows of
 both move over; each keeps its number, times and DER.
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = '0002'
-down_revision: Union[str, Sequence[str], None] = '0001'
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = '0001'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 _COLUMNS = "authority, kind, number, base_number, this_update, next_update, entries, der"
 _WHOLE_ISSUER = sa.text("partition IS NULL")
