@@ -25,7 +25,7 @@ from ca_mock.authorities.service import Hierarchy, initialise
 from jpki_common.store import Store
 from ca_mock.db import migrate
 from ca_mock.settings import CASettings
-from tests.helpers import start_handing_out_keys_again
+from tests.helpers import reused_ca_keys, start_handing_out_keys_again
 
 POSTGRES_URL = os.environ.get("JPKI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -122,7 +122,9 @@ def store(ca_settings: CASettings):
 
 @pytest.fixture
 def hierarchy(store: Store, ca_settings: CASettings) -> Hierarchy:
-    return initialise(store, ca_settings)
+    """This test's CA hierarchy, on CA keys made earlier in this test process (tests/helpers.py)."""
+    with reused_ca_keys(sys.modules[initialise.__module__].keys):
+        return initialise(store, ca_settings)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Small builders the tests share: key pairs, CSRs and issue requests."""
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from jpki_common import keys
@@ -28,11 +29,41 @@ def rsa_key() -> rsa.RSAPrivateKey:
         return _KEYS[_handed_out - 1]
 
 
+# The same for the CA's own keys (root, issuing CAs, OCSP signers, TSA: six per hierarchy, two
+# seconds of key generation), per key algorithm.
+_CA_KEYS: dict[str, list] = {}
+_ca_handed_out: dict[str, int] = {}
+
+
 def start_handing_out_keys_again() -> None:
     """At the start of each test (conftest.py): its CA store has certified none of the keys."""
     global _handed_out
     with _keys_lock:
         _handed_out = 0
+        _ca_handed_out.clear()
+
+
+@contextlib.contextmanager
+def reused_ca_keys(keys_module):
+    """While in the block, ``keys_module.generate_private_key`` (what ``initialise`` makes the CA's keys
+    with) hands out keys made earlier in this test process: never one handed out before in this test,
+    so two CAs of one test never share a key. For a hierarchy that lives only as long as its test."""
+    generate = keys_module.generate_private_key
+
+    def pooled(algorithm: str):
+        with _keys_lock:
+            pool = _CA_KEYS.setdefault(algorithm, [])
+            index = _ca_handed_out.get(algorithm, 0)
+            if index == len(pool):
+                pool.append(generate(algorithm))
+            _ca_handed_out[algorithm] = index + 1
+            return pool[index]
+
+    keys_module.generate_private_key = pooled
+    try:
+        yield
+    finally:
+        keys_module.generate_private_key = generate
 
 
 def csr_pem(key=None, common_name: str = "ignored by the CA") -> str:
