@@ -1,7 +1,7 @@
 """Call-centre look-up and suspension at scale, on PostgreSQL: find by holder, find by code, suspend.
 
 A fresh PostgreSQL database (`--admin-url` names the server; the database is created here and dropped at
-the end), migrated with `jpki_service.db.migrate`, is filled QUICKLY to each size of `--rows` in turn
+the end), migrated with `jpki_service.adapters.db.migrate`, is filled QUICKLY to each size of `--rows` in turn
 (cumulative: 10k, then 90k more for 100k, ...). Rows are computed with the real functions under a fixed
 data key (`holder_data.holder_index` / `suspension_code_index` / `seal_name` with the keys
 `service_keys.load_service_keys` derives from it) and bulk-loaded with COPY, in worker processes, one per core:
@@ -85,8 +85,8 @@ def registration_id(i: int) -> str:
 def _chunk(args: tuple[int, int]) -> tuple[int, list[bytes]]:
     """COPY text for registrations [start, end): one buffer per table."""
     from jpki_service import holder_data
-    from jpki_service.service_keys import load_service_keys
-    from jpki_service.settings import ServiceSettings
+    from jpki_service.adapters.service_keys import load_service_keys
+    from jpki_service.common.settings import ServiceSettings
 
     start, end = args
     keys = load_service_keys(ServiceSettings(data_key=DATA_KEY, person_key=PERSON_KEY), create=False)
@@ -290,7 +290,7 @@ def main() -> int:
 
 
 def _run(args, res: common.Resources, url: str, sizes: list[int], cores: int) -> int:
-    from jpki_service.db import Store, migrate
+    from jpki_service.adapters.db import Store, migrate
     from jpki_service.operators.roles import Role
     from jpki_service.operators.service import add_operator
 

@@ -11,7 +11,7 @@ Timed: C client threads register the N phones, each registration being what the 
 POST /api/v1/challenges, sign the challenge with the card's key (on the client), POST
 /api/v1/registrations. The service spends the challenge, checks the card certificate's chain and its
 OCSP status at the CA (its request carries a nonce, so the CA signs a fresh answer, which the service
-verifies with pyhanko-certvalidator: jpki_service/ocsp_verification.py), verifies the card's signature and both
+verifies with pyhanko-certvalidator: jpki_service/adapters/ocsp_verification.py), verifies the card's signature and both
 CSRs, records the registration and two issue commands, then carries them to the CA at once: the CA
 signs two certificates and pre-produces, for each, two OCSP answers (SHA-1 and SHA-256 CertIDs).
 A registration counts only if it answered 201 with ca_sync "done" (both certificates issued).

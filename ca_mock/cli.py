@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from jpki_common.profiles import REVOCATION_REASONS
 from ca_mock.certificates.status_rules import StatusAction
-from ca_mock.problems import CAProblem
+from jpki_common.problems import Problem
 from ca_mock.settings import CASettings
 
 app = typer.Typer(help="The JPKI mock certification authority (J-LIS stand-in).", no_args_is_help=True,
@@ -61,7 +61,7 @@ def _run(action):
     """Run ``action``; turn a CA refusal or a settings error into a clear message and exit 1."""
     try:
         return action()
-    except CAProblem as problem:
+    except Problem as problem:
         fail(problem.detail)
     except ValidationError as exc:
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))

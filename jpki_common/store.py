@@ -3,7 +3,7 @@ UTC time type, the store's health, and a fast path for hot reads.
 
 SQLite is the embedded default (WAL, so a server and a CLI can share the file; BEGIN IMMEDIATE
 writers); PostgreSQL is the production store, through the same models. Each part keeps its own
-declarative base and migrations (``ca_mock.db``, ``jpki_service.db``).
+declarative base and migrations (``ca_mock.db``, ``jpki_service.adapters.db``).
 """
 from __future__ import annotations
 

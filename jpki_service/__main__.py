@@ -1,3 +1,3 @@
-from jpki_service.cli import main
+from jpki_service.entrypoints.cli import main
 
 main()

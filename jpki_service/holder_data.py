@@ -27,7 +27,7 @@ import unicodedata
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from jpki_service.problems import InvalidInput
+from jpki_service.common.problems import InvalidInput
 
 # Crockford base32: no I, L, O, U, so a code read out over the phone is hard to mistake.
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

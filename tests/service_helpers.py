@@ -85,7 +85,7 @@ OPERATOR_PASSWORD = "correct horse battery"
 
 def add_operator(service, username: str, role: str) -> None:
     """An operator account on a running service's database (as `jpki-service operator add` makes it)."""
-    from jpki_service.db import Store
+    from jpki_service.adapters.db import Store
     from jpki_service.operators.roles import Role
     from jpki_service.operators.service import add_operator as add
 

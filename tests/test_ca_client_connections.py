@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from jpki_service.ca_client import CAClient, CARefused
+from jpki_service.adapters.ca_client import CAClient, CARefused
 
 _NOT_FOUND = json.dumps({"type": "https://jpki-mock.invalid/problems/unknown-certificate",
                          "title": "Unknown certificate", "status": 404}).encode()

@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from ca_mock.authorities.service import Hierarchy
-from jpki_service.ca_client import CAClient, CAUnavailable
+from jpki_service.adapters.ca_client import CAClient, CAUnavailable
 from tests.conftest import free_port
 
 REVOKED_SERIAL = 0x1234

@@ -33,7 +33,8 @@ from jpki_common.store import Store
 from ca_mock.db import migrate
 from ca_mock.ocsp.models import PreparedOCSPResponse
 from ca_mock.operations.models import Operation
-from ca_mock.problems import CAProblem, OperationConflict, StatusChangeRefused
+from ca_mock.problems import OperationConflict, StatusChangeRefused
+from jpki_common.problems import Problem
 from ca_mock.settings import CASettings
 from tests.helpers import csr_pem
 
@@ -94,7 +95,7 @@ def race(ca: CA, job) -> list[tuple[str, object]]:
         thread.join(timeout=300)
     assert not any(thread.is_alive() for thread in threads), "a racing thread hung"
     assert all(outcome is not None for outcome in outcomes)
-    unexpected = [exc for kind, exc in outcomes if kind == "error" and not isinstance(exc, CAProblem)]
+    unexpected = [exc for kind, exc in outcomes if kind == "error" and not isinstance(exc, Problem)]
     assert not unexpected, f"non-CA errors escaped: {unexpected!r}"
     return outcomes  # type: ignore[return-value]
 

@@ -20,15 +20,15 @@ with warnings.catch_warnings():  # Starlette would rather have httpx2; httpx wor
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from jpki_service.app import create_app
+from jpki_service.entrypoints.app import create_app
 from jpki_service.audit import service as audit
 from jpki_service.console.views import COOKIE
-from jpki_service.db import migrate
+from jpki_service.adapters.db import migrate
 from jpki_service.operators.roles import Role
 from jpki_service.operators.service import add_operator
-from jpki_service.registrations.service import ServiceContext
+from jpki_service.adapters.context import ServiceContext
 from jpki_service.registrations.transitions import load_registration
-from jpki_service.settings import ServiceSettings
+from jpki_service.common.settings import ServiceSettings
 from tests.helpers import PERSON
 from tests.service_helpers import PhoneForTests, make_card, register
 

@@ -1,7 +1,7 @@
 """Fault injection: the service killed with SIGKILL at every step of every transition that
 touches the CA, then restarted; and the CA down while owners and operators act.
 
-For each crash point (``jpki_service.faults``) and each operation, a registration is prepared by
+For each crash point (``jpki_service.common.faults``) and each operation, a registration is prepared by
 a normal service process; a second process, started with ``JPKI_CRASH_AT``, receives the
 request and kills itself at that point; a third, normal again, is left to settle (no command
 pending). Then, at the CA's own API:
@@ -36,8 +36,8 @@ from jpki_common.store import Store as CAStore
 from ca_mock.db import migrate
 from ca_mock.settings import CASettings
 from jpki_service.ca_commands.service import queue_summary
-from jpki_service.db import Store as ServiceStore
-from jpki_service.faults import POINTS
+from jpki_service.adapters.db import Store as ServiceStore
+from jpki_service.common.faults import POINTS
 from jpki_service.registrations.models import PhoneCertificate, Registration, RegistrationEvent
 from tests.conftest import _empty_database, free_port, start_process, stop_process
 from tests.helpers import PERSON
@@ -617,7 +617,7 @@ def test_commands_of_one_certificate_stay_in_order_across_back_off(tmp_path):
     import datetime as dt
 
     from jpki_service.ca_commands.models import CACommand
-    from jpki_service.db import utcnow
+    from jpki_service.adapters.db import utcnow
 
     with contextlib.ExitStack() as stack:
         bench = make_bench("sqlite", tmp_path, stack)
@@ -663,7 +663,7 @@ def test_revoke_never_overtakes_its_issue_in_back_off(tmp_path):
     import datetime as dt
 
     from jpki_service.ca_commands.models import CACommand
-    from jpki_service.db import utcnow
+    from jpki_service.adapters.db import utcnow
 
     with contextlib.ExitStack() as stack:
         bench = make_bench("sqlite", tmp_path, stack)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from jpki_service.ca_commands.models import CACommand
-from jpki_service.db import Store, migrate
+from jpki_service.adapters.db import Store, migrate
 from jpki_service.lifecycle import (
     LIVE,
     TRANSITIONS,
@@ -26,7 +26,7 @@ from jpki_service.lifecycle import (
     signature_reissue_needed,
     transition,
 )
-from jpki_service.problems import StateConflict
+from jpki_service.common.problems import StateConflict
 from jpki_service.registrations.models import PhoneCertificate, Registration, RegistrationEvent
 from jpki_service.registrations.transitions import NewKey, Reissue, apply_event, current_certificates
 

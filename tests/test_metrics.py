@@ -7,12 +7,12 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from jpki_service.app import create_app
+from jpki_service.entrypoints.app import create_app
 from jpki_service.ca_commands import service as ca_commands
-from jpki_service.db import migrate
+from jpki_service.adapters.db import migrate
 from jpki_service.notifications import service as notifications
 from jpki_service.registrations.models import PhoneCertificate, Registration
-from jpki_service.settings import ServiceSettings
+from jpki_service.common.settings import ServiceSettings
 
 
 def test_metrics_count_what_waits(service_database_url: str, tmp_path: Path):

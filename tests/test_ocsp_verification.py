@@ -1,5 +1,5 @@
 """The service believes a certificate status only from an OCSP answer it has verified (DESIGN.md 8;
-RFC 6960 3.2 and 4.2.2.2; jpki_service/ocsp_verification.py).
+RFC 6960 3.2 and 4.2.2.2; jpki_service/adapters/ocsp_verification.py).
 
 The CA's certificates name an OCSP URL that is a small real HTTP server of this test: it passes the
 service's requests to the real ``jpki-ca serve`` (the genuine answers), or answers with an answer
@@ -30,7 +30,7 @@ from ca_mock.certificates.status_rules import StatusAction
 from jpki_common.store import Store
 from ca_mock.db import migrate
 from ca_mock.settings import CASettings
-from jpki_service.ocsp_verification import OCSPAnswerRefused, OCSPFreshness, ocsp_question, verify_ocsp_answer
+from jpki_service.adapters.ocsp_verification import OCSPAnswerRefused, OCSPFreshness, ocsp_question, verify_ocsp_answer
 from jpki_common.owner_proof import proof_message, sign_message
 from tests.conftest import RunningCA, free_port, start_process, start_service, stop_process
 from tests.service_helpers import PhoneForTests, make_card, proof_for, register, register_body

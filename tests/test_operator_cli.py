@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from jpki_service.db import Store
+from jpki_service.adapters.db import Store
 from jpki_service.operators.roles import Role
 from jpki_service.operators.service import add_operator
 from tests.conftest import free_port

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
 from jpki_service.ca_commands.models import CACommand
-from jpki_service.db import Store
+from jpki_service.adapters.db import Store
 from jpki_service.lifecycle import LIVE, State
 from jpki_service.registrations.models import PhoneCertificate, Registration, RegistrationEvent
 from tests.helpers import PERSON

@@ -9,15 +9,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from jpki_service.app import create_app
-from jpki_service.db import Store, migrate
+from jpki_service.entrypoints.app import create_app
+from jpki_service.adapters.db import Store, migrate
 from jpki_service.operators.roles import Role
 from jpki_service.operators.service import add_operator
 from jpki_service.rate_limits import service as rate_limits
 from jpki_service.rate_limits.models import AttemptCounter
 from jpki_service.rate_limits.service import Limit, attempts, purge_expired_counters
 from jpki_service.registrations.models import Registration
-from jpki_service.settings import ServiceSettings
+from jpki_service.common.settings import ServiceSettings
 
 REGISTRATION_ID = "ab" * 16
 # 30 s into a minute and into an hour (1_800_000_000 is a whole number of hours): no test here

@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import select
 
 from jpki_service.ca_commands.models import CACommand
-from jpki_service.db import Store, migrate
+from jpki_service.adapters.db import Store, migrate
 from jpki_service.lifecycle import Event
 from jpki_service.registrations.models import PhoneCertificate, Registration
 from jpki_service.registrations.transitions import apply_event

@@ -17,8 +17,8 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from jpki_common.http import PROBLEM_MEDIA_TYPE
-from jpki_service.ocsp_verification import OCSPFreshness, ocsp_question, verify_ocsp_answer
-from jpki_service.settings import ServiceSettings
+from jpki_service.adapters.ocsp_verification import OCSPFreshness, ocsp_question, verify_ocsp_answer
+from jpki_service.common.settings import ServiceSettings
 
 
 class CAUnavailable(Exception):
@@ -92,7 +92,7 @@ class CAClient:
     def __init__(self, base_url: str, token: str | None, timeout: float = 5.0,
                  ocsp_freshness: OCSPFreshness | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        # None: the JPKI_OCSP_* settings of the environment (jpki_service/settings.py).
+        # None: the JPKI_OCSP_* settings of the environment (jpki_service/common/settings.py).
         self.ocsp_freshness = ocsp_freshness or OCSPFreshness.from_settings(ServiceSettings())
         self._http = _http_client(timeout, base_url=self.base_url,
                                   headers={"Authorization": f"Bearer {token}"} if token else {})
@@ -204,7 +204,7 @@ class CAClient:
 
         ``issuer`` must be the certificate's issuing CA, already chained to the root by the caller.
         Raises :class:`CAUnavailable` when the responder cannot be reached, and
-        :class:`~jpki_service.ocsp_verification.OCSPAnswerRefused` when its answer is not believed.
+        :class:`~jpki_service.adapters.ocsp_verification.OCSPAnswerRefused` when its answer is not believed.
         """
         urls = [
             d.access_location.value

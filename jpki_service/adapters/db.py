@@ -1,7 +1,7 @@
 """The service's store: its own declarative base and Alembic migrations.
 
 The engine setup (SQLite WAL with BEGIN IMMEDIATE writers, PostgreSQL pool) and the aware UTC
-time type are the ones of :mod:`ca_mock.db`, reused rather than copied.
+time type are the shared ones of :mod:`jpki_common.store`.
 """
 from __future__ import annotations
 
@@ -30,14 +30,3 @@ def alembic_config(database_url: str) -> Config:
 def migrate(database_url: str) -> None:
     """Bring the database to the current schema (``jpki-service migrate``)."""
     command.upgrade(alembic_config(database_url), "head")
-
-
-def import_models() -> None:
-    """Register every table on ``Base.metadata`` (for Alembic)."""
-    from jpki_service.audit import models as _a  # noqa: F401
-    from jpki_service.ca_commands import models as _c  # noqa: F401
-    from jpki_service.challenges import models as _h  # noqa: F401
-    from jpki_service.notifications import models as _n  # noqa: F401
-    from jpki_service.operators import models as _o  # noqa: F401
-    from jpki_service.rate_limits import models as _l  # noqa: F401
-    from jpki_service.registrations import models as _r  # noqa: F401

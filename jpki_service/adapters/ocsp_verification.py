@@ -37,7 +37,7 @@ from pyhanko_certvalidator.policy_decl import (
 )
 from pyhanko_certvalidator.revinfo.validate_ocsp import verify_ocsp_response
 
-from jpki_service.settings import ServiceSettings
+from jpki_service.common.settings import ServiceSettings
 
 NONCE_BYTES = 32  # RFC 8954: at most 32 octets; the longest is the hardest to guess
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from jpki_service.settings import ServiceSettings
+from jpki_service.common.settings import ServiceSettings
 
 
 @dataclass(frozen=True)

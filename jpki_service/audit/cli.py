@@ -27,11 +27,11 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Check every entry's keyed hash, the links between entries and the head."""
-    # Imported here: jpki_service.cli mounts this app, so importing it at module level would be circular.
+    # Imported here: jpki_service.entrypoints.cli mounts this app, so importing it at module level would be circular.
     from jpki_service.audit.service import verify as verify_trail
-    from jpki_service.cli import _settings
-    from jpki_service.db import Store
-    from jpki_service.service_keys import MissingKey, load_service_keys
+    from jpki_service.entrypoints.cli import _settings
+    from jpki_service.adapters.db import Store
+    from jpki_service.adapters.service_keys import MissingKey, load_service_keys
 
     settings = _settings(data)
     try:

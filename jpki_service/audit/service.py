@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jpki_service.audit.models import AuditEntry, AuditHead
-from jpki_service.db import Store, utcnow
+from jpki_service.adapters.db import Store, utcnow
 
 GENESIS_HASH = "0" * 64  # the prev_hash of entry 1, and the head's hash before any entry
 HEAD_ID = 1

@@ -36,9 +36,9 @@ def administrator() -> str:
 
 
 def _store(data: Path | None):
-    # Imported here: jpki_service.cli mounts this app, so importing it at module level would be circular.
-    from jpki_service.cli import _settings
-    from jpki_service.db import Store
+    # Imported here: jpki_service.entrypoints.cli mounts this app, so importing it at module level would be circular.
+    from jpki_service.entrypoints.cli import _settings
+    from jpki_service.adapters.db import Store
 
     return Store(_settings(data).resolved_database_url())
 
@@ -90,8 +90,8 @@ def requeue(
     """Put failed commands back in the queue once the cause is fixed; the running service carries them.
     Audited (actor administrator:<account>)."""
     from jpki_service.ca_commands.service import requeue_failed
-    from jpki_service.cli import _settings
-    from jpki_service.service_keys import MissingKey, load_service_keys
+    from jpki_service.entrypoints.cli import _settings
+    from jpki_service.adapters.service_keys import MissingKey, load_service_keys
 
     if not (command_ids or registration or all_failed):
         _fail("say which: command ids, --registration ID, or --all")

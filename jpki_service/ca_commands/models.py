@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jpki_service.db import Base, UTCDateTime
+from jpki_service.adapters.db import Base, UTCDateTime
 
 
 class CACommand(Base):

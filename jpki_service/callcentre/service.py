@@ -20,9 +20,9 @@ from jpki_service.ca_commands import service as ca_commands
 from jpki_service.lifecycle import Event
 from jpki_service.operators.roles import Permission, require
 from jpki_service.operators.service import SignedIn
-from jpki_service.problems import NothingFound, RoleForbidden
+from jpki_service.common.problems import NothingFound, RoleForbidden
 from jpki_service.registrations.models import PhoneCertificate, Registration
-from jpki_service.registrations.service import ServiceContext
+from jpki_service.adapters.context import ServiceContext
 from jpki_service.registrations.transitions import (
     apply_event,
     carry_quietly,

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from jpki_common.profiles import PROFILES, personal_data_of
-from jpki_service.ca_client import CAClient, CAUnavailable
-from jpki_service.ocsp_verification import OCSPAnswerRefused
-from jpki_service.problems import CAUnreachable, InvalidInput, ProofRejected, StatusUnverified
+from jpki_service.adapters.ca_client import CAClient, CAUnavailable
+from jpki_service.adapters.ocsp_verification import OCSPAnswerRefused
+from jpki_service.common.problems import CAUnreachable, InvalidInput, ProofRejected, StatusUnverified
 from jpki_common.owner_proof import signature_verifies
 
 CARD_SIGNATURE_POLICY = x509.ObjectIdentifier(PROFILES["card-signature"].policy_oid)

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from jpki_service.challenges.models import Challenge
-from jpki_service.db import Store, utcnow
-from jpki_service.problems import ChallengeExpired, ChallengeMismatch, ChallengeUnknown, ChallengeUsed
+from jpki_service.adapters.db import Store, utcnow
+from jpki_service.common.problems import ChallengeExpired, ChallengeMismatch, ChallengeUnknown, ChallengeUsed
 from jpki_common.owner_proof import Action, proof_message
 
 

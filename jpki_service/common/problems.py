@@ -41,7 +41,7 @@ class CAUnreachable(Problem):
 
 
 class StatusUnverified(Problem):
-    """The OCSP answer was not believed (jpki_service/ocsp_verification.py): forged, replayed or stale."""
+    """The OCSP answer was not believed (jpki_service/adapters/ocsp_verification.py): forged, replayed or stale."""
 
     status, title, slug = 503, "Certificate status could not be verified", "status-unverified"
 

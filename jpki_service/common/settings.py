@@ -17,7 +17,7 @@ class ServiceSettings(BaseSettings):
     ca_timeout_seconds: float = Field(5.0, description="Per-call timeout towards the CA.")
     ocsp_max_age_seconds: float = Field(
         300.0, gt=0, description="An OCSP answer whose thisUpdate is older than this is not believed (our "
-                                 "requests carry a nonce, so answers are fresh; jpki_service/ocsp_verification.py)."
+                                 "requests carry a nonce, so answers are fresh; jpki_service/adapters/ocsp_verification.py)."
     )
     ocsp_clock_skew_seconds: float = Field(
         60.0, ge=0, description="Tolerated clock difference with the OCSP responder: a thisUpdate at most "
@@ -36,7 +36,7 @@ class ServiceSettings(BaseSettings):
     )
     data_key: str | None = Field(
         None, description="Root secret sealing personal data and keying the audit chain; default: a key file "
-                          "under data_dir (jpki_service/service_keys.py)."
+                          "under data_dir (jpki_service/adapters/service_keys.py)."
     )
     notification_sender: str = Field(
         "file", description="How owners are told of changes made by others: file (JSON lines) or log."

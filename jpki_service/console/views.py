@@ -53,17 +53,11 @@ from jpki_service.lifecycle import Event, State, TransitionRefused, transition
 from jpki_service.operators import service as operators
 from jpki_service.operators.roles import Permission, Role, may
 from jpki_service.operators.service import SignedIn
-from jpki_service.problems import (
-    AccountLocked,
-    CSRFRejected,
-    InvalidInput,
-    LoginRefused,
-    NothingFound,
-    NotSignedIn,
-    RegistrationNotFound,
+from jpki_service.common.problems import (
+    AccountLocked, CSRFRejected, InvalidInput, LoginRefused, NothingFound, NotSignedIn, RegistrationNotFound,
     StateConflict,
 )
-from jpki_service.registrations.service import ServiceContext
+from jpki_service.adapters.context import ServiceContext
 from jpki_service.registrations.transitions import load_registration
 
 log = logging.getLogger("jpki_service.console")

@@ -15,11 +15,11 @@ from fastapi import FastAPI
 from sqlalchemy.exc import OperationalError
 
 from jpki_common.http import PROBLEM_RESPONSES, BodySizeLimit, install_problem_handlers, problem_response
-from jpki_service.ca_client import CAClient, CAUnavailable
+from jpki_service.adapters.ca_client import CAClient, CAUnavailable
 from jpki_service.challenges.service import purge_expired_challenges
-from jpki_service.db import Store
-from jpki_service.metrics import metrics_endpoint
-from jpki_service.ocsp_verification import OCSPFreshness
+from jpki_service.adapters.db import Store
+from jpki_service.entrypoints.metrics import metrics_endpoint
+from jpki_service.adapters.ocsp_verification import OCSPFreshness
 from jpki_service.notifications import service as notifications
 from jpki_service.rate_limits.service import purge_expired_counters
 from jpki_service.notifications.senders import Sender, make_sender
@@ -29,8 +29,8 @@ from jpki_service.callcentre import views as callcentre_views
 from jpki_service.operators import views as operator_views
 from jpki_service.registrations import views as registration_views
 from jpki_service.relying_party import views as rp_views
-from jpki_service.service_keys import load_service_keys
-from jpki_service.settings import ServiceSettings
+from jpki_service.adapters.service_keys import load_service_keys
+from jpki_service.common.settings import ServiceSettings
 
 log = logging.getLogger("jpki_service")
 

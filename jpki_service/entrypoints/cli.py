@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from jpki_service.audit.cli import audit_app
 from jpki_service.ca_commands.cli import ca_commands_app
-from jpki_service.settings import ServiceSettings
+from jpki_service.common.settings import ServiceSettings
 
 app = typer.Typer(help="The JPKI smartphone certificate lifecycle service.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -34,7 +34,7 @@ def _settings(data: Path | None) -> ServiceSettings:
 
 
 def _migrate(settings: ServiceSettings) -> None:
-    from jpki_service.db import migrate as run_migrations
+    from jpki_service.adapters.db import migrate as run_migrations
 
     try:
         run_migrations(settings.resolved_database_url())
@@ -84,7 +84,7 @@ def _check_external_ca(settings: ServiceSettings) -> None:
     wait in the queue, and nobody would know why until someone read `jpki-service status`. A CA that
     does not answer is only warned about: owners must be able to revoke during a CA outage too (the
     queue carries their changes when it is back), a restart of the service included."""
-    from jpki_service.ca_client import CAClient, CAMisconfigured, CAUnavailable
+    from jpki_service.adapters.ca_client import CAClient, CAMisconfigured, CAUnavailable
 
     client = CAClient(settings.ca_url or "", settings.ca_token, settings.ca_timeout_seconds)
     token = "JPKI_CA_TOKEN is set" if settings.ca_token else "JPKI_CA_TOKEN is not set"
@@ -111,7 +111,7 @@ def serve(
     """Serve the lifecycle API. With no JPKI_CA_URL, the mock CA is started too (port + 100)."""
     import uvicorn
 
-    from jpki_service.app import create_app
+    from jpki_service.entrypoints.app import create_app
 
     settings = _settings(data)
     _migrate(settings)
@@ -143,7 +143,7 @@ def serve(
                            "JPKI_DATABASE_URL": settings.resolved_database_url(), "JPKI_CA_URL": settings.ca_url or ""})
         if settings.ca_token:
             os.environ["JPKI_CA_TOKEN"] = settings.ca_token
-        uvicorn.run("jpki_service.app:create_app_from_environment", factory=True, workers=workers, host=host,
+        uvicorn.run("jpki_service.entrypoints.app:create_app_from_environment", factory=True, workers=workers, host=host,
                     port=port, log_level="warning")
     finally:
         stop_embedded_ca()  # when the server failed to start
@@ -164,7 +164,7 @@ def status(data: Optional[Path] = typer.Option(None, "--data", help="Data folder
     from sqlalchemy import func, select
 
     from jpki_service.ca_commands.service import list_commands, queue_summary, retrying_summary
-    from jpki_service.db import Store
+    from jpki_service.adapters.db import Store
     from jpki_service.notifications.service import pending_count
     from jpki_service.registrations.models import Registration
 
@@ -208,7 +208,7 @@ app.add_typer(ca_commands_app, name="ca-commands",
 
 
 def _store(settings: ServiceSettings):
-    from jpki_service.db import Store
+    from jpki_service.adapters.db import Store
 
     return Store(settings.resolved_database_url())
 

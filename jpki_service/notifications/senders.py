@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from jpki_service.settings import ServiceSettings
+from jpki_service.common.settings import ServiceSettings
 
 log = logging.getLogger("jpki_service.notifications")
 

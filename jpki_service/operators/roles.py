@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import enum
 
-from jpki_service.problems import RoleForbidden
+from jpki_service.common.problems import RoleForbidden
 
 
 class Role(str, enum.Enum):

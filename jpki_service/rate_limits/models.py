@@ -6,7 +6,7 @@ import datetime as dt
 from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jpki_service.db import Base, UTCDateTime
+from jpki_service.adapters.db import Base, UTCDateTime
 
 
 class AttemptCounter(Base):

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from jpki_service.db import Store
-from jpki_service.problems import TooManyAttempts
+from jpki_service.adapters.db import Store
+from jpki_service.common.problems import TooManyAttempts
 from jpki_service.rate_limits.models import AttemptCounter
-from jpki_service.settings import ServiceSettings
+from jpki_service.common.settings import ServiceSettings
 
 # Seconds since the epoch, as ``time.time``. Every window computation here reads this one clock, so a
 # test can set it (``monkeypatch.setattr(service, "clock", lambda: ...)``) instead of racing the wall

@@ -8,7 +8,6 @@ change stands and the background dispatcher finishes the job (``ca_sync: pending
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
@@ -20,13 +19,12 @@ from sqlalchemy.orm import Session
 from jpki_common.keys import check_subject_key
 from jpki_service import lifecycle
 from jpki_service import holder_data
-from jpki_service.ca_client import CAClient
 from jpki_service.ca_commands import service as ca_commands
-from jpki_service.cards import VerifiedCard, verify_card_proof
+from jpki_service.cards.service import VerifiedCard, verify_card_proof
 from jpki_service.challenges.service import spend_challenge
-from jpki_service.db import Store, utcnow
+from jpki_service.adapters.db import utcnow
 from jpki_service.lifecycle import Actor, CertKind, Event, State
-from jpki_service.problems import InvalidInput, ProofRejected, StateConflict
+from jpki_service.common.problems import InvalidInput, ProofRejected, StateConflict
 from jpki_common.owner_proof import Action, signature_verifies
 from jpki_service.registrations.models import Person, PhoneCertificate, Registration, RegistrationEvent
 from jpki_service.registrations.schemas import LiftRequest, OwnerProof, RegisterRequest
@@ -41,18 +39,7 @@ from jpki_service.registrations.transitions import (
     load_registration,
     signature_reissue_needed,
 )
-from jpki_service.service_keys import ServiceKeys
-from jpki_service.settings import ServiceSettings
-
-
-@dataclass
-class ServiceContext:
-    """What every use case needs: the store, the CA adapter, settings, the service's keys."""
-
-    store: Store
-    ca: CAClient
-    settings: ServiceSettings
-    keys: ServiceKeys
+from jpki_service.adapters.context import ServiceContext
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -12,25 +12,23 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from jpki_service import lifecycle
-from jpki_service.ca_client import CAUnavailable
+from jpki_service.adapters.ca_client import CAUnavailable
 from jpki_service.ca_commands import service as ca_commands
-from jpki_service.db import utcnow
-from jpki_service.faults import crash_point
+from jpki_service.adapters.db import utcnow
+from jpki_service.common.faults import crash_point
 from jpki_service.lifecycle import CertKind, Event, State, TransitionRefused
 from jpki_service.notifications import service as notifications
-from jpki_service.problems import InvalidInput, RegistrationNotFound, StateConflict
+from jpki_service.common.problems import InvalidInput, RegistrationNotFound, StateConflict
+from jpki_service.adapters.context import ServiceContext
 from jpki_service.registrations.models import PhoneCertificate, Registration, RegistrationEvent
 
 log = logging.getLogger("jpki_service.transitions")
 
-if TYPE_CHECKING:
-    from jpki_service.registrations.service import ServiceContext
 
 
 @dataclass(frozen=True)

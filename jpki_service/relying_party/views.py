@@ -11,11 +11,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from jpki_service.ca_client import CAUnavailable
-from jpki_service.cards import load_certificate
+from jpki_service.adapters.ca_client import CAUnavailable
+from jpki_service.cards.service import load_certificate
 from jpki_service.challenges.service import issue_challenge, spend_challenge
-from jpki_service.ocsp_verification import OCSPAnswerRefused
-from jpki_service.problems import CAUnreachable, ProofRejected, StatusUnverified
+from jpki_service.adapters.ocsp_verification import OCSPAnswerRefused
+from jpki_service.common.problems import CAUnreachable, ProofRejected, StatusUnverified
 from jpki_common.owner_proof import Action, signature_verifies
 
 router = APIRouter(prefix="/rp/v1", tags=["demo relying party"])

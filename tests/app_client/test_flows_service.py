@@ -23,16 +23,16 @@ from app_client.secure_element import KeySlot
 from app_client.service_client import ServiceProblem
 from ca_mock.cards.service import issue_card, write_card
 from ca_mock.certificates.schemas import PersonIn
-from jpki_service.ca_client import CAClient
+from jpki_service.adapters.ca_client import CAClient
 from jpki_service.callcentre import service as callcentre
 from jpki_service.callcentre.schemas import LiftRequest as SupervisorLiftRequest
 from jpki_service.callcentre.schemas import SuspendRequest
-from jpki_service.db import Store
+from jpki_service.adapters.db import Store
 from jpki_service.operators.roles import Role
 from jpki_service.operators.service import SignedIn
-from jpki_service.registrations.service import ServiceContext
-from jpki_service.service_keys import load_service_keys
-from jpki_service.settings import ServiceSettings
+from jpki_service.adapters.context import ServiceContext
+from jpki_service.adapters.service_keys import load_service_keys
+from jpki_service.common.settings import ServiceSettings
 from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
 from tests.helpers import PERSON
 from tests.test_service_flows import ocsp_status, wait_for

@@ -1,11 +1,21 @@
-"""Alembic environment of the lifecycle service (``jpki-service migrate``)."""
+"""Alembic environment of the lifecycle service (``jpki-service migrate``).
+
+An entry point (Alembic runs it), so it may see every room's tables: it registers them all on
+``Base.metadata``.
+"""
 from __future__ import annotations
 
 from alembic import context
 from jpki_common.store import make_engine
-from jpki_service.db import Base, import_models
+from jpki_service.adapters.db import Base
+from jpki_service.audit import models as _audit  # noqa: F401  (each registers its tables)
+from jpki_service.ca_commands import models as _ca_commands  # noqa: F401
+from jpki_service.challenges import models as _challenges  # noqa: F401
+from jpki_service.notifications import models as _notifications  # noqa: F401
+from jpki_service.operators import models as _operators  # noqa: F401
+from jpki_service.rate_limits import models as _rate_limits  # noqa: F401
+from jpki_service.registrations import models as _registrations  # noqa: F401
 
-import_models()
 config = context.config
 target_metadata = Base.metadata
 

@@ -1,0 +1,1 @@
+"""Checking a My Number card's proof against the CA."""
