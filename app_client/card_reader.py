@@ -17,12 +17,11 @@ from typing import Any, cast
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from jpki_common.card_rules import check_pin, normalise_signature_password
-from jpki_common.card_rules import CARD_FORMAT
-from jpki_common.keys import CAPrivateKey
 from app_client import storage
 from app_client.errors import AppError
 from app_client.retry_counter import spend_try
+from jpki_common.card_rules import CARD_FORMAT, check_pin, normalise_signature_password
+from jpki_common.keys import CAPrivateKey
 from jpki_common.owner_proof import sign_message
 
 _LOCKED_REMEDY = "the municipal office can reset it"

@@ -15,17 +15,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from cryptography import x509
 
-from jpki_common.card_rules import SecretRuleViolation, check_pin, normalise_signature_password
 from app_client import flows
 from app_client.card_reader import CardReader
 from app_client.errors import AppError
 from app_client.pdf import http_timestamper, load_certificate
 from app_client.service_client import Registration
+from jpki_common.card_rules import SecretRuleViolation, check_pin, normalise_signature_password
 
 LIFT_COMMAND = "jpki-app lift-suspension --card FILE"
 
@@ -107,7 +107,7 @@ def main_options(
     ctx: typer.Context,
     home: Path = typer.Option(Path("var/phone"), "--home", envvar="JPKI_APP_HOME",
                               help="The simulated phone's folder: se/ (secure element) and app/ (app data)."),
-    service: Optional[str] = typer.Option(None, "--service", envvar="JPKI_SERVICE_URL",
+    service: str | None = typer.Option(None, "--service", envvar="JPKI_SERVICE_URL",
                                           help=f"Lifecycle service URL (default: the one registered with, "
                                                f"else {flows.DEFAULT_SERVICE_URL})."),
 ) -> None:
@@ -225,8 +225,8 @@ def _when(iso: str) -> str:
     except ValueError:
         return iso or "an unknown date"
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _print_certificates(registration: Registration, in_se: dict[str, str] | None = None) -> None:
@@ -355,10 +355,10 @@ def sign(
     ctx: typer.Context,
     source: Path = typer.Argument(..., help="The PDF to sign."),
     target: Path = typer.Argument(..., help="Where to write the signed PDF."),
-    tsa_url: Optional[str] = typer.Option(None, "--tsa-url", envvar="JPKI_TSA_URL",
+    tsa_url: str | None = typer.Option(None, "--tsa-url", envvar="JPKI_TSA_URL",
                                           help="RFC 3161 timestamp authority (default: the CA's own, "
                                                "<CA URL>/tsa, from the signature certificate)."),
-    tsa_root: Optional[Path] = typer.Option(None, "--tsa-root", help="Root certificate of that TSA (PEM/DER), "
+    tsa_root: Path | None = typer.Option(None, "--tsa-root", help="Root certificate of that TSA (PEM/DER), "
                                             "if it is not the CA's root."),
     no_timestamp: bool = typer.Option(False, "--no-timestamp",
                                       help="Sign without a signature timestamp (PAdES B-B): such a signature "
@@ -379,9 +379,9 @@ def sign(
 def verify(
     ctx: typer.Context,
     source: Path = typer.Argument(..., help="The signed PDF."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Trusted root (PEM/DER); default: the root pinned "
+    root: Path | None = typer.Option(None, "--root", help="Trusted root (PEM/DER); default: the root pinned "
                                         "at registration, else fetched through the certificate's caIssuers URLs."),
-    tsa_root: Optional[Path] = typer.Option(None, "--tsa-root", help="Trusted root of the timestamp authority, "
+    tsa_root: Path | None = typer.Option(None, "--tsa-root", help="Trusted root of the timestamp authority, "
                                             "if it is not the CA's root."),
 ) -> None:
     """Judge every signature of a PDF (hard-fail revocation check). Exit 0 only if all are valid.

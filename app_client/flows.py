@@ -23,13 +23,13 @@ import httpx
 from cryptography import x509
 from pyhanko.sign.timestamps import TimeStamper
 
-from jpki_common.card_rules import check_pin, normalise_signature_password
 from app_client import pdf
 from app_client.app_data import AppData
 from app_client.card_reader import CardReader
 from app_client.errors import AppError, NothingToLift, NotRegistered, StaleCertificates
 from app_client.secure_element import KeySlot, SecureElement
 from app_client.service_client import Proof, Registration, ServiceClient
+from jpki_common.card_rules import check_pin, normalise_signature_password
 from jpki_common.owner_proof import Action
 
 DEFAULT_SERVICE_URL = "http://127.0.0.1:8000"

@@ -41,11 +41,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from jpki_common import keys
-from jpki_common.card_rules import PIN_TRIES, SIGNATURE_PASSWORD_TRIES, check_pin, normalise_signature_password
 from app_client import storage
 from app_client.errors import AppError
 from app_client.retry_counter import spend_try
+from jpki_common import keys
+from jpki_common.card_rules import PIN_TRIES, SIGNATURE_PASSWORD_TRIES, check_pin, normalise_signature_password
 from jpki_common.owner_proof import sign_message
 
 SE_FORMAT = "jpki-app-se/1"

@@ -23,6 +23,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
 from jpki_common import keys
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,7 +48,7 @@ class Resources(contextlib.AbstractContextManager):
         self.processes: list[subprocess.Popen] = []
         self._old_term = None
 
-    def __enter__(self) -> "Resources":
+    def __enter__(self) -> Resources:
         def _on_term(signum, _frame):
             raise SystemExit(128 + signum)
 
@@ -185,9 +186,9 @@ def tree_rss_mib(pid: int) -> float:
 def make_ca(data_dir: Path, public_url: str):
     """A fresh, initialised CA store under ``data_dir`` (SQLite), through ca_mock's own API."""
     from ca_mock.authorities.service import initialise
-    from jpki_common.store import Store
     from ca_mock.db import migrate
     from ca_mock.settings import CASettings
+    from jpki_common.store import Store
 
     settings = CASettings(data_dir=data_dir, public_url=public_url)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -239,7 +240,7 @@ def openssl_serial(serial: int | str) -> str:
 
 
 def openssl_time(value: dt.datetime) -> str:
-    value = value.astimezone(dt.timezone.utc)
+    value = value.astimezone(dt.UTC)
     return value.strftime("%y%m%d%H%M%SZ") if value.year < 2050 else value.strftime("%Y%m%d%H%M%SZ")
 
 

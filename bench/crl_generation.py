@@ -187,7 +187,7 @@ class EntryEncoder:
         from ca_mock.crl.entries import encode_entry
 
         self.encode_entry = encode_entry
-        sample_time = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+        sample_time = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
         time_tlv = b"\x17\x0d" + sample_time.strftime("%y%m%d%H%M%SZ").encode()
         self.extensions = {}
         for reason in (*REASONS, "certificateHold"):
@@ -220,7 +220,7 @@ def populate(store, count: int, recent: int, held_fraction: float, index_path: P
 
     rng = random.Random(seed)
     encode = EntryEncoder()
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     not_before = now - dt.timedelta(days=400)
     not_after = now + dt.timedelta(days=4 * 365)
     table = IssuedCertificate.__table__

@@ -80,8 +80,8 @@ def fill_worst_partition(store, partition: int, size: int, seed: int) -> set[int
     from ca_mock.crl.models import CertificatePartition, CRLPartition
 
     rng = random.Random(seed)
-    worst = dt.datetime(2051, 1, 1, tzinfo=dt.timezone.utc)  # from 2050 on: GeneralizedTime, 2 bytes longer
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    worst = dt.datetime(2051, 1, 1, tzinfo=dt.UTC)  # from 2050 on: GeneralizedTime, 2 bytes longer
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     serials: set[int] = set()
     while len(serials) < size:
         serials.add((1 << 158) | rng.getrandbits(158))  # 20 content bytes, the most random_serial_number gives
@@ -122,7 +122,7 @@ def write_partition_index(store, partition: int, path: Path) -> set[int]:
             "SELECT c.serial, c.not_after, c.revoked_at, c.reason FROM certificates c "
             "JOIN certificate_partitions p ON p.serial = c.serial WHERE p.partition = :p"), {"p": partition}).all()
     utc = lambda v: (v if isinstance(v, dt.datetime) else dt.datetime.fromisoformat(v)).replace(  # noqa: E731
-        tzinfo=dt.timezone.utc)
+        tzinfo=dt.UTC)
     common.write_index(path, (common.index_line(r.serial, utc(r.not_after), f"/CN=bench {r.serial}",
                                                 utc(r.revoked_at), r.reason) for r in rows))
     return {int(r.serial, 16) for r in rows}
@@ -176,8 +176,8 @@ def main() -> int:
 
     from ca_mock.authorities.models import Authority
     from ca_mock.crl.models import CRLPartition, PublishedCRL
-    from jpki_common.store import Store
     from ca_mock.settings import CASettings
+    from jpki_common.store import Store
 
     size = CASettings().crl_partition_size
     print(f"machine: {common.machine_line()}")
@@ -213,7 +213,7 @@ def main() -> int:
             session.execute(update(Authority).where(Authority.name == "sign").values(crl_dirty=True))
             # Everything else counts as published, so the round shows only what the revocation costs.
             session.execute(update(CRLPartition).where(CRLPartition.partition != 1).values(
-                dirty=False, next_update=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=24)))
+                dirty=False, next_update=dt.datetime.now(dt.UTC) + dt.timedelta(hours=24)))
         for name in ("root", "auth"):  # published once, so the round does not count their first publication
             from ca_mock.crl.service import publish
             publish(store, CASettings(data_dir=data), name, force=True)

@@ -491,8 +491,8 @@ def main() -> int:
         # Ours, one process (what `jpki-ca serve` runs).
         # Answers signed before this second were made at issuance/revocation (pre-produced); one
         # signed on request would carry a later producedAt.
-        setup_done = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-        time.sleep(1.05 - dt.datetime.now(dt.timezone.utc).microsecond / 1e6)
+        setup_done = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        time.sleep(1.05 - dt.datetime.now(dt.UTC).microsecond / 1e6)
         ours = Server(res, "ours", "/ocsp", lambda port: start_ours(res, data, work, 1, port))
         print("checking every answer before load:")
         verify_all("ours", ours.port, "/ocsp", certs, requests, signer, setup_done=setup_done)
@@ -570,9 +570,9 @@ def one_answer(data: Path) -> bytes:
     """One real answer of ours, to give the do-nothing app a body of the same size."""
     from sqlalchemy import select
 
-    from jpki_common.store import Store
     from ca_mock.ocsp.models import PreparedOCSPResponse
     from ca_mock.settings import CASettings
+    from jpki_common.store import Store
 
     store = Store(CASettings(data_dir=data).resolved_database_url())
     try:

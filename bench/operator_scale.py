@@ -90,7 +90,7 @@ def _chunk(args: tuple[int, int]) -> tuple[int, list[bytes]]:
 
     start, end = args
     keys = load_service_keys(ServiceSettings(data_key=DATA_KEY, person_key=PERSON_KEY), create=False)
-    base = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     out = [[], [], [], []]
     for i in range(start, end):
         rid = registration_id(i)

@@ -25,11 +25,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _common as common  # noqa: E402  (bench/_common.py)
+
 from ca_mock.cards.service import issue_card  # noqa: E402
 from ca_mock.certificates.schemas import PersonIn  # noqa: E402
-from jpki_common.store import Store  # noqa: E402
 from ca_mock.settings import CASettings  # noqa: E402
 from jpki_common.owner_proof import proof_message, sign_message  # noqa: E402
+from jpki_common.store import Store  # noqa: E402
 
 ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PASSWORD = "restart bench 2026"

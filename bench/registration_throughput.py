@@ -89,8 +89,8 @@ def _cards(args: tuple) -> list[tuple[str, str, bytes]]:
     data_dir, database_url, public_url, indexes = args
     from ca_mock.cards.service import issue_card
     from ca_mock.certificates.schemas import PersonIn
-    from jpki_common.store import Store
     from ca_mock.settings import CASettings
+    from jpki_common.store import Store
 
     settings = CASettings(data_dir=Path(data_dir), public_url=public_url, database_url=database_url)
     store = Store(settings.resolved_database_url())
@@ -304,9 +304,9 @@ def _run(args, res: common.Resources, work: Path, dbs: Databases, total: int, co
     ca_url, service_url = f"http://127.0.0.1:{ca_port}", f"http://127.0.0.1:{service_port}"
     t0 = time.perf_counter()
     from ca_mock.authorities.service import initialise
-    from jpki_common.store import Store
     from ca_mock.db import migrate
     from ca_mock.settings import CASettings
+    from jpki_common.store import Store
 
     ca_settings = CASettings(data_dir=work / "ca", public_url=ca_url, database_url=dbs.ca)
     ca_settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -93,7 +93,7 @@ class OpensslIndex:
 
     def revoke(self, serial: str) -> None:
         self.lines[serial] = common.index_line(serial, self.not_after[serial], f"/CN=bench {serial}",
-                                               dt.datetime.now(dt.timezone.utc), REASON)
+                                               dt.datetime.now(dt.UTC), REASON)
 
     def write_atomic(self) -> None:
         tmp = self.path.with_name(self.path.name + ".new")

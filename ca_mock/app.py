@@ -17,13 +17,13 @@ from ca_mock.certificates import views as certificate_views
 from ca_mock.credentials import Credentials
 from ca_mock.crl import views as crl_views
 from ca_mock.crl.service import publish_all_due
-from jpki_common.store import Store
 from ca_mock.db import migrate
-from jpki_common.http import PROBLEM_RESPONSES, BodySizeLimit, install_problem_handlers, problem_response
 from ca_mock.ocsp.responder import OCSPResponder
 from ca_mock.ocsp.service import refresh_ageing_responses
 from ca_mock.settings import CASettings
 from ca_mock.tsa import views as tsa_views
+from jpki_common.http import PROBLEM_RESPONSES, BodySizeLimit, install_problem_handlers, problem_response
+from jpki_common.store import Store
 
 log = logging.getLogger("ca_mock")
 

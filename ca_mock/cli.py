@@ -9,15 +9,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from pydantic import ValidationError
 
-from jpki_common.profiles import REVOCATION_REASONS
 from ca_mock.certificates.status_rules import StatusAction
-from jpki_common.problems import Problem
 from ca_mock.settings import CASettings
+from jpki_common.problems import Problem
+from jpki_common.profiles import REVOCATION_REASONS
 
 app = typer.Typer(help="The JPKI mock certification authority (J-LIS stand-in).", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -41,8 +41,8 @@ class Context:
 def _store(settings: CASettings):
     from sqlalchemy.exc import OperationalError
 
-    from jpki_common.store import Store
     from ca_mock.db import migrate
+    from jpki_common.store import Store
 
     store = Store(settings.resolved_database_url())
     try:
@@ -81,9 +81,9 @@ def _print(data: Any, as_json: bool) -> None:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    data: Optional[Path] = typer.Option(None, "--data", envvar="JPKI_CA_DATA_DIR",
+    data: Path | None = typer.Option(None, "--data", envvar="JPKI_CA_DATA_DIR",
                                         help="Data folder (default ./var/ca)."),
-    database_url: Optional[str] = typer.Option(None, "--database-url", envvar="JPKI_CA_DATABASE_URL",
+    database_url: str | None = typer.Option(None, "--database-url", envvar="JPKI_CA_DATABASE_URL",
                                                help="SQLAlchemy URL (default SQLite under --data)."),
 ) -> None:
     ctx.obj = Context(data, database_url)
@@ -175,14 +175,14 @@ def issue(
     ctx: typer.Context,
     profile: str = typer.Option(..., help="card-signature, card-authentication, phone-signature, phone-authentication"),
     csr: Path = typer.Option(..., exists=True, dir_okay=False, help="PKCS#10 request, PEM."),
-    name: Optional[str] = typer.Option(None, help="card-signature: holder's name (card-signature only)."),
-    birth: Optional[str] = typer.Option(None, help="card-signature: YYYY-MM-DD (card-signature only)."),
-    gender: Optional[str] = typer.Option(None, help="card-signature: 1, 2 or 3 (card-signature only)."),
-    address: Optional[str] = typer.Option(None, help="card-signature: address (card-signature only)."),
-    card_serial: Optional[str] = typer.Option(None, help="Phone profiles: card signature certificate serial."),
-    not_after: Optional[dt.datetime] = typer.Option(None, help="Requested notAfter (UTC)."),
-    operation_id: Optional[str] = typer.Option(None, help="Idempotency key (default: a fresh one)."),
-    out: Optional[Path] = typer.Option(None, help="Write the certificate PEM here."),
+    name: str | None = typer.Option(None, help="card-signature: holder's name (card-signature only)."),
+    birth: str | None = typer.Option(None, help="card-signature: YYYY-MM-DD (card-signature only)."),
+    gender: str | None = typer.Option(None, help="card-signature: 1, 2 or 3 (card-signature only)."),
+    address: str | None = typer.Option(None, help="card-signature: address (card-signature only)."),
+    card_serial: str | None = typer.Option(None, help="Phone profiles: card signature certificate serial."),
+    not_after: dt.datetime | None = typer.Option(None, help="Requested notAfter (UTC)."),
+    operation_id: str | None = typer.Option(None, help="Idempotency key (default: a fresh one)."),
+    out: Path | None = typer.Option(None, help="Write the certificate PEM here."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Issue a certificate from a CSR file."""
@@ -196,7 +196,7 @@ def issue(
     request = _run(lambda: IssueRequest(
         operation_id=_operation_id(operation_id), profile=profile, csr_pem=csr.read_text(errors="replace"),
         person=person, card_serial=card_serial,
-        not_after=not_after.replace(tzinfo=dt.timezone.utc) if not_after else None,
+        not_after=not_after.replace(tzinfo=dt.UTC) if not_after else None,
     ))
     result = _run(lambda: issue_certificate(_store(settings), settings, request))
     if out:
@@ -219,7 +219,7 @@ def revoke(
     ctx: typer.Context,
     serial: str = typer.Argument(..., help="Serial in hex."),
     reason: str = typer.Option(..., help=f"One of: {', '.join(REVOCATION_REASONS)}."),
-    operation_id: Optional[str] = typer.Option(None, help="Idempotency key."),
+    operation_id: str | None = typer.Option(None, help="Idempotency key."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Revoke a certificate for good."""
@@ -230,7 +230,7 @@ def revoke(
 def hold(
     ctx: typer.Context,
     serial: str = typer.Argument(..., help="Serial in hex."),
-    operation_id: Optional[str] = typer.Option(None, help="Idempotency key."),
+    operation_id: str | None = typer.Option(None, help="Idempotency key."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Suspend a certificate (certificateHold)."""
@@ -241,7 +241,7 @@ def hold(
 def release(
     ctx: typer.Context,
     serial: str = typer.Argument(..., help="Serial in hex."),
-    operation_id: Optional[str] = typer.Option(None, help="Idempotency key."),
+    operation_id: str | None = typer.Option(None, help="Idempotency key."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Lift the hold of a held certificate."""
@@ -267,8 +267,8 @@ def crl(
     issuer: str = typer.Option("sign", help="root, sign or auth."),
     delta: bool = typer.Option(False, "--delta", help="The delta CRL instead of the full one."),
     force: bool = typer.Option(False, "--force", help="Publish a new CRL even if nothing changed."),
-    out: Optional[Path] = typer.Option(None, help="Write the DER CRL here."),
-    partition: Optional[int] = typer.Option(None, help="A CRL partition of sign or auth instead of the "
+    out: Path | None = typer.Option(None, help="Write the DER CRL here."),
+    partition: int | None = typer.Option(None, help="A CRL partition of sign or auth instead of the "
                                                         "whole-issuer CRL (ISSUER-pN.crl)."),
 ) -> None:
     """Publish (if anything changed) and show or save a CRL."""
@@ -307,9 +307,9 @@ def card_issue(
     address: str = typer.Option(..., help="Address, as on the card."),
 ) -> None:
     """Make a simulated My Number card. Secrets: prompted, or JPKI_CARD_PASSWORD / JPKI_CARD_PIN."""
-    from jpki_common.card_rules import SecretRuleViolation, check_pin, normalise_signature_password
     from ca_mock.cards.service import issue_card, write_card
     from ca_mock.certificates.schemas import PersonIn
+    from jpki_common.card_rules import SecretRuleViolation, check_pin, normalise_signature_password
 
     if out.exists():
         fail(f"{out} exists; a card file is never overwritten")

@@ -16,9 +16,9 @@ import enum
 import secrets
 from dataclasses import dataclass
 
-from jpki_common.profiles import Profile
 from ca_mock.problems import CAProblem
 from ca_mock.settings import CASettings
+from jpki_common.profiles import Profile
 
 
 class Credential(str, enum.Enum):
@@ -42,7 +42,7 @@ class Credentials:
     admin_token: str | None
 
     @classmethod
-    def from_settings(cls, settings: CASettings) -> "Credentials":
+    def from_settings(cls, settings: CASettings) -> Credentials:
         service, admin = settings.resolved_api_token(), settings.resolved_admin_token()
         if service is not None and service == admin:
             raise CredentialsMisconfigured(

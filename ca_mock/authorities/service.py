@@ -20,13 +20,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy import select
 
-from jpki_common import keys
 from ca_mock import urls
 from ca_mock.authorities.models import Authority, CAMeta
-from jpki_common.store import Store, utcnow
 from ca_mock.problems import AlreadyInitialised, NotInitialised, UnknownAuthority
 from ca_mock.settings import CASettings
+from jpki_common import keys
 from jpki_common.profiles import AUTHENTICATION_CA, ROOT, SIGNATURE_CA
+from jpki_common.store import Store, utcnow
 
 ISSUING_CAS = (SIGNATURE_CA, AUTHENTICATION_CA)
 CRL_ISSUERS = (ROOT, *ISSUING_CAS)
@@ -291,7 +291,7 @@ def _write_missing_token_files(settings: CASettings) -> None:
             handle.write(secrets.token_urlsafe(32) + "\n")
 
 
-_HIERARCHIES: "weakref.WeakKeyDictionary[Store, Hierarchy]" = weakref.WeakKeyDictionary()
+_HIERARCHIES: weakref.WeakKeyDictionary[Store, Hierarchy] = weakref.WeakKeyDictionary()
 
 
 def load_hierarchy(store: Store) -> Hierarchy:

@@ -15,16 +15,20 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from jpki_common import keys
-from jpki_common.profiles import AUTHENTICATION_CA, ROOT, SIGNATURE_CA
 from ca_mock.authorities.service import load_hierarchy
-from jpki_common.card_rules import PIN_TRIES, SIGNATURE_PASSWORD_TRIES, check_pin, normalise_signature_password
 from ca_mock.certificates.schemas import IssueRequest, PersonIn
 from ca_mock.certificates.service import issue_certificate
-from jpki_common.store import Store
 from ca_mock.settings import CASettings
-from jpki_common.card_rules import CARD_FORMAT
-
+from jpki_common import keys
+from jpki_common.card_rules import (
+    CARD_FORMAT,
+    PIN_TRIES,
+    SIGNATURE_PASSWORD_TRIES,
+    check_pin,
+    normalise_signature_password,
+)
+from jpki_common.profiles import AUTHENTICATION_CA, ROOT, SIGNATURE_CA
+from jpki_common.store import Store
 
 
 def _pem(cert: x509.Certificate) -> str:

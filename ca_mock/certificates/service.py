@@ -14,22 +14,22 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from jpki_common import keys
 from ca_mock.authorities.models import Authority
 from ca_mock.authorities.service import load_hierarchy
 from ca_mock.certificates.models import IssuedCertificate, StatusEvent
-from jpki_common.profiles import PROFILES, PersonalData, Profile, personal_data_of
 from ca_mock.certificates.profiles import build_certificate
 from ca_mock.certificates.schemas import IssueRequest
 from ca_mock.certificates.status_rules import CertStatus, StatusAction, next_status
 from ca_mock.crl import partitions
 from ca_mock.crl.entries import encode_entry
-from jpki_common.store import Store, utcnow
 from ca_mock.ocsp.service import prepare_responses
 from ca_mock.operations import service as operations
 from ca_mock.problems import InvalidCSR, InvalidRequest, KeyAlreadyCertified, UnknownCertificate
-from jpki_common.problems import PolicyViolation
 from ca_mock.settings import CASettings
+from jpki_common import keys
+from jpki_common.problems import PolicyViolation
+from jpki_common.profiles import PROFILES, PersonalData, Profile, personal_data_of
+from jpki_common.store import Store, utcnow
 
 
 def normalise_serial(serial: str | int) -> str:
@@ -89,7 +89,7 @@ def _validity(
     wanted = request.not_after
     if wanted.tzinfo is None:
         raise InvalidRequest("not_after must carry a time zone", field="not_after")
-    wanted = wanted.astimezone(dt.timezone.utc).replace(microsecond=0)
+    wanted = wanted.astimezone(dt.UTC).replace(microsecond=0)
     if wanted <= now:
         raise PolicyViolation("not_after is not in the future", field="not_after")
     if wanted > limit:
@@ -235,7 +235,7 @@ def change_status(
     if invalidity_date is not None:
         if invalidity_date.tzinfo is None:
             raise InvalidRequest("invalidity_date must carry a time zone", field="invalidity_date")
-        invalidity_date = invalidity_date.astimezone(dt.timezone.utc).replace(microsecond=0)
+        invalidity_date = invalidity_date.astimezone(dt.UTC).replace(microsecond=0)
         if invalidity_date > utcnow():
             raise InvalidRequest("invalidity_date is in the future", field="invalidity_date")
     print_ = operations.fingerprint(action.value, {"serial": serial, "reason": reason,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from cryptography import x509
 from sqlalchemy import Connection, Engine, bindparam, inspect, select, text, update
 
-from jpki_common import keys
 from ca_mock.certificates.models import IssuedCertificate
+from jpki_common import keys
 
 _TABLE = IssuedCertificate.__table__
 _COLUMN = _TABLE.c.public_key_sha256

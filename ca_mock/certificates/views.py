@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from ca_mock.certificates import service
-from jpki_common.profiles import PROFILES
 from ca_mock.certificates.schemas import (
     CertificateOut,
     IssueRequest,
@@ -18,6 +17,7 @@ from ca_mock.certificates.schemas import (
 from ca_mock.certificates.status_rules import StatusAction
 from ca_mock.credentials import Credential, check_scope
 from ca_mock.http import require_bearer
+from jpki_common.profiles import PROFILES
 
 router = APIRouter(prefix="/api/v1/certificates", tags=["certificates"], dependencies=[Depends(require_bearer)])
 SerialPath = Path(min_length=1, max_length=40, pattern=r"^[0-9A-Fa-f]+$", description="Serial in hex")

@@ -181,7 +181,8 @@ def _numbering(session: Session, authority: str, partition: int | None, lock: bo
                                                 CRLPartition.partition == partition)
     row = session.scalars(statement.with_for_update() if lock else statement).one_or_none()
     if row is None:
-        raise UnknownAuthority(f"{authority} has no CRL partition {partition}")
+        raise UnknownAuthority(f"no CRL issuer named {authority!r}" if partition is None
+                               else f"{authority} has no CRL partition {partition}")
     return row
 
 

@@ -22,10 +22,10 @@ from sqlalchemy import bindparam, select
 
 from ca_mock.authorities.service import load_hierarchy
 from ca_mock.certificates.models import IssuedCertificate
-from jpki_common.store import DriverQuery, Store, utcnow
 from ca_mock.ocsp.models import PreparedOCSPResponse
 from ca_mock.ocsp.service import HASHES, build_response
 from ca_mock.settings import CASettings
+from jpki_common.store import DriverQuery, Store, utcnow
 
 log = logging.getLogger("ca_mock.ocsp")
 

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from ca_mock.authorities.service import Hierarchy, LoadedAuthority
 from ca_mock.certificates.models import IssuedCertificate
-from jpki_common.store import Store, utcnow
 from ca_mock.ocsp.models import PreparedOCSPResponse
+from jpki_common.store import Store, utcnow
 
 HASHES = {"sha1": hashes.SHA1, "sha256": hashes.SHA256}
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from jpki_common.store import utcnow
 from ca_mock.operations.models import Operation
 from ca_mock.problems import OperationConflict
+from jpki_common.store import utcnow
 
 
 def fingerprint(action: str, content: dict[str, Any]) -> str:

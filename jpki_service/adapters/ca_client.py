@@ -184,7 +184,7 @@ class CAClient:
         if not crl.is_signature_valid(self.ca_certificate("sign").public_key()):
             raise CAUnavailable("the signature CA's CRL does not verify")
         # A replayed old CRL would hide the revocations made since: believe only a current one.
-        now, skew = dt.datetime.now(dt.timezone.utc), self.ocsp_freshness.clock_skew
+        now, skew = dt.datetime.now(dt.UTC), self.ocsp_freshness.clock_skew
         if crl.last_update_utc > now + skew or (crl.next_update_utc is not None and crl.next_update_utc < now - skew):
             raise CAUnavailable(f"the signature CA's CRL is not current (thisUpdate {crl.last_update_utc.isoformat()}, "
                                 f"nextUpdate {crl.next_update_utc.isoformat() if crl.next_update_utc else '-'})")

@@ -84,7 +84,7 @@ def verify_ocsp_answer(answer_der: bytes, question: OCSPQuestion, certificate: x
 
     Synchronous: call it from a worker thread, never from inside a running event loop.
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     try:
         answer = ocsp.load_der_ocsp_response(answer_der)
     except ValueError:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,15 +22,15 @@ def _audit() -> None:
 
 @audit_app.command()
 def verify(
-    data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default ./var, or JPKI_DATA_DIR)."),
+    data: Path | None = typer.Option(None, "--data", help="Data folder (default ./var, or JPKI_DATA_DIR)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Check every entry's keyed hash, the links between entries and the head."""
     # Imported here: jpki_service.entrypoints.cli mounts this app, so importing it at module level would be circular.
-    from jpki_service.audit.service import verify as verify_trail
-    from jpki_service.entrypoints.cli import _settings
     from jpki_service.adapters.db import Store
     from jpki_service.adapters.service_keys import MissingKey, load_service_keys
+    from jpki_service.audit.service import verify as verify_trail
+    from jpki_service.entrypoints.cli import _settings
 
     settings = _settings(data)
     try:

@@ -29,8 +29,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from jpki_service.audit.models import AuditEntry, AuditHead
 from jpki_service.adapters.db import Store, utcnow
+from jpki_service.audit.models import AuditEntry, AuditHead
 
 GENESIS_HASH = "0" * 64  # the prev_hash of entry 1, and the head's hash before any entry
 HEAD_ID = 1

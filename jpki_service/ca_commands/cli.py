@@ -9,7 +9,6 @@ from __future__ import annotations
 import getpass
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,8 +36,8 @@ def administrator() -> str:
 
 def _store(data: Path | None):
     # Imported here: jpki_service.entrypoints.cli mounts this app, so importing it at module level would be circular.
-    from jpki_service.entrypoints.cli import _settings
     from jpki_service.adapters.db import Store
+    from jpki_service.entrypoints.cli import _settings
 
     return Store(_settings(data).resolved_database_url())
 
@@ -51,9 +50,9 @@ def _fail(message: str) -> None:
 @ca_commands_app.command("list")
 def list_(
     state: ListedState = typer.Option(ListedState.FAILED, "--state", help="Which commands to list."),
-    registration: Optional[str] = typer.Option(None, "--registration", help="Only this registration's."),
+    registration: str | None = typer.Option(None, "--registration", help="Only this registration's."),
     limit: int = typer.Option(100, min=1, max=10_000, help="At most this many, oldest first."),
-    data: Optional[Path] = DataOption,
+    data: Path | None = DataOption,
 ) -> None:
     """List commands in one state, oldest first, with why they are not done."""
     from jpki_service.ca_commands.service import list_commands
@@ -81,17 +80,17 @@ def list_(
 
 @ca_commands_app.command()
 def requeue(
-    command_ids: Optional[List[int]] = typer.Argument(None, help="Command ids (from `ca-commands list`)."),
-    registration: Optional[str] = typer.Option(None, "--registration", help="Every failed command of this "
+    command_ids: list[int] | None = typer.Argument(None, help="Command ids (from `ca-commands list`)."),
+    registration: str | None = typer.Option(None, "--registration", help="Every failed command of this "
                                                "registration."),
     all_failed: bool = typer.Option(False, "--all", help="Every failed command."),
-    data: Optional[Path] = DataOption,
+    data: Path | None = DataOption,
 ) -> None:
     """Put failed commands back in the queue once the cause is fixed; the running service carries them.
     Audited (actor administrator:<account>)."""
+    from jpki_service.adapters.service_keys import MissingKey, load_service_keys
     from jpki_service.ca_commands.service import requeue_failed
     from jpki_service.entrypoints.cli import _settings
-    from jpki_service.adapters.service_keys import MissingKey, load_service_keys
 
     if not (command_ids or registration or all_failed):
         _fail("say which: command ids, --registration ID, or --all")

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, aliased
 
-from jpki_service.audit import service as audit
 from jpki_service.adapters.ca_client import CAClient, CARefused, CAUnavailable
-from jpki_service.ca_commands.models import CACommand
 from jpki_service.adapters.db import Store, utcnow
+from jpki_service.audit import service as audit
+from jpki_service.ca_commands.models import CACommand
 from jpki_service.common.faults import crash_point
-from jpki_service.registrations.models import PhoneCertificate, Registration
 from jpki_service.common.retry import retry_delay
+from jpki_service.registrations.models import PhoneCertificate, Registration
 
 log = logging.getLogger("jpki_service.ca_commands")
 

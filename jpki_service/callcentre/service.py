@@ -14,15 +14,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from jpki_service import holder_data
+from jpki_service.adapters.context import ServiceContext
 from jpki_service.audit import service as audit
-from jpki_service.callcentre.schemas import FindRequest, LiftRequest, RevokeRequest, SuspendRequest
 from jpki_service.ca_commands import service as ca_commands
+from jpki_service.callcentre.schemas import FindRequest, LiftRequest, RevokeRequest, SuspendRequest
+from jpki_service.common.problems import NothingFound, RoleForbidden
 from jpki_service.lifecycle import Event
 from jpki_service.operators.roles import Permission, require
 from jpki_service.operators.service import SignedIn
-from jpki_service.common.problems import NothingFound, RoleForbidden
 from jpki_service.registrations.models import PhoneCertificate, Registration
-from jpki_service.adapters.context import ServiceContext
 from jpki_service.registrations.transitions import (
     apply_event,
     carry_quietly,

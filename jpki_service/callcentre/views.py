@@ -8,8 +8,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from jpki_service.adapters.context import ServiceContext
 from jpki_service.callcentre import service
-from jpki_service.common.faults import crash_point
 from jpki_service.callcentre.schemas import (
     AuditOut,
     FindOut,
@@ -20,9 +20,9 @@ from jpki_service.callcentre.schemas import (
     RevokeRequest,
     SuspendRequest,
 )
+from jpki_service.common.faults import crash_point
 from jpki_service.operators.service import SignedIn
 from jpki_service.operators.views import signed_in
-from jpki_service.adapters.context import ServiceContext
 
 router = APIRouter(prefix="/api/v1/operator", tags=["operator"])
 RegistrationIdPath = Path(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
+from jpki_common.owner_proof import signature_verifies
 from jpki_common.profiles import PROFILES, personal_data_of
 from jpki_service.adapters.ca_client import CAClient, CAUnavailable
 from jpki_service.adapters.ocsp_verification import OCSPAnswerRefused
 from jpki_service.common.problems import CAUnreachable, InvalidInput, ProofRejected, StatusUnverified
-from jpki_common.owner_proof import signature_verifies
 
 CARD_SIGNATURE_POLICY = x509.ObjectIdentifier(PROFILES["card-signature"].policy_oid)
 
@@ -69,7 +69,7 @@ def verify_card_proof(ca: CAClient, certificate_pem: str, message: bytes, signat
             policies = []
         if CARD_SIGNATURE_POLICY not in [p.policy_identifier for p in policies]:
             raise ProofRejected("the certificate is not a card signature certificate")
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         if not card.not_valid_before_utc <= now <= card.not_valid_after_utc:
             raise ProofRejected("the card certificate is outside its validity period")
         if not signature_verifies(card.public_key(), message, signature):

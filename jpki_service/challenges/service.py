@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from jpki_service.challenges.models import Challenge
-from jpki_service.adapters.db import Store, utcnow
-from jpki_service.common.problems import ChallengeExpired, ChallengeMismatch, ChallengeUnknown, ChallengeUsed
 from jpki_common.owner_proof import Action, proof_message
+from jpki_service.adapters.db import Store, utcnow
+from jpki_service.challenges.models import Challenge
+from jpki_service.common.problems import ChallengeExpired, ChallengeMismatch, ChallengeUnknown, ChallengeUsed
 
 
 def issue_challenge(store: Store, ttl_seconds: int, action: Action, registration_id: str | None) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def spend_challenge(store: Store, challenge_id: str, action: Action, registratio
             raise ChallengeUnknown(f"challenge {challenge_id!r} was not issued by this service", field="challenge_id")
         if challenge.used_at is not None:
             raise ChallengeUsed("this challenge was already used; ask for a new one", field="challenge_id")
-        if challenge.expires_at <= dt.datetime.now(dt.timezone.utc):
+        if challenge.expires_at <= dt.datetime.now(dt.UTC):
             raise ChallengeExpired(f"this challenge expired at {challenge.expires_at.isoformat()}; ask for a new one",
                                    field="challenge_id")
         if challenge.action != action.value or challenge.registration_id != registration_id:

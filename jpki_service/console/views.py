@@ -39,6 +39,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jpki_common.problems import Problem
+from jpki_service.adapters.context import ServiceContext
 from jpki_service.callcentre import service as callcentre
 from jpki_service.callcentre.schemas import (
     CallerKind,
@@ -49,15 +50,20 @@ from jpki_service.callcentre.schemas import (
     SuspendRequest,
     SuspensionReason,
 )
+from jpki_service.common.problems import (
+    AccountLocked,
+    CSRFRejected,
+    InvalidInput,
+    LoginRefused,
+    NothingFound,
+    NotSignedIn,
+    RegistrationNotFound,
+    StateConflict,
+)
 from jpki_service.lifecycle import Event, State, TransitionRefused, transition
 from jpki_service.operators import service as operators
 from jpki_service.operators.roles import Permission, Role, may
 from jpki_service.operators.service import SignedIn
-from jpki_service.common.problems import (
-    AccountLocked, CSRFRejected, InvalidInput, LoginRefused, NothingFound, NotSignedIn, RegistrationNotFound,
-    StateConflict,
-)
-from jpki_service.adapters.context import ServiceContext
 from jpki_service.registrations.transitions import load_registration
 
 log = logging.getLogger("jpki_service.console")
@@ -95,7 +101,7 @@ def _when(value: str | None) -> str:
     except ValueError:
         return value
     if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.timezone.utc)
+        moment = moment.astimezone(dt.UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -11,26 +11,25 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
-
 from sqlalchemy.exc import OperationalError
 
 from jpki_common.http import PROBLEM_RESPONSES, BodySizeLimit, install_problem_handlers, problem_response
 from jpki_service.adapters.ca_client import CAClient, CAUnavailable
-from jpki_service.challenges.service import purge_expired_challenges
 from jpki_service.adapters.db import Store
-from jpki_service.entrypoints.metrics import metrics_endpoint
 from jpki_service.adapters.ocsp_verification import OCSPFreshness
+from jpki_service.adapters.service_keys import load_service_keys
+from jpki_service.callcentre import views as callcentre_views
+from jpki_service.challenges.service import purge_expired_challenges
+from jpki_service.common.settings import ServiceSettings
+from jpki_service.entrypoints.metrics import metrics_endpoint
 from jpki_service.notifications import service as notifications
-from jpki_service.rate_limits.service import purge_expired_counters
 from jpki_service.notifications.senders import Sender, make_sender
+from jpki_service.operators import views as operator_views
+from jpki_service.rate_limits.service import purge_expired_counters
 from jpki_service.registrations import service as registrations
 from jpki_service.registrations import transitions
-from jpki_service.callcentre import views as callcentre_views
-from jpki_service.operators import views as operator_views
 from jpki_service.registrations import views as registration_views
 from jpki_service.relying_party import views as rp_views
-from jpki_service.adapters.service_keys import load_service_keys
-from jpki_service.common.settings import ServiceSettings
 
 log = logging.getLogger("jpki_service")
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import httpx
 import typer
@@ -104,7 +103,7 @@ def _check_external_ca(settings: ServiceSettings) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8000, help="Port to bind."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default ./var, or JPKI_DATA_DIR)."),
+    data: Path | None = typer.Option(None, "--data", help="Data folder (default ./var, or JPKI_DATA_DIR)."),
     workers: int = typer.Option(1, min=1, max=64, help="Server processes; nothing is kept per process, so "
                                 "requests scale with cores (each also runs the background dispatcher)."),
 ) -> None:
@@ -150,7 +149,7 @@ def serve(
 
 
 @app.command()
-def migrate(data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default ./var).")) -> None:
+def migrate(data: Path | None = typer.Option(None, "--data", help="Data folder (default ./var).")) -> None:
     """Bring the database (JPKI_DATABASE_URL, default SQLite under --data) to the current schema."""
     settings = _settings(data)
     _migrate(settings)
@@ -159,12 +158,12 @@ def migrate(data: Optional[Path] = typer.Option(None, "--data", help="Data folde
 
 
 @app.command()
-def status(data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default ./var).")) -> None:
+def status(data: Path | None = typer.Option(None, "--data", help="Data folder (default ./var).")) -> None:
     """Registrations by state, the changes waiting to reach the CA, the owner notices waiting to go."""
     from sqlalchemy import func, select
 
-    from jpki_service.ca_commands.service import list_commands, queue_summary, retrying_summary
     from jpki_service.adapters.db import Store
+    from jpki_service.ca_commands.service import list_commands, queue_summary, retrying_summary
     from jpki_service.notifications.service import pending_count
     from jpki_service.registrations.models import Registration
 
@@ -217,7 +216,7 @@ def _store(settings: ServiceSettings):
 def operator_add(
     username: str = typer.Option(..., "--username", help="Login name: a-z, 0-9, '.', '_', '-'."),
     role: str = typer.Option(..., "--role", help="operator | supervisor | auditor"),
-    data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default ./var)."),
+    data: Path | None = typer.Option(None, "--data", help="Data folder (default ./var)."),
 ) -> None:
     """Create an account. The password is prompted, or read from JPKI_OPERATOR_PASSWORD."""
     from jpki_common.problems import Problem
@@ -242,7 +241,7 @@ def operator_add(
 @operator_app.command("unlock")
 def operator_unlock(
     username: str = typer.Option(..., "--username"),
-    data: Optional[Path] = typer.Option(None, "--data", help="Data folder (default ./var)."),
+    data: Path | None = typer.Option(None, "--data", help="Data folder (default ./var)."),
 ) -> None:
     """Clear a lock-out after failed logins (once the operator's identity is confirmed)."""
     from jpki_common.problems import Problem

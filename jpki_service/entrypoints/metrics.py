@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from jpki_service.ca_commands.service import queue_summary, retrying_summary
 from jpki_service.adapters.db import Store, utcnow
+from jpki_service.ca_commands.service import queue_summary, retrying_summary
 from jpki_service.notifications.service import pending_count
 from jpki_service.registrations.models import Registration
 

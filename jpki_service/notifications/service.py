@@ -22,10 +22,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from jpki_service.adapters.db import Store, utcnow
+from jpki_service.common.retry import retry_delay
 from jpki_service.lifecycle import Event
 from jpki_service.notifications.models import OwnerNotification
 from jpki_service.notifications.senders import Sender
-from jpki_service.common.retry import retry_delay
 
 log = logging.getLogger("jpki_service.notifications")
 

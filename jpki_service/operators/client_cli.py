@@ -27,7 +27,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, Optional, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 import httpx
@@ -129,7 +129,7 @@ def _options(ctx: typer.Context) -> Options:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    service: Optional[str] = typer.Option(
+    service: str | None = typer.Option(
         None, "--service", envvar="JPKI_OPERATOR_SERVICE", metavar="URL",
         help=f"The lifecycle service (default: the one logged in to, else {DEFAULT_SERVICE})."),
     session_file: Path = typer.Option(
@@ -276,7 +276,7 @@ def _when(iso: str | None) -> str:
     if not iso:
         return "-"
     try:
-        return dt.datetime.fromisoformat(iso).astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        return dt.datetime.fromisoformat(iso).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     except ValueError:
         return iso
 
@@ -407,10 +407,10 @@ def _session_service(options: Options) -> str:
 @command("find")
 def find(
     ctx: typer.Context,
-    name: Optional[str] = typer.Option(None, "--name", help="The holder's name as on the card."),
-    birth: Optional[str] = typer.Option(None, "--birth", metavar="YYYY-MM-DD", help="Date of birth."),
-    address: Optional[str] = typer.Option(None, "--address", help="The address as on the card."),
-    code: Optional[str] = typer.Option(None, "--code", help="The suspension code the owner's app showed."),
+    name: str | None = typer.Option(None, "--name", help="The holder's name as on the card."),
+    birth: str | None = typer.Option(None, "--birth", metavar="YYYY-MM-DD", help="Date of birth."),
+    address: str | None = typer.Option(None, "--address", help="The address as on the card."),
+    code: str | None = typer.Option(None, "--code", help="The suspension code the owner's app showed."),
     as_json: bool = JSON,
 ) -> None:
     """Find the caller's registrations (operator, supervisor).
@@ -450,7 +450,7 @@ def suspend(
     reason: SuspensionReason = typer.Option(..., "--reason", help="Why the caller asks."),
     caller: CallerKind = typer.Option(..., "--caller",
                                   help="The owner (self) or someone on their behalf (proxy)."),
-    relationship: Optional[str] = typer.Option(
+    relationship: str | None = typer.Option(
         None, "--relationship", help="The proxy's relation to the owner (spouse, parent, child...)."),
     ticket: str = TICKET,
     channel: Channel = typer.Option(Channel.PHONE, "--channel", help="How the request came in."),
@@ -488,7 +488,7 @@ def revoke(
     reason: RevocationReason = typer.Option(RevocationReason("keyCompromise"), "--reason",
                                             help="The RFC 5280 revocation reason."),
     ticket: str = TICKET,
-    note: Optional[str] = typer.Option(None, "--note",
+    note: str | None = typer.Option(None, "--note",
                                        help="A short note for the history (at most 200 characters)."),
     as_json: bool = JSON,
 ) -> None:
@@ -518,10 +518,10 @@ def history(ctx: typer.Context, registration: str = REGISTRATION, as_json: bool 
 def audit(
     ctx: typer.Context,
     limit: int = typer.Option(50, "--limit", min=1, max=1000, help="How many entries, newest first."),
-    before: Optional[int] = typer.Option(
+    before: int | None = typer.Option(
         None, "--before", min=1, metavar="SEQ",
         help="The next page: entries older than this seq (the API's after_seq)."),
-    registration: Optional[str] = typer.Option(None, "--registration", metavar="REGISTRATION",
+    registration: str | None = typer.Option(None, "--registration", metavar="REGISTRATION",
                                                callback=lambda v: v if v is None else _registration_id(v),
                                                help="Only this registration's entries."),
     as_json: bool = JSON,

@@ -20,13 +20,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from jpki_service.audit import service as audit
 from jpki_service.adapters.db import Store, utcnow
+from jpki_service.audit import service as audit
+from jpki_service.common.problems import AccountLocked, InvalidInput, LoginRefused, NotSignedIn, OperatorExists
+from jpki_service.common.settings import ServiceSettings
 from jpki_service.operators.models import Operator, OperatorSession
 from jpki_service.operators.roles import Role
-from jpki_service.common.problems import AccountLocked, InvalidInput, LoginRefused, NotSignedIn, OperatorExists
 from jpki_service.rate_limits.service import count_login_attempt
-from jpki_service.common.settings import ServiceSettings
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 MIN_PASSWORD_LENGTH = 12

@@ -26,8 +26,8 @@ from sqlalchemy.exc import IntegrityError
 
 from jpki_service.adapters.db import Store
 from jpki_service.common.problems import TooManyAttempts
-from jpki_service.rate_limits.models import AttemptCounter
 from jpki_service.common.settings import ServiceSettings
+from jpki_service.rate_limits.models import AttemptCounter
 
 # Seconds since the epoch, as ``time.time``. Every window computation here reads this one clock, so a
 # test can set it (``monkeypatch.setattr(service, "clock", lambda: ...)``) instead of racing the wall
@@ -50,7 +50,7 @@ def count_attempt(store: Store, limit: Limit, subject: str) -> None:
     now = clock()
     window = int(now // limit.window_seconds)
     key = f"{limit.scope}:{subject}:{window}"[:200]
-    expires = dt.datetime.fromtimestamp((window + 1) * limit.window_seconds, dt.timezone.utc)
+    expires = dt.datetime.fromtimestamp((window + 1) * limit.window_seconds, dt.UTC)
     with store.transaction() as session:
         bumped = session.execute(update(AttemptCounter).where(AttemptCounter.key == key)
                                  .values(count=AttemptCounter.count + 1).returning(AttemptCounter.count)).scalar()
@@ -85,7 +85,7 @@ def count_login_attempt(store: Store, settings: ServiceSettings, client: str) ->
 
 def purge_expired_counters(store: Store) -> int:
     with store.transaction() as session:
-        now = dt.datetime.fromtimestamp(int(clock()), dt.timezone.utc)  # to the second, as ``utcnow``
+        now = dt.datetime.fromtimestamp(int(clock()), dt.UTC)  # to the second, as ``utcnow``
         return session.execute(delete(AttemptCounter).where(AttemptCounter.expires_at < now)).rowcount
 
 

@@ -17,15 +17,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jpki_common.keys import check_subject_key
-from jpki_service import lifecycle
-from jpki_service import holder_data
+from jpki_common.owner_proof import Action, signature_verifies
+from jpki_service import holder_data, lifecycle
+from jpki_service.adapters.context import ServiceContext
+from jpki_service.adapters.db import utcnow
 from jpki_service.ca_commands import service as ca_commands
 from jpki_service.cards.service import VerifiedCard, verify_card_proof
 from jpki_service.challenges.service import spend_challenge
-from jpki_service.adapters.db import utcnow
-from jpki_service.lifecycle import Actor, CertKind, Event, State
 from jpki_service.common.problems import InvalidInput, ProofRejected, StateConflict
-from jpki_common.owner_proof import Action, signature_verifies
+from jpki_service.lifecycle import Actor, CertKind, Event, State
 from jpki_service.registrations.models import Person, PhoneCertificate, Registration, RegistrationEvent
 from jpki_service.registrations.schemas import LiftRequest, OwnerProof, RegisterRequest
 from jpki_service.registrations.transitions import (
@@ -39,7 +39,6 @@ from jpki_service.registrations.transitions import (
     load_registration,
     signature_reissue_needed,
 )
-from jpki_service.adapters.context import ServiceContext
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session
 
 from jpki_service import lifecycle
 from jpki_service.adapters.ca_client import CAUnavailable
-from jpki_service.ca_commands import service as ca_commands
+from jpki_service.adapters.context import ServiceContext
 from jpki_service.adapters.db import utcnow
+from jpki_service.ca_commands import service as ca_commands
 from jpki_service.common.faults import crash_point
+from jpki_service.common.problems import InvalidInput, RegistrationNotFound, StateConflict
 from jpki_service.lifecycle import CertKind, Event, State, TransitionRefused
 from jpki_service.notifications import service as notifications
-from jpki_service.common.problems import InvalidInput, RegistrationNotFound, StateConflict
-from jpki_service.adapters.context import ServiceContext
 from jpki_service.registrations.models import PhoneCertificate, Registration, RegistrationEvent
 
 log = logging.getLogger("jpki_service.transitions")

@@ -5,11 +5,11 @@ from typing import Any
 
 from fastapi import APIRouter, Path, Request, Response
 
+from jpki_common.owner_proof import Action
 from jpki_service.challenges.service import issue_challenge
 from jpki_service.common.faults import crash_point
-from jpki_service.lifecycle import Event
 from jpki_service.common.problems import InvalidInput
-from jpki_common.owner_proof import Action
+from jpki_service.lifecycle import Event
 from jpki_service.rate_limits.service import count_proof_attempt
 from jpki_service.registrations import service
 from jpki_service.registrations.schemas import (

@@ -11,12 +11,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from jpki_common.owner_proof import Action, signature_verifies
 from jpki_service.adapters.ca_client import CAUnavailable
+from jpki_service.adapters.ocsp_verification import OCSPAnswerRefused
 from jpki_service.cards.service import load_certificate
 from jpki_service.challenges.service import issue_challenge, spend_challenge
-from jpki_service.adapters.ocsp_verification import OCSPAnswerRefused
 from jpki_service.common.problems import CAUnreachable, ProofRejected, StatusUnverified
-from jpki_common.owner_proof import Action, signature_verifies
 
 router = APIRouter(prefix="/rp/v1", tags=["demo relying party"])
 
@@ -47,7 +47,7 @@ def login(body: LoginRequest, request: Request) -> dict[str, Any]:
             issuer.verify_directly_issued_by(root)
         except Exception:
             raise ProofRejected("the certificate was not issued by the JPKI user-authentication CA") from None
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
             raise ProofRejected("the certificate is outside its validity period")
         if not signature_verifies(certificate.public_key(), message, body.signature):

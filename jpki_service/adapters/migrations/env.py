@@ -6,6 +6,7 @@ An entry point (Alembic runs it), so it may see every room's tables: it register
 from __future__ import annotations
 
 from alembic import context
+
 from jpki_common.store import make_engine
 from jpki_service.adapters.db import Base
 from jpki_service.audit import models as _audit  # noqa: F401  (each registers its tables)
