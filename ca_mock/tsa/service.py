@@ -13,6 +13,7 @@ server clock (UTC, with fractional seconds), and the TSA certificate when the re
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -20,7 +21,6 @@ from asn1crypto import cms, core, tsp
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import serialization
-from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 
 from ca_mock.authorities.service import TSA, Hierarchy, LoadedAuthority
 from ca_mock.problems import CAProblem
@@ -69,31 +69,39 @@ def tsa_authority(hierarchy: Hierarchy) -> LoadedAuthority:
     return authority
 
 
-class _Responder(DummyTimeStamper):
-    """pyHanko's RFC 3161 responder, with our policy OID and certReq honoured.
+@functools.cache
+def _responder_class() -> type:
+    """The responder class, made on the first time-stamp request: importing pyHanko's signing stack
+    takes over a second, which every start of the CA (and of each test's CA) paid, TSA used or not."""
+    from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 
-    Overrides two construction steps of ``DummyTimeStamper`` (pyHanko 0.38, pinned): the TSTInfo
-    gets our policy instead of the class's placeholder, and the certificates are left out of the
-    token when the request did not ask for them (RFC 3161 section 2.4.1, certReq).
-    """
+    class _Responder(DummyTimeStamper):
+        """pyHanko's RFC 3161 responder, with our policy OID and certReq honoured.
 
-    def __init__(self, authority: LoadedAuthority, cert_req: bool) -> None:
-        key_der = authority.key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                              serialization.NoEncryption())
-        super().__init__(tsa_cert=asn1_x509.Certificate.load(authority.der),
-                         tsa_key=asn1_keys.PrivateKeyInfo.load(key_der), override_md="sha256")
-        self._cert_req = cert_req
+        Overrides two construction steps of ``DummyTimeStamper`` (pyHanko 0.38, pinned): the TSTInfo
+        gets our policy instead of the class's placeholder, and the certificates are left out of the
+        token when the request did not ask for them (RFC 3161 section 2.4.1, certReq).
+        """
 
-    def _build_tst_info(self, message_imprint, dt, req):
-        info = super()._build_tst_info(message_imprint, dt, req)
-        info["policy"] = POLICY_OID
-        return info
+        def __init__(self, authority: LoadedAuthority, cert_req: bool) -> None:
+            key_der = authority.key.private_bytes(serialization.Encoding.DER,
+                                                  serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            super().__init__(tsa_cert=asn1_x509.Certificate.load(authority.der),
+                             tsa_key=asn1_keys.PrivateKeyInfo.load(key_der), override_md="sha256")
+            self._cert_req = cert_req
 
-    def _build_signed_data(self, tst_info_data, md_algorithm, signature, signed_attrs):
-        signed_data = super()._build_signed_data(tst_info_data, md_algorithm, signature, signed_attrs)
-        if not self._cert_req:
-            del signed_data["certificates"]
-        return signed_data
+        def _build_tst_info(self, message_imprint, dt, req):
+            info = super()._build_tst_info(message_imprint, dt, req)
+            info["policy"] = POLICY_OID
+            return info
+
+        def _build_signed_data(self, tst_info_data, md_algorithm, signature, signed_attrs):
+            signed_data = super()._build_signed_data(tst_info_data, md_algorithm, signature, signed_attrs)
+            if not self._cert_req:
+                del signed_data["certificates"]
+            return signed_data
+
+    return _Responder
 
 
 def _rejection(failure: str, text: str) -> Answer:
@@ -133,7 +141,7 @@ def respond(hierarchy: Hierarchy, body: bytes) -> Answer:
     if isinstance(parsed, Answer):
         return parsed
     try:
-        responder = _Responder(authority, cert_req=bool(parsed["cert_req"].native))
+        responder = _responder_class()(authority, cert_req=bool(parsed["cert_req"].native))
         response = responder.request_tsa_response(parsed)
         return Answer(response.dump(), True, "granted")
     except Exception:
