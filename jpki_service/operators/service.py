@@ -10,6 +10,7 @@ not, goes into the audit trail.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 import secrets
@@ -31,7 +32,6 @@ from jpki_service.rate_limits.service import count_login_attempt
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 MIN_PASSWORD_LENGTH = 12
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("not-a-password-of-anyone")
 _LAST_SEEN_RESOLUTION = dt.timedelta(seconds=60)  # a session row is written at most once a minute
 
 
@@ -49,6 +49,14 @@ class SignedIn:
     @property
     def actor(self) -> str:
         return f"{self.role.value}:{self.username}"
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """The hash an unknown username is checked against. Made at the first login of any account (not at
+    import: an argon2 hash takes about 0.4 s, which every start of the service paid), so the first
+    login costs the same extra hash whichever username it names."""
+    return _hasher.hash("not-a-password-of-anyone")
 
 
 def _token_hash(token: str) -> str:
@@ -74,13 +82,14 @@ def log_in(store: Store, settings: ServiceSettings, chain_key: bytes, username: 
     """A new session, or :class:`LoginRefused` / :class:`AccountLocked` (the count is kept either way),
     or :class:`TooManyAttempts` when this client tries too many logins (before any hash is computed)."""
     count_login_attempt(store, settings, client)
+    dummy_hash = _dummy_hash()
     refusal: Exception | None = None
     with store.transaction() as session:
         operator = session.scalars(select(Operator).where(Operator.username == username).with_for_update()
                                    ).one_or_none()
         now = utcnow()
         if operator is None or operator.disabled:
-            _verifies(_DUMMY_HASH, password)  # same cost as a real account
+            _verifies(dummy_hash, password)  # same cost as a real account
             audit.record(session, chain_key, "operator:?", "login-refused", None,
                          {"client": client, "why": "unknown or disabled account"})
             refusal = LoginRefused("username or password wrong")
