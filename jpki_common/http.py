@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jpki_common.problems import Problem
 
@@ -50,17 +51,17 @@ def install_problem_handlers(app: FastAPI, log: logging.Logger) -> None:
     """Every error leaves as a problem document; an unexpected one says nothing of its cause."""
 
     @app.exception_handler(Problem)
-    async def _problem(_request: Request, exc: Problem):
+    async def _problem(_request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.title, exc.detail, exc.slug, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError):
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return problem_response(422, "Invalid request", detail, "invalid-request", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException):
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
             # FastAPI reports a body that is not UTF-8 as a bare 400; it is invalid input like any other.
             return problem_response(422, "Invalid request", "body: not UTF-8 encoded JSON", "invalid-request",
@@ -68,7 +69,7 @@ def install_problem_handlers(app: FastAPI, log: logging.Logger) -> None:
         return problem_response(exc.status_code, "HTTP error", str(exc.detail), f"http-{exc.status_code}")
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception):
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
         return problem_response(500, "Internal error", "the server failed; nothing was changed", "internal")
 
@@ -76,11 +77,11 @@ def install_problem_handlers(app: FastAPI, log: logging.Logger) -> None:
 class BodySizeLimit:
     """Refuse request bodies above ``limit`` bytes with 413, before any handler reads them."""
 
-    def __init__(self, app, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = limit
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -89,7 +90,7 @@ class BodySizeLimit:
             await self._refuse(scope, receive, send)
             return
         received = 0
-        messages = []
+        messages: list[Message] = []
         while True:  # buffer at most ``limit`` bytes, then replay to the app
             message = await receive()
             messages.append(message)
@@ -100,12 +101,12 @@ class BodySizeLimit:
             if message["type"] != "http.request" or not message.get("more_body"):
                 break
 
-        async def replay():
+        async def replay() -> Message:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope, receive, send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(
             413, "Request body too large", f"request bodies are limited to {self.limit} bytes",
             "body-too-large",

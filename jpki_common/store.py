@@ -14,10 +14,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import DateTime, Engine, create_engine, event, make_url
+from sqlalchemy import Connection, DateTime, Dialect, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeDecorator
 
 log = logging.getLogger("jpki_common.store")
@@ -29,7 +32,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: dt.datetime | None, dialect):  # type: ignore[override]
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -37,7 +40,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         value = value.astimezone(dt.UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: dt.datetime | None, dialect):  # type: ignore[override]
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -110,7 +113,7 @@ def _new_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # pragma: no cover - trivial
+        def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:  # pragma: no cover - trivial
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed revocation survives a power cut, not only a process crash.
@@ -121,7 +124,7 @@ def _new_engine(url: str) -> Engine:
             dbapi_connection.isolation_level = None
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):  # pragma: no cover - trivial
+        def _sqlite_begin(conn: Connection) -> None:  # pragma: no cover - trivial
             # Writers take the write lock up front (BEGIN IMMEDIATE) so that a read-then-write
             # never fails half-way with SQLITE_BUSY; readers stay DEFERRED and never wait.
             immediate = conn.get_execution_options().get("write", False)
@@ -219,18 +222,19 @@ class DriverQuery:
     CRL's read time (docs/benchmarks-history.md). Results come back as the driver gives them.
     """
 
-    def __init__(self, engine: Engine, statement) -> None:
+    def __init__(self, engine: Engine, statement: ClauseElement) -> None:
         # Constants in the statement are bound parameters whose values the compiled form holds
         # (an IN over constants is not: it expands at execution; write it as ORed equalities).
-        compiled = statement.compile(dialect=engine.dialect)
+        # A SELECT compiles to an SQLCompiler, which knows its parameters' order and values.
+        compiled = cast(SQLCompiler, statement.compile(dialect=engine.dialect))
         self._engine = engine
         self._sql = str(compiled)
         self._order = compiled.positiontup if compiled.positional else None
         # (_check=False: the caller's parameters have no value yet; they come with each run.)
-        self._constants = dict(compiled.construct_params(_check=False))
+        self._constants: dict[str, Any] = dict(compiled.construct_params(_check=False))
 
     @contextmanager
-    def _cursor(self, given: dict):
+    def _cursor(self, given: dict[str, Any]) -> Iterator[Any]:
         params = {**self._constants, **given}
         connection = self._engine.raw_connection()
         try:
@@ -242,14 +246,15 @@ class DriverQuery:
         finally:
             connection.close()  # back to the pool
 
-    def rows(self, batch: int = 1000, **params) -> Iterator[tuple]:
+    def rows(self, batch: int = 1000, **params: Any) -> Iterator[tuple[Any, ...]]:
         with self._cursor(params) as cursor:
             while chunk := cursor.fetchmany(batch):
                 yield from chunk
 
-    def first(self, **params) -> tuple | None:
+    def first(self, **params: Any) -> tuple[Any, ...] | None:
         with self._cursor(params) as cursor:
-            return cursor.fetchone()
+            row: tuple[Any, ...] | None = cursor.fetchone()
+            return row
 
 
 class Store:
