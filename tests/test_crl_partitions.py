@@ -103,7 +103,7 @@ def test_partition_crl_lists_its_own_revocations_with_its_idp(store, settings, h
     sign = issued["sign"]
     revoked = sign[5]  # partition 1
     change_status(store, settings, revoked["serial"], StatusAction.REVOKE, "r", "keyCompromise",
-                  dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+                  dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     issuer_key = hierarchy.get("sign").certificate.public_key()
 
     p1 = x509.load_der_x509_crl(current_crl(store, settings, "sign", "full", partition=1).der)
@@ -176,13 +176,13 @@ def test_the_default_size_keeps_a_fully_revoked_partition_under_one_mib(store, c
     """Worst case: every certificate of a default-size partition revoked, each entry as long as an
     entry can be (a 20-byte serial, GeneralizedTime dates, a reason and an invalidity date)."""
     size = CASettings.model_fields["crl_partition_size"].default
-    worst_time = dt.datetime(2051, 1, 1, tzinfo=dt.timezone.utc)  # from 2050 on, GeneralizedTime: longer
+    worst_time = dt.datetime(2051, 1, 1, tzinfo=dt.UTC)  # from 2050 on, GeneralizedTime: longer
     rng = random.Random(5)
     serials = {(1 << 158) | rng.getrandbits(158) for _ in range(size)}
     assert len(serials) == size
     entries = {s: encode_entry(s, worst_time, "cessationOfOperation", worst_time) for s in serials}
     assert max(map(len, entries.values())) == 81  # the invalidity date is always GeneralizedTime
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     rows = [{"serial": format(s, "x"), "authority": "sign", "profile": "phone-signature", "card_serial": None,
              "not_before": now, "not_after": now + dt.timedelta(days=365), "der": b"", "status": "revoked",
              "reason": "cessationOfOperation", "revoked_at": worst_time, "invalidity_date": worst_time,
