@@ -7,6 +7,7 @@ secret among its locals).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -21,6 +22,7 @@ import typer
 from cryptography import x509
 
 from app_client import flows
+from app_client.app_data import EndedRegistration
 from app_client.card_reader import CardReader
 from app_client.errors import AppError
 from app_client.pdf import http_timestamper, load_certificate
@@ -156,36 +158,54 @@ def register(
 
 
 @command()
-def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON, PEMs included.")) -> None:
-    """Ask the service for this phone's registration; delete a revoked or expired copy from the SE."""
+def status(ctx: typer.Context,
+           as_json: bool = typer.Option(False, "--json", help="Print JSON, PEMs included.")) -> None:
+    """Ask the service for this phone's registration; delete a revoked or expired copy from the SE.
+
+    A registration that ended on this phone (revoke, found revoked or expired, stale) is still shown,
+    with whether the CA has its end (ca sync), until `jpki-app forget`.
+    """
     report = flows.status(_options(ctx).phone())
+    ended = report.ended
     if as_json:
         typer.echo(json.dumps({
             "registration": report.registration.document if report.registration else None,
-            "registration_id": report.registration.registration_id if report.registration else None,
+            "registration_id": (report.registration.registration_id if report.registration
+                                else ended.registration_id if ended else None),
             "suspension_code": report.suspension_code,
             "copy_deleted": report.copy_deleted, "stored": list(report.stored),
             "secure_element": report.in_secure_element,
+            "ended": dataclasses.asdict(ended) if ended else None,
+            "checked": report.checked, "check_error": report.check_error,
         }, indent=2, ensure_ascii=False))
+        return
+    if report.registration is None and ended is not None:
+        _print_last_known(ended, report.check_error)
         return
     if report.registration is None:
         typer.echo("this phone holds no JPKI certificates")
         return
     registration = report.registration
     typer.echo(f"registration    {registration.registration_id}")
-    if not report.copy_deleted:
+    if ended is None:
         code = report.suspension_code or "- (not kept on this phone: use the one you wrote down)"
         typer.echo(f"suspension code {code}")
-    typer.echo(f"state           {registration.state}")
+        typer.echo(f"state           {registration.state}")
+    else:
+        typer.echo(f"state           {registration.state} ({_how_it_ended(ended)})")
     typer.echo(f"reason          {registration.reason or '-'}")
     if registration.last_change:
         change = registration.last_change
         typer.echo(f"last change     {change.event} by {change.actor}, {_when(change.at)}")
-    typer.echo(f"ca sync         {registration.ca_sync or '-'}"
+    pending = registration.document.get("pending_ca_operations")
+    typer.echo(f"ca sync         {_ca_sync(registration.ca_sync, pending if isinstance(pending, int) else None)}"
                + (f" ({registration.ca_sync_reason})" if registration.ca_sync_reason else ""))
-    _print_certificates(registration, report.in_secure_element)
+    _print_certificates(registration, None if ended else report.in_secure_element)
     if report.copy_deleted:
         typer.echo(f"the registration is {registration.state}: its copy in this phone's secure element was deleted")
+    if ended is not None:
+        _say_whether_the_ca_has_the_end(registration.ca_sync)
+        return
     for kind in report.stored:
         typer.echo(f"the {kind} certificate was written into the secure element")
     if registration.state == "suspended":
@@ -196,6 +216,52 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", hel
         typer.echo(f"The call centre lifted the suspension on {lifted_at}: the user-authentication "
                    "certificate is good again, but this phone has no valid signature certificate until you "
                    f"prove your card and this phone. Reissue it with: {LIFT_COMMAND}")
+
+
+ENDED_BY = {
+    "owner-revoke": "revoked by you",
+    "found-ended": "found ended by status",
+    "stale-certificate": "certificates found left in the secure element, reported stale",
+}
+FORGET_HINT = ("its keys and certificates are deleted from this phone's secure element; `jpki-app status` shows it "
+               "until you remove this record with `jpki-app forget`")
+
+
+def _how_it_ended(ended: EndedRegistration) -> str:
+    return f"ended on this phone: {ENDED_BY.get(ended.ended_by, ended.ended_by)}, {_when(ended.ended_at)}"
+
+
+def _ca_sync(ca_sync: str | None, pending: int | None) -> str:
+    """``done``, ``pending, 2 changes waiting``, ``failed``: the service's ca_sync with its waiting count."""
+    if ca_sync == "pending" and pending:
+        return f"pending, {pending} change{'s' if pending != 1 else ''} waiting"
+    return ca_sync or "-"
+
+
+def _say_whether_the_ca_has_the_end(ca_sync: str | None) -> None:
+    if ca_sync == "done":
+        typer.echo("the CA has it (ca_sync done): relying parties see its certificates revoked")
+    elif ca_sync == "pending":
+        typer.echo("the CA does not have it yet (ca_sync pending): the service keeps carrying it; "
+                   "check again with `jpki-app status`")
+    elif ca_sync == "failed":
+        typer.echo("the CA refused a change (ca_sync failed): the service's operators can re-queue it; "
+                   "check again with `jpki-app status`")
+    typer.echo(f"this registration has ended: {FORGET_HINT}")
+
+
+def _print_last_known(ended: EndedRegistration, why: str | None) -> None:
+    """The ended registration as the phone last knew it: the service could not be asked now."""
+    typer.echo(f"registration    {ended.registration_id}")
+    typer.echo(f"state           {ended.state} ({_how_it_ended(ended)})")
+    typer.echo(f"reason          {ended.reason or '-'}")
+    typer.echo(f"ca sync         {_ca_sync(ended.ca_sync, ended.pending_ca_operations)}"
+               + (f" ({ended.ca_sync_reason})" if ended.ca_sync_reason else ""))
+    for kind, serial in ended.serials.items():
+        typer.echo(f"  {kind:15} serial {serial}")
+    typer.echo(f"could not check with the service now ({why or 'no answer'}): this is what the phone last knew, "
+               f"as the service said on {_when(ended.checked_at)}")
+    typer.echo(f"this registration has ended: {FORGET_HINT}")
 
 
 def _say_where_the_ca_stands(registration: Registration, change: str) -> None:
@@ -248,6 +314,23 @@ def revoke(ctx: typer.Context) -> None:
     typer.echo(f"revoked: registration {registration.registration_id} is {registration.state}"
                f" ({registration.reason or 'owner-revoked'}); the certificates were deleted from the secure element")
     _say_where_the_ca_stands(registration, "the revocation")
+    typer.echo("`jpki-app status` keeps showing this registration (and whether the CA has the revocation) "
+               "until you remove the record with `jpki-app forget`")
+
+
+@command()
+def forget(ctx: typer.Context) -> None:
+    """Remove the record of a registration that ended on this phone (revoked, expired, stale): `status` shows it
+    until then. Refused while the phone holds a live registration."""
+    ended = flows.forget_ended(_options(ctx).phone())
+    if ended is None:
+        typer.echo("this phone keeps no ended registration: nothing to forget")
+        return
+    typer.echo(f"forgot registration {ended.registration_id} ({ended.state}, {ended.reason or '-'}): "
+               "`jpki-app status` no longer shows it")
+    if ended.ca_sync != "done":
+        typer.echo(f"when last checked ({_when(ended.checked_at)}) the CA did not have all of it yet "
+                   f"(ca_sync {ended.ca_sync or '-'}); the service keeps carrying it all the same")
 
 
 @command("reset-password")
@@ -343,6 +426,8 @@ def install(ctx: typer.Context) -> None:
         state = report.registration.state if report.registration else "?"
         typer.echo(f"found the certificates of registration {report.stale_registration_id} left in the secure "
                    f"element: the service was told (registration {state}) and they were deleted")
+        typer.echo("`jpki-app status` shows that registration (and whether the CA has its end) until you remove "
+                   "the record with `jpki-app forget`")
     elif report.discarded_unbound_keys:
         typer.echo("deleted keys of an enrolment the service never accepted")
     typer.echo("installed")
@@ -364,7 +449,8 @@ def sign(
                                       help="Sign without a signature timestamp (PAdES B-B): such a signature "
                                            "becomes invalid once the certificate is revoked."),
 ) -> None:
-    """PAdES-sign a PDF with the phone signature key, timestamped (B-LT). Secret: JPKI_SIGN_PASSWORD (asked only to really sign)."""
+    ("PAdES-sign a PDF with the phone signature key, timestamped (B-LT). "  # still the docstring; one line in the help
+     "Secret: JPKI_SIGN_PASSWORD (asked only to really sign).")
     if no_timestamp and tsa_url:
         fail("--no-timestamp and --tsa-url (or JPKI_TSA_URL) contradict each other; give one")
     timestamper = http_timestamper(tsa_url) if tsa_url else None
@@ -397,7 +483,8 @@ def verify(
     for signature in verdict.signatures:
         typer.echo(f"{signature.field_name}: {signature.summary}")
         typer.echo(f"  signer       {signature.signer_name or '-'} (certificate {signature.serial})")
-        typer.echo(f"  signed at    {signature.signed_at.isoformat() if signature.signed_at else '-'} (as the signer says)")
+        typer.echo(f"  signed at    {signature.signed_at.isoformat() if signature.signed_at else '-'}"
+                   " (as the signer says)")
         if signature.timestamp:
             trusted_word = "trusted" if signature.timestamp_trusted else "NOT trusted"
             typer.echo(f"  timestamp    {signature.timestamp.isoformat()} ({trusted_word} TSA)")

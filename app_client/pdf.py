@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 import httpx
 from asn1crypto import core as asn1_core
@@ -37,6 +38,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
@@ -86,10 +88,10 @@ class Trust:
         """For judging at ``moment`` in the past: only the certificates, OCSP responses and CRLs
         embedded in the document (DSS), nothing fetched, hard-fail. pyHanko accepts a piece of
         revocation information only if ``moment`` lies in its thisUpdate..nextUpdate window."""
-        return dss.as_validation_context(dict(
-            trust_roots=[_asn1(self.root)], other_certs=[_asn1(c) for c in self.intermediates],
-            moment=moment, allow_fetching=False, revocation_mode="hard-fail",
-        ))
+        return dss.as_validation_context({
+            "trust_roots": [_asn1(self.root)], "other_certs": [_asn1(c) for c in self.intermediates],
+            "moment": moment, "allow_fetching": False, "revocation_mode": "hard-fail",
+        })
 
 
 def trust_from_aia(certificate: x509.Certificate) -> Trust:
@@ -367,7 +369,8 @@ async def _judge_at_timestamp(embedded, reader: PdfFileReader, judge: Trust, ts_
         dss = DocumentSecurityStore.read_dss(reader)
     except NoDSSFoundError:
         return False, (f"{revoked_now}; its signature timestamp {moment.isoformat()} is earlier, but the document "
-                       "carries no revocation information from signing time (DSS) to show the certificate good then"), None
+                       "carries no revocation information from signing time (DSS) to show the certificate "
+                       "good then"), None
     vc_then = judge.validation_context_at(moment, dss)
     try:
         then = await async_validate_pdf_signature(embedded, signer_validation_context=vc_then,
@@ -404,6 +407,8 @@ def _invalidity_date(certificate: x509.Certificate, candidates: Sequence[x509.Ce
         raise AppError("the certificate names no CRL, so an invalidity date cannot be checked") from None
     urls = [str(name.value) for point in points for name in (point.full_name or ())
             if isinstance(name, x509.UniformResourceIdentifier)]
+    # ``_issued_by`` verified the certificate's signature with this key: it is a signing key.
+    issuer_key = cast(CertificateIssuerPublicKeyTypes, issuer.public_key())
     for url in urls:
         try:
             response = httpx.get(url, timeout=10, follow_redirects=True)
@@ -411,7 +416,7 @@ def _invalidity_date(certificate: x509.Certificate, candidates: Sequence[x509.Ce
             crl = x509.load_der_x509_crl(response.content)
         except (httpx.HTTPError, ValueError):
             continue
-        if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):
+        if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer_key):
             continue
         entry = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
         if entry is None:

@@ -276,7 +276,8 @@ def main() -> int:
         whole, part = results["whole"], results["partition"]
         print(f"  one partition vs whole issuer: {whole['s'] / part['s']:.0f}x less time in the call, "
               f"{whole['cpu_s'] / max(part['cpu_s'], 1e-9):.0f}x less CPU, peak added "
-              f"{part['peak_mib'] - part['rss_before_mib']:.1f} vs {whole['peak_mib'] - whole['rss_before_mib']:.1f} MiB")
+              f"{part['peak_mib'] - part['rss_before_mib']:.1f} vs "
+              f"{whole['peak_mib'] - whole['rss_before_mib']:.1f} MiB")
         print(f"  partition CRL numbers after the run: {sorted(numbers)[:4]} ...")
     return 0
 

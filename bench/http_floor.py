@@ -43,7 +43,8 @@ from jpki_common.store import Store  # noqa: E402
 EXCHANGES_SERVED = 5  # POST /challenges, POST /registrations; at the CA: POST /ocsp, 2 x POST /certificates
 EXCHANGES_SENT_BY_SERVICE = 3  # the card's OCSP check, 2 issues
 EXCHANGES_SENT_BY_PHONE = 2
-WRITE_TRANSACTIONS = 10  # service: attempt counter, challenge, spend, register, 2 issue results; CA: 2 x (partition, issuance)
+WRITE_TRANSACTIONS = 10  # service: attempt counter, challenge, spend, register, 2 issue results;
+                         # CA: 2 x (partition, issuance)
 READS = 5  # service: due commands, the answer's document; CA: 2 replay checks, the card's OCSP answer
 SIGNATURES = 6
 

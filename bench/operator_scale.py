@@ -143,7 +143,7 @@ def fill(url: str, start: int, end: int, cores: int) -> dict:
         with multiprocessing.get_context("fork").Pool(cores, initializer=_default_sigterm) as pool:
             for _, buffers in pool.imap(_chunk, chunks):
                 with connection.transaction():
-                    for table, data in zip(TABLES, buffers):
+                    for table, data in zip(TABLES, buffers, strict=True):  # _chunk: one buffer per table
                         with connection.cursor().copy(f"copy {table} ({COLUMNS[table]}) from stdin") as copy:
                             copy.write(data)
             pool.close()
@@ -323,7 +323,7 @@ def _run(args, res: common.Resources, url: str, sizes: list[int], cores: int) ->
     for size, results, rss in summary:
         for op, goal in (("find by holder", 20), ("find by code", 20), ("suspend", 50)):
             sat, paced, one = results[(op, "saturated")], results.get((op, "paced")), results.get((op, "one client"))
-            met = "p99 < %d ms: %s" % (goal, "met" if paced and paced["p99"] < goal else "NOT met")
+            met = f"p99 < {goal:d} ms: {'met' if paced and paced['p99'] < goal else 'NOT met'}"
             print(f"  {size:>9,} {op:16} {one['p50'] if one else float('nan'):8.1f} "
                   f"{one['p99'] if one else float('nan'):8.1f} {sat['rps']:9.1f} {sat['p50']:8.1f} {sat['p99']:8.1f} "
                   f"{paced['p50'] if paced else float('nan'):9.1f} {paced['p99'] if paced else float('nan'):9.1f}"
@@ -383,8 +383,8 @@ def measure(args, res: common.Resources, url: str, work: Path, size: int, suspen
         import shutil
 
         tool = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        spy = res.spawn([tool, "record", "--pid", str(service.pid), "--subprocesses", "--format", "raw", "--rate", "200",
-                         "--output", args.py_spy, "--nonblocking"], log=work / "py-spy.log")
+        spy = res.spawn([tool, "record", "--pid", str(service.pid), "--subprocesses", "--format", "raw",
+                         "--rate", "200", "--output", args.py_spy, "--nonblocking"], log=work / "py-spy.log")
         time.sleep(1.0)
     modes = ([("one client", None, 1, args.single)] if args.single else []) + [
         ("saturated", None, len(tokens), args.requests)] + (

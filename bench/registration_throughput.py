@@ -5,7 +5,8 @@ JPKI_CA_URL pointing at that CA) run as processes, on SQLite by default or on Po
 `--database-url` (then the CA and the service each get their own fresh schema in that database, dropped
 at the end). Made IN ADVANCE, not timed: N cards (`ca_mock.cards.service.issue_card`, a distinct person
 each, so no registration supersedes another) and N phones (signature, authentication and device key
-pairs, P-256 by default (`--phone-keys rsa`: RSA-2048 as a JPKI phone's SE holds, slow to make); the two CSRs are also made in advance).
+pairs, P-256 by default (`--phone-keys rsa`: RSA-2048 as a JPKI phone's SE holds, slow to make); the two
+CSRs are also made in advance).
 
 Timed: C client threads register the N phones, each registration being what the phone app does:
 POST /api/v1/challenges, sign the challenge with the card's key (on the client), POST
@@ -277,7 +278,8 @@ def main() -> int:
                         help="PostgreSQL URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/bench); "
                              "default SQLite files in the temp dir")
     parser.add_argument("--phone-keys", choices=("rsa", "ec"), default="ec",
-                        help="phone key pairs: P-256 (default: 3 RSA-2048 keys per phone make the set-up take minutes here) or RSA-2048")
+                        help="phone key pairs: P-256 (default: 3 RSA-2048 keys per phone make the set-up take "
+                             "minutes here) or RSA-2048")
     parser.add_argument("--sign-seconds", type=float, default=3.0,
                         help="seconds of each raw signing measurement (default 3)")
     parser.add_argument("--py-spy", metavar="PREFIX", default=None,
@@ -324,7 +326,8 @@ def _run(args, res: common.Resources, work: Path, dbs: Databases, total: int, co
                                                for part in _split(list(range(total)), cores)])
         cards = [card for part in card_parts.get() for card in part]
         phones = [phone for part in phone_parts.get() for phone in part]
-    jobs = [(card, phone, serialization.load_pem_private_key(card[2], None)) for card, phone in zip(cards, phones)]
+    jobs = [(card, phone, serialization.load_pem_private_key(card[2], None))
+            for card, phone in zip(cards, phones, strict=True)]  # one card and one phone per index
     before_certs, before_ocsp = ca_counts(dbs.ca)
     print(f"set-up: CA, {total} cards ({before_certs} CA certificates incl. the cards') and {total} phones "
           f"({args.phone_keys} keys, CSRs made) in {time.perf_counter() - t0:.1f} s "

@@ -42,10 +42,12 @@ def _ocsp_openapi(app: FastAPI) -> dict:
         return app.openapi_schema
     schema = FastAPI.openapi(app)
     ocsp_response = {"200": {"description": "An OCSP response, possibly with an error status",
-                             "content": {"application/ocsp-response": {"schema": {"type": "string", "format": "binary"}}}}}
+                             "content": {"application/ocsp-response": {
+                                 "schema": {"type": "string", "format": "binary"}}}}}
     schema["paths"]["/ocsp"] = {"post": {
         "tags": ["public"], "summary": "OCSP query (RFC 6960), DER body",
-        "requestBody": {"required": True, "content": {"application/ocsp-request": {"schema": {"type": "string", "format": "binary"}}}},
+        "requestBody": {"required": True, "content": {
+            "application/ocsp-request": {"schema": {"type": "string", "format": "binary"}}}},
         "responses": ocsp_response}}
     schema["paths"]["/ocsp/{request}"] = {"get": {
         "tags": ["public"], "summary": "OCSP query, base64 DER in the path (RFC 5019)",

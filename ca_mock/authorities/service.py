@@ -14,6 +14,7 @@ import os
 import secrets
 import weakref
 from dataclasses import dataclass, field
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -131,17 +132,25 @@ def _ca_certificate(
     if issuer_cert is not None:
         builder = builder.add_extension(
             x509.CRLDistributionPoints(
-                [x509.DistributionPoint([x509.UniformResourceIdentifier(urls.crl_url(public_url, issuer_name))], None, None, None)]
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(urls.crl_url(public_url, issuer_name))],
+                                        None, None, None)]
             ),
             False,
         ).add_extension(
             x509.AuthorityInformationAccess(
-                [x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS,
-                                        x509.UniformResourceIdentifier(urls.ca_certificate_url(public_url, issuer_name)))]
+                [x509.AccessDescription(
+                    x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                    x509.UniformResourceIdentifier(urls.ca_certificate_url(public_url, issuer_name)),
+                )]
             ),
             False,
         )
     return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _common_name(certificate: x509.Certificate) -> str:
+    # A commonName is a string attribute (only X.500 unique identifiers carry bytes).
+    return cast(str, certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
 
 
 def _ocsp_signer_certificate(
@@ -150,7 +159,7 @@ def _ocsp_signer_certificate(
     now = utcnow()
     return (
         x509.CertificateBuilder()
-        .subject_name(_name(f"{issuing.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value} OCSP Responder"))
+        .subject_name(_name(f"{_common_name(issuing.certificate)} OCSP Responder"))
         .issuer_name(issuing.certificate.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -192,7 +201,8 @@ def _tsa_certificate(root_cert: x509.Certificate, root_key: keys.CAPrivateKey, k
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), False)
         .add_extension(
             x509.CRLDistributionPoints(
-                [x509.DistributionPoint([x509.UniformResourceIdentifier(urls.crl_url(public_url, ROOT))], None, None, None)]
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(urls.crl_url(public_url, ROOT))],
+                                        None, None, None)]
             ),
             False,
         )

@@ -92,8 +92,10 @@ def build_certificate(
                 [
                     x509.AccessDescription(x509.AuthorityInformationAccessOID.OCSP,
                                            x509.UniformResourceIdentifier(urls.ocsp_url(public_url))),
-                    x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS,
-                                           x509.UniformResourceIdentifier(urls.ca_certificate_url(public_url, issuer.name))),
+                    x509.AccessDescription(
+                        x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                        x509.UniformResourceIdentifier(urls.ca_certificate_url(public_url, issuer.name)),
+                    ),
                 ]
             ),
             False,

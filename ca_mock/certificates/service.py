@@ -273,6 +273,7 @@ def _change_status_once(store, settings, hierarchy, serial, action, operation_id
             # trusted from the moment it was suspended.
             cert.revoked_at = cert.revoked_at or now
             cert.invalidity_date = invalidity_date or cert.invalidity_date
+            assert change.reason is not None  # next_status gives a revocation or a hold its reason
             cert.crl_entry_der = encode_entry(int(serial, 16), cert.revoked_at, change.reason,
                                               cert.invalidity_date)
         cert.status, cert.reason, cert.status_changed_at = change.status.value, change.reason, now
@@ -309,7 +310,9 @@ def get_certificate(store: Store, serial: str) -> dict[str, Any]:
         view = certificate_view(cert)
         view["history"] = [
             {"at": e.at.isoformat(), "status": e.status, "reason": e.reason, "operation_id": e.operation_id}
-            for e in session.scalars(select(StatusEvent).where(StatusEvent.serial == cert.serial).order_by(StatusEvent.id))
+            for e in session.scalars(
+                select(StatusEvent).where(StatusEvent.serial == cert.serial).order_by(StatusEvent.id)
+            )
         ]
         return view
 

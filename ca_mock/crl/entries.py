@@ -29,7 +29,9 @@ def encode_entry(
     return asn1_crl.RevokedCertificate(
         {
             "user_certificate": serial,
-            "revocation_date": asn1_crl.Time({"utc_time": revoked_at} if revoked_at.year < 2050 else {"general_time": revoked_at}),
+            "revocation_date": asn1_crl.Time(
+                {"utc_time": revoked_at} if revoked_at.year < 2050 else {"general_time": revoked_at}
+            ),
             "crl_entry_extensions": extensions,
         }
     ).dump()

@@ -14,7 +14,8 @@ _PARTITION = re.compile(r"(?P<name>[a-z]+)-p(?P<partition>0|[1-9][0-9]{0,8})")
 router = APIRouter(tags=["public"])
 
 
-@router.get("/crl/{filename}", summary="NAME.crl (full) or NAME-delta.crl, or a partition's NAME-pN.crl / NAME-pN-delta.crl; DER")
+@router.get("/crl/{filename}",
+            summary="NAME.crl (full) or NAME-delta.crl, or a partition's NAME-pN.crl / NAME-pN-delta.crl; DER")
 def crl(filename: str, request: Request) -> Response:
     stem, dot, extension = filename.rpartition(".")
     if not dot or extension != "crl":

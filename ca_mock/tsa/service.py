@@ -114,7 +114,7 @@ def _parse(body: bytes) -> tsp.TimeStampReq | Answer:
         return _rejection("bad_request", f"requests are limited to {MAX_REQUEST_BYTES} bytes")
     try:
         request = tsp.TimeStampReq.load(body, strict=True)
-        request.native  # asn1crypto parses lazily: force the whole structure now
+        _ = request.native  # asn1crypto parses lazily: force the whole structure now, so bad bytes raise here
     except Exception:  # any decoding failure of untrusted bytes is the client's
         return _rejection("bad_data_format", "not a DER TimeStampReq")
     if request["version"].native != "v1":

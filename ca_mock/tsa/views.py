@@ -22,7 +22,8 @@ class UnsupportedMediaType(CAProblem):
                 "policy, extensions) is answered 200 with a TimeStampResp of status `rejection` and the "
                 "RFC 3161 failure bit. A CA store made before the TSA existed has none: 404.",
     openapi_extra={
-        "requestBody": {"required": True, "content": {REQUEST_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
+        "requestBody": {"required": True,
+                        "content": {REQUEST_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
     },
     responses={
         200: {"description": "A TimeStampResp, granted or rejected",

@@ -44,7 +44,7 @@ def verify(
     except SQLAlchemyError as exc:
         typer.secho(f"error: cannot read the audit trail (run `jpki-service migrate`?): "
                     f"{getattr(exc, 'orig', None) or exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     finally:
         store.dispose()
     if as_json:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 
-from jpki_common.owner_proof import Action, proof_message
+from jpki_common.owner_proof import Action, ProofChallenge
 from jpki_service.adapters.db import Store, utcnow
 from jpki_service.challenges.models import Challenge
 from jpki_service.common.problems import ChallengeExpired, ChallengeMismatch, ChallengeUnknown, ChallengeUsed
@@ -28,8 +28,8 @@ def issue_challenge(store: Store, ttl_seconds: int, action: Action, registration
             "registration_id": registration_id, "expires_at": challenge.expires_at.isoformat()}
 
 
-def spend_challenge(store: Store, challenge_id: str, action: Action, registration_id: str | None) -> bytes:
-    """Mark the challenge used and return the exact message the proof must sign."""
+def spend_challenge(store: Store, challenge_id: str, action: Action, registration_id: str | None) -> ProofChallenge:
+    """Mark the challenge used and return what the proof must sign (with the request's keys)."""
     with store.transaction() as session:
         challenge = session.scalars(
             select(Challenge).where(Challenge.id == challenge_id).with_for_update()
@@ -48,9 +48,10 @@ def spend_challenge(store: Store, challenge_id: str, action: Action, registratio
                 field="challenge_id",
             )
         challenge.used_at = utcnow()
-        return proof_message(action, registration_id, challenge.id, challenge.nonce)
+        return ProofChallenge(action, registration_id, challenge.id, challenge.nonce)
 
 
 def purge_expired_challenges(store: Store) -> int:
     with store.transaction() as session:
-        return session.execute(delete(Challenge).where(Challenge.expires_at < utcnow() - dt.timedelta(hours=1))).rowcount
+        result = session.execute(delete(Challenge).where(Challenge.expires_at < utcnow() - dt.timedelta(hours=1)))
+        return cast(CursorResult[Any], result).rowcount  # a DELETE's result is a CursorResult

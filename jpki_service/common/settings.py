@@ -17,7 +17,8 @@ class ServiceSettings(BaseSettings):
     ca_timeout_seconds: float = Field(5.0, description="Per-call timeout towards the CA.")
     ocsp_max_age_seconds: float = Field(
         300.0, gt=0, description="An OCSP answer whose thisUpdate is older than this is not believed (our "
-                                 "requests carry a nonce, so answers are fresh; jpki_service/adapters/ocsp_verification.py)."
+                                 "requests carry a nonce, so answers are fresh; "
+                                 "jpki_service/adapters/ocsp_verification.py)."
     )
     ocsp_clock_skew_seconds: float = Field(
         60.0, ge=0, description="Tolerated clock difference with the OCSP responder: a thisUpdate at most "
@@ -41,7 +42,9 @@ class ServiceSettings(BaseSettings):
     notification_sender: str = Field(
         "file", description="How owners are told of changes made by others: file (JSON lines) or log."
     )
-    notification_file: Path | None = Field(None, description="The file sender's file; default data_dir/notifications.jsonl.")
+    notification_file: Path | None = Field(
+        None, description="The file sender's file; default data_dir/notifications.jsonl."
+    )
     operator_max_failed_logins: int = Field(5, description="Failed logins in a row that lock an operator account.")
     operator_lockout_seconds: int = Field(900, description="How long a locked operator account stays locked.")
     operator_session_idle_seconds: int = Field(1800, description="An operator session ends after this long unused.")

@@ -76,7 +76,8 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
         ca = CAClient(settings.ca_url, settings.ca_token, settings.ca_timeout_seconds,
                       OCSPFreshness.from_settings(settings))
     sender = make_sender(settings)  # a misconfigured sender stops the start, not a background round
-    ctx = registrations.ServiceContext(Store(settings.resolved_database_url()), ca, settings, load_service_keys(settings))
+    ctx = registrations.ServiceContext(Store(settings.resolved_database_url()), ca, settings,
+                                       load_service_keys(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):

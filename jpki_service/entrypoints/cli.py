@@ -27,7 +27,7 @@ def fail(message: str) -> None:
 
 
 def _settings(data: Path | None) -> ServiceSettings:
-    settings = ServiceSettings(**({"data_dir": data} if data else {}))
+    settings = ServiceSettings(data_dir=data) if data else ServiceSettings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return settings
 
@@ -142,8 +142,8 @@ def serve(
                            "JPKI_DATABASE_URL": settings.resolved_database_url(), "JPKI_CA_URL": settings.ca_url or ""})
         if settings.ca_token:
             os.environ["JPKI_CA_TOKEN"] = settings.ca_token
-        uvicorn.run("jpki_service.entrypoints.app:create_app_from_environment", factory=True, workers=workers, host=host,
-                    port=port, log_level="warning")
+        uvicorn.run("jpki_service.entrypoints.app:create_app_from_environment", factory=True, workers=workers,
+                    host=host, port=port, log_level="warning")
     finally:
         stop_embedded_ca()  # when the server failed to start
 

@@ -22,7 +22,6 @@ import enum
 import functools
 import json
 import os
-import sys
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,8 +105,8 @@ def command(name: str | None = None) -> Callable[[F], F]:
                     raise
                 # The type only: an exception's text could hold a header or a body.
                 problem = _local_problem("internal", "Unexpected error", type(exc).__name__)
-                failure = Failure(f"error: unexpected {type(exc).__name__}", EXIT_REFUSED, problem)
-                _emit_failure(failure, as_json)
+                unexpected = Failure(f"error: unexpected {type(exc).__name__}", EXIT_REFUSED, problem)
+                _emit_failure(unexpected, as_json)
 
         app.command(name)(run)
         return function
@@ -265,9 +264,10 @@ def _width(text: str) -> int:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(_width(cell) for cell in column) for column in zip(headers, *rows)]
+    # Every caller builds each row with one cell per header.
+    widths = [max(_width(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
     for row in [headers, *rows]:
-        cells = [cell + " " * (width - _width(cell)) for cell, width in zip(row, widths)]
+        cells = [cell + " " * (width - _width(cell)) for cell, width in zip(row, widths, strict=True)]
         typer.echo("  ".join(cells).rstrip())
 
 
@@ -549,4 +549,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

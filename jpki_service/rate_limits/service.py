@@ -1,10 +1,11 @@
 """Rate limits on what can be guessed or hammered: owner proofs and operator logins.
 
 Proof attempts are counted where each one starts: a proof needs a fresh single-use challenge, so
-``POST /api/v1/challenges`` is counted. A fixed-window counter per (scope, subject), in the database so that every replica behind a load
-balancer counts the same attempts. Counting happens *before* the work (a challenge spent, an
-argon2 hash checked), so a flood costs the service one small write per request. Over the limit
-the answer is ``429`` with ``Retry-After``; the attempt is not counted again.
+``POST /api/v1/challenges`` is counted. A fixed-window counter per (scope, subject), in the database
+so that every replica behind a load balancer counts the same attempts. Counting happens *before* the
+work (a challenge spent, an argon2 hash checked), so a flood costs the service one small write per
+request. Over the limit the answer is ``429`` with ``Retry-After``; the attempt is not counted
+again.
 
 | scope | subject | default | setting |
 |---|---|---|---|
@@ -20,8 +21,9 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from jpki_service.adapters.db import Store
@@ -86,7 +88,8 @@ def count_login_attempt(store: Store, settings: ServiceSettings, client: str) ->
 def purge_expired_counters(store: Store) -> int:
     with store.transaction() as session:
         now = dt.datetime.fromtimestamp(int(clock()), dt.UTC)  # to the second, as ``utcnow``
-        return session.execute(delete(AttemptCounter).where(AttemptCounter.expires_at < now)).rowcount
+        result = session.execute(delete(AttemptCounter).where(AttemptCounter.expires_at < now))
+        return cast(CursorResult[Any], result).rowcount  # a DELETE's result is a CursorResult
 
 
 def attempts(store: Store, limit: Limit, subject: str) -> int:
