@@ -7,13 +7,15 @@ such a store before Alembic's first revision (which has the column) takes the st
 """
 from __future__ import annotations
 
+from typing import cast
+
 from cryptography import x509
-from sqlalchemy import Connection, Engine, bindparam, inspect, select, text, update
+from sqlalchemy import Connection, Engine, Table, bindparam, inspect, select, text, update
 
 from ca_mock.certificates.models import IssuedCertificate
 from jpki_common import keys
 
-_TABLE = IssuedCertificate.__table__
+_TABLE = cast(Table, IssuedCertificate.__table__)  # a declarative model's table is a Table
 _COLUMN = _TABLE.c.public_key_sha256
 _UNIQUE_INDEX = next(index for index in _TABLE.indexes if index.name == "ux_certificates_public_key_sha256")
 

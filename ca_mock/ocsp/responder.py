@@ -13,6 +13,8 @@ import datetime as dt
 import email.utils
 import logging
 import urllib.parse
+from collections.abc import Callable
+from typing import Any, cast
 
 import anyio.to_thread
 from cryptography import x509
@@ -55,9 +57,10 @@ class PreparedLookup:
             table.c.authority == bindparam("authority"),
         ))
         dialect = store.engine.dialect
-        # The column type's own conversion (SQLite returns the time as text).
-        self._next_update = (table.c.next_update.type.dialect_impl(dialect).result_processor(dialect, None)
-                             or (lambda value: value))
+        # The column type's own conversion (SQLite returns the time as text); the column is NOT NULL.
+        self._next_update = cast(Callable[[Any], dt.datetime],
+                                 table.c.next_update.type.dialect_impl(dialect).result_processor(dialect, None)
+                                 or (lambda value: value))
 
     def __call__(self, serial_hex: str, algorithm: str, authority: str) -> bytes | None:
         row = self._query.first(serial=serial_hex, algorithm=algorithm, authority=authority)

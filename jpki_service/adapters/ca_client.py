@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
@@ -181,7 +182,9 @@ class CAClient:
         except httpx.HTTPError as exc:
             raise CAUnavailable(f"cannot fetch the signature CA's CRL: {exc}") from None
         crl = x509.load_der_x509_crl(response.content)
-        if not crl.is_signature_valid(self.ca_certificate("sign").public_key()):
+        # A CA certificate carries the CA's signing key (RSA or P-256, jpki_common.keys).
+        issuer_key = cast(CertificateIssuerPublicKeyTypes, self.ca_certificate("sign").public_key())
+        if not crl.is_signature_valid(issuer_key):
             raise CAUnavailable("the signature CA's CRL does not verify")
         # A replayed old CRL would hide the revocations made since: believe only a current one.
         now, skew = dt.datetime.now(dt.UTC), self.ocsp_freshness.clock_skew

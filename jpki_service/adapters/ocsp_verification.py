@@ -134,8 +134,10 @@ def _check_with_certvalidator(answer_der: bytes, certificate: x509.Certificate, 
         return  # verified, and it says revoked or held: the caller reads the status from the answer
     except OCSPValidationIndeterminateError as exc:
         if exc.failures:
+            # pyhanko_certvalidator annotates ``failures`` as list[str]; it gathers (message, revinfo) pairs.
+            pairs: list[tuple[str, object]] = exc.failures  # type: ignore[assignment]  # pairs, not str
             raise OCSPAnswerRefused("the OCSP answer does not verify: "
-                                    + "; ".join(message for message, *_ in exc.failures)) from None
+                                    + "; ".join(message for message, *_ in pairs)) from None
         # Every check passed and the status is neither good nor revoked before ``now``: "unknown", or a
         # revocation time a little ahead of our clock. The caller reads the status from the answer.
     except OCSPValidationError as exc:  # OCSPNoMatchesError: not about this certificate of this issuer

@@ -20,6 +20,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, aliased
@@ -275,9 +276,10 @@ class RetryingSummary:
 def retrying_summary(store: Store) -> RetryingSummary:
     waiting = CACommand.state == "pending"
     with store.sessions() as session:
-        by_error = dict(session.execute(select(CACommand.last_error, func.count())
-                                        .where(waiting, CACommand.last_error.is_not(None))
-                                        .group_by(CACommand.last_error)).all())
+        rows = session.execute(select(CACommand.last_error, func.count())
+                               .where(waiting, CACommand.last_error.is_not(None))
+                               .group_by(CACommand.last_error)).all()
+        by_error = cast(dict[str, int], dict(rows))  # rows with a last error only: the keys are strings
         # The one deferred last waits longest (the back-off grows): the freshest word on the CA.
         latest = session.scalars(select(CACommand.last_error).where(waiting, CACommand.last_error.is_not(None))
                                  .order_by(CACommand.next_attempt_at.desc()).limit(1)).first()

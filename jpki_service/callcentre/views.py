@@ -26,8 +26,9 @@ from jpki_service.operators.views import signed_in
 
 router = APIRouter(prefix="/api/v1/operator", tags=["operator"])
 RegistrationIdPath = Path(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")
-_ON_ITS_WAY = {202: {"model": RegistrationSummary,
-                    "description": "Recorded; on its way to the CA (ca_sync pending)"}}
+_ON_ITS_WAY: dict[int | str, dict[str, Any]] = {
+    202: {"model": RegistrationSummary, "description": "Recorded; on its way to the CA (ca_sync pending)"},
+}
 
 
 def _ctx(request: Request) -> ServiceContext:

@@ -66,7 +66,7 @@ def verify_card_proof(ca: CAClient, certificate_pem: str, message: bytes, signat
         try:
             policies = card.extensions.get_extension_for_class(x509.CertificatePolicies).value
         except x509.ExtensionNotFound:
-            policies = []
+            policies = x509.CertificatePolicies([])
         if CARD_SIGNATURE_POLICY not in [p.policy_identifier for p in policies]:
             raise ProofRejected("the certificate is not a card signature certificate")
         now = dt.datetime.now(dt.UTC)

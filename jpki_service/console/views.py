@@ -25,7 +25,7 @@ import datetime as dt
 import hmac
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,7 +268,7 @@ _FRIENDLY = {
 }
 
 
-def _error_text(error: dict[str, Any]) -> str:
+def _error_text(error: Mapping[str, Any]) -> str:
     where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
     message = _FRIENDLY.get(error.get("type", ""), error.get("msg", "not valid"))
     message = message.removeprefix("Value error, ")

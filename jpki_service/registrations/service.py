@@ -135,6 +135,7 @@ def register(ctx: ServiceContext, request: RegisterRequest) -> dict[str, Any]:
             superseded.append(old.id)
         now = utcnow()
         initial = lifecycle.TRANSITIONS[Event.REGISTERED]
+        assert initial.target is not None  # registering makes a pending registration
         session.add(Registration(
             id=registration_id, state=initial.target.value, reason=None, person_key=card.person_key,
             card_serial=card.serial, device_model=request.device.model,

@@ -30,7 +30,11 @@ def run_migrations_offline() -> None:
 
 def run_migrations_online() -> None:
     # The shared engine setup: SQLite files are created owner-only, as for the running service.
-    connectable = make_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("no database URL: run the service's migrations through "
+                           "jpki_service.adapters.db.migrate(url)")
+    connectable = make_engine(url)
     try:
         with connectable.connect() as connection:
             context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
