@@ -84,7 +84,7 @@ class Transition:
     hold: tuple[CertKind, ...] = ()  # certificates put on hold (certificateHold)
     release: tuple[CertKind, ...] = ()  # held certificates made good again
     reissue: tuple[CertKind, ...] = ()  # new certificates to new keys, replacing the current ones
-    notify_owner: bool = False  # told through another channel than the phone: someone else acted
+    notify_owner: bool = False  # told through another channel than the phone: someone else may have acted
 
 
 LIVE = (State.PENDING, State.ACTIVE, State.SUSPENDED)
@@ -102,10 +102,11 @@ TRANSITIONS: dict[Event, Transition] = {
         # The owner registered another phone; the old one may be in someone else's hands: tell the owner.
         Transition(Event.SUPERSEDED, LIVE, State.REVOKED, Actor.OWNER, ProofKind.CARD, BOTH, "superseded",
                    notify_owner=True),
+        # The device key needs no secret: whoever holds the phone (a thief included) can send these. Tell the owner.
         Transition(Event.UNINSTALLED, LIVE, State.EXPIRED, Actor.OWNER, ProofKind.DEVICE_KEY,
-                   BOTH, "cessationOfOperation"),
+                   BOTH, "cessationOfOperation", notify_owner=True),
         Transition(Event.STALE_CERTIFICATE, LIVE, State.EXPIRED, Actor.OWNER, ProofKind.DEVICE_KEY,
-                   BOTH, "cessationOfOperation"),
+                   BOTH, "cessationOfOperation", notify_owner=True),
         # Policy (DESIGN.md 2.9): the phone signature certificate follows the card's; the
         # user-authentication certificate and the registration stay as they are.
         Transition(Event.CARD_REVOKED, (State.ACTIVE, State.SUSPENDED), None, Actor.SYSTEM, ProofKind.CARD_AT_CA,
@@ -129,6 +130,14 @@ TRANSITIONS: dict[Event, Transition] = {
                    BOTH, None, notify_owner=True),
     )
 }
+
+
+# The proofs only the owner can give: the card with its password, or the phone's password. A change made
+# with any other proof (a device key, an operator session, the CA's record) must be told to the owner
+# through the notice channel; tests/test_lifecycle_properties.py holds the table to that.
+OWNER_SECRET_PROOFS = (ProofKind.CARD, ProofKind.PHONE_SIGNATURE_KEY, ProofKind.CARD_AND_DEVICE_KEY)
+# The CA's answer to a registration the owner just proved with the card: the owner's own app receives it.
+ANSWERS_TO_THE_OWNER = (ProofKind.CA_RESULT,)
 
 
 class TransitionRefused(Exception):

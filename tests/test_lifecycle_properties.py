@@ -178,3 +178,16 @@ def test_every_transition_names_a_reason_or_lets_the_actor_choose():
         if rule.revoke and rule.ca_reason is None:
             assert rule.actor.value == "supervisor", rule.event
         assert set(rule.sources) <= set(LIVE), rule.event
+
+
+def test_every_change_not_made_with_the_owners_secret_is_told_to_the_owner():
+    """Issue 12, item 6: a change made with a device key (no secret: a thief holding the phone can send
+    it), by the call centre or from the CA's record is told through the notice channel. The CA's answer
+    to the owner's own card-proven registration goes back to the owner's app instead."""
+    from jpki_service.lifecycle import ANSWERS_TO_THE_OWNER, OWNER_SECRET_PROOFS, TRANSITIONS, ProofKind
+
+    untold = [t.event.value for t in TRANSITIONS.values()
+              if t.proof not in OWNER_SECRET_PROOFS + ANSWERS_TO_THE_OWNER and not t.notify_owner]
+    assert not untold
+    assert TRANSITIONS[Event.UNINSTALLED].notify_owner and TRANSITIONS[Event.STALE_CERTIFICATE].notify_owner
+    assert {t.proof for t in TRANSITIONS.values()} >= {ProofKind.DEVICE_KEY, ProofKind.OPERATOR_SESSION}

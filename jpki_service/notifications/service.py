@@ -56,6 +56,13 @@ _WHAT = {
         "The JPKI smartphone certificates on one of your phones were revoked because another phone was "
         "registered with your My Number Card.",
         "マイナンバーカードで別のスマートフォンが登録されたため、以前のスマートフォンの電子証明書が失効されました。"),
+    Event.UNINSTALLED.value: (
+        "Your JPKI smartphone certificates were ended because the app was removed from your phone, by {who}.",
+        "アプリがスマートフォンから削除されたため、スマートフォン用電子証明書が{who}により失効されました。"),
+    Event.STALE_CERTIFICATE.value: (
+        "Your JPKI smartphone certificates were ended because the app was installed again on your phone and "
+        "deleted the old ones, by {who}.",
+        "アプリが再インストールされ古い証明書が削除されたため、スマートフォン用電子証明書が{who}により失効されました。"),
     Event.CARD_REVOKED.value: (
         "The signature certificate on your phone was revoked because the signature certificate of your "
         "My Number Card was revoked.",
