@@ -74,7 +74,7 @@ class Substitutions:
             if match is None:
                 missing.append(line)
                 continue
-            for ours, theirs in zip(_VARYING.findall(line), _VARYING.findall(match)):
+            for ours, theirs in zip(_VARYING.findall(line), _VARYING.findall(match), strict=False):
                 self.values.setdefault(ours, theirs)
         return missing
 

@@ -310,14 +310,14 @@ def _iso(when: dt.datetime) -> str:
 
 
 def test_not_after_beyond_the_policy_is_422(ca_server):
-    too_late = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=5 * 365 + 30)
+    too_late = dt.datetime.now(dt.UTC) + dt.timedelta(days=5 * 365 + 30)
     problem = assert_refused(ca_server, "POST", "/api/v1/certificates", 422, "beyond the issuing policy",
                              json=issue_body("card-authentication", "op-late", not_after=_iso(too_late)))
     assert problem.get("field") == "not_after"
 
 
 def test_not_after_beyond_the_card_is_422(ca_server):
-    card_end = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)).replace(microsecond=0)
+    card_end = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).replace(microsecond=0)
     short_card = _issue(ca_server, issue_body("card-signature", "short-card", not_after=_iso(card_end)))
     assert dt.datetime.fromisoformat(short_card["not_after"]) == card_end
     beyond = card_end + dt.timedelta(days=1)
@@ -327,7 +327,7 @@ def test_not_after_beyond_the_card_is_422(ca_server):
 
 
 def test_not_after_in_the_past_is_422(ca_server):
-    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     assert_refused(ca_server, "POST", "/api/v1/certificates", 422, "not_after is not in the future",
                    json=issue_body("card-authentication", "op-past", not_after=_iso(past)))
 
@@ -411,7 +411,7 @@ def test_revocation_reason_that_is_not_one_is_422(ca_server, phone, reason):
 
 
 def test_invalidity_date_in_the_future_or_naive_is_422(ca_server, phone):
-    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)).isoformat()
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat()
     assert_refused(ca_server, "POST", f"/api/v1/certificates/{phone['serial']}/revoke", 422,
                    "invalidity_date is in the future",
                    json={"operation_id": "op-inv", "reason": "superseded", "invalidity_date": future})

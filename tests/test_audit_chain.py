@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from jpki_service.audit.cli import audit_app
-from jpki_service.audit.service import GENESIS_HASH, entries, record, verify
 from jpki_service.adapters.db import Store, migrate
 from jpki_service.adapters.service_keys import load_service_keys
+from jpki_service.audit.cli import audit_app
+from jpki_service.audit.service import GENESIS_HASH, entries, record, verify
 from jpki_service.common.settings import ServiceSettings
 
 DATA_KEY = "audit-test-data-key"

@@ -35,7 +35,6 @@ from jpki_service.ca_commands.service import queue_summary
 from tests.conftest import free_port
 from tests.service_helpers import proof_for
 from tests.test_faults import (
-    service_cli,
     LOST,
     Bench,
     _registered,
@@ -43,6 +42,7 @@ from tests.test_faults import (
     ca_certificate,
     divergences,
     make_bench,
+    service_cli,
     service_snapshot,
 )
 from tests.test_openssl_judge import openssl
@@ -269,7 +269,7 @@ def test_ca_failing_500_for_a_long_stretch_nothing_lost_nothing_diverged(kind, t
             assert document["ca_sync"] == "done", document
             for kind_, serial in case.before.items():
                 assert ca_certificate(bench, serial)["status"] == expected[case.registration_id], (kind_, serial)
-            assert set(ocsp_at_ca(bench, tmp_path, p) for p in current_pems(document).values()) == {"revoked"}
+            assert {ocsp_at_ca(bench, tmp_path, p) for p in current_pems(document).values()} == {"revoked"}
         assert "failed (500)" in bench.service.log.read_text()
 
 

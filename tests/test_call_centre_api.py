@@ -56,7 +56,8 @@ def test_lost_phone_suspended_then_found_and_lifted_in_the_app(ca_server, servic
         # The owner calls: the operator finds the registration from what the caller says, spelt
         # with a full-width space and full-width digits.
         found = operator.post("/api/v1/operator/registrations/search",
-                              json={"name": "山田　太郎", "birth": "1990-01-02", "address": "東京都千代田区千代田１－１"})
+                              json={"name": "山田　太郎", "birth": "1990-01-02",
+                                    "address": "東京都千代田区千代田１－１"})
         assert found.status_code == 200, found.text
         [hit] = found.json()["results"]
         assert hit["registration_id"] == phone.registration_id and hit["masked_name"] == "山* 太*"
@@ -220,7 +221,8 @@ def test_misuse_is_refused_and_changes_nothing(ca_server, service_server):
         assert state() == revoked
 
     # Every act is in the chain, and the chain verifies.
-    env = {**os.environ, "JPKI_DATA_DIR": str(service_server.data_dir), "JPKI_DATABASE_URL": service_server.database_url}
+    env = {**os.environ, "JPKI_DATA_DIR": str(service_server.data_dir),
+           "JPKI_DATABASE_URL": service_server.database_url}
     verified = subprocess.run([sys.executable, "-m", "jpki_service", "audit", "verify"], env=env,
                               capture_output=True, text=True, timeout=60)
     assert verified.returncode == 0, verified.stdout + verified.stderr

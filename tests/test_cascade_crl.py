@@ -57,7 +57,7 @@ def serving(hierarchy: Hierarchy) -> Iterator[tuple[str, dict[str, bytes]]]:
 def test_a_current_crl_is_believed_and_a_stale_or_future_one_is_not(hierarchy: Hierarchy, serving):
     url, files = serving
     client = CAClient(url, None)
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     hour, day = dt.timedelta(hours=1), dt.timedelta(days=1)
     try:
         files["/crl/sign.crl"] = _crl(hierarchy, now - hour, now + day)

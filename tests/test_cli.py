@@ -494,7 +494,7 @@ def test_card_issue_writes_a_valid_card(ready, tmp_path):
     # No secret anywhere it can be read, and no Individual Number (12 digits) anywhere.
     assert CARD_PASSWORD not in raw and CARD_PASSWORD.lower() not in raw
     strings = list(_strings(card))
-    assert CARD_PIN not in [s for s in strings]
+    assert CARD_PIN not in strings
     assert not any(CARD_PIN in s for s in strings if "-----BEGIN" not in s and s not in _hex_ids(card))
     for secret in (CARD_PASSWORD, CARD_PIN):
         output = result.stdout + result.stderr

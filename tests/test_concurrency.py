@@ -25,17 +25,17 @@ from ca_mock.authorities.service import initialise, load_hierarchy
 from ca_mock.certificates.models import IssuedCertificate, StatusEvent
 from ca_mock.certificates.schemas import IssueRequest
 from ca_mock.certificates.service import change_status, issue_certificate
-from jpki_common.profiles import KEY_COMPROMISE, REVOCATION_REASONS
 from ca_mock.certificates.status_rules import CertStatus, StatusAction, StatusChange, next_status
 from ca_mock.crl.models import PublishedCRL
 from ca_mock.crl.service import publish
-from jpki_common.store import Store
 from ca_mock.db import migrate
 from ca_mock.ocsp.models import PreparedOCSPResponse
 from ca_mock.operations.models import Operation
 from ca_mock.problems import OperationConflict, StatusChangeRefused
-from jpki_common.problems import Problem
 from ca_mock.settings import CASettings
+from jpki_common.problems import Problem
+from jpki_common.profiles import KEY_COMPROMISE, REVOCATION_REASONS
+from jpki_common.store import Store
 from tests.helpers import csr_pem
 
 THREADS = 8
@@ -398,8 +398,10 @@ def test_first_crl_publication_raced_is_not_an_error(ca):
     assert sum(1 for _, publication in successes(outcomes) if publication is not None) >= 1
     with ca.store.sessions() as session:
         number = session.scalar(sa.text("select crl_number from authorities where name = 'sign'"))
-        full, delta = (session.scalars(sa.select(PublishedCRL).where(
-            PublishedCRL.authority == "sign", PublishedCRL.partition.is_(None), PublishedCRL.kind == kind)).one_or_none()
+        full, delta = (
+            session.scalars(sa.select(PublishedCRL).where(
+                PublishedCRL.authority == "sign", PublishedCRL.partition.is_(None), PublishedCRL.kind == kind,
+            )).one_or_none()
             for kind in ("full", "delta"))
     assert full is not None and delta is not None
     assert full.number == delta.number == number

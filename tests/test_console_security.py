@@ -20,15 +20,15 @@ with warnings.catch_warnings():  # Starlette would rather have httpx2; httpx wor
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from jpki_service.entrypoints.app import create_app
-from jpki_service.audit import service as audit
-from jpki_service.console.views import COOKIE
+from jpki_service.adapters.context import ServiceContext
 from jpki_service.adapters.db import migrate
+from jpki_service.audit import service as audit
+from jpki_service.common.settings import ServiceSettings
+from jpki_service.console.views import COOKIE
+from jpki_service.entrypoints.app import create_app
 from jpki_service.operators.roles import Role
 from jpki_service.operators.service import add_operator
-from jpki_service.adapters.context import ServiceContext
 from jpki_service.registrations.transitions import load_registration
-from jpki_service.common.settings import ServiceSettings
 from tests.helpers import PERSON
 from tests.service_helpers import PhoneForTests, make_card, register
 
@@ -290,7 +290,8 @@ def test_find_shows_the_masked_name_only_and_forged_forms_change_nothing(make_co
     registration_id = registered(console, ca_server)
     client, csrf = console.signed_in("olga", Role.OPERATOR)
     answer = client.post("/console/find", data={"csrf_token": csrf, "by": "items", "name": " 山田　太郎 ",
-                                                "birth": "１９９０－０１－０２", "address": "東京都千代田区千代田１－１"})
+                                                "birth": "１９９０－０１－０２",
+                                                "address": "東京都千代田区千代田１－１"})
     assert answer.status_code == 200, answer.text
     assert "山* 太*" in answer.text and f"/console/registrations/{registration_id}" in answer.text
     for personal in (PERSON["name"], "山田", "太郎", PERSON["address"], "千代田区", "1990-01-02", "１９９０"):

@@ -38,7 +38,8 @@ class World:
     tmp: Path
     log: Path
 
-    def run(self, args: list[str], env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def run(self, args: list[str], env: dict[str, str] | None = None,
+            check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(args, capture_output=True, text=True, timeout=180,
                                 env={**os.environ, **(env or {})})
         with self.log.open("a") as log:

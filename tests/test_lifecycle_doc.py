@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jpki_service.lifecycle import TRANSITIONS, State, next_state, Event, TransitionRefused
-
 import pytest
+
+from jpki_service.lifecycle import TRANSITIONS, Event, State, TransitionRefused, next_state
 
 
 def _rows() -> list[str]:

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from jpki_service.ca_commands.models import CACommand
 from jpki_service.adapters.db import Store, migrate
+from jpki_service.ca_commands.models import CACommand
+from jpki_service.common.problems import StateConflict
 from jpki_service.lifecycle import (
     LIVE,
     TRANSITIONS,
@@ -26,7 +27,6 @@ from jpki_service.lifecycle import (
     signature_reissue_needed,
     transition,
 )
-from jpki_service.common.problems import StateConflict
 from jpki_service.registrations.models import PhoneCertificate, Registration, RegistrationEvent
 from jpki_service.registrations.transitions import NewKey, Reissue, apply_event, current_certificates
 
@@ -70,7 +70,7 @@ def _snapshot(session: Session) -> tuple:
 def _drive(session: Session, steps: list[tuple[Event, str]]):
     """A fresh pending registration with its two certificates, then ``steps`` through apply_event:
     refused ones must raise :class:`StateConflict` and change nothing. Yields after each accepted one."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     session.add(Registration(id=RID, state=TRANSITIONS[Event.REGISTERED].target.value, reason=None,
                              person_key="p" * 64, card_serial="1", device_model="m", device_public_key_pem="-",
                              created_at=now, updated_at=now))
@@ -141,7 +141,7 @@ def _check_ca_commands(session: Session) -> None:
 def test_any_sequence_of_events_leaves_an_allowed_state(store, steps):
     with Session(store.engine) as session:  # never committed: each example starts on an empty store
         final_seen = None
-        for source, state, status, history in _drive(session, steps):
+        for _source, state, status, history in _drive(session, steps):
             assert state in State
             if final_seen is not None:
                 raise AssertionError(f"{final_seen.value} was left for {state.value} by {history[-1].value}")

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from jpki_service.entrypoints.app import create_app
-from jpki_service.ca_commands import service as ca_commands
 from jpki_service.adapters.db import migrate
+from jpki_service.ca_commands import service as ca_commands
+from jpki_service.common.settings import ServiceSettings
+from jpki_service.entrypoints.app import create_app
 from jpki_service.notifications import service as notifications
 from jpki_service.registrations.models import PhoneCertificate, Registration
-from jpki_service.common.settings import ServiceSettings
 
 
 def test_metrics_count_what_waits(service_database_url: str, tmp_path: Path):
@@ -21,7 +21,7 @@ def test_metrics_count_what_waits(service_database_url: str, tmp_path: Path):
                                ca_url="http://127.0.0.1:9")
     app = create_app(settings, background=False)
     ctx = app.app.state.context
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with ctx.store.transaction() as session:
         session.add(Registration(id="cd" * 16, state="suspended", reason="lost", person_key="p" * 64,
                                  card_serial="1", device_model="m", device_public_key_pem="-", created_at=now,

@@ -12,12 +12,12 @@ import pytest
 import sqlalchemy as sa
 
 from jpki_service.adapters.db import Store, migrate, utcnow
+from jpki_service.common.settings import ServiceSettings
 from jpki_service.lifecycle import Event
 from jpki_service.notifications.models import OwnerNotification
 from jpki_service.notifications.senders import FileSender, LogSender, make_sender
 from jpki_service.notifications.service import enqueue, pending_count, send_due
 from jpki_service.registrations.models import Registration
-from jpki_service.common.settings import ServiceSettings
 
 DIGITS_12 = re.compile(r"[0-9]{12}")
 

@@ -23,7 +23,7 @@ def test_ageing_answers_are_resigned_with_the_current_status(store, hierarchy, c
     card = issue_certificate(store, ca_settings, IssueRequest(**issue_body("card-signature", "c")))
     change_status(store, ca_settings, card["serial"], StatusAction.HOLD, "h")
     # Age the answers artificially: they now expire within the refresh window.
-    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
     with store.transaction() as session:
         session.execute(update(PreparedOCSPResponse).values(next_update=soon))
     validity = dt.timedelta(hours=ca_settings.ocsp_validity_hours)

@@ -27,11 +27,11 @@ from cryptography.x509 import ocsp
 from ca_mock.authorities.service import initialise, load_hierarchy
 from ca_mock.certificates.service import change_status
 from ca_mock.certificates.status_rules import StatusAction
-from jpki_common.store import Store
 from ca_mock.db import migrate
 from ca_mock.settings import CASettings
-from jpki_service.adapters.ocsp_verification import OCSPAnswerRefused, OCSPFreshness, ocsp_question, verify_ocsp_answer
 from jpki_common.owner_proof import proof_message, sign_message
+from jpki_common.store import Store
+from jpki_service.adapters.ocsp_verification import OCSPAnswerRefused, OCSPFreshness, ocsp_question, verify_ocsp_answer
 from tests.conftest import RunningCA, free_port, start_process, start_service, stop_process
 from tests.service_helpers import PhoneForTests, make_card, proof_for, register, register_body
 from tests.test_service_flows import wait_for
@@ -140,7 +140,7 @@ def forged_answer(request: ocsp.OCSPRequest, signer_certificate: x509.Certificat
                   status: ocsp.OCSPCertStatus = ocsp.OCSPCertStatus.GOOD) -> bytes:
     """A "good" (by default) answer to ``request``, built and signed as a responder would, but with
     whatever signer, CertID (issuer name hash, issuer key hash), times and nonce the test chooses."""
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     this_update = this_update or now
     name_hash, key_hash = cert_id or (request.issuer_name_hash, request.issuer_key_hash)
     builder = (ocsp.OCSPResponseBuilder()
@@ -308,7 +308,7 @@ def test_answer_signed_by_the_other_issuing_cas_responder(world: World, stub: OC
 @pytest.mark.parametrize("when", ["nextUpdate passed", "thisUpdate too old", "thisUpdate in the future"])
 def test_stale_answer(world: World, stub: OCSPStub, when: str):
     card = revoked_card(world)
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     minute = dt.timedelta(minutes=1)
     times = {
         "nextUpdate passed": {"this_update": now - 3 * minute, "next_update": now - 2 * minute},
@@ -352,7 +352,7 @@ def test_verify_ocsp_answer_checks_each_rule_alone(world: World):
     genuine = forged_answer(request, signer.certificate, signer.key)
     assert verify_ocsp_answer(genuine, question, certificate, issuer, freshness).certificate_status \
         == ocsp.OCSPCertStatus.GOOD
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     for moment, reason in ((now + dt.timedelta(minutes=6), "more than 300 s ago"),
                            (now - dt.timedelta(minutes=2), "too recent")):
         with pytest.raises(OCSPAnswerRefused, match=reason):

@@ -86,12 +86,12 @@ def _change(ca_server, phone, action: StatusAction, reason: str | None = None, i
 def _wait_past(moment: dt.datetime) -> None:
     """The CA records revocation times to the second (rounded down). A revocation in the same
     second as the timestamp would read as not later, and is judged so: wait for the next second."""
-    while dt.datetime.now(dt.timezone.utc).replace(microsecond=0) <= moment:
+    while dt.datetime.now(dt.UTC).replace(microsecond=0) <= moment:
         time.sleep(0.05)
 
 
 def _cli(phone_home: Path, *args: str, **env: str | None):
-    environment = {name: None for name in (*SECRET_VARIABLES, "JPKI_APP_HOME", "JPKI_SERVICE_URL", "JPKI_TSA_URL")}
+    environment = dict.fromkeys((*SECRET_VARIABLES, "JPKI_APP_HOME", "JPKI_SERVICE_URL", "JPKI_TSA_URL"))
     environment.update(env)
     return CliRunner().invoke(jpki_app, ["--home", str(phone_home), "--service", "http://127.0.0.1:9", *args],
                               env=environment)
@@ -127,7 +127,7 @@ def test_signed_before_revocation_stays_valid_and_after_it_is_impossible(
     assert after.valid, after
     assert after.judged_at == after.timestamp == before.timestamp
     assert after.summary.startswith(f"VALID at its timestamp {after.timestamp.isoformat()}")
-    assert f"the certificate was revoked later (" in after.summary and f", {reason_native})" in after.summary
+    assert "the certificate was revoked later (" in after.summary and f", {reason_native})" in after.summary
     # pyHanko: revoked now, and valid at its timestamp by the revocation information embedded at signing.
     _revoked_now(stamped.target, root, reason_native)
     long_term = pyhanko_ltv(stamped.target, root)
@@ -144,7 +144,8 @@ def test_signed_before_revocation_stays_valid_and_after_it_is_impossible(
     # Signing after the revocation is refused before the password is asked, with or without timestamp.
     for timestamp in (True, False):
         password = PasswordAsked()
-        with pytest.raises(AppError, match=rf"signing refused: the phone signature certificate is revoked \({reason_native}\)"):
+        refused = rf"signing refused: the phone signature certificate is revoked \({reason_native}\)"
+        with pytest.raises(AppError, match=refused):
             flows.sign_pdf(phone, document, tmp_path / "after.pdf", password, timestamp=timestamp)
         assert password.calls == 0 and not (tmp_path / "after.pdf").exists()
 
@@ -152,7 +153,8 @@ def test_signed_before_revocation_stays_valid_and_after_it_is_impossible(
     home = tmp_path / "phone"
     shown = _cli(home, "verify", str(stamped.target))
     assert shown.exit_code == 0, shown.output
-    assert "revoked later" in shown.stdout and f"judged       at its timestamp {after.timestamp.isoformat()}" in shown.stdout
+    assert "revoked later" in shown.stdout
+    assert f"judged       at its timestamp {after.timestamp.isoformat()}" in shown.stdout
     assert "(trusted TSA)" in shown.stdout
     refused = _cli(home, "verify", str(bare.target))
     assert refused.exit_code == 1 and f"REVOKED ({reason_native})" in refused.stdout
@@ -362,7 +364,8 @@ def test_the_tsa_refuses_a_weak_hash_and_another_media_type(ca_server, tmp_path)
                                headers={"Content-Type": "application/timestamp-query"})
         (tmp_path / "sha1.tsr").write_bytes(response.content)
         shown = _openssl("ts", "-reply", "-in", "sha1.tsr", "-text", cwd=tmp_path)
-        assert "Status: Rejected" in shown.stdout and "unrecognized or unsupported algorithm" in shown.stdout, shown.stdout
+        assert "Status: Rejected" in shown.stdout, shown.stdout
+        assert "unrecognized or unsupported algorithm" in shown.stdout, shown.stdout
 
         wrong = client.post("/tsa", content=b"anything", headers={"Content-Type": "application/octet-stream"})
         assert wrong.status_code == 415 and wrong.headers["content-type"] == "application/problem+json"

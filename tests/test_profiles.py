@@ -32,10 +32,10 @@ from ca_mock.certificates.schemas import IssueRequest
 from ca_mock.certificates.service import change_status, issue_certificate
 from ca_mock.certificates.status_rules import StatusAction
 from ca_mock.crl.service import current_crl
-from jpki_common.store import utcnow
 from ca_mock.ocsp.models import PreparedOCSPResponse
 from ca_mock.problems import InvalidRequest
 from jpki_common.problems import PolicyViolation
+from jpki_common.store import utcnow
 from tests.helpers import csr_pem, p256_csr_pem, rsa_key
 
 PROFILES = ("card-signature", "card-authentication", "phone-signature", "phone-authentication")
@@ -465,7 +465,7 @@ def test_every_url_in_every_certificate_resolves_on_the_running_ca(ca_server):
             assert response.status_code == 201, response.text
             issued[profile] = response.json()
 
-    for profile, result in issued.items():
+    for result in issued.values():
         cert = x509.load_pem_x509_certificate(result["certificate_pem"].encode())
         (ca_issuers,) = aia(cert, AuthorityInformationAccessOID.CA_ISSUERS)
         got = httpx.get(ca_issuers, timeout=30)

@@ -31,8 +31,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
-from jpki_service.ca_commands.models import CACommand
 from jpki_service.adapters.db import Store
+from jpki_service.ca_commands.models import CACommand
 from jpki_service.lifecycle import LIVE, State
 from jpki_service.registrations.models import PhoneCertificate, Registration, RegistrationEvent
 from tests.helpers import PERSON
@@ -113,7 +113,8 @@ def _fire(url: str, requests: list[tuple], jitter: list[float]) -> list[tuple[st
             except httpx.HTTPError as exc:
                 answers.append((name, 0, repr(exc)))
 
-    threads = [threading.Thread(target=one, args=(*request, delay)) for request, delay in zip(requests, jitter)]
+    threads = [threading.Thread(target=one, args=(*request, delay))
+               for request, delay in zip(requests, jitter, strict=True)]
     for thread in threads:
         thread.start()
     for thread in threads:

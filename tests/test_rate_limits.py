@@ -9,15 +9,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from jpki_service.adapters.db import migrate
+from jpki_service.common.settings import ServiceSettings
 from jpki_service.entrypoints.app import create_app
-from jpki_service.adapters.db import Store, migrate
 from jpki_service.operators.roles import Role
 from jpki_service.operators.service import add_operator
 from jpki_service.rate_limits import service as rate_limits
 from jpki_service.rate_limits.models import AttemptCounter
 from jpki_service.rate_limits.service import Limit, attempts, purge_expired_counters
 from jpki_service.registrations.models import Registration
-from jpki_service.common.settings import ServiceSettings
 
 REGISTRATION_ID = "ab" * 16
 # 30 s into a minute and into an hour (1_800_000_000 is a whole number of hours): no test here
@@ -50,7 +50,7 @@ def service(service_database_url: str, tmp_path: Path, clock: Clock):
                                proof_attempts_per_registration_per_hour=3, login_attempts_per_client_per_minute=4)
     app = create_app(settings, background=False)
     ctx = app.app.state.context
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with ctx.store.transaction() as session:
         session.add(Registration(id=REGISTRATION_ID, state="active", reason=None, person_key="p" * 64,
                                  card_serial="1", device_model="m", device_public_key_pem="-", created_at=now,
@@ -117,6 +117,6 @@ def test_counters_expire(service, clock):
     assert attempts(ctx.store, limit, "testclient") == 0  # a new window counts afresh
     clock.now = START
     with ctx.store.transaction() as session:
-        session.execute(update(AttemptCounter).values(expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)))
+        session.execute(update(AttemptCounter).values(expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)))
     assert purge_expired_counters(ctx.store) == 1
     assert attempts(ctx.store, limit, "testclient") == 0

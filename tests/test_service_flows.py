@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.x509 import ocsp
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
 
 from tests.service_helpers import PhoneForTests, make_card, proof_for, register
 

@@ -10,9 +10,9 @@ import itertools
 
 import pytest
 
-from jpki_common.profiles import HOLD_REASON, KEY_COMPROMISE, REMOVE_FROM_CRL, REVOCATION_REASONS
 from ca_mock.certificates.status_rules import CertStatus, StatusAction, StatusChange, next_status
 from ca_mock.problems import InvalidRequest, StatusChangeRefused
+from jpki_common.profiles import HOLD_REASON, KEY_COMPROMISE, REMOVE_FROM_CRL, REVOCATION_REASONS
 
 # RFC 5280 section 5.3.1, reason codes 0-10 without 7 (unused), 6 (certificateHold) and 8 (removeFromCRL).
 RFC5280_REVOCATION_REASONS = [

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from jpki_service.entrypoints.app import create_app
 from jpki_service.common.settings import ServiceSettings
+from jpki_service.entrypoints.app import create_app
 from tests.conftest import free_port
 
 

@@ -6,8 +6,8 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from jpki_service.ca_commands.models import CACommand
 from jpki_service.adapters.db import Store, migrate
+from jpki_service.ca_commands.models import CACommand
 from jpki_service.lifecycle import Event
 from jpki_service.registrations.models import PhoneCertificate, Registration
 from jpki_service.registrations.transitions import apply_event
@@ -18,7 +18,7 @@ def test_a_certificate_still_being_issued_is_held_after_its_issue(service_databa
     the hold is queued after the issue, so the CA issues it and then holds it."""
     migrate(service_database_url)
     store = Store(service_database_url)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     try:
         with store.transaction() as session:
             session.add(Registration(id="ef" * 16, state="active", reason=None, person_key="p" * 64,

@@ -25,7 +25,7 @@ def run(tmp_path: Path):
     service = f"http://127.0.0.1:{free_port()}"
 
     def invoke(*args: str, input: str | None = None, **env: str):
-        environment = {name: None for name in (*SECRET_VARIABLES, "JPKI_APP_HOME", "JPKI_SERVICE_URL")}
+        environment = dict.fromkeys((*SECRET_VARIABLES, "JPKI_APP_HOME", "JPKI_SERVICE_URL"))
         environment.update(env)
         return runner.invoke(app, ["--home", str(tmp_path / "phone"), "--service", service, *args],
                              input=input, env=environment)

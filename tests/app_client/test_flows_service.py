@@ -24,15 +24,15 @@ from app_client.service_client import ServiceProblem
 from ca_mock.cards.service import issue_card, write_card
 from ca_mock.certificates.schemas import PersonIn
 from jpki_service.adapters.ca_client import CAClient
+from jpki_service.adapters.context import ServiceContext
+from jpki_service.adapters.db import Store
+from jpki_service.adapters.service_keys import load_service_keys
 from jpki_service.callcentre import service as callcentre
 from jpki_service.callcentre.schemas import LiftRequest as SupervisorLiftRequest
 from jpki_service.callcentre.schemas import SuspendRequest
-from jpki_service.adapters.db import Store
+from jpki_service.common.settings import ServiceSettings
 from jpki_service.operators.roles import Role
 from jpki_service.operators.service import SignedIn
-from jpki_service.adapters.context import ServiceContext
-from jpki_service.adapters.service_keys import load_service_keys
-from jpki_service.common.settings import ServiceSettings
 from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
 from tests.helpers import PERSON
 from tests.test_service_flows import ocsp_status, wait_for
@@ -187,7 +187,8 @@ def test_the_cli_from_register_to_revoke(service_server, card, tmp_path):
     status = json.loads(run("status", "--json").stdout)
     assert status["registration"]["state"] == "active"
     assert status["secure_element"] == {c["kind"]: c["serial"] for c in status["registration"]["certificates"]}
-    assert all(c["certificate_pem"].startswith("-----BEGIN CERTIFICATE") for c in status["registration"]["certificates"])
+    certificates = status["registration"]["certificates"]
+    assert all(c["certificate_pem"].startswith("-----BEGIN CERTIFICATE") for c in certificates)
 
     logged_in = run("login")
     assert logged_in.exit_code == 0 and "OCSP good" in logged_in.stdout
@@ -215,7 +216,7 @@ def call_centre(service_server, ca_server) -> Iterator[ServiceContext]:
 
 
 def _staff(role: Role) -> SignedIn:
-    return SignedIn(0, f"{role.value}.test", role, "csrf", dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+    return SignedIn(0, f"{role.value}.test", role, "csrf", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
 
 
 def _suspend(ctx: ServiceContext, registration_id: str, reason: str = "lost") -> dict[str, Any]:

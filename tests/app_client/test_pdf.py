@@ -94,7 +94,8 @@ def test_a_revoked_certificate_is_refused_before_the_password_is_asked(ca_server
     _change(ca_server, phone, StatusAction.REVOKE, "keyCompromise")
 
     password = PasswordAsked()
-    with pytest.raises(AppError, match=r"signing refused: the phone signature certificate is revoked \(key_compromise\)"):
+    refused = r"signing refused: the phone signature certificate is revoked \(key_compromise\)"
+    with pytest.raises(AppError, match=refused):
         flows.sign_pdf(phone, document, tmp_path / "after.pdf", password)
     assert password.calls == 0 and not (tmp_path / "after.pdf").exists()
 
@@ -131,7 +132,7 @@ def _dummy_tsa() -> tuple[x509.Certificate, DummyTimeStamper]:
     """A test-only TSA acting as its own root (DummyTimeStamper needs an RSA key: LIBRARY_NOTES)."""
     key = rsa.generate_private_key(65537, 2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test TSA (not for production)")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     certificate = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))

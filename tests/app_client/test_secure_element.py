@@ -35,7 +35,7 @@ def certificate_for_key(public_key_pem: str) -> str:
     """A certificate for ``public_key_pem``, signed by a throwaway issuer."""
     issuer_key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test issuer")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     public_key = serialization.load_pem_public_key(public_key_pem.encode())
     certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(public_key)
                    .serial_number(x509.random_serial_number()).not_valid_before(now)
