@@ -10,10 +10,13 @@ What lives where, and so what each event erases:
 - the secure element (``<home>/se``): keys, certificates, registration id. Survives factory
   reset and uninstall; emptied after revoke, an online uninstall, or a stale-certificate notice.
 - the app data (``<home>/app``): registration id, service URL, model, pinned CA chain, suspension
-  code. Erased by factory reset and by uninstall (online or offline).
+  code, and the record of the last registration that ended here (revoke, found revoked/expired by
+  status, stale-certificate notice): ``status`` keeps reporting it, CA sync included, until the
+  owner forgets it or registers again. Erased by factory reset and by uninstall (online or offline).
 """
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +27,11 @@ from cryptography import x509
 from pyhanko.sign.timestamps import TimeStamper
 
 from app_client import pdf
-from app_client.app_data import AppData
+from app_client.app_data import AppData, EndedRegistration
 from app_client.card_reader import CardReader
 from app_client.errors import AppError, NothingToLift, NotRegistered, StaleCertificates
 from app_client.secure_element import KeySlot, SecureElement
-from app_client.service_client import Proof, Registration, ServiceClient
+from app_client.service_client import Proof, Registration, ServiceClient, ServiceProblem, ServiceUnreachable
 from jpki_common.card_rules import check_pin, normalise_signature_password
 from jpki_common.owner_proof import Action
 
@@ -88,7 +91,8 @@ def register(phone: Phone, card: CardReader, card_password: str, new_password: s
     state = phone.app_data.load()
     phone.app_data.save(state.replace(registration_id=registration.registration_id,
                                       service_url=phone.service.base_url, device_model=device_model,
-                                      ca_chain=card.chain, suspension_code=registration.suspension_code))
+                                      ca_chain=card.chain, suspension_code=registration.suspension_code,
+                                      ended=None))  # a new registration replaces the record of an ended one
     _store_certificates(phone, registration)
     return registration
 
@@ -97,11 +101,18 @@ def register(phone: Phone, card: CardReader, card_password: str, new_password: s
 
 @dataclass(frozen=True)
 class StatusReport:
-    registration: Registration | None  # None: this phone holds no registration
+    # As the service reports it now. None: this phone holds no registration, or (``ended`` set,
+    # ``checked`` false) the service could not be asked about the ended one.
+    registration: Registration | None
     copy_deleted: bool = False  # the registration is revoked/expired, so the SE copy was deleted now
     stored: tuple[str, ...] = ()  # kinds whose certificate was written into the SE now
     in_secure_element: dict[str, str] = field(default_factory=dict)  # kind -> serial held in the SE
     suspension_code: str | None = None  # as shown at registration; the service never tells it again
+    # The registration that ended on this phone (keys and certificates deleted from the SE), kept
+    # until the owner forgets it: what the phone knows of it, updated whenever the service answers.
+    ended: EndedRegistration | None = None
+    checked: bool = True  # False: the service could not be asked now; ``ended`` is what the phone last knew
+    check_error: str | None = None  # why it could not be asked
 
 
 def status(phone: Phone) -> StatusReport:
@@ -110,17 +121,57 @@ def status(phone: Phone) -> StatusReport:
     A registration that became revoked or expired elsewhere (a new phone superseded it, the
     card was revoked, ...) means the copy in the SE is dead: it is deleted (DESIGN.md 2.2).
     Certificates issued since (after a 202, or reissued) are written into the SE.
+
+    A registration that ended on this phone (revoke, the cases above, a stale-certificate notice)
+    is still reported, as the service reports it now (state, ``ca_sync``: whether the CA has the
+    end), until the owner forgets it (:func:`forget_ended`) or registers again. If the service
+    cannot be asked, the report says so and gives what the phone last knew.
     """
     if phone.se.registration_id is None:
-        return StatusReport(None)
+        return _status_of_ended(phone)
     registration_id = _require_registration(phone)
     registration = phone.service.registration(registration_id)
     if registration.is_final:
-        _forget(phone)
-        return StatusReport(registration, copy_deleted=True)
+        ended = _end(phone, registration, "found-ended")
+        return StatusReport(registration, copy_deleted=True, ended=ended)
     stored = _store_certificates(phone, registration)
     return StatusReport(registration, stored=stored, in_secure_element=serials_in_secure_element(phone),
                         suspension_code=phone.app_data.load().suspension_code)
+
+
+def _status_of_ended(phone: Phone) -> StatusReport:
+    """The record of the registration that ended here, brought up to date by the service if it answers."""
+    if not phone.app_data.exists():
+        return StatusReport(None)
+    state = phone.app_data.load()
+    ended = state.ended
+    if ended is None:
+        return StatusReport(None)
+    try:
+        registration = phone.service.registration(ended.registration_id)
+    except (ServiceUnreachable, ServiceProblem) as exc:
+        return StatusReport(None, ended=ended, checked=False, check_error=str(exc))
+    ended = _ended_record(registration, ended.ended_by, ended.ended_at)
+    phone.app_data.save(state.replace(ended=ended))
+    return StatusReport(registration, ended=ended)
+
+
+def forget_ended(phone: Phone) -> EndedRegistration | None:
+    """The owner is satisfied: remove the record of the ended registration (None: there was none).
+
+    Refused while this phone holds a live registration: that one ends only through revoke (or
+    uninstall), never by forgetting.
+    """
+    held = phone.se.registration_id
+    if held is not None:
+        raise AppError(f"this phone holds registration {held}, which has not ended: there is nothing to forget "
+                       "(revoke it first)")
+    if not phone.app_data.exists():
+        return None
+    state = phone.app_data.load()
+    if state.ended is not None:
+        phone.app_data.save(state.replace(ended=None))
+    return state.ended
 
 
 # -- owner actions -------------------------------------------------------------------------------
@@ -131,7 +182,7 @@ def revoke(phone: Phone, password: str) -> Registration:
     challenge = phone.service.challenge(Action.REVOKE, registration_id)
     signature = phone.se.sign_proof(KeySlot.SIGNATURE, password, challenge.message())
     registration = phone.service.revoke(registration_id, Proof(challenge.challenge_id, signature))
-    _forget(phone)
+    _end(phone, registration, "owner-revoke")
     return registration
 
 
@@ -256,6 +307,8 @@ def install(phone: Phone) -> InstallReport:
     if stale is not None and stale != state.registration_id:
         registration = _device_notice(phone, Action.STALE_CERTIFICATE, stale, phone.service.stale_certificate)
         phone.se.delete_registration()
+        # Kept as ended, like a revoke, so status can show that the end reached the CA.
+        state = state.replace(ended=_ended_record(registration, "stale-certificate"))
     elif stale is None and phone.se.holds_keys():
         phone.se.delete_registration()
         discarded = True
@@ -354,11 +407,27 @@ def serials_in_secure_element(phone: Phone) -> dict[str, str]:
     return serials
 
 
-def _forget(phone: Phone) -> None:
-    """The registration is over: delete the SE copy, and the app's memory of it."""
+def _end(phone: Phone, registration: Registration, ended_by: str) -> EndedRegistration:
+    """The registration is over: delete the SE copy (every key and certificate: a revoked phone
+    cannot sign), and keep in the app data only the record of its end, for status."""
     phone.se.delete_registration()
-    if phone.app_data.exists():
-        phone.app_data.save(phone.app_data.load().replace(registration_id=None, suspension_code=None))
+    ended = _ended_record(registration, ended_by)
+    state = phone.app_data.load()
+    phone.app_data.save(state.replace(registration_id=None, suspension_code=None, ended=ended))
+    return ended
+
+
+def _ended_record(registration: Registration, ended_by: str, ended_at: str | None = None) -> EndedRegistration:
+    """What the phone keeps of an ended registration: no certificate, only serials."""
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    pending = registration.document.get("pending_ca_operations")
+    return EndedRegistration(
+        registration_id=registration.registration_id, state=registration.state, reason=registration.reason,
+        ended_by=ended_by, ended_at=ended_at or now, checked_at=now, ca_sync=registration.ca_sync,
+        ca_sync_reason=registration.ca_sync_reason,
+        pending_ca_operations=pending if isinstance(pending, int) else None,
+        serials={c.kind: c.serial for c in registration.certificates if c.current and c.serial},
+    )
 
 
 def _device_notice(phone: Phone, action: Action, registration_id: str,
