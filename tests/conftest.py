@@ -203,8 +203,10 @@ class RunningService:
         return httpx.Client(base_url=self.url, timeout=60)
 
 
-def start_service(ca_server: RunningCA, database_url: str, tmp_path: Path, *extra_args: str) -> RunningService:
-    """``jpki-service serve`` (with ``extra_args``, e.g. ``--workers 2``) talking to the real CA over HTTP."""
+def start_service(ca_server: RunningCA, database_url: str, tmp_path: Path, *extra_args: str,
+                  settings: dict[str, str] | None = None) -> RunningService:
+    """``jpki-service serve`` (with ``extra_args``, e.g. ``--workers 2``) talking to the real CA over HTTP;
+    ``settings``: JPKI_* variables that replace the ones below."""
     port = free_port()
     data_dir = tmp_path / "service"
     env = {
@@ -216,6 +218,7 @@ def start_service(ca_server: RunningCA, database_url: str, tmp_path: Path, *extr
         # Every test client is 127.0.0.1: the rate limits have their own test (test_rate_limits.py).
         "JPKI_PROOF_ATTEMPTS_PER_CLIENT_PER_MINUTE": "0", "JPKI_PROOF_ATTEMPTS_PER_REGISTRATION_PER_HOUR": "0",
         "JPKI_LOGIN_ATTEMPTS_PER_CLIENT_PER_MINUTE": "0",
+        **(settings or {}),
     }
     url = f"http://127.0.0.1:{port}"
     process = start_process([sys.executable, "-m", "jpki_service", "serve", "--port", str(port), *extra_args], env,

@@ -62,6 +62,11 @@ class ServiceSettings(BaseSettings):
     login_attempts_per_client_per_minute: int = Field(
         20, description="Operator logins one client address may try per minute; 0: no limit."
     )
+    trusted_proxies: str = Field(
+        "", description="Comma-separated addresses (or CIDR ranges) of the reverse proxies whose X-Forwarded-For "
+        "and X-Forwarded-Proto are believed (uvicorn's forwarded-allow-ips). Empty: none, so the per-client limits "
+        "and the audit record the address that really connected."
+    )
     max_body_bytes: int = Field(64 * 1024, description="Larger request bodies get 413.")
     request_threads: int = Field(
         10, ge=1, le=200, description="Threads answering requests in each server process (docs/benchmarks-history.md: "

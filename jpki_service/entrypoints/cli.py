@@ -133,8 +133,12 @@ def serve(
         typer.echo(f"  OCSP      {settings.ca_url}/ocsp")
         typer.echo(f"  database  {make_url(settings.resolved_database_url()).render_as_string(hide_password=True)}")
         sys.stdout.flush()
+        # A client's address is the peer's unless the peer is a proxy named in JPKI_TRUSTED_PROXIES: uvicorn's
+        # default believes X-Forwarded-For from 127.0.0.1, which lets any local client choose its address.
+        trusted = settings.trusted_proxies.strip()
         if workers == 1:
-            uvicorn.run(create_app(settings, on_shutdown=stop_embedded_ca), host=host, port=port, log_level="warning")
+            uvicorn.run(create_app(settings, on_shutdown=stop_embedded_ca), host=host, port=port, log_level="warning",
+                        proxy_headers=bool(trusted), forwarded_allow_ips=trusted)
             return
         # Worker processes build their own app from the environment: hand them this command's choices
         # (the embedded CA's URL and token included). This process supervises them and stops the CA.
@@ -143,7 +147,7 @@ def serve(
         if settings.ca_token:
             os.environ["JPKI_CA_TOKEN"] = settings.ca_token
         uvicorn.run("jpki_service.entrypoints.app:create_app_from_environment", factory=True, workers=workers,
-                    host=host, port=port, log_level="warning")
+                    host=host, port=port, log_level="warning", proxy_headers=bool(trusted), forwarded_allow_ips=trusted)
     finally:
         stop_embedded_ca()  # when the server failed to start
 

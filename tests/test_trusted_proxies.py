@@ -1,0 +1,44 @@
+"""Issue 12, item 4: the per-client limits key on the address that really connected. X-Forwarded-For
+is believed only from a proxy named in JPKI_TRUSTED_PROXIES (uvicorn's forwarded-allow-ips); uvicorn's
+own default believes it from 127.0.0.1, which let any local client choose the address it is counted
+under. Through the real `jpki-service serve` process."""
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import start_service, stop_process
+
+pytestmark = pytest.mark.e2e
+
+LIMITED = {"JPKI_PROOF_ATTEMPTS_PER_CLIENT_PER_MINUTE": "3"}
+
+
+def _challenges(service, forwarded_for: list[str]) -> list[int]:
+    with service.client() as client:
+        return [client.post("/api/v1/challenges", json={"action": "register", "registration_id": None},
+                            headers={"X-Forwarded-For": address}).status_code
+                for address in forwarded_for]
+
+
+def test_a_claimed_address_is_not_believed_without_a_trusted_proxy(ca_server, service_database_url, tmp_path):
+    service = start_service(ca_server, service_database_url, tmp_path, settings=LIMITED)
+    try:
+        # Four different claimed addresses, one real peer: counted together, the fourth is refused.
+        codes = _challenges(service, ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"])
+    finally:
+        stop_process(service.process)
+    assert codes == [201, 201, 201, 429]
+
+
+def test_a_trusted_proxy_is_believed(ca_server, service_database_url, tmp_path):
+    service = start_service(ca_server, service_database_url, tmp_path,
+                            settings={**LIMITED, "JPKI_TRUSTED_PROXIES": "127.0.0.1"})
+    try:
+        # Behind the trusted proxy, each client is counted under its own address...
+        spread = _challenges(service, ["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"])
+        # ... and one client is still limited, whichever of its requests comes through.
+        one = _challenges(service, ["198.51.100.9"] * 4)
+    finally:
+        stop_process(service.process)
+    assert spread == [201, 201, 201, 201]
+    assert one == [201, 201, 201, 429]
