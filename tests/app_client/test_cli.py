@@ -2,13 +2,14 @@
 traceback, and secrets never echoed, whether prompted or taken from the environment."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from app_client.app_data import AppData, AppState
+from app_client.app_data import AppData, AppState, EndedRegistration
 from app_client.cli import app
 from app_client.secure_element import SecureElement
 from tests.app_client.conftest import CARD_PASSWORD, PHONE_PASSWORD, PHONE_PIN
@@ -115,3 +116,41 @@ def test_verify_refuses_what_is_not_a_pdf(run, tmp_path):
                           "cannot read")
     assert_one_line_error(run("sign", str(tmp_path / "notes.txt"), str(tmp_path / "out.pdf")),
                           "register it first")
+
+
+def test_status_of_an_ended_registration_when_the_service_cannot_be_asked(run, tmp_path):
+    """What the phone last knew, and that it could not check; ``forget`` then removes the record (offline)."""
+    ended = EndedRegistration(REGISTRATION, "revoked", "owner-revoked", "owner-revoke", "2026-12-01T10:00:00+00:00",
+                              "2026-12-01T10:00:05+00:00", ca_sync="pending", pending_ca_operations=2,
+                              serials={"signature": "5fcc", "authentication": "6feb"})
+    AppData(tmp_path / "phone" / "app").save(AppState(ended=ended))
+
+    text = run("status")
+    assert text.exit_code == 0, text.output
+    assert text.stdout.splitlines() == [
+        f"registration    {REGISTRATION}",
+        "state           revoked (ended on this phone: revoked by you, 2026-12-01 10:00 UTC)",
+        "reason          owner-revoked",
+        "ca sync         pending, 2 changes waiting",
+        "  signature       serial 5fcc",
+        "  authentication  serial 6feb",
+        text.stdout.splitlines()[6],
+        "this registration has ended: its keys and certificates are deleted from this phone's secure element; "
+        "`jpki-app status` shows it until you remove this record with `jpki-app forget`",
+    ]
+    assert re.fullmatch(r"could not check with the service now \(cannot reach the lifecycle service at "
+                        r"http://127\.0\.0\.1:\d+: .*\): this is what the phone last knew, as the service said on "
+                        r"2026-12-01 10:00 UTC", text.stdout.splitlines()[6])
+    document = run("status", "--json")
+    assert document.stdout.startswith('{\n  "registration": null')
+    shown = json.loads(document.stdout)
+    assert (shown["registration_id"], shown["checked"], shown["ended"]["pending_ca_operations"]) == (
+        REGISTRATION, False, 2)
+    assert "cannot reach the lifecycle service" in shown["check_error"]
+
+    forgotten = run("forget")
+    assert forgotten.exit_code == 0
+    assert f"forgot registration {REGISTRATION} (revoked, owner-revoked)" in forgotten.stdout
+    assert "the CA did not have all of it yet (ca_sync pending)" in forgotten.stdout
+    assert run("status").stdout == "this phone holds no JPKI certificates\n"
+    assert AppData(tmp_path / "phone" / "app").load().ended is None

@@ -84,6 +84,12 @@ def test_register_log_in_and_revoke(new_phone, card):
     revoked = flows.revoke(phone, PHONE_PASSWORD)
     assert (revoked.state, revoked.reason) == ("revoked", "owner-revoked")
     assert not phone.se.holds_keys() and phone.app_data.load().registration_id is None
+    # Status still reports it, as the service does now, until the owner forgets it (issue 12, item 8).
+    report = flows.status(phone)
+    assert (report.registration.state, report.registration.ca_sync) == ("revoked", "done") and report.checked
+    assert (report.ended.registration_id, report.ended.ended_by) == (registration.registration_id, "owner-revoke")
+    assert report.in_secure_element == {} and not phone.se.holds_keys()
+    flows.forget_ended(phone)
     assert flows.status(phone) == flows.StatusReport(None)
 
 
@@ -195,6 +201,8 @@ def test_the_cli_from_register_to_revoke(service_server, card, tmp_path):
 
     revoked = run("revoke")
     assert revoked.exit_code == 0 and "is revoked (owner-revoked)" in revoked.stdout
+    assert "state           revoked (ended on this phone: revoked by you" in run("status").stdout
+    assert "forgot registration" in run("forget").stdout
     assert run("status").stdout == "this phone holds no JPKI certificates\n"
     for result in (registered, revoked):
         assert PHONE_PASSWORD not in result.output and CARD_PASSWORD not in result.output
