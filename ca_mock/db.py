@@ -13,7 +13,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import DeclarativeBase
 
-from jpki_common.store import make_engine
+from jpki_common.store import make_engine, migrations_config
 
 
 class Base(DeclarativeBase):
@@ -33,10 +33,7 @@ def import_models() -> None:
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
-    return config
+    return migrations_config(Path(__file__).parent / "migrations", database_url)
 
 
 def is_older_store(engine: Engine) -> bool:

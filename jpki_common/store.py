@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
+from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, DateTime, Dialect, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -291,3 +292,11 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def migrations_config(migrations: Path, database_url: str) -> AlembicConfig:
+    """The Alembic configuration of one part's migrations folder for one database (no alembic.ini)."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(migrations))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))  # ConfigParser interpolation
+    return config

@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.orm import DeclarativeBase
 
-from jpki_common.store import Store, UTCDateTime, utcnow
+from jpki_common.store import Store, UTCDateTime, migrations_config, utcnow
 
 __all__ = ["Base", "Store", "UTCDateTime", "utcnow", "migrate", "alembic_config"]
 
@@ -21,10 +21,7 @@ class Base(DeclarativeBase):
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
-    return config
+    return migrations_config(Path(__file__).parent / "migrations", database_url)
 
 
 def migrate(database_url: str) -> None:
