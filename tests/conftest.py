@@ -22,9 +22,9 @@ import pytest
 import sqlalchemy as sa
 
 from ca_mock.authorities.service import Hierarchy, initialise
-from jpki_common.store import Store
 from ca_mock.db import migrate
 from ca_mock.settings import CASettings
+from jpki_common.store import Store
 from tests.helpers import reused_ca_keys, start_handing_out_keys_again
 
 POSTGRES_URL = os.environ.get("JPKI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -4,10 +4,11 @@ from __future__ import annotations
 import contextlib
 import threading
 
-from jpki_common import keys
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from jpki_common import keys
 
 PERSON = {"name": "山田 太郎", "date_of_birth": "1990-01-02", "gender": "1", "address": "東京都千代田区千代田1-1"}
 

@@ -32,11 +32,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
 from ca_mock.authorities.service import initialise
-from jpki_common.store import Store as CAStore
 from ca_mock.db import migrate
 from ca_mock.settings import CASettings
-from jpki_service.ca_commands.service import queue_summary
+from jpki_common.store import Store as CAStore
 from jpki_service.adapters.db import Store as ServiceStore
+from jpki_service.ca_commands.service import queue_summary
 from jpki_service.common.faults import POINTS
 from jpki_service.registrations.models import PhoneCertificate, Registration, RegistrationEvent
 from tests.conftest import _empty_database, free_port, start_process, stop_process
@@ -271,7 +271,7 @@ def applied_twice(bench: Bench, card_serial: str) -> list[str]:
     problems = []
     for at_ca in ca_certificates_of_card(bench, card_serial):
         statuses = [e["status"] for e in ca_certificate(bench, at_ca["serial"])["history"]]
-        if any(a == b for a, b in zip(statuses, statuses[1:])):
+        if any(a == b for a, b in zip(statuses, statuses[1:], strict=False)):
             problems.append(f"certificate {at_ca['serial']}: history {statuses}")
     return problems
 
@@ -470,7 +470,8 @@ def run_case(bench: Bench, point: str, operation: str) -> dict:
     registration = next((r for r in registrations if r["id"] == case.registration_id), None) \
         if case.registration_id else (registrations[0] if registrations else None)
     recorded = registration is not None and any(e[0] == event for e in registration["events"])
-    outcome = {"point": point, "operation": operation, "card": case.card.serial, "crashed": crashed, "answered": answer is not None,
+    outcome = {"point": point, "operation": operation, "card": case.card.serial, "crashed": crashed,
+               "answered": answer is not None,
                "status": answer.status_code if answer is not None else None, "recorded": recorded,
                "lost": [], "diverged": [], "twice": [], "failed_commands": queue.get("failed", 0)}
     if answer is not None and answer.status_code >= 500:
@@ -572,7 +573,8 @@ def test_ca_down_then_back_everything_carried_in_order(ca_server, service_server
         assert answer.status_code == 202 and answer.json()["ca_sync"] == "pending", answer.text
     assert [a.json()["state"] for a in answers] == ["revoked", "revoked", "suspended", "suspended", "revoked"]
 
-    env = {**os.environ, "JPKI_DATA_DIR": str(service_server.data_dir), "JPKI_DATABASE_URL": service_server.database_url}
+    env = {**os.environ, "JPKI_DATA_DIR": str(service_server.data_dir),
+           "JPKI_DATABASE_URL": service_server.database_url}
     status = subprocess.run([sys.executable, "-m", "jpki_service", "status"], env=env, capture_output=True, text=True,
                             timeout=60)
     assert status.returncode == 0, status.stderr
@@ -599,7 +601,7 @@ def test_ca_down_then_back_everything_carried_in_order(ca_server, service_server
     expected = [("revoked", "cessationOfOperation", ["good", "revoked"])] * 2 + [
         ("revoked", "cessationOfOperation", ["good", "held", "revoked"]), ("held", "certificateHold", ["good", "held"])]
     with service_server.client() as client:
-        for (phone, serials), (status_, reason, history) in zip(phones, expected):
+        for (phone, _serials), (status_, reason, history) in zip(phones, expected, strict=True):
             document = client.get(f"/api/v1/registrations/{phone.registration_id}").json()
             assert document["ca_sync"] == "done"
             for certificate in document["certificates"]:
@@ -616,8 +618,8 @@ def test_commands_of_one_certificate_stay_in_order_across_back_off(tmp_path):
     import contextlib
     import datetime as dt
 
-    from jpki_service.ca_commands.models import CACommand
     from jpki_service.adapters.db import utcnow
+    from jpki_service.ca_commands.models import CACommand
 
     with contextlib.ExitStack() as stack:
         bench = make_bench("sqlite", tmp_path, stack)
@@ -662,8 +664,8 @@ def test_revoke_never_overtakes_its_issue_in_back_off(tmp_path):
     import contextlib
     import datetime as dt
 
-    from jpki_service.ca_commands.models import CACommand
     from jpki_service.adapters.db import utcnow
+    from jpki_service.ca_commands.models import CACommand
 
     with contextlib.ExitStack() as stack:
         bench = make_bench("sqlite", tmp_path, stack)
