@@ -33,7 +33,7 @@ from app_client.errors import AppError, NothingToLift, NotRegistered, StaleCerti
 from app_client.secure_element import KeySlot, SecureElement
 from app_client.service_client import Proof, Registration, ServiceClient, ServiceProblem, ServiceUnreachable
 from jpki_common.card_rules import check_pin, normalise_signature_password
-from jpki_common.owner_proof import Action
+from jpki_common.owner_proof import Action, authorised_digest
 
 DEFAULT_SERVICE_URL = "http://127.0.0.1:8000"
 DEFAULT_DEVICE_MODEL = "jpki-app simulated phone"
@@ -75,11 +75,15 @@ def register(phone: Phone, card: CardReader, card_password: str, new_password: s
                        "revoke it before registering again")
     # The new secrets' rules are checked before anything is spent (a challenge, a card try).
     new_password, new_pin = normalise_signature_password(new_password), check_pin(new_pin)
-    challenge = phone.service.challenge(Action.REGISTER)
-    proof = Proof(challenge.challenge_id, card.sign_proof(card_password, challenge.message()),
-                  card_certificate_pem=card.signature_certificate_pem)
+    # The keys come first: the card signs them with the challenge, so none can be swapped on the way.
     enrolment = phone.se.enrol(new_password, new_pin, key_algorithm)
     try:
+        challenge = phone.service.challenge(Action.REGISTER)
+        authorised = authorised_digest(signature_csr_pem=enrolment.signature_csr_pem,
+                                       authentication_csr_pem=enrolment.authentication_csr_pem,
+                                       device_public_key_pem=enrolment.device_public_key_pem)
+        proof = Proof(challenge.challenge_id, card.sign_proof(card_password, challenge.message(authorised)),
+                      card_certificate_pem=card.signature_certificate_pem)
         registration = phone.service.register(proof, device_model, enrolment.device_public_key_pem,
                                               enrolment.signature_csr_pem, enrolment.authentication_csr_pem)
     except Exception:
@@ -222,11 +226,12 @@ def lift_suspension(phone: Phone, card: CardReader, card_password: str) -> Regis
     if not registration.can_lift:
         raise NothingToLift(_nothing_to_lift(registration))
     challenge = phone.service.challenge(Action.LIFT_SUSPENSION, registration_id)
-    message = challenge.message()
+    # The new key first: card and device key sign its CSR with the challenge (jpki_common/owner_proof.py).
+    signature_csr_pem = phone.se.stage_new_signature_key()
+    message = challenge.message(authorised_digest(signature_csr_pem=signature_csr_pem))
     card_signature = card.sign_proof(card_password, message)
     proof = Proof(challenge.challenge_id, card_signature, card_certificate_pem=card.signature_certificate_pem,
                   device_signature=phone.se.sign_proof(KeySlot.DEVICE, None, message))
-    signature_csr_pem = phone.se.stage_new_signature_key()
     registration = phone.service.lift_suspension(registration_id, proof, signature_csr_pem)
     issued = registration.current(KeySlot.SIGNATURE.value)
     phone.se.install_staged_signature_key(issued.certificate_pem if issued else None)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from app_client.errors import AppError
-from jpki_common.owner_proof import Action, proof_message
+from jpki_common.owner_proof import NOTHING_AUTHORISED, Action, proof_message
 
 FINAL_STATES = ("revoked", "expired")
 
@@ -43,9 +43,13 @@ class Challenge:
     registration_id: str | None
     expires_at: str
 
-    def message(self) -> bytes:
-        """The exact bytes to sign for this challenge (jpki_service.protocol)."""
-        return proof_message(self.action, self.registration_id, self.challenge_id, self.nonce)
+    def message(self, authorised: str = NOTHING_AUTHORISED) -> bytes:
+        """The exact bytes to sign for this challenge and what the request authorises.
+
+        ``authorised``: ``authorised_digest`` of the CSRs and device key the request carries, "-" for
+        none (jpki_common/owner_proof.py).
+        """
+        return proof_message(self.action, self.registration_id, self.challenge_id, self.nonce, authorised)
 
 
 @dataclass(frozen=True)

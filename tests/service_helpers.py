@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ca_mock.cards.service import issue_card
 from ca_mock.certificates.schemas import PersonIn
-from jpki_common.owner_proof import proof_message, sign_message
+from jpki_common.owner_proof import NOTHING_AUTHORISED, authorised_digest, proof_message, sign_message
 from tests.helpers import PERSON, csr_pem
 
 CARD_PASSWORD, CARD_PIN = "CARD1234", "1234"
@@ -51,21 +51,30 @@ def challenge(client: httpx.Client, action: str, registration_id: str | None = N
     return response.json()
 
 
-def signed(challenge_: dict, key) -> str:
+def signed(challenge_: dict, key, authorised: str = NOTHING_AUTHORISED, version: str | None = None) -> str:
+    """A proof signature over the challenge and ``authorised`` (owner_proof.authorised_digest of the request)."""
     message = proof_message(challenge_["action"], challenge_["registration_id"], challenge_["challenge_id"],
-                            challenge_["nonce"])
+                            challenge_["nonce"], authorised, **({"version": version} if version else {}))
     return sign_message(key, message)
+
+
+def register_authorised(body: dict) -> str:
+    """The authorised digest of a registration body: its two CSRs and its device key."""
+    return authorised_digest(signature_csr_pem=body["signature_csr_pem"],
+                             authentication_csr_pem=body["authentication_csr_pem"],
+                             device_public_key_pem=body["device"]["device_public_key_pem"])
 
 
 def register_body(client: httpx.Client, card: CardForTests, phone: PhoneForTests) -> dict:
     c = challenge(client, "register")
-    return {
-        "proof": {"challenge_id": c["challenge_id"], "signature": signed(c, card.key),
-                  "card_certificate_pem": card.certificate_pem},
+    body = {
+        "proof": {"challenge_id": c["challenge_id"], "card_certificate_pem": card.certificate_pem},
         "device": {"model": "Test Phone 1", "device_public_key_pem": phone.device_public_pem()},
         "signature_csr_pem": csr_pem(phone.signature_key),
         "authentication_csr_pem": csr_pem(phone.authentication_key),
     }
+    body["proof"]["signature"] = signed(c, card.key, register_authorised(body))
+    return body
 
 
 def register(client: httpx.Client, card: CardForTests, phone: PhoneForTests) -> httpx.Response:
@@ -110,8 +119,11 @@ def operator_client(service, username: str, role: str) -> httpx.Client:
 def lift_body(client: httpx.Client, card: CardForTests, phone: PhoneForTests, new_signature_key) -> dict:
     """The owner's lift: card key and device key over one challenge, and a CSR for a new signature key."""
     c = challenge(client, "lift-suspension", phone.registration_id)
+    csr = csr_pem(new_signature_key)
+    authorised = authorised_digest(signature_csr_pem=csr)
     return {
-        "proof": {"challenge_id": c["challenge_id"], "signature": signed(c, card.key),
-                  "card_certificate_pem": card.certificate_pem, "device_signature": signed(c, phone.device_key)},
-        "signature_csr_pem": csr_pem(new_signature_key),
+        "proof": {"challenge_id": c["challenge_id"], "signature": signed(c, card.key, authorised),
+                  "card_certificate_pem": card.certificate_pem,
+                  "device_signature": signed(c, phone.device_key, authorised)},
+        "signature_csr_pem": csr,
     }

@@ -17,7 +17,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jpki_common.keys import check_subject_key
-from jpki_common.owner_proof import Action, signature_verifies
+from jpki_common.owner_proof import (
+    NOTHING_AUTHORISED,
+    PROOF_VERSION,
+    Action,
+    ProofChallenge,
+    authorised_digest,
+    version_accepted,
+)
 from jpki_service import holder_data, lifecycle
 from jpki_service.adapters.context import ServiceContext
 from jpki_service.adapters.db import utcnow
@@ -110,17 +117,22 @@ def _lock_person(session: Session, person_key: str) -> None:
 # -- use cases -----------------------------------------------------------------------------
 def register(ctx: ServiceContext, request: RegisterRequest) -> dict[str, Any]:
     """Register this phone from the card; supersede the same person's other phones."""
-    message = spend_challenge(ctx.store, request.proof.challenge_id, Action.REGISTER, None)
+    challenge = spend_challenge(ctx.store, request.proof.challenge_id, Action.REGISTER, None)
     if not request.proof.card_certificate_pem:
         raise InvalidInput("registering needs proof.card_certificate_pem", field="proof.card_certificate_pem")
-    card = verify_card_proof(ctx.ca, request.proof.card_certificate_pem, message, request.proof.signature,
-                             ctx.keys.person_index)
     keys = {
         CertKind.SIGNATURE: _csr_public_key_pem(request.signature_csr_pem, "signature_csr_pem"),
         CertKind.AUTHENTICATION: _csr_public_key_pem(request.authentication_csr_pem, "authentication_csr_pem"),
     }
     csrs = {CertKind.SIGNATURE: request.signature_csr_pem, CertKind.AUTHENTICATION: request.authentication_csr_pem}
     _public_key(request.device.device_public_key_pem, "device.device_public_key_pem")
+    # The card signs the two CSRs and the device key with the challenge: nothing swapped after it signed passes.
+    authorised = authorised_digest(signature_csr_pem=request.signature_csr_pem,
+                                   authentication_csr_pem=request.authentication_csr_pem,
+                                   device_public_key_pem=request.device.device_public_key_pem)
+    message = _card_message(challenge, request.proof, authorised)
+    card = verify_card_proof(ctx.ca, request.proof.card_certificate_pem, message, request.proof.signature,
+                             ctx.keys.person_index)
     registration_id = secrets.token_hex(16)
     suspension_code = holder_data.new_suspension_code()
     with ctx.store.transaction() as session:
@@ -170,9 +182,39 @@ def _owner_event(ctx: ServiceContext, registration_id: str, event: Event) -> dic
     return get_registration(ctx, registration_id)
 
 
-def _check_key(pem: str, message: bytes, signature: str, what: str) -> None:
-    if not signature_verifies(serialization.load_pem_public_key(pem.encode()), message, signature):
-        raise ProofRejected(f"the {what} did not sign this challenge", field="proof.signature")
+def _proven_message(challenge: ProofChallenge, public_key: object, signature: str, authorised: str, what: str,
+                    field: str) -> bytes:
+    """The message ``signature`` covers for this request (its keys' ``authorised`` digest), or 403 saying why not.
+
+    A version-1 proof covers no key: refused by name on a request that carries one
+    (jpki_common/owner_proof.py). Called after the challenge is spent and before anything is written.
+    """
+    version = challenge.signed_version(public_key, authorised, signature)
+    if version is None:
+        if authorised == NOTHING_AUTHORISED:
+            raise ProofRejected(f"the {what} did not sign this challenge", field=field)
+        raise ProofRejected(f"the {what} did not sign this challenge with the keys this request carries "
+                            f"(authorised {authorised}): a CSR or key differs from what was signed, or another "
+                            "key signed", field=field)
+    if not version_accepted(version, authorised):
+        raise ProofRejected(f"the {what} signed a {version} proof, which covers no key, and this request carries "
+                            f"keys: sign {PROOF_VERSION} (docs/service-api.md)", field=field)
+    return challenge.message(authorised if version == PROOF_VERSION else NOTHING_AUTHORISED, version)
+
+
+def _card_message(challenge: ProofChallenge, proof: OwnerProof, authorised: str) -> bytes:
+    """The message the card's signature covers (its chain and status are checked after, by verify_card_proof)."""
+    try:
+        card_key = x509.load_pem_x509_certificate((proof.card_certificate_pem or "").encode()).public_key()
+    except ValueError:
+        return challenge.message(authorised)  # not a certificate: verify_card_proof says so (422)
+    return _proven_message(challenge, card_key, proof.signature, authorised, "card", "proof.signature")
+
+
+def _check_key(pem: str, challenge: ProofChallenge, signature: str, what: str) -> None:
+    """A proof by a registered key of a request that carries no key (revoke, uninstall, stale certificate)."""
+    _proven_message(challenge, serialization.load_pem_public_key(pem.encode()), signature, NOTHING_AUTHORISED, what,
+                    "proof.signature")
 
 
 def revoke_registration(ctx: ServiceContext, registration_id: str, proof: OwnerProof) -> dict[str, Any]:
@@ -181,8 +223,8 @@ def revoke_registration(ctx: ServiceContext, registration_id: str, proof: OwnerP
         load_registration(session, registration_id)
         signature_key = next(c.public_key_pem for c in current_certificates(session, registration_id)
                              if c.kind == CertKind.SIGNATURE.value)
-    message = spend_challenge(ctx.store, proof.challenge_id, Action.REVOKE, registration_id)
-    _check_key(signature_key, message, proof.signature, "phone signature key")
+    challenge = spend_challenge(ctx.store, proof.challenge_id, Action.REVOKE, registration_id)
+    _check_key(signature_key, challenge, proof.signature, "phone signature key")
     return _owner_event(ctx, registration_id, Event.OWNER_REVOKED)
 
 
@@ -190,17 +232,19 @@ def authorise_password_reset(ctx: ServiceContext, registration_id: str, proof: O
     """The card that registered this phone proves itself; the SE may then set a new password."""
     with ctx.store.sessions() as session:
         card_serial = load_registration(session, registration_id).card_serial
-    message = spend_challenge(ctx.store, proof.challenge_id, Action.RESET_PASSWORD, registration_id)
-    _registering_card(ctx, proof, message, card_serial)
+    challenge = spend_challenge(ctx.store, proof.challenge_id, Action.RESET_PASSWORD, registration_id)
+    _registering_card(ctx, proof, challenge, NOTHING_AUTHORISED, card_serial)
     with ctx.store.transaction() as session:
         apply_event(session, load_registration(session, registration_id, lock=True), Event.PASSWORD_RESET)
     return {"registration_id": registration_id, "reset_allowed": True}
 
 
-def _registering_card(ctx: ServiceContext, proof: OwnerProof, message: bytes, card_serial: str) -> VerifiedCard:
+def _registering_card(ctx: ServiceContext, proof: OwnerProof, challenge: ProofChallenge, authorised: str,
+                      card_serial: str) -> VerifiedCard:
     """The card's proof, from the very card that registered this phone."""
     if not proof.card_certificate_pem:
         raise InvalidInput("this request needs proof.card_certificate_pem", field="proof.card_certificate_pem")
+    message = _card_message(challenge, proof, authorised)
     card = verify_card_proof(ctx.ca, proof.card_certificate_pem, message, proof.signature, ctx.keys.person_index)
     if card.serial != card_serial:
         raise ProofRejected("this card is not the one that registered this phone", field="proof.card_certificate_pem")
@@ -217,16 +261,16 @@ def lift_suspension(ctx: ServiceContext, registration_id: str, request: LiftRequ
     with ctx.store.sessions() as session:
         registration = load_registration(session, registration_id)
         card_serial, device_key = registration.card_serial, registration.device_public_key_pem
-    message = spend_challenge(ctx.store, request.proof.challenge_id, Action.LIFT_SUSPENSION, registration_id)
+    challenge = spend_challenge(ctx.store, request.proof.challenge_id, Action.LIFT_SUSPENSION, registration_id)
     if not request.proof.device_signature:
         raise InvalidInput("lifting a suspension needs proof.device_signature (the phone's device key)",
                            field="proof.device_signature")
-    if not signature_verifies(serialization.load_pem_public_key(device_key.encode()), message,
-                              request.proof.device_signature):
-        raise ProofRejected("the device key did not sign this challenge: not the registered phone",
-                            field="proof.device_signature")
-    card = _registering_card(ctx, request.proof, message, card_serial)
     new_key = NewKey(request.signature_csr_pem, _csr_public_key_pem(request.signature_csr_pem, "signature_csr_pem"))
+    # Card and device key both sign the new signature CSR with the challenge (jpki_common/owner_proof.py).
+    authorised = authorised_digest(signature_csr_pem=request.signature_csr_pem)
+    _proven_message(challenge, serialization.load_pem_public_key(device_key.encode()), request.proof.device_signature,
+                    authorised, "device key", "proof.device_signature")
+    card = _registering_card(ctx, request.proof, challenge, authorised, card_serial)
     with ctx.store.transaction() as session:
         registration = load_registration(session, registration_id, lock=True)
         if registration.state == State.SUSPENDED.value:
@@ -248,8 +292,8 @@ def report_device_event(ctx: ServiceContext, registration_id: str, proof: OwnerP
     with ctx.store.sessions() as session:
         registration = load_registration(session, registration_id)
         device_key, state = registration.device_public_key_pem, State(registration.state)
-    message = spend_challenge(ctx.store, proof.challenge_id, action, registration_id)
-    _check_key(device_key, message, proof.signature, "device key")
+    challenge = spend_challenge(ctx.store, proof.challenge_id, action, registration_id)
+    _check_key(device_key, challenge, proof.signature, "device key")
     if state.is_final and event is Event.STALE_CERTIFICATE:
         return get_registration(ctx, registration_id)  # already dead: the phone may delete its copy
     return _owner_event(ctx, registration_id, event)

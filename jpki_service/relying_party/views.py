@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from jpki_common.owner_proof import Action, signature_verifies
+from jpki_common.owner_proof import NOTHING_AUTHORISED, Action
 from jpki_service.adapters.ca_client import CAUnavailable
 from jpki_service.adapters.ocsp_verification import OCSPAnswerRefused
 from jpki_service.cards.service import load_certificate
@@ -38,7 +38,7 @@ def login_challenge(request: Request) -> dict[str, Any]:
 @router.post("/login", summary="Log in with the user-authentication certificate")
 def login(body: LoginRequest, request: Request) -> dict[str, Any]:
     ctx = request.app.state.context
-    message = spend_challenge(ctx.store, body.challenge_id, Action.LOGIN, None)
+    challenge = spend_challenge(ctx.store, body.challenge_id, Action.LOGIN, None)
     certificate = load_certificate(body.certificate_pem, "certificate_pem")
     try:
         issuer, root = ctx.ca.ca_certificate("auth"), ctx.ca.ca_certificate("root")
@@ -50,7 +50,8 @@ def login(body: LoginRequest, request: Request) -> dict[str, Any]:
         now = dt.datetime.now(dt.UTC)
         if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
             raise ProofRejected("the certificate is outside its validity period")
-        if not signature_verifies(certificate.public_key(), message, body.signature):
+        # A login authorises no key: either proof version serves (jpki_common/owner_proof.py).
+        if challenge.signed_version(certificate.public_key(), NOTHING_AUTHORISED, body.signature) is None:
             raise ProofRejected("the signature over the login challenge does not verify", field="signature")
         answer = ctx.ca.ocsp_status(certificate, issuer)
     except CAUnavailable as exc:

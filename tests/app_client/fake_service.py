@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from jpki_common.owner_proof import proof_message, signature_verifies
+from jpki_common.owner_proof import authorised_digest, proof_message, signature_verifies
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 URL = "http://lifecycle.test"
@@ -137,13 +137,14 @@ class FakeService:
                                          "registration_id": body.get("registration_id"),
                                          "expires_at": "2099-01-01T00:00:00+00:00"})
 
-    def _spend(self, challenge_id: str, action: str, registration_id: str | None) -> bytes | httpx.Response:
+    def _spend(self, challenge_id: str, action: str, registration_id: str | None,
+               authorised: str = "-") -> bytes | httpx.Response:
         spent = self.challenges.pop(challenge_id, None)
         if spent is None:
             return _problem(404, "challenge-unknown", "Challenge unknown", f"no challenge {challenge_id}")
         if spent[:2] != (action, registration_id):
             return _problem(400, "challenge-mismatch", "Challenge mismatch", "made for another action")
-        return proof_message(action, registration_id, challenge_id, spent[2])
+        return proof_message(action, registration_id, challenge_id, spent[2], authorised)
 
     def _card(self, proof: dict[str, Any], message: bytes) -> x509.Certificate | httpx.Response:
         card = x509.load_pem_x509_certificate(proof["card_certificate_pem"].encode())
@@ -152,7 +153,10 @@ class FakeService:
         return card
 
     def _register(self, body: dict[str, Any]) -> httpx.Response:
-        message = self._spend(body["proof"]["challenge_id"], "register", None)
+        authorised = authorised_digest(signature_csr_pem=body["signature_csr_pem"],
+                                       authentication_csr_pem=body["authentication_csr_pem"],
+                                       device_public_key_pem=body["device"]["device_public_key_pem"])
+        message = self._spend(body["proof"]["challenge_id"], "register", None, authorised)
         if isinstance(message, httpx.Response):
             return message
         card = self._card(body["proof"], message)
@@ -175,7 +179,8 @@ class FakeService:
         self.lift_bodies.append(body)
         registration = self.registrations[registration_id]
         proof = body["proof"]
-        message = self._spend(proof["challenge_id"], "lift-suspension", registration_id)
+        message = self._spend(proof["challenge_id"], "lift-suspension", registration_id,
+                              authorised_digest(signature_csr_pem=body["signature_csr_pem"]))
         if isinstance(message, httpx.Response):
             return message
         card = self._card(proof, message)
