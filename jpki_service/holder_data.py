@@ -9,9 +9,24 @@ The service keeps as little as it can (DESIGN.md 3, "minimised and protected"):
 - a **suspension code** given to the owner once at registration (as the German Smart-eID's
   blocking code), stored only as a keyed HMAC.
 
-The gender, the date of birth and the address are not stored at all. Normalisation makes the
-caller's words match the card's: NFKC (full-width letters, digits and spaces become ASCII), all
-white space removed, Latin letters case-folded, dash look-alikes made one hyphen.
+The gender, the date of birth and the address are not stored at all.
+
+``normalise_item`` is the one rule by which two spellings of an item are the same item: the
+call-centre search (caller's words against the card's) and the person key (a renewed card against
+the old one, ``cards/service.py``) both use it, and nothing else compares items. In order:
+
+1. invisible format characters (Unicode category Cf: zero-width space U+200B, joiners U+200C/D,
+   word joiner U+2060, BOM U+FEFF, soft hyphen U+00AD, bidi marks) are removed;
+2. NFKC: full-width letters, digits and hyphen-minus become ASCII, half-width katakana full-width,
+   and every compatibility space (U+3000 ideographic, U+00A0, U+2000-U+200A, U+202F, U+205F)
+   becomes U+0020;
+3. every dash look-alike (``DASHES``) becomes "-"; the katakana prolonged sound mark U+30FC (and
+   its half-width U+FF70) is a letter of names and is kept, and so are the wave dashes U+301C,
+   U+3030 and the katakana double hyphen U+30A0;
+4. all white space (``str.isspace``: every Zs space, tabs, line breaks) is removed;
+5. case-folded (Latin, Greek, Cyrillic letters).
+
+Variation selectors (the IVS of a kanji glyph variant) are kept: a card writes what J-LIS writes.
 """
 from __future__ import annotations
 
@@ -33,13 +48,22 @@ from jpki_service.common.problems import InvalidInput
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_LENGTH = 12  # 60 bits: guessing one among millions of codes is hopeless within any rate limit
 _CODE_CONFUSABLES = str.maketrans({"O": "0", "I": "1", "L": "1"})
-_DASHES = re.compile("[\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d]")
+# Dash look-alikes folded into "-": the Unicode dash punctuation (Pd) but the wave dashes and the
+# katakana double hyphen, plus minus signs, the hyphen bullet and the box-drawing horizontals
+# (written for a hyphen in Japanese addresses). U+30FC and U+FF70 (prolonged sound mark) are not here.
+DASHES = (
+    "\u058a\u05be\u1400\u1806\u2010\u2011\u2012\u2013\u2014\u2015\u2e17\u2e1a\u2e3a\u2e3b\u2e40\u2e5d"
+    "\ufe31\ufe32\ufe58\ufe63\uff0d\U00010ead"  # Pd
+    "\u2212\u207b\u208b\u02d7\u2796\u2043\u2500\u2501"  # minus signs, hyphen bullet, box drawing
+)
+_DASHES = re.compile(f"[{DASHES}]")
 _NAME_AAD = b"jpki-service/holder-name/1"
 
 
 # -- normalisation -------------------------------------------------------------------------------
 def normalise_item(text: str) -> str:
-    """One card item as the caller or the card may spell it, in one canonical form."""
+    """One card item as the caller or the card may spell it, in one canonical form (see the module)."""
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
     text = unicodedata.normalize("NFKC", text)
     text = _DASHES.sub("-", text)
     return "".join(text.split()).casefold()

@@ -4,6 +4,12 @@ The card certificate must be a card-signature certificate of the CA's signature 
 the root), within its validity, good at the OCSP responder it names, and its key must have
 signed the challenge. What the service keeps of the card: its certificate serial and a keyed
 hash of its four items (to find the same person's other phones), never the items themselves.
+
+The person key hashes the items as ``holder_data.normalise_item`` spells them (the birth date as
+``normalise_birth_date``, the gender code as it is), so a renewed card that writes the name with an
+ideographic space, or the address with full-width digits, is the same person. Keys made before
+that rule hashed the raw items: ``legacy_person_key`` is kept so the registration can find such a
+person and re-key them (``registrations/service.py``, ``_lock_person``).
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from jpki_common.profiles import PROFILES, personal_data_of
 from jpki_service.adapters.ca_client import CAClient, CAUnavailable
 from jpki_service.adapters.ocsp_verification import OCSPAnswerRefused
 from jpki_service.common.problems import CAUnreachable, InvalidInput, ProofRejected, StatusUnverified
+from jpki_service.holder_data import normalise_birth_date, normalise_item
 
 CARD_SIGNATURE_POLICY = x509.ObjectIdentifier(PROFILES["card-signature"].policy_oid)
 
@@ -28,6 +35,7 @@ class VerifiedCard:
     serial: str
     person: dict[str, str]  # the four items, for the phone signature certificate only; not stored
     person_key: str
+    legacy_person_key: str  # the key as made before items were normalised; to find and re-key old rows
 
 
 def load_certificate(pem: str, field: str) -> x509.Certificate:
@@ -48,7 +56,27 @@ def _person(certificate: x509.Certificate) -> dict[str, str]:
             "date_of_birth": person.date_of_birth.isoformat()}
 
 
+_PERSON_KEY_VERSION = "person-key/2"
+
+
+def person_of_certificate(pem: str) -> dict[str, str] | None:
+    """The four items a (phone or card) signature certificate carries, or None if it carries none."""
+    try:
+        return _person(x509.load_pem_x509_certificate(pem.encode()))
+    except (ValueError, ProofRejected):
+        return None
+
+
 def person_key(secret: bytes, person: dict[str, str]) -> str:
+    """The keyed hash of the four items, each in its one canonical spelling: equal person, equal key."""
+    items = (normalise_item(person["name"]), normalise_birth_date(person["date_of_birth"], "date_of_birth"),
+             person["gender"], normalise_item(person["address"]))
+    material = "\x1f".join((_PERSON_KEY_VERSION, *items))
+    return hmac.new(secret, material.encode(), hashlib.sha256).hexdigest()
+
+
+def legacy_person_key(secret: bytes, person: dict[str, str]) -> str:
+    """The key of the raw items, as made before ``person_key`` normalised them; only to find old rows."""
     material = "\x1f".join(person[k] for k in ("name", "date_of_birth", "gender", "address"))
     return hmac.new(secret, material.encode(), hashlib.sha256).hexdigest()
 
@@ -83,4 +111,5 @@ def verify_card_proof(ca: CAClient, certificate_pem: str, message: bytes, signat
         raise ProofRejected(f"the card certificate is {answer.status} at the CA"
                             + (f" ({answer.reason})" if answer.reason else ""))
     person = _person(card)
-    return VerifiedCard(format(card.serial_number, "x"), person, person_key(secret, person))
+    return VerifiedCard(format(card.serial_number, "x"), person, person_key(secret, person),
+                        legacy_person_key(secret, person))

@@ -12,7 +12,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,7 +29,7 @@ from jpki_service import holder_data, lifecycle
 from jpki_service.adapters.context import ServiceContext
 from jpki_service.adapters.db import utcnow
 from jpki_service.ca_commands import service as ca_commands
-from jpki_service.cards.service import VerifiedCard, verify_card_proof
+from jpki_service.cards.service import VerifiedCard, person_key, person_of_certificate, verify_card_proof
 from jpki_service.challenges.service import spend_challenge
 from jpki_service.common.problems import InvalidInput, ProofRejected, StateConflict
 from jpki_service.lifecycle import Actor, CertKind, Event, State
@@ -104,14 +104,46 @@ def _public_key(pem: str, field: str):
     return key
 
 
-def _lock_person(session: Session, person_key: str) -> None:
-    """Serialise registrations of one person (PostgreSQL row lock; SQLite writers are serial)."""
+def _lock_person(session: Session, ctx: ServiceContext, card: VerifiedCard) -> None:
+    """Serialise registrations of one person (PostgreSQL row lock; SQLite writers are serial), and
+    bring the person's older rows under the person key (items normalised, ``cards/service.py``).
+
+    Every request locks the row of the normalised key first, made if absent: one lock order, so no
+    deadlock, and two cards of one person (one spelling the name with U+0020, one with U+3000)
+    wait for each other. Under that lock, rows keyed before the items were normalised are re-keyed
+    in this transaction, so the supersede that follows sees them and the next request finds the
+    person directly:
+
+    - the legacy key of this very card (its raw items): that ``people`` row is deleted (waiting for
+      whoever still holds it) and the registrations under it move to the new key;
+    - a live registration of the same person under another raw spelling (the old card wrote
+      U+0020, the renewed one U+3000): found by the blind index (normalised since it exists) and
+      confirmed by the items of its signature certificate giving this very person key; its key
+      moves likewise.
+    """
+    new_key = card.person_key
     try:
         with session.begin_nested():
-            session.add(Person(person_key=person_key))
+            session.add(Person(person_key=new_key))
     except IntegrityError:
         pass
-    session.scalars(select(Person).where(Person.person_key == person_key).with_for_update()).one()
+    session.scalars(select(Person).where(Person.person_key == new_key).with_for_update()).one()
+    old_keys = {card.legacy_person_key} - {new_key}
+    index = holder_data.holder_index(ctx.keys.holder_index, card.person["name"], card.person["date_of_birth"],
+                                     card.person["address"])
+    for old_key, pem in session.execute(
+        select(Registration.person_key, PhoneCertificate.certificate_pem)
+        .join(PhoneCertificate, PhoneCertificate.registration_id == Registration.id)
+        .where(Registration.holder_index == index, Registration.person_key != new_key,
+               Registration.state.in_([s.value for s in lifecycle.LIVE]),
+               PhoneCertificate.kind == CertKind.SIGNATURE.value, PhoneCertificate.certificate_pem.is_not(None))
+    ):
+        items = person_of_certificate(pem) if pem and old_key not in old_keys else None
+        if items is not None and person_key(ctx.keys.person_index, items) == new_key:
+            old_keys.add(old_key)
+    for old_key in sorted(old_keys):
+        session.execute(delete(Person).where(Person.person_key == old_key))
+        session.execute(update(Registration).where(Registration.person_key == old_key).values(person_key=new_key))
 
 
 # -- use cases -----------------------------------------------------------------------------
@@ -136,7 +168,7 @@ def register(ctx: ServiceContext, request: RegisterRequest) -> dict[str, Any]:
     registration_id = secrets.token_hex(16)
     suspension_code = holder_data.new_suspension_code()
     with ctx.store.transaction() as session:
-        _lock_person(session, card.person_key)
+        _lock_person(session, ctx, card)
         superseded = []
         for old in session.scalars(
             select(Registration).where(Registration.person_key == card.person_key,
