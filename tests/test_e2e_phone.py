@@ -119,7 +119,11 @@ def test_register_status_login_revoke(world):
     assert "logged in" in world.app("phone", "login", JPKI_AUTH_PIN=PHONE_PIN).stdout
 
     world.app("phone", "revoke", JPKI_SIGN_PASSWORD=PHONE_PASSWORD)
-    assert world.status("phone")["registration"] is None  # deleted from the SE, nothing left
+    # Deleted from the SE; the phone still shows the ended registration until the owner forgets it.
+    after = world.status("phone")
+    assert after["registration"]["state"] == "revoked" and after["ended"]["ended_by"] == "owner-revoke"
+    world.app("phone", "forget")
+    assert world.status("phone")["registration"] is None
     for pem in pems.values():
         assert world.ocsp(pem) == "revoked:cessationOfOperation"
     refused = world.app("phone", "login", JPKI_AUTH_PIN=PHONE_PIN, check=False)
@@ -139,7 +143,8 @@ def test_a_new_phone_supersedes_the_old_one(world):
     report = world.status("old")
     assert report["registration"]["state"] == "revoked" and report["registration"]["reason"] == "superseded"
     assert report["copy_deleted"] is True
-    assert world.status("old")["registration"] is None
+    again = world.status("old")  # kept as ended until forgotten
+    assert again["registration"]["state"] == "revoked" and again["ended"]["ended_by"] == "found-ended"
 
 
 def test_wrong_passwords_lock_and_the_card_resets(world):
@@ -174,7 +179,8 @@ def test_offline_uninstall_leaves_them_live_until_reinstall(world):
     assert all(world.ocsp(pem) == "good" for pem in pems.values())  # as in reality
     assert "found the certificates" in world.app("phone", "install").stdout
     assert all(world.ocsp(pem) == "revoked:cessationOfOperation" for pem in pems.values())
-    assert world.status("phone")["registration"] is None
+    stale = world.status("phone")["ended"]
+    assert stale["ended_by"] == "stale-certificate" and stale["state"] == "expired"
 
 
 def test_factory_reset_then_install_deletes_the_stale_certificates(world):
