@@ -17,9 +17,9 @@ from app_client.secure_element import SecureElement
 from ca_mock.authorities.service import initialise
 from ca_mock.cards.service import issue_card, write_card
 from ca_mock.certificates.schemas import PersonIn
-from jpki_common.store import Store
 from ca_mock.db import migrate
 from ca_mock.settings import CASettings
+from jpki_common.store import Store
 from tests.helpers import PERSON
 
 CARD_PASSWORD = "CARD2024X"

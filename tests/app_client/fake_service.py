@@ -219,11 +219,11 @@ class FakeService:
 
     @staticmethod
     def _change(event: str, actor: str) -> dict[str, str]:
-        return {"event": event, "actor": actor, "at": dt.datetime.now(dt.timezone.utc).isoformat()}
+        return {"event": event, "actor": actor, "at": dt.datetime.now(dt.UTC).isoformat()}
 
     def _issue(self, certificate: _Certificate) -> None:
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake phone CA")])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         issued = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
                   .public_key(serialization.load_pem_public_key(certificate.public_key_pem.encode()))
                   .serial_number(x509.random_serial_number()).not_valid_before(now)
