@@ -91,7 +91,7 @@ def register(phone: Phone, card: CardReader, card_password: str, new_password: s
         # that did happen unseen holds certificates nobody can use and is superseded by the next.
         phone.se.delete_registration()
         raise
-    phone.se.bind(registration.registration_id)
+    phone.se.bind(registration.registration_id, registration.statement_key_pem)
     state = phone.app_data.load()
     phone.app_data.save(state.replace(registration_id=registration.registration_id,
                                       service_url=phone.service.base_url, device_model=device_model,
@@ -197,9 +197,12 @@ def reset_password(phone: Phone, card: CardReader, card_password: str, new_passw
     challenge = phone.service.challenge(Action.RESET_PASSWORD, registration_id)
     proof = Proof(challenge.challenge_id, card.sign_proof(card_password, challenge.message()),
                   card_certificate_pem=card.signature_certificate_pem)
-    if not phone.service.reset_password(registration_id, proof):
-        raise AppError("the service did not allow the password reset")
-    phone.se.reset_signature_password(new_password)
+    authorisation = phone.service.reset_password(registration_id, proof)
+    if phone.se.service_statement_key_pem is None:
+        # Registered before the service sent its statement key: pinned now, once (trust on first use).
+        phone.se.pin_service_statement_key(phone.service.statement_key())
+    # The SE checks the service's signed statement itself (ResetRefused, password unchanged, if not good).
+    phone.se.reset_signature_password(new_password, authorisation)
 
 
 def lift_suspension(phone: Phone, card: CardReader, card_password: str) -> Registration:
@@ -227,9 +230,16 @@ def lift_suspension(phone: Phone, card: CardReader, card_password: str) -> Regis
         raise NothingToLift(_nothing_to_lift(registration))
     challenge = phone.service.challenge(Action.LIFT_SUSPENSION, registration_id)
     # The new key first: card and device key sign its CSR with the challenge (jpki_common/owner_proof.py).
+    # A key staged by an earlier attempt is reused; one staged now goes again if the card refuses.
+    staged_before = phone.se.staged_signature_public_key_pem is not None
     signature_csr_pem = phone.se.stage_new_signature_key()
     message = challenge.message(authorised_digest(signature_csr_pem=signature_csr_pem))
-    card_signature = card.sign_proof(card_password, message)
+    try:
+        card_signature = card.sign_proof(card_password, message)
+    except Exception:
+        if not staged_before:
+            phone.se.discard_staged_signature_key()
+        raise
     proof = Proof(challenge.challenge_id, card_signature, card_certificate_pem=card.signature_certificate_pem,
                   device_signature=phone.se.sign_proof(KeySlot.DEVICE, None, message))
     registration = phone.service.lift_suspension(registration_id, proof, signature_csr_pem)

@@ -13,6 +13,9 @@ the only code that touches the folder, and it keeps the same promises in softwar
 - a password/PIN is stored only as an argon2 hash and checked here, with a persistent retry
   counter: 5 wrong passwords or 3 wrong PINs lock the key, and a locked key refuses even the
   right secret until reset; a correct entry resets the counter;
+- the signature password is reset only on a statement signed by the service's statement key,
+  pinned at registration, for this registration and this signature key, fresh and used once
+  (jpki_common/reset_authorisation.py): an unsigned or forged "reset allowed" changes nothing;
 - private keys at rest are PKCS#8-encrypted under a random master secret kept in ``master.key``
   (0600). That file stands in for the chip's internal key: it protects the key files against
   casual copying, not against someone who can read the whole folder, which a real chip would
@@ -27,6 +30,7 @@ or unanswered request leaves the phone as it was.
 """
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import secrets
 from collections.abc import Callable, Iterator
@@ -39,18 +43,23 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from app_client import storage
 from app_client.errors import AppError
 from app_client.retry_counter import spend_try
-from jpki_common import keys
+from jpki_common import keys, reset_authorisation
 from jpki_common.card_rules import PIN_TRIES, SIGNATURE_PASSWORD_TRIES, check_pin, normalise_signature_password
 from jpki_common.owner_proof import sign_message
 
 SE_FORMAT = "jpki-app-se/1"
 # Where a new signature key waits in state.json until the service accepts it (absent: none waits).
 _STAGED_SIGNATURE_KEY = "staged_signature_key"
+# The service's statement key, pinned at registration: only what it signs may reset the password.
+_SERVICE_STATEMENT_KEY = "service_statement_key_pem"
+# The reset authorisations already acted on (their statement ids), so none serves twice.
+_USED_RESET_STATEMENTS = "used_reset_statements"
+_USED_RESET_STATEMENTS_KEPT = 32
 
 
 class KeySlot(str, enum.Enum):
@@ -85,6 +94,11 @@ class NoKey(AppError):
 
 class CertificateMismatch(AppError):
     """A certificate offered to the SE does not certify the key in that slot."""
+
+
+class ResetRefused(AppError):
+    """The password-reset authorisation is missing, unsigned, forged, expired or for another
+    registration or key: the password is unchanged."""
 
 
 @dataclass(frozen=True)
@@ -173,12 +187,33 @@ class SecureElement:
         return Enrolment(csrs[KeySlot.SIGNATURE], csrs[KeySlot.AUTHENTICATION],
                          state["slots"][KeySlot.DEVICE.value]["public_key_pem"])
 
-    def bind(self, registration_id: str) -> None:
-        """Record which registration the keys belong to, once the service has accepted them."""
+    def bind(self, registration_id: str, service_statement_key_pem: str | None = None) -> None:
+        """Record which registration the keys belong to, once the service has accepted them, and
+        pin the service's statement key that came with that answer (what signs reset authorisations)."""
         with self._changing() as state:
             if not state["slots"]:
                 raise NoKey("the secure element holds no keys to bind")
             state["registration_id"] = registration_id
+            if service_statement_key_pem is not None:
+                state[_SERVICE_STATEMENT_KEY] = _checked_statement_key(service_statement_key_pem)
+
+    @property
+    def service_statement_key_pem(self) -> str | None:
+        """The pinned service statement key (None: none pinned yet)."""
+        return self._load().get(_SERVICE_STATEMENT_KEY)
+
+    def pin_service_statement_key(self, public_key_pem: str) -> None:
+        """Pin the service's statement key once, for an SE bound before the service sent it.
+
+        A key already pinned is never replaced: a different one is refused.
+        """
+        pem = _checked_statement_key(public_key_pem)
+        with self._changing() as state:
+            pinned = state.get(_SERVICE_STATEMENT_KEY)
+            if pinned is not None and pinned != pem:
+                raise ResetRefused("the secure element already trusts another service statement key; it is "
+                                   "never replaced (register again to trust a new one)")
+            state[_SERVICE_STATEMENT_KEY] = pem
 
     def store_certificate(self, slot: KeySlot, certificate_pem: str) -> None:
         """Write a certificate into its slot, only if it certifies that slot's key."""
@@ -196,6 +231,7 @@ class SecureElement:
             state["registration_id"] = None
             state["slots"] = {}
             state.pop(_STAGED_SIGNATURE_KEY, None)
+            state.pop(_SERVICE_STATEMENT_KEY, None)  # pinned for that registration; the next one brings its own
 
     # -- a new signature key (lifting a suspension) ----------------------------------------------
 
@@ -227,6 +263,11 @@ class SecureElement:
             else:
                 key = self._private_key(staged)
             return keys.csr_pem(key, "jpki-app secure element")
+
+    def discard_staged_signature_key(self) -> None:
+        """Destroy the staged key (one no request has carried yet: the owner's proof failed first)."""
+        with self._changing() as state:
+            state.pop(_STAGED_SIGNATURE_KEY, None)
 
     def certifies_staged_signature_key(self, certificate_pem: str) -> bool:
         """Whether ``certificate_pem`` is for the staged new signature key (False when none waits)."""
@@ -260,17 +301,34 @@ class SecureElement:
                            private_key_pem=staged["private_key_pem"], certificate_pem=certificate_pem)
             del state[_STAGED_SIGNATURE_KEY]
 
-    def reset_signature_password(self, new_password: str) -> None:
-        """Set a new signature password and clear its lock.
+    def reset_signature_password(self, new_password: str, authorisation: object,
+                                 now: dt.datetime | None = None) -> None:
+        """Set a new signature password and clear its lock, on the service's signed say-so.
 
-        Only after the service confirmed a card proof (POST .../reset-password answered
-        ``reset_allowed``). A real SE would check a token from the service; this simulation
-        trusts the app to call it only then.
+        ``authorisation``: the ``authorisation`` of the service's answer to POST .../reset-password
+        (the card that registered this phone proved itself there), as received. The SE accepts it
+        only if it is signed by the service statement key pinned at registration, for a password
+        reset of this registration and of the key in the signature slot, fresh, and not used before
+        (jpki_common/reset_authorisation.py). Otherwise :class:`ResetRefused` and nothing changes.
         """
         guard = _GUARDS[KeySlot.SIGNATURE]
         verifier = self._hasher.hash(guard.normalise(new_password))
         with self._changing() as state:
             data = self._slot(state, KeySlot.SIGNATURE)
+            pinned, registration_id = state.get(_SERVICE_STATEMENT_KEY), state["registration_id"]
+            if pinned is None or registration_id is None:
+                raise ResetRefused("the secure element holds no service statement key to check a reset "
+                                   "authorisation with: the password is unchanged")
+            try:
+                statement = reset_authorisation.ResetAuthorisation.from_json(authorisation)
+                reset_authorisation.verify(statement, pinned, registration_id,
+                                           reset_authorisation.key_fingerprint(data["public_key_pem"]), now)
+            except reset_authorisation.StatementRefused as exc:
+                raise ResetRefused(f"{exc}; the password is unchanged") from None
+            used = state.setdefault(_USED_RESET_STATEMENTS, [])
+            if statement.statement_id in used:
+                raise ResetRefused("this reset authorisation was already used; the password is unchanged")
+            used[:] = [*used, statement.statement_id][-_USED_RESET_STATEMENTS_KEPT:]
             data.update(verifier=verifier, tries_left=guard.max_tries)
 
     # -- using the keys --------------------------------------------------------------------------
@@ -360,6 +418,13 @@ class SecureElement:
             state = self._load()
             yield state
             self._save(state)
+
+
+def _checked_statement_key(public_key_pem: str) -> str:
+    key = serialization.load_pem_public_key(public_key_pem.encode())
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise ResetRefused("the service statement key is not an Ed25519 public key")
+    return public_key_pem
 
 
 def _public_pem(holder: keys.CAPrivateKey | x509.Certificate) -> str:

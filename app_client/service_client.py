@@ -97,6 +97,8 @@ class Registration:
     superseded: tuple[str, ...] = ()
     # Shown once, in the answer to registering: the owner gives it to the call centre to suspend a lost phone.
     suspension_code: str | None = None
+    # Also only in the answer to registering: the service's key for reset authorisations, which the SE pins.
+    statement_key_pem: str | None = None
     # Active again after a supervisor lifted the suspension, but with no valid signature certificate
     # until the owner proves card + phone (the lift-suspension request, again).
     signature_reissue_needed: bool = False
@@ -118,6 +120,7 @@ class Registration:
                 ),
                 superseded=tuple(document.get("superseded") or ()),
                 suspension_code=document.get("suspension_code"),
+                statement_key_pem=document.get("statement_key_pem"),
                 signature_reissue_needed=bool(document.get("signature_reissue_needed", False)),
                 last_change=LastChange.from_json(document.get("last_change")),
                 document=document,
@@ -196,10 +199,20 @@ class ServiceClient:
         return Registration.from_json(self._call("POST", path, {"proof": proof.to_json(),
                                                                 "signature_csr_pem": signature_csr_pem}))
 
-    def reset_password(self, registration_id: str, proof: Proof) -> bool:
+    def reset_password(self, registration_id: str, proof: Proof) -> Any:
+        """The reset authorisation the service signed, as received (None when the answer has none):
+        the secure element, not this client, decides whether to believe it."""
         answer = self._call("POST", f"/api/v1/registrations/{registration_id}/reset-password",
                             {"proof": proof.to_json()})
-        return answer.get("reset_allowed") is True
+        return answer.get("authorisation")
+
+    def statement_key(self) -> str:
+        """The service's published statement key (PEM), for an SE that has none pinned yet."""
+        answer = self._call("GET", "/api/v1/service-keys/statement")
+        pem = answer.get("public_key_pem")
+        if not isinstance(pem, str):
+            raise AppError("the service published no statement key")
+        return pem
 
     # -- demo relying party ---------------------------------------------------------------------
 

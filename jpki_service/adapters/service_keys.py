@@ -1,6 +1,7 @@
 """The service's own secrets: where they come from and what each is for.
 
-Two secrets, each from settings or else from an owner-only file made once under ``data_dir``:
+Two secrets, each from settings or else from an owner-only file made once under ``data_dir``
+(and a signing key, below):
 
 - the *person key* (``JPKI_PERSON_KEY``, file ``person-key``): the keyed hash of the card's four
   items that finds one person's other phones (issue 3; kept apart so existing stores keep working);
@@ -10,6 +11,13 @@ Two secrets, each from settings or else from an owner-only file made once under 
 
 Losing the data key makes sealed names unreadable and look-ups impossible; keep it with the
 database backups, but not inside them.
+
+A signature needs an asymmetric key, which HKDF cannot give: the *statement key* (file
+``statement-key``, an owner-only Ed25519 private key in PKCS#8 PEM, made once) signs the
+password-reset authorisations the phone's secure element checks (jpki_common/reset_authorisation.py).
+Its public half is published at ``GET /api/v1/service-keys/statement`` and in the answer to a
+registration, where the phone pins it. Every instance serving one database must share the file;
+replacing it makes the phones registered before refuse resets until they register again.
 """
 from __future__ import annotations
 
@@ -18,7 +26,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from jpki_service.common.settings import ServiceSettings
@@ -30,6 +39,14 @@ class ServiceKeys:
     holder_seal: bytes  # AES-256-GCM: the holder's name at rest
     holder_index: bytes  # HMAC: blind index of name + birth date + address, and of suspension codes
     audit_chain: bytes  # HMAC: the audit trail's chain
+    # Ed25519: signs the reset authorisations (None only for read-only commands on a folder without one)
+    statement: ed25519.Ed25519PrivateKey | None = None
+
+    def statement_public_key_pem(self) -> str:
+        if self.statement is None:
+            raise MissingKey("this process has no statement key")
+        return self.statement.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 class MissingKey(Exception):
@@ -51,6 +68,30 @@ def _key_file(path: Path, create: bool) -> str:
     return path.read_text().strip()
 
 
+def _statement_key(path: Path, create: bool) -> ed25519.Ed25519PrivateKey | None:
+    """The Ed25519 statement key in ``path``, made once (owner-only, whole before it appears)."""
+    if not path.exists():
+        if not create:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        draft = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        try:
+            os.link(draft, path)  # fails if another process made it first: theirs is kept
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise MissingKey(f"{path} does not hold an Ed25519 private key")
+    return key
+
+
 def _derive(root: bytes, purpose: str) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"jpki-service/{purpose}".encode()).derive(root)
 
@@ -64,4 +105,5 @@ def load_service_keys(settings: ServiceSettings, create: bool = True) -> Service
         holder_seal=_derive(data, "holder-seal"),
         holder_index=_derive(data, "holder-index"),
         audit_chain=_derive(data, "audit-chain"),
+        statement=_statement_key(settings.data_dir / "statement-key", create),
     )

@@ -100,8 +100,32 @@ class RegistrationOut(BaseModel):
     superseded: list[str] = []
     suspension_code: str | None = Field(
         None, description="Only in the answer to a registration: give it to the call centre if the phone is lost")
+    statement_key_pem: str | None = Field(
+        None, description="Only in the answer to a registration: the service's Ed25519 statement key, which the "
+                          "secure element pins to check reset authorisations")
+
+
+class ResetAuthorisationOut(BaseModel):
+    """The signed statement the SE checks (jpki_common/reset_authorisation.py; docs/service-api.md)."""
+
+    version: str
+    purpose: Literal["password-reset"]
+    registration_id: str
+    key_fingerprint: str = Field(description="hex SHA-256 of the phone signature key's SubjectPublicKeyInfo DER")
+    statement_id: str = Field(description="the id of the reset-password challenge the card signed")
+    issued_at: str
+    expires_at: str
+    signature: str = Field(description="base64 Ed25519 signature by the service's statement key")
 
 
 class PasswordResetOut(BaseModel):
     registration_id: str
     reset_allowed: bool
+    authorisation: ResetAuthorisationOut
+
+
+class StatementKeyOut(BaseModel):
+    algorithm: Literal["Ed25519"]
+    public_key_pem: str
+    fingerprint: str
+    purpose: str

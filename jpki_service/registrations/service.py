@@ -16,6 +16,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from jpki_common import reset_authorisation
 from jpki_common.keys import check_subject_key
 from jpki_common.owner_proof import (
     NOTHING_AUTHORISED,
@@ -204,6 +205,8 @@ def register(ctx: ServiceContext, request: RegisterRequest) -> dict[str, Any]:
     document = get_registration(ctx, registration_id)
     document["superseded"] = superseded
     document["suspension_code"] = suspension_code  # shown once; only its keyed hash is kept
+    # The SE pins it: only statements signed with it may reset its password (authorise_password_reset).
+    document["statement_key_pem"] = ctx.keys.statement_public_key_pem()
     return document
 
 
@@ -261,14 +264,33 @@ def revoke_registration(ctx: ServiceContext, registration_id: str, proof: OwnerP
 
 
 def authorise_password_reset(ctx: ServiceContext, registration_id: str, proof: OwnerProof) -> dict[str, Any]:
-    """The card that registered this phone proves itself; the SE may then set a new password."""
+    """The card that registered this phone proves itself; the SE may then set a new password.
+
+    The answer carries the authorisation the SE checks: a statement signed with the service's
+    statement key, for this registration and its current phone signature key, valid a few minutes
+    (jpki_common/reset_authorisation.py).
+    """
     with ctx.store.sessions() as session:
         card_serial = load_registration(session, registration_id).card_serial
     challenge = spend_challenge(ctx.store, proof.challenge_id, Action.RESET_PASSWORD, registration_id)
     _registering_card(ctx, proof, challenge, NOTHING_AUTHORISED, card_serial)
     with ctx.store.transaction() as session:
-        apply_event(session, load_registration(session, registration_id, lock=True), Event.PASSWORD_RESET)
-    return {"registration_id": registration_id, "reset_allowed": True}
+        registration = load_registration(session, registration_id, lock=True)
+        apply_event(session, registration, Event.PASSWORD_RESET)
+        signature_key = next(c.public_key_pem for c in current_certificates(session, registration_id)
+                             if c.kind == CertKind.SIGNATURE.value)
+    if ctx.keys.statement is None:
+        raise RuntimeError("the service runs without its statement key")  # only read-only commands lack it
+    statement = reset_authorisation.issue(ctx.keys.statement, registration_id,
+                                          reset_authorisation.key_fingerprint(signature_key), challenge.challenge_id)
+    return {"registration_id": registration_id, "reset_allowed": True, "authorisation": statement.to_json()}
+
+
+def statement_key(ctx: ServiceContext) -> dict[str, str]:
+    """The public half of the key that signs reset authorisations, for the phone to pin."""
+    pem = ctx.keys.statement_public_key_pem()
+    return {"algorithm": "Ed25519", "public_key_pem": pem, "fingerprint": reset_authorisation.key_fingerprint(pem),
+            "purpose": reset_authorisation.PURPOSE_PASSWORD_RESET}
 
 
 def _registering_card(ctx: ServiceContext, proof: OwnerProof, challenge: ProofChallenge, authorised: str,

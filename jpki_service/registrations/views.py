@@ -20,6 +20,7 @@ from jpki_service.registrations.schemas import (
     ProofRequest,
     RegisterRequest,
     RegistrationOut,
+    StatementKeyOut,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["owner"])
@@ -80,6 +81,12 @@ def revoke(body: ProofRequest, request: Request, response: Response,
              summary="Authorise a password reset (card proof)")
 def reset_password(body: ProofRequest, request: Request, registration_id: str = RegistrationIdPath) -> dict[str, Any]:
     return service.authorise_password_reset(_ctx(request), registration_id, body.proof)
+
+
+@router.get("/service-keys/statement", response_model=StatementKeyOut,
+            summary="The public key that signs reset authorisations (the phone pins it)")
+def statement_key(request: Request) -> dict[str, str]:
+    return service.statement_key(_ctx(request))
 
 
 @router.post("/registrations/{registration_id}/uninstall", response_model=RegistrationOut,

@@ -18,6 +18,7 @@ from app_client.secure_element import CertificateMismatch, KeySlot, NoKey, Secur
 from jpki_common.card_rules import SecretRuleViolation
 from jpki_common.owner_proof import proof_message, signature_verifies
 from tests.app_client.conftest import PHONE_PASSWORD, PHONE_PIN
+from tests.app_client.test_reset_authorisation import authorised_reset
 
 MESSAGE = proof_message("revoke", "reg-1", "challenge-1", "nonce")
 
@@ -175,7 +176,7 @@ def test_reset_sets_a_new_password_and_clears_the_lock(se):
     with pytest.raises(SecretLocked):
         se.sign(KeySlot.SIGNATURE, PHONE_PASSWORD, b"data")
 
-    se.reset_signature_password("newpass99")
+    authorised_reset(se, "newpass99")
 
     assert se.view(KeySlot.SIGNATURE).tries_left == 5
     signature = se.sign_proof(KeySlot.SIGNATURE, "NEWPASS99", MESSAGE)
@@ -183,7 +184,7 @@ def test_reset_sets_a_new_password_and_clears_the_lock(se):
     with pytest.raises(WrongSecret):
         se.sign(KeySlot.SIGNATURE, PHONE_PASSWORD, b"data")
     with pytest.raises(SecretRuleViolation):
-        se.reset_signature_password("nodigits")
+        authorised_reset(se, "nodigits")
 
 
 # -- the PIN --------------------------------------------------------------------------------------
@@ -211,7 +212,7 @@ def test_no_secret_is_stored_in_clear(tmp_path):
     with pytest.raises(WrongSecret):
         se.sign(KeySlot.SIGNATURE, "OTHER2025PW", b"data")
     se.sign(KeySlot.AUTHENTICATION, PHONE_PIN, b"data")
-    se.reset_signature_password("RESET2026PW")
+    authorised_reset(se, "RESET2026PW")
 
     contents = b"".join(path.read_bytes() for path in _files(folder))
     for secret in (PHONE_PASSWORD, PHONE_PASSWORD.lower(), "OTHER2025PW", "RESET2026PW"):
@@ -353,7 +354,7 @@ def test_a_locked_password_stays_locked_on_the_new_key(se):
     assert se.certificate_pem(KeySlot.SIGNATURE) is None
     with pytest.raises(SecretLocked):
         se.sign(KeySlot.SIGNATURE, PHONE_PASSWORD, b"data")
-    se.reset_signature_password("RESET2026PW")
+    authorised_reset(se, "RESET2026PW")
     assert se.sign(KeySlot.SIGNATURE, "RESET2026PW", b"data")
 
 
