@@ -3,13 +3,17 @@
 The service keeps as little as it can (DESIGN.md 3, "minimised and protected"):
 
 - the holder's **name**, sealed with AES-256-GCM, only so the console can show it masked;
+- the phone **certificates** the CA issued (a signature certificate carries the four items in its
+  subjectAltName), sealed with the same key and function, the associated data naming what is
+  sealed (a certificate also its serial), so a sealed name and a sealed certificate cannot be swapped;
 - a **blind index** of name + date of birth + address: a keyed HMAC of the normalised items,
   so an operator can find a registration from what the caller says without the table holding
   the items (a copy of the table without the data key reveals nothing and cannot be searched);
 - a **suspension code** given to the owner once at registration (as the German Smart-eID's
   blocking code), stored only as a keyed HMAC.
 
-The gender, the date of birth and the address are not stored at all.
+The gender, the date of birth and the address are not stored in clear anywhere (only inside the
+sealed signature certificate).
 
 ``normalise_item`` is the one rule by which two spellings of an item are the same item: the
 call-centre search (caller's words against the card's) and the person key (a renewed card against
@@ -58,6 +62,7 @@ DASHES = (
 )
 _DASHES = re.compile(f"[{DASHES}]")
 _NAME_AAD = b"jpki-service/holder-name/1"
+_CERTIFICATE_AAD = b"jpki-service/phone-certificate/1"
 
 
 # -- normalisation -------------------------------------------------------------------------------
@@ -104,21 +109,60 @@ def suspension_code_index(key: bytes, code: str) -> str:
     return hmac.new(key, b"code\x1f" + normalise_suspension_code(code).encode(), hashlib.sha256).hexdigest()
 
 
-# -- the sealed name -----------------------------------------------------------------------------
-def seal_name(key: bytes, name: str) -> str:
+# -- sealing at rest ------------------------------------------------------------------------------
+# One AES-256-GCM seal under the holder-data key; what is sealed is named in the associated data, so
+# a sealed name cannot be passed off as a sealed certificate (or one certificate as another's).
+def _seal(key: bytes, plain: bytes, aad: bytes) -> str:
     nonce = os.urandom(12)
-    return base64.b64encode(nonce + AESGCM(key).encrypt(nonce, name.encode(), _NAME_AAD)).decode()
+    return base64.b64encode(nonce + AESGCM(key).encrypt(nonce, plain, aad)).decode()
+
+
+def _open(key: bytes, sealed: str, aad: bytes) -> bytes | None:
+    try:
+        raw = base64.b64decode(sealed, validate=True)
+        return AESGCM(key).decrypt(raw[:12], raw[12:], aad)
+    except (InvalidTag, ValueError):
+        return None
+
+
+def seal_name(key: bytes, name: str) -> str:
+    return _seal(key, name.encode(), _NAME_AAD)
 
 
 def open_name(key: bytes, sealed: str | None) -> str | None:
     """The name, or None when there is none or it cannot be opened with this key."""
     if not sealed:
         return None
-    raw = base64.b64decode(sealed)
-    try:
-        return AESGCM(key).decrypt(raw[:12], raw[12:], _NAME_AAD).decode()
-    except InvalidTag:
+    plain = _open(key, sealed, _NAME_AAD)
+    return plain.decode() if plain is not None else None
+
+
+# -- the sealed phone certificates ---------------------------------------------------------------
+# A phone signature certificate carries the four items (subjectAltName), so every certificate the
+# CA issues is stored sealed (authentication certificates too: one rule), bound to its serial.
+def _certificate_aad(serial: str) -> bytes:
+    return _CERTIFICATE_AAD + b"\x1f" + serial.encode()
+
+
+def certificate_in_clear(stored: str | None) -> bool:
+    """A certificate stored before sealing (a PEM as the CA gave it), to be sealed at the next start."""
+    return stored is not None and stored.lstrip().startswith("-----BEGIN")
+
+
+def seal_certificate(key: bytes, serial: str, pem: str) -> str:
+    return _seal(key, pem.encode(), _certificate_aad(serial))
+
+
+def open_certificate(key: bytes, serial: str | None, stored: str | None) -> str | None:
+    """The PEM of a stored certificate, or None when there is none or it cannot be opened with this key
+    (or was sealed for another serial). A PEM still in clear (stored before sealing, until the start-up
+    step seals it) is returned as it is."""
+    if not stored or serial is None:
         return None
+    if certificate_in_clear(stored):
+        return stored
+    plain = _open(key, stored, _certificate_aad(serial))
+    return plain.decode() if plain is not None else None
 
 
 def mask_name(name: str | None) -> str:

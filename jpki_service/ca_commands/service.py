@@ -25,6 +25,7 @@ from typing import cast
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, aliased
 
+from jpki_service import holder_data
 from jpki_service.adapters.ca_client import CAClient, CARefused, CAUnavailable
 from jpki_service.adapters.db import Store, utcnow
 from jpki_service.audit import service as audit
@@ -96,15 +97,18 @@ def _call_ca(ca: CAClient, command: CACommand, serial: str | None) -> dict:
 
 
 def _finish(session: Session, command: CACommand, result: dict | None, error: str | None,
-            on_issued: IssuedHook, on_refused: RefusedHook) -> str:
-    """Record the CA's answer under the command's row lock; returns done | failed."""
+            on_issued: IssuedHook, on_refused: RefusedHook, seal_key: bytes) -> str:
+    """Record the CA's answer under the command's row lock; returns done | failed. The certificate is
+    written sealed (``holder_data.seal_certificate``): no clear copy of its four items ever reaches a
+    page of the database, its WAL or journal. Nothing of the CA's answer is kept on the command."""
     certificate = session.get_one(PhoneCertificate, command.certificate_id)
     now = utcnow()
     if error is None and result is not None:
         command.state, command.done_at, command.last_error = "done", now, None
         if command.action == "issue":
             certificate.serial = result["serial"]
-            certificate.certificate_pem = result["certificate_pem"]
+            certificate.certificate_pem = holder_data.seal_certificate(seal_key, result["serial"],
+                                                                       result["certificate_pem"])
             if certificate.status == "pending":
                 certificate.status = result["status"]
             command.payload = None  # the CSR (and an older command's four items) are no longer needed
@@ -119,7 +123,7 @@ def _finish(session: Session, command: CACommand, result: dict | None, error: st
     return "failed"
 
 
-def dispatch(store: Store, ca: CAClient, on_issued: IssuedHook, on_refused: RefusedHook,
+def dispatch(store: Store, ca: CAClient, on_issued: IssuedHook, on_refused: RefusedHook, *, seal_key: bytes,
              registration_id: str | None = None, limit: int = 500,
              max_backoff: dt.timedelta = dt.timedelta(seconds=30), page: int = 20) -> DispatchReport:
     """Carry up to ``limit`` due commands to the CA; stop early while the CA is unreachable.
@@ -135,7 +139,8 @@ def dispatch(store: Store, ca: CAClient, on_issued: IssuedHook, on_refused: Refu
         for command, serial in commands:
             handled += 1
             after_id = command.id
-            if not _dispatch_one(store, ca, command, serial, on_issued, on_refused, max_backoff, report):
+            if not _dispatch_one(store, ca, command, serial, on_issued, on_refused, max_backoff, report,
+                                 seal_key):
                 return report  # the CA is down: the next round retries everything, in order
         if len(commands) < wanted:
             break  # nothing more was due when this page was read; what came due since waits a round
@@ -143,7 +148,8 @@ def dispatch(store: Store, ca: CAClient, on_issued: IssuedHook, on_refused: Refu
 
 
 def _dispatch_one(store: Store, ca: CAClient, command: CACommand, serial: str | None, on_issued: IssuedHook,
-                  on_refused: RefusedHook, max_backoff: dt.timedelta, report: DispatchReport) -> bool:
+                  on_refused: RefusedHook, max_backoff: dt.timedelta, report: DispatchReport,
+                  seal_key: bytes) -> bool:
     """Carry one command; False when the CA could not be reached (the command waits its back-off).
 
     ``serial`` is the certificate's serial when the command was read. A serial is written once and
@@ -177,7 +183,7 @@ def _dispatch_one(store: Store, ca: CAClient, command: CACommand, serial: str | 
         locked = session.scalars(select(CACommand).where(CACommand.id == command.id).with_for_update()).one()
         if locked.state != "pending":
             return True  # another worker finished it
-        outcome = _finish(session, locked, result, error, on_issued, on_refused)
+        outcome = _finish(session, locked, result, error, on_issued, on_refused, seal_key)
     report.registrations.add(command.registration_id)
     if outcome == "done":
         report.done += 1
@@ -352,3 +358,4 @@ def queue_summary(store: Store, waiting_only: bool = False) -> dict[str, int]:
         query = query.where(CACommand.state.in_(("pending", "failed")))
     with store.sessions() as session:
         return dict(session.execute(query).all())
+

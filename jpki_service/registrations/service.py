@@ -50,7 +50,7 @@ from jpki_service.registrations.transitions import (
 
 
 # -- reading ---------------------------------------------------------------------------------
-def registration_document(session: Session, registration: Registration) -> dict[str, Any]:
+def registration_document(session: Session, registration: Registration, seal_key: bytes) -> dict[str, Any]:
     sync = ca_commands.registration_sync(session, registration.id)
     certificates = session.scalars(
         select(PhoneCertificate).where(PhoneCertificate.registration_id == registration.id)
@@ -64,7 +64,7 @@ def registration_document(session: Session, registration: Registration) -> dict[
         "created_at": registration.created_at.isoformat(), "updated_at": registration.updated_at.isoformat(),
         "certificates": [
             {"kind": c.kind, "serial": c.serial, "status": c.status, "current": c.current,
-             "certificate_pem": c.certificate_pem}
+             "certificate_pem": holder_data.open_certificate(seal_key, c.serial, c.certificate_pem)}
             for c in certificates
         ],
         "ca_sync": sync.state,
@@ -80,7 +80,7 @@ def registration_document(session: Session, registration: Registration) -> dict[
 
 def get_registration(ctx: ServiceContext, registration_id: str) -> dict[str, Any]:
     with ctx.store.sessions() as session:
-        return registration_document(session, load_registration(session, registration_id))
+        return registration_document(session, load_registration(session, registration_id), ctx.keys.holder_seal)
 
 
 # -- input checks ----------------------------------------------------------------------------
@@ -132,14 +132,15 @@ def _lock_person(session: Session, ctx: ServiceContext, card: VerifiedCard) -> N
     old_keys = {card.legacy_person_key} - {new_key}
     index = holder_data.holder_index(ctx.keys.holder_index, card.person["name"], card.person["date_of_birth"],
                                      card.person["address"])
-    for old_key, pem in session.execute(
-        select(Registration.person_key, PhoneCertificate.certificate_pem)
+    for old_key, serial, stored in session.execute(
+        select(Registration.person_key, PhoneCertificate.serial, PhoneCertificate.certificate_pem)
         .join(PhoneCertificate, PhoneCertificate.registration_id == Registration.id)
         .where(Registration.holder_index == index, Registration.person_key != new_key,
                Registration.state.in_([s.value for s in lifecycle.LIVE]),
                PhoneCertificate.kind == CertKind.SIGNATURE.value, PhoneCertificate.certificate_pem.is_not(None))
     ):
-        items = person_of_certificate(pem) if pem and old_key not in old_keys else None
+        pem = holder_data.open_certificate(ctx.keys.holder_seal, serial, stored) if old_key not in old_keys else None
+        items = person_of_certificate(pem) if pem else None
         if items is not None and person_key(ctx.keys.person_index, items) == new_key:
             old_keys.add(old_key)
     for old_key in sorted(old_keys):

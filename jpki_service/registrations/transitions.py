@@ -148,7 +148,7 @@ def _on_refused(session: Session, registration_id: str, _error: str) -> None:
 def carry_to_ca(ctx: ServiceContext, registration_id: str | None = None) -> ca_commands.DispatchReport:
     """Carry recorded changes to the CA now (all due ones, or one registration's)."""
     return ca_commands.dispatch(
-        ctx.store, ctx.ca, _on_issued, _on_refused, registration_id=registration_id,
+        ctx.store, ctx.ca, _on_issued, _on_refused, seal_key=ctx.keys.holder_seal, registration_id=registration_id,
         max_backoff=dt.timedelta(seconds=ctx.settings.max_retry_backoff_seconds),
     )
 
