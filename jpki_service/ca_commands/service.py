@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, select, text
 from sqlalchemy.orm import Session, aliased
 
 from jpki_service import holder_data
@@ -359,3 +359,35 @@ def queue_summary(store: Store, waiting_only: bool = False) -> dict[str, int]:
     with store.sessions() as session:
         return dict(session.execute(query).all())
 
+
+def seal_clear_certificates(store: Store, seal_key: bytes, batch: int = 200) -> int:
+    """Seal every certificate still stored in clear (written before certificates were sealed, recognised
+    by its PEM header); returns how many. Idempotent and cheap when there is none, so it runs at every
+    start of the service (``entrypoints/app.py``), not as an Alembic revision: migrations get only the
+    database URL, never the data key. Where it sealed any, the clear copies are purged from the store's
+    files too: SQLite rewrites the freed content (``secure_delete``) and truncates its WAL, PostgreSQL
+    vacuums the table (the old row versions are dead tuples until then)."""
+    clear = PhoneCertificate.certificate_pem.like("-----BEGIN%")
+    sealed = 0
+    while True:
+        with store.transaction() as session:
+            if store.engine.dialect.name == "sqlite":
+                session.execute(text("PRAGMA secure_delete=ON"))
+            rows = session.scalars(select(PhoneCertificate).where(clear, PhoneCertificate.serial.is_not(None))
+                                   .order_by(PhoneCertificate.id).limit(batch).with_for_update()).all()
+            for certificate in rows:
+                if certificate.serial and holder_data.certificate_in_clear(certificate.certificate_pem):
+                    certificate.certificate_pem = holder_data.seal_certificate(
+                        seal_key, certificate.serial, certificate.certificate_pem or "")
+                    sealed += 1
+        if len(rows) < batch:
+            break
+    if sealed:
+        with store.engine.connect() as connection:
+            if store.engine.dialect.name == "sqlite":
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            else:
+                connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                    "VACUUM phone_certificates")
+        log.info("sealed %d phone certificates stored in clear before certificates were sealed", sealed)
+    return sealed

@@ -18,6 +18,7 @@ from jpki_service.adapters.ca_client import CAClient, CAUnavailable
 from jpki_service.adapters.db import Store
 from jpki_service.adapters.ocsp_verification import OCSPFreshness
 from jpki_service.adapters.service_keys import load_service_keys
+from jpki_service.ca_commands.service import seal_clear_certificates
 from jpki_service.callcentre import views as callcentre_views
 from jpki_service.challenges.service import purge_expired_challenges
 from jpki_service.common.settings import ServiceSettings
@@ -86,6 +87,8 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
         # audit chain's head) waits behind them, so every other request waits on that lock too.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         await anyio.to_thread.run_sync(ctx.store.health.check_integrity, ctx.store.engine)
+        # Certificates stored in clear by an earlier version are sealed now (ca_commands.seal_clear_certificates).
+        await anyio.to_thread.run_sync(seal_clear_certificates, ctx.store, ctx.keys.holder_seal)
         task = asyncio.create_task(_worker(ctx, sender)) if background else None
         yield
         if task is not None:
