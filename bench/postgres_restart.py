@@ -29,7 +29,7 @@ import _common as common  # noqa: E402  (bench/_common.py)
 from ca_mock.cards.service import issue_card  # noqa: E402
 from ca_mock.certificates.schemas import PersonIn  # noqa: E402
 from ca_mock.settings import CASettings  # noqa: E402
-from jpki_common.owner_proof import proof_message, sign_message  # noqa: E402
+from jpki_common.owner_proof import authorised_digest, proof_message, sign_message  # noqa: E402
 from jpki_common.store import Store  # noqa: E402
 
 ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -55,13 +55,15 @@ def _register(client: httpx.Client, ca_store: Store, ca_settings: CASettings, i:
     card_key = serialization.load_pem_private_key(card["signature"]["private_key_pem"].encode(), b"CARD1234")
     device = ec.generate_private_key(ec.SECP256R1())
     c = client.post("/api/v1/challenges", json={"action": "register", "registration_id": None}).json()
-    message = proof_message("register", None, c["challenge_id"], c["nonce"])
+    device_pem = device.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    csrs = {"signature_csr_pem": _csr(ec.generate_private_key(ec.SECP256R1())),
+            "authentication_csr_pem": _csr(ec.generate_private_key(ec.SECP256R1()))}
+    message = proof_message("register", None, c["challenge_id"], c["nonce"],
+                            authorised_digest(**csrs, device_public_key_pem=device_pem))
     body = {"proof": {"challenge_id": c["challenge_id"], "signature": sign_message(card_key, message),
                       "card_certificate_pem": card["signature"]["certificate_pem"]},
-            "device": {"model": "bench", "device_public_key_pem": device.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()},
-            "signature_csr_pem": _csr(ec.generate_private_key(ec.SECP256R1())),
-            "authentication_csr_pem": _csr(ec.generate_private_key(ec.SECP256R1()))}
+            "device": {"model": "bench", "device_public_key_pem": device_pem}, **csrs}
     answer = client.post("/api/v1/registrations", json=body)
     answer.raise_for_status()
     return answer.json()["registration_id"]

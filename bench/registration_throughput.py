@@ -221,15 +221,18 @@ def stop_py_spy(res: common.Resources, spies: list) -> None:
 # -- the registrations ---------------------------------------------------------------------------
 def register_one(client: httpx.Client, card: tuple, phone: dict, sign_key) -> tuple[float, float, int, str]:
     """challenge + card signature + register: (total s, register request s, status, ca_sync)."""
-    from jpki_common.owner_proof import proof_message, sign_message
+    from jpki_common.owner_proof import authorised_digest, proof_message, sign_message
 
     start = time.perf_counter()
     answer = client.post("/api/v1/challenges", json={"action": "register", "registration_id": None})
     if answer.status_code != 201:
         return time.perf_counter() - start, 0.0, answer.status_code, answer.text[:200]
     c = answer.json()
+    authorised = authorised_digest(signature_csr_pem=phone["signature_csr_pem"],
+                                   authentication_csr_pem=phone["authentication_csr_pem"],
+                                   device_public_key_pem=phone["device_public_key_pem"])
     signature = sign_message(sign_key, proof_message(c["action"], c["registration_id"], c["challenge_id"],
-                                                     c["nonce"]))
+                                                     c["nonce"], authorised))
     body = {"proof": {"challenge_id": c["challenge_id"], "signature": signature, "card_certificate_pem": card[0]},
             "device": {"model": "Bench Phone", "device_public_key_pem": phone["device_public_key_pem"]},
             "signature_csr_pem": phone["signature_csr_pem"],
