@@ -19,8 +19,9 @@ class CACommand(Base):
     action: Mapped[str] = mapped_column(String(16))  # issue | revoke | hold | release
     reason: Mapped[str | None] = mapped_column(String(32))
     operation_id: Mapped[str] = mapped_column(String(128), unique=True)
-    # Issue only: profile, CSR and card serial (commands queued by older versions also hold the
-    # holder's four items, which the CA now takes from its record of the card), erased once issued.
+    # Issue only: profile, CSR and card serial, erased once the CA answered. Commands queued by older
+    # versions also held the holder's four items (the CA now takes them from its record of the card):
+    # those are erased at the service's start (service.seal_clear_certificates).
     payload: Mapped[dict | None] = mapped_column(JSON)
     # pending (until the CA has it) | done | failed (the CA refused this very command; an operator may
     # re-queue it) | superseded (a failed command a later change made moot, ended at re-queue)

@@ -36,6 +36,8 @@ from jpki_service.registrations.models import PhoneCertificate, Registration
 
 log = logging.getLogger("jpki_service.ca_commands")
 
+# What an issue command carries to the CA (registrations.transitions.issue_payload): no personal data.
+_ISSUE_KEYS = frozenset({"profile", "csr_pem", "card_serial"})
 # What the CA must report for a command to count as carried out.
 _DESIRED_STATUS = {"revoke": "revoked", "hold": "held", "release": "good"}
 
@@ -362,11 +364,13 @@ def queue_summary(store: Store, waiting_only: bool = False) -> dict[str, int]:
 
 def seal_clear_certificates(store: Store, seal_key: bytes, batch: int = 200) -> int:
     """Seal every certificate still stored in clear (written before certificates were sealed, recognised
-    by its PEM header); returns how many. Idempotent and cheap when there is none, so it runs at every
-    start of the service (``entrypoints/app.py``), not as an Alembic revision: migrations get only the
-    database URL, never the data key. Where it sealed any, the clear copies are purged from the store's
-    files too: SQLite rewrites the freed content (``secure_delete``) and truncates its WAL, PostgreSQL
-    vacuums the table (the old row versions are dead tuples until then)."""
+    by its PEM header), and erase the holder's four items from issue commands an older version queued
+    (the CA now takes them from its record of the card: profile, CSR and card serial are kept); returns
+    how many rows changed. Idempotent and cheap when there is nothing to do, so it runs at every start of
+    the service (``entrypoints/app.py``), not as an Alembic revision: migrations get only the database
+    URL, never the data key. Where it changed any, the clear copies are purged from the store's files
+    too: SQLite rewrites the freed content (``secure_delete``) and truncates its WAL, PostgreSQL vacuums
+    the tables (the old row versions are dead tuples until then)."""
     clear = PhoneCertificate.certificate_pem.like("-----BEGIN%")
     sealed = 0
     while True:
@@ -382,12 +386,24 @@ def seal_clear_certificates(store: Store, seal_key: bytes, batch: int = 200) -> 
                     sealed += 1
         if len(rows) < batch:
             break
-    if sealed:
+    erased = 0
+    with store.transaction() as session:
+        if store.engine.dialect.name == "sqlite":
+            session.execute(text("PRAGMA secure_delete=ON"))
+        for command in session.scalars(select(CACommand).where(CACommand.action == "issue",
+                                                               CACommand.state == "pending")
+                                       .order_by(CACommand.id).with_for_update()):
+            if command.payload and set(command.payload) - _ISSUE_KEYS:
+                command.payload = {k: v for k, v in command.payload.items() if k in _ISSUE_KEYS}
+                erased += 1
+    if sealed or erased:
         with store.engine.connect() as connection:
             if store.engine.dialect.name == "sqlite":
                 connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
             else:
-                connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-                    "VACUUM phone_certificates")
-        log.info("sealed %d phone certificates stored in clear before certificates were sealed", sealed)
-    return sealed
+                autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
+                autocommit.exec_driver_sql("VACUUM phone_certificates")
+                autocommit.exec_driver_sql("VACUUM ca_commands")
+        log.info("sealed %d phone certificates stored in clear and erased the holder's items from %d issue "
+                 "commands, both written by an earlier version", sealed, erased)
+    return sealed + erased
