@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from jpki_common.http import PROBLEM_RESPONSES, BodySizeLimit, install_problem_handlers, problem_response
 from jpki_service.adapters.ca_client import CAClient, CAUnavailable
@@ -42,13 +42,17 @@ carried to the CA. Owner requests are proven by signatures over single-use chall
 """
 
 
-async def _worker(ctx: registrations.ServiceContext, sender: Sender) -> None:
-    """Carry waiting changes to the CA, tell owners, follow card revocations, forget old challenges."""
+async def _worker(ctx: registrations.ServiceContext, sender: Sender, seal_first: bool) -> None:
+    """Carry waiting changes to the CA, tell owners, follow card revocations, forget old challenges;
+    ``seal_first``: the start could not seal certificates stored in clear, so the first round does."""
     settings = ctx.settings
     last_cascade = 0.0
 
     def one_round() -> None:
-        nonlocal last_cascade
+        nonlocal last_cascade, seal_first
+        if seal_first:
+            seal_clear_certificates(ctx.store, ctx.keys.holder_seal)
+            seal_first = False
         notifications.send_due(ctx.store, sender, max_backoff=dt.timedelta(seconds=settings.max_retry_backoff_seconds))
         transitions.carry_to_ca(ctx)
         if time.monotonic() - last_cascade >= settings.cascade_interval_seconds:
@@ -87,9 +91,16 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
         # audit chain's head) waits behind them, so every other request waits on that lock too.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         await anyio.to_thread.run_sync(ctx.store.health.check_integrity, ctx.store.engine)
-        # Certificates stored in clear by an earlier version are sealed now (ca_commands.seal_clear_certificates).
-        await anyio.to_thread.run_sync(seal_clear_certificates, ctx.store, ctx.keys.holder_seal)
-        task = asyncio.create_task(_worker(ctx, sender)) if background else None
+        # Certificates stored in clear by an earlier version are sealed now (ca_commands.seal_clear_certificates);
+        # a database that does not answer yet must not stop the start (requests get 503 until it does).
+        try:
+            await anyio.to_thread.run_sync(seal_clear_certificates, ctx.store, ctx.keys.holder_seal)
+            seal_pending = False
+        except DBAPIError as exc:
+            log.warning("certificates stored in clear not looked for: the database does not answer (%s); "
+                        "the background worker tries again", exc.orig)
+            seal_pending = True
+        task = asyncio.create_task(_worker(ctx, sender, seal_pending)) if background else None
         yield
         if task is not None:
             task.cancel()
