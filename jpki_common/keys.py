@@ -4,7 +4,7 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
 
 from jpki_common.problems import PolicyViolation
@@ -80,7 +80,7 @@ def check_subject_key(public_key: object, field: str = "csr_pem") -> None:
     raise PolicyViolation(f"key type {type(public_key).__name__} is not allowed; use RSA-2048+ or P-256", field=field)
 
 
-def public_key_fingerprint(public_key: CertificatePublicKeyTypes) -> str:
+def public_key_fingerprint(public_key: PublicKeyTypes) -> str:
     """SHA-256 of the key's DER SubjectPublicKeyInfo, in hex: one value per key, whatever certifies it."""
     spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     digest = hashes.Hash(hashes.SHA256())

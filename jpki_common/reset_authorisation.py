@@ -24,13 +24,14 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from jpki_common.keys import public_key_fingerprint
 
 STATEMENT_VERSION = "jpki-reset-authorisation/1"
 PURPOSE_PASSWORD_RESET = "password-reset"
@@ -47,10 +48,8 @@ class StatementRefused(Exception):
 
 
 def key_fingerprint(public_key_pem: str) -> str:
-    """Lower-case hex SHA-256 of a PEM public key's SubjectPublicKeyInfo DER."""
-    key = serialization.load_pem_public_key(public_key_pem.encode())
-    return hashlib.sha256(key.public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+    """Lower-case hex SHA-256 of a PEM public key's SubjectPublicKeyInfo DER (:func:`keys.public_key_fingerprint`)."""
+    return public_key_fingerprint(serialization.load_pem_public_key(public_key_pem.encode()))
 
 
 def format_time(moment: dt.datetime) -> str:
