@@ -21,8 +21,8 @@ class EndedRegistration:
     """A registration that ended while this app was installed, kept until the owner forgets it.
 
     Its keys and certificates are gone from the SE (a revoked phone cannot sign); what stays is
-    what lets the owner check later that the end reached the CA: the id, how and when it ended,
-    and what the service said last. No personal data: no certificate, only serials.
+    what lets the owner check later that the end reached the CA: the id and its owner token, how
+    and when it ended, and what the service said last. No personal data: no certificate, only serials.
     """
 
     registration_id: str
@@ -35,6 +35,10 @@ class EndedRegistration:
     ca_sync_reason: str | None = None
     pending_ca_operations: int | None = None  # changes still on their way to the CA, as last said
     serials: dict[str, str] = field(default_factory=dict)  # kind -> serial of the ended certificates
+    case_reference: str | None = None  # what the call centre names it by
+    # What reads it at the service (from the SE, before its keys were deleted); None: ended before
+    # owner tokens existed, and then the service cannot be asked about it.
+    owner_token: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EndedRegistration:

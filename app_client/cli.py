@@ -175,7 +175,8 @@ def status(ctx: typer.Context,
             "suspension_code": report.suspension_code,
             "copy_deleted": report.copy_deleted, "stored": list(report.stored),
             "secure_element": report.in_secure_element,
-            "ended": dataclasses.asdict(ended) if ended else None,
+            # The owner token stays on the phone: it reads the registration, it is never printed.
+            "ended": {k: v for k, v in dataclasses.asdict(ended).items() if k != "owner_token"} if ended else None,
             "checked": report.checked, "check_error": report.check_error,
         }, indent=2, ensure_ascii=False))
         return
@@ -187,6 +188,7 @@ def status(ctx: typer.Context,
         return
     registration = report.registration
     typer.echo(f"registration    {registration.registration_id}")
+    typer.echo(f"case reference  {registration.case_reference or '-'} (give it when you call the My Number line)")
     if ended is None:
         code = report.suspension_code or "- (not kept on this phone: use the one you wrote down)"
         typer.echo(f"suspension code {code}")

@@ -91,7 +91,7 @@ def register(phone: Phone, card: CardReader, card_password: str, new_password: s
         # that did happen unseen holds certificates nobody can use and is superseded by the next.
         phone.se.delete_registration()
         raise
-    phone.se.bind(registration.registration_id, registration.statement_key_pem)
+    phone.se.bind(registration.registration_id, registration.statement_key_pem, registration.owner_token)
     state = phone.app_data.load()
     phone.app_data.save(state.replace(registration_id=registration.registration_id,
                                       service_url=phone.service.base_url, device_model=device_model,
@@ -134,7 +134,7 @@ def status(phone: Phone) -> StatusReport:
     if phone.se.registration_id is None:
         return _status_of_ended(phone)
     registration_id = _require_registration(phone)
-    registration = phone.service.registration(registration_id)
+    registration = _read(phone, registration_id)
     if registration.is_final:
         ended = _end(phone, registration, "found-ended")
         return StatusReport(registration, copy_deleted=True, ended=ended)
@@ -151,11 +151,15 @@ def _status_of_ended(phone: Phone) -> StatusReport:
     ended = state.ended
     if ended is None:
         return StatusReport(None)
+    if ended.owner_token is None:
+        return StatusReport(None, ended=ended, checked=False,
+                            check_error="this phone kept no owner token for it (ended before tokens existed), "
+                                        "so the service cannot be asked")
     try:
-        registration = phone.service.registration(ended.registration_id)
+        registration = phone.service.registration(ended.registration_id, ended.owner_token)
     except (ServiceUnreachable, ServiceProblem) as exc:
         return StatusReport(None, ended=ended, checked=False, check_error=str(exc))
-    ended = _ended_record(registration, ended.ended_by, ended.ended_at)
+    ended = _ended_record(registration, ended.ended_by, ended.owner_token, ended.ended_at)
     phone.app_data.save(state.replace(ended=ended))
     return StatusReport(registration, ended=ended)
 
@@ -225,7 +229,7 @@ def lift_suspension(phone: Phone, card: CardReader, card_password: str) -> Regis
     """
     registration_id = _require_registration(phone)
     # Ask first, so a phone with nothing to lift spends neither a challenge nor a card read.
-    registration = phone.service.registration(registration_id)
+    registration = _read(phone, registration_id)
     if not registration.can_lift:
         raise NothingToLift(_nothing_to_lift(registration))
     challenge = phone.service.challenge(Action.LIFT_SUSPENSION, registration_id)
@@ -288,7 +292,7 @@ def uninstall(phone: Phone, offline: bool = False) -> UninstallReport:
     delete = not offline and phone.se.holds_keys()
     if delete:
         if registration_id is not None:
-            registration = phone.service.registration(registration_id)
+            registration = _read(phone, registration_id)
             if not registration.is_final:
                 registration = _device_notice(phone, Action.UNINSTALL, registration_id, phone.service.uninstall)
         phone.se.delete_registration()
@@ -321,9 +325,10 @@ def install(phone: Phone) -> InstallReport:
     discarded = False
     if stale is not None and stale != state.registration_id:
         registration = _device_notice(phone, Action.STALE_CERTIFICATE, stale, phone.service.stale_certificate)
+        owner_token = phone.se.owner_token
         phone.se.delete_registration()
         # Kept as ended, like a revoke, so status can show that the end reached the CA.
-        state = state.replace(ended=_ended_record(registration, "stale-certificate"))
+        state = state.replace(ended=_ended_record(registration, "stale-certificate", owner_token))
     elif stale is None and phone.se.holds_keys():
         phone.se.delete_registration()
         discarded = True
@@ -425,14 +430,16 @@ def serials_in_secure_element(phone: Phone) -> dict[str, str]:
 def _end(phone: Phone, registration: Registration, ended_by: str) -> EndedRegistration:
     """The registration is over: delete the SE copy (every key and certificate: a revoked phone
     cannot sign), and keep in the app data only the record of its end, for status."""
+    owner_token = phone.se.owner_token
     phone.se.delete_registration()
-    ended = _ended_record(registration, ended_by)
+    ended = _ended_record(registration, ended_by, owner_token)
     state = phone.app_data.load()
     phone.app_data.save(state.replace(registration_id=None, suspension_code=None, ended=ended))
     return ended
 
 
-def _ended_record(registration: Registration, ended_by: str, ended_at: str | None = None) -> EndedRegistration:
+def _ended_record(registration: Registration, ended_by: str, owner_token: str | None,
+                  ended_at: str | None = None) -> EndedRegistration:
     """What the phone keeps of an ended registration: no certificate, only serials."""
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     pending = registration.document.get("pending_ca_operations")
@@ -442,7 +449,21 @@ def _ended_record(registration: Registration, ended_by: str, ended_at: str | Non
         ca_sync_reason=registration.ca_sync_reason,
         pending_ca_operations=pending if isinstance(pending, int) else None,
         serials={c.kind: c.serial for c in registration.certificates if c.current and c.serial},
+        case_reference=registration.case_reference, owner_token=owner_token,
     )
+
+
+def _read(phone: Phone, registration_id: str) -> Registration:
+    """This phone's registration as the service has it, read with the owner token the SE keeps. A phone
+    without one (registered before owner tokens existed) first asks for one, proven by its device key."""
+    owner_token = phone.se.owner_token
+    if owner_token is not None:
+        return phone.service.registration(registration_id, owner_token)
+    answer = _device_notice(phone, Action.OWNER_TOKEN, registration_id, phone.service.owner_token)
+    if not answer.owner_token:
+        raise AppError("the service answered the owner-token request without a token")
+    phone.se.keep_owner_token(answer.owner_token)
+    return answer
 
 
 def _device_notice(phone: Phone, action: Action, registration_id: str,

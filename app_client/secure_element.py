@@ -57,6 +57,9 @@ SE_FORMAT = "jpki-app-se/1"
 _STAGED_SIGNATURE_KEY = "staged_signature_key"
 # The service's statement key, pinned at registration: only what it signs may reset the password.
 _SERVICE_STATEMENT_KEY = "service_statement_key_pem"
+# The owner token that reads this registration at the service: kept with the registration it reads, so
+# it survives a factory reset and goes with the registration (a reinstalled app still reads it).
+_OWNER_TOKEN = "owner_token"
 # The reset authorisations already acted on (their statement ids), so none serves twice.
 _USED_RESET_STATEMENTS = "used_reset_statements"
 _USED_RESET_STATEMENTS_KEPT = 32
@@ -187,15 +190,31 @@ class SecureElement:
         return Enrolment(csrs[KeySlot.SIGNATURE], csrs[KeySlot.AUTHENTICATION],
                          state["slots"][KeySlot.DEVICE.value]["public_key_pem"])
 
-    def bind(self, registration_id: str, service_statement_key_pem: str | None = None) -> None:
+    def bind(self, registration_id: str, service_statement_key_pem: str | None = None,
+             owner_token: str | None = None) -> None:
         """Record which registration the keys belong to, once the service has accepted them, and
-        pin the service's statement key that came with that answer (what signs reset authorisations)."""
+        pin the service's statement key that came with that answer (what signs reset authorisations);
+        keep the owner token that reads the registration."""
         with self._changing() as state:
             if not state["slots"]:
                 raise NoKey("the secure element holds no keys to bind")
             state["registration_id"] = registration_id
             if service_statement_key_pem is not None:
                 state[_SERVICE_STATEMENT_KEY] = _checked_statement_key(service_statement_key_pem)
+            if owner_token is not None:
+                state[_OWNER_TOKEN] = owner_token
+
+    @property
+    def owner_token(self) -> str | None:
+        """The token that reads this registration at the service (None: none yet)."""
+        return self._load().get(_OWNER_TOKEN)
+
+    def keep_owner_token(self, owner_token: str) -> None:
+        """A new owner token for the bound registration (the device key asked for it)."""
+        with self._changing() as state:
+            if state["registration_id"] is None:
+                raise NoKey("the secure element holds no registration to keep a token for")
+            state[_OWNER_TOKEN] = owner_token
 
     @property
     def service_statement_key_pem(self) -> str | None:
@@ -232,6 +251,7 @@ class SecureElement:
             state["slots"] = {}
             state.pop(_STAGED_SIGNATURE_KEY, None)
             state.pop(_SERVICE_STATEMENT_KEY, None)  # pinned for that registration; the next one brings its own
+            state.pop(_OWNER_TOKEN, None)  # the app's record of the ended registration keeps its own copy
 
     # -- a new signature key (lifting a suspension) ----------------------------------------------
 

@@ -99,6 +99,10 @@ class Registration:
     suspension_code: str | None = None
     # Also only in the answer to registering: the service's key for reset authorisations, which the SE pins.
     statement_key_pem: str | None = None
+    # Only in the answer to registering (or to an owner-token request): what reads the registration.
+    owner_token: str | None = None
+    # What the call centre and the notices name the registration by (not a secret, unlocks nothing).
+    case_reference: str | None = None
     # Active again after a supervisor lifted the suspension, but with no valid signature certificate
     # until the owner proves card + phone (the lift-suspension request, again).
     signature_reissue_needed: bool = False
@@ -121,6 +125,8 @@ class Registration:
                 superseded=tuple(document.get("superseded") or ()),
                 suspension_code=document.get("suspension_code"),
                 statement_key_pem=document.get("statement_key_pem"),
+                owner_token=document.get("owner_token"),
+                case_reference=document.get("case_reference"),
                 signature_reissue_needed=bool(document.get("signature_reissue_needed", False)),
                 last_change=LastChange.from_json(document.get("last_change")),
                 document=document,
@@ -175,8 +181,14 @@ class ServiceClient:
             "authentication_csr_pem": authentication_csr_pem,
         }))
 
-    def registration(self, registration_id: str) -> Registration:
-        return Registration.from_json(self._call("GET", f"/api/v1/registrations/{registration_id}"))
+    def registration(self, registration_id: str, owner_token: str) -> Registration:
+        """The registration as the service has it: only with its owner token."""
+        return Registration.from_json(self._call("GET", f"/api/v1/registrations/{registration_id}",
+                                                 owner_token=owner_token))
+
+    def owner_token(self, registration_id: str, proof: Proof) -> Registration:
+        """A new owner token (in the answer's ``owner_token``), proven by the device key."""
+        return self._proven(registration_id, "owner-token", proof)
 
     def revoke(self, registration_id: str, proof: Proof) -> Registration:
         return self._proven(registration_id, "revoke", proof)
@@ -230,9 +242,11 @@ class ServiceClient:
         return Registration.from_json(self._call("POST", f"/api/v1/registrations/{registration_id}/{action}",
                                                  {"proof": proof.to_json()}))
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
+              owner_token: str | None = None) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {owner_token}"} if owner_token else None
         try:
-            response = self._http.request(method, path, json=body)
+            response = self._http.request(method, path, json=body, headers=headers)
         except httpx.HTTPError as exc:
             raise ServiceUnreachable(
                 f"cannot reach the lifecycle service at {self.base_url}: {exc.__class__.__name__}: {exc}"

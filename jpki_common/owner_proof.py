@@ -63,6 +63,7 @@ class Action(str, enum.Enum):
     UNINSTALL = "uninstall"
     STALE_CERTIFICATE = "stale-certificate"
     LIFT_SUSPENSION = "lift-suspension"
+    OWNER_TOKEN = "owner-token"  # the device key asks for a new owner token (reads the registration)
     LOGIN = "login"
 
 

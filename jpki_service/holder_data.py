@@ -10,7 +10,9 @@ The service keeps as little as it can (DESIGN.md 3, "minimised and protected"):
   so an operator can find a registration from what the caller says without the table holding
   the items (a copy of the table without the data key reveals nothing and cannot be searched);
 - a **suspension code** given to the owner once at registration (as the German Smart-eID's
-  blocking code), stored only as a keyed HMAC.
+  blocking code), stored only as a keyed HMAC;
+- a **case reference** in the same spoken form, what staff see: not a secret, and not the
+  registration id (which, with the owner token, is the owner's alone).
 
 The gender, the date of birth and the address are not stored in clear anywhere (only inside the
 sealed signature certificate).
@@ -90,19 +92,38 @@ def holder_index(key: bytes, name: str, birth: str, address: str) -> str:
     return hmac.new(key, "\x1f".join(items).encode(), hashlib.sha256).hexdigest()
 
 
-def new_suspension_code() -> str:
+def _new_spoken_code() -> str:
     code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
     return "-".join(code[i:i + 4] for i in range(0, CODE_LENGTH, 4))
 
 
-def normalise_suspension_code(text: str, field: str = "code") -> str:
-    """A code as read out over the phone: any case, spaces or hyphens, O for 0, I or L for 1."""
+def _normalise_spoken_code(text: str, field: str, what: str) -> str:
+    """A code as read out over the phone: any case, width, spaces or hyphens, O for 0, I or L for 1."""
     code = "".join(unicodedata.normalize("NFKC", text).upper().replace("-", "").split())
     code = code.translate(_CODE_CONFUSABLES)
     if len(code) != CODE_LENGTH or any(c not in CODE_ALPHABET for c in code):
-        raise InvalidInput(f"{field} must be the {CODE_LENGTH}-character suspension code the app shows "
-                           "(like ABCD-EFGH-JKMN)", field=field)
+        raise InvalidInput(f"{field} must be the {CODE_LENGTH}-character {what} (like ABCD-EFGH-JKMN)", field=field)
     return code
+
+
+def new_suspension_code() -> str:
+    return _new_spoken_code()
+
+
+def normalise_suspension_code(text: str, field: str = "code") -> str:
+    return _normalise_spoken_code(text, field, "suspension code the app shows")
+
+
+def new_case_reference() -> str:
+    """What staff, the audit trail and owner notices name a registration by. Not a secret, and it
+    unlocks nothing: the owner reads the registration with the owner token or the device key."""
+    return _new_spoken_code()
+
+
+def normalise_case_reference(text: str, field: str = "case_reference") -> str:
+    """The stored form (ABCD-EFGH-JKMN) of a case reference as an operator types or reads it."""
+    code = _normalise_spoken_code(text, field, "case reference the console shows")
+    return "-".join(code[i:i + 4] for i in range(0, CODE_LENGTH, 4))
 
 
 def suspension_code_index(key: bytes, code: str) -> str:

@@ -16,7 +16,8 @@ class AuditEntry(Base):
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     actor: Mapped[str] = mapped_column(String(80))  # operator:<username> | owner | system
     action: Mapped[str] = mapped_column(String(40))
-    registration_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    # The registration's case reference, never its id (entries written before migration 0004 hold the id).
+    case_reference: Mapped[str | None] = mapped_column(String(32), index=True)
     # Canonical JSON text (sorted keys), hashed as stored: a JSON column could be re-serialised.
     details: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))

@@ -1,7 +1,7 @@
 """The audit trail: record acts in the caller's transaction, and prove later that nobody edited it.
 
 Each entry is chained to the one before: ``entry_hash = HMAC-SHA256(chain key, canonical form of
-(seq, at, actor, action, registration_id, details, prev_hash))``. The key lives outside the
+(seq, at, actor, action, case_reference, details, prev_hash))``. The key lives outside the
 database (``ServiceKeys.audit_chain``), so someone who can write the tables but does not hold the
 key cannot forge an entry, renumber one or repair the chain after a change.
 
@@ -35,7 +35,7 @@ from jpki_service.audit.models import AuditEntry, AuditHead
 GENESIS_HASH = "0" * 64  # the prev_hash of entry 1, and the head's hash before any entry
 HEAD_ID = 1
 _HASH_FORMAT = "jpki-audit/1"  # part of every hashed message: a new format can never verify as this one
-_ACTOR_MAX, _ACTION_MAX, _REGISTRATION_MAX = 80, 40, 32  # the column sizes (audit/models.py)
+_ACTOR_MAX, _ACTION_MAX, _CASE_REFERENCE_MAX = 80, 40, 32  # the column sizes (audit/models.py)
 
 # Kinds of problem that verify() reports (documented on AuditProblem).
 EDITED, DELETED, REORDERED, TRUNCATED = "edited", "deleted", "reordered", "truncated"
@@ -57,9 +57,9 @@ def canonical_details(details: dict[str, Any]) -> str:
 
 
 def _entry_hash(chain_key: bytes, seq: int, at_iso: str, actor: str, action: str,
-                registration_id: str | None, details: str, prev_hash: str) -> str:
+                case_reference: str | None, details: str, prev_hash: str) -> str:
     # A JSON array: unambiguous field boundaries, whatever the fields contain.
-    message = json.dumps([_HASH_FORMAT, seq, at_iso, actor, action, registration_id, details, prev_hash],
+    message = json.dumps([_HASH_FORMAT, seq, at_iso, actor, action, case_reference, details, prev_hash],
                          ensure_ascii=False, separators=(",", ":"))
     return hmac.new(chain_key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
@@ -85,7 +85,7 @@ def _locked_head(session: Session) -> AuditHead:
     return session.scalars(query).one()
 
 
-def record(session: Session, chain_key: bytes, actor: str, action: str, registration_id: str | None,
+def record(session: Session, chain_key: bytes, actor: str, action: str, case_reference: str | None,
            details: dict) -> AuditEntry:
     """Append one entry in the caller's transaction (the caller commits; a rollback removes it).
 
@@ -93,15 +93,15 @@ def record(session: Session, chain_key: bytes, actor: str, action: str, registra
     ``details`` must be JSON-serialisable and must hold no personal data.
     """
     for name, value, limit in (("actor", actor, _ACTOR_MAX), ("action", action, _ACTION_MAX),
-                               ("registration_id", registration_id or "", _REGISTRATION_MAX)):
+                               ("case_reference", case_reference or "", _CASE_REFERENCE_MAX)):
         if len(value) > limit:
             raise ValueError(f"audit {name} longer than {limit} characters: {value[:limit]}...")
     details_text = canonical_details(details)
     head = _locked_head(session)
     seq, at = head.seq + 1, utcnow()
-    entry_hash = _entry_hash(chain_key, seq, at.isoformat(), actor, action, registration_id, details_text,
+    entry_hash = _entry_hash(chain_key, seq, at.isoformat(), actor, action, case_reference, details_text,
                              head.entry_hash)
-    entry = AuditEntry(seq=seq, at=at, actor=actor, action=action, registration_id=registration_id,
+    entry = AuditEntry(seq=seq, at=at, actor=actor, action=action, case_reference=case_reference,
                        details=details_text, prev_hash=head.entry_hash, entry_hash=entry_hash)
     session.add(entry)
     head.seq, head.entry_hash = seq, entry_hash
@@ -110,7 +110,7 @@ def record(session: Session, chain_key: bytes, actor: str, action: str, registra
 
 
 def entries(session: Session, *, after_seq: int | None = None, limit: int = 100,
-            registration_id: str | None = None) -> list[dict]:
+            case_reference: str | None = None) -> list[dict]:
     """Entries newest first, for the console and the API.
 
     The listing pages towards older entries: ``after_seq`` is the ``seq`` of the last entry of
@@ -120,11 +120,11 @@ def entries(session: Session, *, after_seq: int | None = None, limit: int = 100,
     query = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(max(1, min(limit, 1000)))
     if after_seq is not None:
         query = query.where(AuditEntry.seq < after_seq)
-    if registration_id is not None:
-        query = query.where(AuditEntry.registration_id == registration_id)
+    if case_reference is not None:
+        query = query.where(AuditEntry.case_reference == case_reference)
     return [
         {"seq": e.seq, "at": e.at.isoformat(), "actor": e.actor, "action": e.action,
-         "registration_id": e.registration_id, "details": json.loads(e.details)}
+         "case_reference": e.case_reference, "details": json.loads(e.details)}
         for e in session.scalars(query)
     ]
 
@@ -181,13 +181,13 @@ class _Suspect:
     at_iso: str
     actor: str
     action: str
-    registration_id: str | None
+    case_reference: str | None
     details: str
     prev_hash: str
     entry_hash: str
 
     def hash_at(self, chain_key: bytes, seq: int) -> str:
-        return _entry_hash(chain_key, seq, self.at_iso, self.actor, self.action, self.registration_id,
+        return _entry_hash(chain_key, seq, self.at_iso, self.actor, self.action, self.case_reference,
                            self.details, self.prev_hash)
 
 
@@ -211,13 +211,13 @@ def verify(store: Store, chain_key: bytes) -> AuditReport:
         head = session.get(AuditHead, HEAD_ID)
         expected, previous_hash, previous_intact = 1, GENESIS_HASH, True
         last_seq, last_hash, last_intact = 0, GENESIS_HASH, True
-        columns = (AuditEntry.seq, AuditEntry.at, AuditEntry.actor, AuditEntry.action, AuditEntry.registration_id,
+        columns = (AuditEntry.seq, AuditEntry.at, AuditEntry.actor, AuditEntry.action, AuditEntry.case_reference,
                    AuditEntry.details, AuditEntry.prev_hash, AuditEntry.entry_hash)
         for entry in _stream(session, select(*columns).order_by(AuditEntry.seq)):  # rows, not ORM objects
             report.entries_checked += 1
             at_iso = entry.at.isoformat()
             intact = hmac.compare_digest(entry.entry_hash, _entry_hash(
-                chain_key, entry.seq, at_iso, entry.actor, entry.action, entry.registration_id, entry.details,
+                chain_key, entry.seq, at_iso, entry.actor, entry.action, entry.case_reference, entry.details,
                 entry.prev_hash))
             if entry.seq != expected:
                 missing = f"entry {expected}" if entry.seq == expected + 1 else f"entries {expected}-{entry.seq - 1}"
@@ -228,7 +228,7 @@ def verify(store: Store, chain_key: bytes) -> AuditReport:
             if intact:
                 verified += 1
             elif len(suspects) < REORDER_ANALYSIS_LIMIT:
-                suspects.append(_Suspect(entry.seq, at_iso, entry.actor, entry.action, entry.registration_id,
+                suspects.append(_Suspect(entry.seq, at_iso, entry.actor, entry.action, entry.case_reference,
                                          entry.details, entry.prev_hash, entry.entry_hash))
             else:
                 report.add(entry.seq, EDITED, "its hash does not match its content")

@@ -323,8 +323,9 @@ def requeue_failed(store: Store, chain_key: bytes, actor: str, command_ids: list
         chosen = session.execute(selection).all()
         registrations = sorted({r for _, r in chosen})
         # Registration rows first, as every transition and the dispatcher lock them: one lock order.
-        session.scalars(select(Registration.id).where(Registration.id.in_(registrations)).order_by(Registration.id)
-                        .with_for_update()).all()
+        case_references = dict(session.execute(
+            select(Registration.id, Registration.case_reference).where(Registration.id.in_(registrations))
+            .order_by(Registration.id).with_for_update()).tuples().all())
         now = utcnow()
         per_registration: dict[str, RequeueReport] = {r: RequeueReport() for r in registrations}
         for command in session.scalars(select(CACommand).where(CACommand.id.in_([i for i, _ in chosen]),
@@ -347,7 +348,7 @@ def requeue_failed(store: Store, chain_key: bytes, actor: str, command_ids: list
             report.superseded += mine.superseded
             report.not_requeued.update(mine.not_requeued)
             if mine.requeued or mine.superseded:
-                audit.record(session, chain_key, actor, "ca-commands-requeued", registration,
+                audit.record(session, chain_key, actor, "ca-commands-requeued", case_references[registration],
                              {"requeued": mine.requeued, "superseded": mine.superseded})
     return report
 

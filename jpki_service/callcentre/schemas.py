@@ -88,9 +88,10 @@ class CertificateSummary(BaseModel):
 
 
 class RegistrationSummary(BaseModel):
-    """Only what an operator needs to confirm the caller and act."""
+    """Only what an operator needs to confirm the caller and act: the case reference, never the
+    registration id (which, with the owner token, belongs to the owner's phone)."""
 
-    registration_id: str
+    case_reference: str
     masked_name: str
     registered_at: str
     device_model: str
@@ -126,7 +127,8 @@ class AuditEntryOut(BaseModel):
     at: str
     actor: str
     action: str
-    registration_id: str | None
+    case_reference: str | None = Field(description="The registration's case reference (entries written before "
+                                                   "case references existed hold the registration id)")
     details: dict
 
 

@@ -25,7 +25,9 @@ from jpki_service.operators.service import SignedIn
 from jpki_service.operators.views import signed_in
 
 router = APIRouter(prefix="/api/v1/operator", tags=["operator"])
-RegistrationIdPath = Path(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")
+# A case reference as an operator may type it (any case or width, with or without hyphens): the
+# service normalises it and says what is wrong (holder_data.normalise_case_reference).
+CaseReferencePath = Path(min_length=1, max_length=40, description="The case reference, like ABCD-EFGH-JKMN")
 _ON_ITS_WAY: dict[int | str, dict[str, Any]] = {
     202: {"model": RegistrationSummary, "description": "Recorded; on its way to the CA (ca_sync pending)"},
 }
@@ -46,35 +48,35 @@ def find(body: FindRequest, request: Request, who: SignedIn = Depends(signed_in)
     return {"results": service.find_registrations(_ctx(request), who, body)}
 
 
-@router.post("/registrations/{registration_id}/suspend", response_model=RegistrationSummary, responses=_ON_ITS_WAY,
+@router.post("/registrations/{case_reference}/suspend", response_model=RegistrationSummary, responses=_ON_ITS_WAY,
              summary="Suspend: both certificates on hold (operator, supervisor)")
-def suspend(body: SuspendRequest, request: Request, response: Response, registration_id: str = RegistrationIdPath,
+def suspend(body: SuspendRequest, request: Request, response: Response, case_reference: str = CaseReferencePath,
             who: SignedIn = Depends(signed_in)) -> dict[str, Any]:
-    return _synced(service.suspend_registration(_ctx(request), who, registration_id, body), response)
+    return _synced(service.suspend_registration(_ctx(request), who, case_reference, body), response)
 
 
-@router.post("/registrations/{registration_id}/lift", response_model=RegistrationSummary, responses=_ON_ITS_WAY,
+@router.post("/registrations/{case_reference}/lift", response_model=RegistrationSummary, responses=_ON_ITS_WAY,
              summary="Lift a suspension (supervisor); the owner's app then gets a new signature certificate")
-def lift(body: LiftRequest, request: Request, response: Response, registration_id: str = RegistrationIdPath,
+def lift(body: LiftRequest, request: Request, response: Response, case_reference: str = CaseReferencePath,
          who: SignedIn = Depends(signed_in)) -> dict[str, Any]:
-    return _synced(service.lift_suspension(_ctx(request), who, registration_id, body), response)
+    return _synced(service.lift_suspension(_ctx(request), who, case_reference, body), response)
 
 
-@router.post("/registrations/{registration_id}/revoke", response_model=RegistrationSummary, responses=_ON_ITS_WAY,
+@router.post("/registrations/{case_reference}/revoke", response_model=RegistrationSummary, responses=_ON_ITS_WAY,
              summary="Revoke for good (supervisor)")
-def revoke(body: RevokeRequest, request: Request, response: Response, registration_id: str = RegistrationIdPath,
+def revoke(body: RevokeRequest, request: Request, response: Response, case_reference: str = CaseReferencePath,
            who: SignedIn = Depends(signed_in)) -> dict[str, Any]:
-    return _synced(service.revoke_registration(_ctx(request), who, registration_id, body), response)
+    return _synced(service.revoke_registration(_ctx(request), who, case_reference, body), response)
 
 
-@router.get("/registrations/{registration_id}/history", response_model=HistoryOut, summary="State and history")
-def registration_history(request: Request, registration_id: str = RegistrationIdPath,
+@router.get("/registrations/{case_reference}/history", response_model=HistoryOut, summary="State and history")
+def registration_history(request: Request, case_reference: str = CaseReferencePath,
                          who: SignedIn = Depends(signed_in)) -> dict[str, Any]:
-    return service.registration_history(_ctx(request), who, registration_id)
+    return service.registration_history(_ctx(request), who, case_reference)
 
 
 @router.get("/audit", response_model=AuditOut, summary="The audit trail, newest first (auditor)")
 def audit_trail(request: Request, after_seq: int | None = Query(None, ge=0), limit: int = Query(100, ge=1, le=1000),
-                registration_id: str | None = Query(None, pattern=r"^[0-9a-f]{32}$"),
+                case_reference: str | None = Query(None, min_length=1, max_length=40),
                 who: SignedIn = Depends(signed_in)) -> dict[str, Any]:
-    return {"entries": service.audit_trail(_ctx(request), who, after_seq, limit, registration_id)}
+    return {"entries": service.audit_trail(_ctx(request), who, after_seq, limit, case_reference)}

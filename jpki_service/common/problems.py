@@ -12,6 +12,10 @@ class RegistrationNotFound(Problem):
     status, title, slug = 404, "Unknown registration", "registration-unknown"
 
 
+class OwnerTokenMissing(Problem):
+    status, title, slug = 401, "Owner token needed", "owner-token-missing"
+
+
 class StateConflict(Problem):
     status, title, slug = 409, "Not possible in this state", "state-conflict"
 

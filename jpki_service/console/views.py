@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,11 +59,12 @@ from jpki_service.common.problems import (
     RegistrationNotFound,
     StateConflict,
 )
+from jpki_service.holder_data import normalise_case_reference
 from jpki_service.lifecycle import Event, State, TransitionRefused, transition
 from jpki_service.operators import service as operators
 from jpki_service.operators.roles import Permission, Role, may
 from jpki_service.operators.service import SignedIn
-from jpki_service.registrations.transitions import load_registration
+from jpki_service.registrations.transitions import load_by_case_reference
 
 log = logging.getLogger("jpki_service.console")
 
@@ -73,7 +73,6 @@ PREFIX = "/console"
 AUDIT_PAGE_SIZE = 50
 _HERE = Path(__file__).parent
 _CSS = (_HERE / "static" / "console.css").read_bytes()
-_REGISTRATION_ID = re.compile(r"^[0-9a-f]{32}$")
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -248,15 +247,10 @@ def _check_form(request: Request, who: SignedIn, fields: dict[str, str]) -> None
         raise CSRFRejected("form token missing or wrong; reload the page and try again (nothing was changed)")
 
 
-def _require(request: Request, who: SignedIn, permission: Permission, registration_id: str | None = None) -> None:
+def _require(request: Request, who: SignedIn, permission: Permission, case_reference: str | None = None) -> None:
     """The role check the use cases make, refusals audited the same way, for what the console
     checks before calling one (showing a form, the confirmation step)."""
-    callcentre.require_permission(_ctx(request), who, permission, registration_id)
-
-
-def _check_registration_id(registration_id: str) -> None:
-    if not _REGISTRATION_ID.match(registration_id):
-        raise RegistrationNotFound("no such registration: a registration id is 32 characters 0-9 and a-f")
+    callcentre.require_permission(_ctx(request), who, permission, case_reference)
 
 
 # -- validation messages -------------------------------------------------------------------------
@@ -433,11 +427,10 @@ def _possible(state: str, event: Event) -> bool:
     return True
 
 
-def _registration_page(request: Request, who: SignedIn, registration_id: str, status: int = 200,
+def _registration_page(request: Request, who: SignedIn, case_reference: str, status: int = 200,
                        errors: dict[str, str] | None = None, values: dict[str, dict[str, str]] | None = None
                        ) -> Response:
-    _check_registration_id(registration_id)
-    data = callcentre.registration_history(_ctx(request), who, registration_id)
+    data = callcentre.registration_history(_ctx(request), who, case_reference)
     state = data["registration"]["state"]
     actions = [a for a in ACTIONS.values() if may(who.role, a.permission) and _possible(state, a.event)]
     return page(request, "registration.html", status, registration=data["registration"],
@@ -445,32 +438,32 @@ def _registration_page(request: Request, who: SignedIn, registration_id: str, st
                 errors=errors or {}, values=values or {})
 
 
-@router.get("/registrations/{registration_id}")
-def registration(request: Request, registration_id: str, who: SignedIn = Depends(signed_in)) -> Response:
-    return _registration_page(request, who, registration_id)
+@router.get("/registrations/{case_reference}")
+def registration(request: Request, case_reference: str, who: SignedIn = Depends(signed_in)) -> Response:
+    return _registration_page(request, who, case_reference)
 
 
-@router.post("/registrations/{registration_id}/{action_name}")
-def act(request: Request, registration_id: str, action_name: str, who: SignedIn = Depends(signed_in),
+@router.post("/registrations/{case_reference}/{action_name}")
+def act(request: Request, case_reference: str, action_name: str, who: SignedIn = Depends(signed_in),
         fields: dict[str, str] = Depends(form_fields)) -> Response:
     """Suspend, lift or revoke: the first POST shows the confirmation, the second (confirmed=yes) acts."""
     _check_form(request, who, fields)
     action = ACTIONS.get(action_name)
     if action is None:
         raise RegistrationNotFound(f"the console has no action {action_name!r}")
-    _check_registration_id(registration_id)
-    _require(request, who, action.permission, registration_id)
+    case_reference = normalise_case_reference(case_reference)
+    _require(request, who, action.permission, case_reference)
     ctx = _ctx(request)
     values = {f: fields.get(f, "").strip() for f in action.fields}
     try:
         body = action.model(**{k: v for k, v in values.items() if v})
     except ValidationError as exc:
-        return _registration_page(request, who, registration_id, 422, errors={action.name: _validation_text(exc)},
+        return _registration_page(request, who, case_reference, 422, errors={action.name: _validation_text(exc)},
                                   values={action.name: values})
-    back = f"{PREFIX}/registrations/{registration_id}"
+    back = f"{PREFIX}/registrations/{case_reference}"
     if fields.get("confirmed") != "yes":
         with ctx.store.sessions() as session:
-            summary = callcentre.summary(ctx, session, load_registration(session, registration_id))
+            summary = callcentre.summary(ctx, session, load_by_case_reference(session, case_reference))
         if not _possible(summary["state"], action.event):
             raise StateConflict(f"a {summary['state']} registration cannot be changed this way "
                                 "(it may have changed since the page was loaded)")
@@ -478,7 +471,7 @@ def act(request: Request, registration_id: str, action_name: str, who: SignedIn 
         return page(request, "confirm.html", action=action, registration=summary, values=values, shown=shown,
                     back=back)
     try:
-        result = action.use_case(ctx, who, registration_id, body)
+        result = action.use_case(ctx, who, case_reference, body)
     except StateConflict as problem:
         return problem_page(request, problem, back=back)
     status = 200 if result["ca_sync"] == "done" else 202
@@ -488,16 +481,18 @@ def act(request: Request, registration_id: str, action_name: str, who: SignedIn 
 # -- the audit trail -----------------------------------------------------------------------------
 @router.get("/audit")
 def audit(request: Request, who: SignedIn = Depends(signed_in), after_seq: int | None = Query(None, ge=0),
-          registration_id: str | None = Query(None, max_length=64)) -> Response:
+          case_reference: str | None = Query(None, max_length=64)) -> Response:
     _require(request, who, Permission.READ_AUDIT)
-    wanted = (registration_id or "").strip().lower() or None
-    if wanted is not None and not _REGISTRATION_ID.match(wanted):
+    try:
+        wanted = normalise_case_reference(case_reference or "") if (case_reference or "").strip() else None
+    except InvalidInput:
         return page(request, "audit.html", 422, entries=[], older=None, after_seq=after_seq,
-                    registration_id=registration_id, error="A registration id is 32 characters 0-9 and a-f.")
+                    case_reference=case_reference,
+                    error="A case reference is 12 letters and digits, like ABCD-EFGH-JKMN.")
     entries = callcentre.audit_trail(_ctx(request), who, after_seq, AUDIT_PAGE_SIZE + 1, wanted)
     older = entries[AUDIT_PAGE_SIZE - 1]["seq"] if len(entries) > AUDIT_PAGE_SIZE else None
     return page(request, "audit.html", entries=entries[:AUDIT_PAGE_SIZE], older=older, after_seq=after_seq,
-                registration_id=wanted or "")
+                case_reference=wanted or "")
 
 
 __all__ = ["router", "COOKIE", "SECURITY_HEADERS", "ACTIONS"]

@@ -14,6 +14,9 @@ class OwnerNotification(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     registration_id: Mapped[str] = mapped_column(ForeignKey("registrations.id"), index=True)
+    # What the message names the registration by: its case reference, never the id (which, with the
+    # owner token, is the phone's alone).
+    case_reference: Mapped[str] = mapped_column(String(16))
     event: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(80))  # who acted: call centre, supervisor, system, new phone
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -86,7 +86,7 @@ def owner_message(notification: OwnerNotification) -> dict:
     what_en, what_ja = _WHAT.get(notification.event, _OTHER)
     return {
         "notification_id": notification.id,
-        "registration_id": notification.registration_id,
+        "case_reference": notification.case_reference,
         "event": notification.event,
         "actor": role,
         "at": notification.created_at.isoformat(),
@@ -95,11 +95,12 @@ def owner_message(notification: OwnerNotification) -> dict:
     }
 
 
-def enqueue(session: Session, registration_id: str, event: str, actor: str) -> OwnerNotification:
+def enqueue(session: Session, registration_id: str, case_reference: str, event: str, actor: str
+            ) -> OwnerNotification:
     """Record a notification in the caller's transaction: it is sent only if the change commits."""
     now = utcnow()
-    notification = OwnerNotification(registration_id=registration_id, event=event, actor=actor, created_at=now,
-                                      state="pending", attempts=0, next_attempt_at=now)
+    notification = OwnerNotification(registration_id=registration_id, case_reference=case_reference, event=event,
+                                      actor=actor, created_at=now, state="pending", attempts=0, next_attempt_at=now)
     session.add(notification)
     session.flush()
     return notification

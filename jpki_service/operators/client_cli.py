@@ -34,6 +34,8 @@ import typer
 
 from jpki_common.profiles import REVOCATION_REASONS
 from jpki_service.callcentre.schemas import CallerKind, Channel, SuspensionReason
+from jpki_service.common.problems import InvalidInput
+from jpki_service.holder_data import normalise_case_reference
 
 DEFAULT_SERVICE = "http://127.0.0.1:8000"
 DEFAULT_SESSION_FILE = Path("~/.config/jpki-operator/session.json")
@@ -294,7 +296,7 @@ def _ca_sync_text(summary: dict[str, Any]) -> str:
 
 def _print_summary(summary: dict[str, Any]) -> None:
     reason = f" ({summary['reason']})" if summary.get("reason") else ""
-    typer.echo(f"registration {summary['registration_id']}: {summary['state']}{reason}")
+    typer.echo(f"registration {summary['case_reference']}: {summary['state']}{reason}")
     typer.echo(f"  holder {summary.get('masked_name', '-')}, {summary.get('device_model', '-')}, "
                f"registered {_when(summary.get('registered_at'))}")
     for certificate in summary.get("certificates", []):
@@ -307,15 +309,15 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 # -- arguments -----------------------------------------------------------------------------------
-def _registration_id(value: str) -> str:
-    value = value.strip().lower()
-    if len(value) != 32 or any(c not in "0123456789abcdef" for c in value):
-        raise typer.BadParameter("a registration id is 32 hexadecimal digits (as `find` shows it)")
-    return value
+def _case_reference(value: str) -> str:
+    try:
+        return normalise_case_reference(value, "CASE")
+    except InvalidInput as exc:
+        raise typer.BadParameter(f"{exc.detail} (as `find` shows it)") from None
 
 
-REGISTRATION = typer.Argument(..., metavar="REGISTRATION", callback=_registration_id,
-                              help="The registration id (32 hex digits, from `find`).")
+CASE = typer.Argument(..., metavar="CASE", callback=_case_reference,
+                      help="The registration's case reference (like ABCD-EFGH-JKMN, from `find`).")
 JSON = typer.Option(False, "--json",
                     help="Print the API's JSON document (refusals: the problem document on stderr).")
 TICKET = typer.Option(..., "--ticket", help="The call-centre ticket: letters, digits, . _ / -")
@@ -430,13 +432,13 @@ def find(
         _print_json(document)
         return
     results = document.get("results", [])
-    _table(["REGISTRATION", "NAME", "REGISTERED", "MODEL", "STATE", "REASON"],
-           [[r["registration_id"], r.get("masked_name") or "-", _when(r.get("registered_at")),
+    _table(["CASE", "NAME", "REGISTERED", "MODEL", "STATE", "REASON"],
+           [[r["case_reference"], r.get("masked_name") or "-", _when(r.get("registered_at")),
              r.get("device_model") or "-", r["state"], r.get("reason") or "-"] for r in results])
 
 
-def _act(ctx: typer.Context, registration: str, action: str, body: dict[str, Any], as_json: bool) -> None:
-    document, _ = _call(_options(ctx), "POST", f"{API}/registrations/{registration}/{action}", json=body)
+def _act(ctx: typer.Context, case: str, action: str, body: dict[str, Any], as_json: bool) -> None:
+    document, _ = _call(_options(ctx), "POST", f"{API}/registrations/{case}/{action}", json=body)
     if as_json:
         _print_json(document)
     else:
@@ -446,7 +448,7 @@ def _act(ctx: typer.Context, registration: str, action: str, body: dict[str, Any
 @command("suspend")
 def suspend(
     ctx: typer.Context,
-    registration: str = REGISTRATION,
+    case: str = CASE,
     reason: SuspensionReason = typer.Option(..., "--reason", help="Why the caller asks."),
     caller: CallerKind = typer.Option(..., "--caller",
                                   help="The owner (self) or someone on their behalf (proxy)."),
@@ -462,13 +464,13 @@ def suspend(
     body = {"reason": reason.value, "caller": caller.value, "ticket": ticket, "channel": channel.value}
     if relationship:
         body["relationship"] = relationship
-    _act(ctx, registration, "suspend", body, as_json)
+    _act(ctx, case, "suspend", body, as_json)
 
 
 @command("lift")
 def lift(
     ctx: typer.Context,
-    registration: str = REGISTRATION,
+    case: str = CASE,
     reason: str = typer.Option(..., "--reason", help="Why the suspension ends (3 to 200 characters)."),
     ticket: str = TICKET,
     as_json: bool = JSON,
@@ -478,13 +480,13 @@ def lift(
     The authentication certificate is released, the signature certificate revoked; the owner's app
     then gets a new signature certificate (card + phone).
     """
-    _act(ctx, registration, "lift", {"reason": reason, "ticket": ticket}, as_json)
+    _act(ctx, case, "lift", {"reason": reason, "ticket": ticket}, as_json)
 
 
 @command("revoke")
 def revoke(
     ctx: typer.Context,
-    registration: str = REGISTRATION,
+    case: str = CASE,
     reason: RevocationReason = typer.Option(RevocationReason("keyCompromise"), "--reason",
                                             help="The RFC 5280 revocation reason."),
     ticket: str = TICKET,
@@ -496,13 +498,13 @@ def revoke(
     body: dict[str, Any] = {"reason": reason.value, "ticket": ticket}
     if note is not None:
         body["note"] = note
-    _act(ctx, registration, "revoke", body, as_json)
+    _act(ctx, case, "revoke", body, as_json)
 
 
 @command("history")
-def history(ctx: typer.Context, registration: str = REGISTRATION, as_json: bool = JSON) -> None:
+def history(ctx: typer.Context, case: str = CASE, as_json: bool = JSON) -> None:
     """A registration's state, certificates and changes, with who made them."""
-    document, _ = _call(_options(ctx), "GET", f"{API}/registrations/{registration}/history")
+    document, _ = _call(_options(ctx), "GET", f"{API}/registrations/{case}/history")
     if as_json:
         _print_json(document)
         return
@@ -521,24 +523,24 @@ def audit(
     before: int | None = typer.Option(
         None, "--before", min=1, metavar="SEQ",
         help="The next page: entries older than this seq (the API's after_seq)."),
-    registration: str | None = typer.Option(None, "--registration", metavar="REGISTRATION",
-                                               callback=lambda v: v if v is None else _registration_id(v),
-                                               help="Only this registration's entries."),
+    case: str | None = typer.Option(None, "--case", metavar="CASE",
+                                    callback=lambda v: v if v is None else _case_reference(v),
+                                    help="Only the entries of the registration with this case reference."),
     as_json: bool = JSON,
 ) -> None:
     """The audit trail, newest first (auditor)."""
     params: dict[str, Any] = {"limit": limit}
     if before is not None:
         params["after_seq"] = before
-    if registration is not None:
-        params["registration_id"] = registration
+    if case is not None:
+        params["case_reference"] = case
     document, _ = _call(_options(ctx), "GET", f"{API}/audit", params=params)
     if as_json:
         _print_json(document)
         return
     entries = document.get("entries", [])
-    _table(["SEQ", "AT", "ACTOR", "ACTION", "REGISTRATION", "DETAILS"],
-           [[str(e["seq"]), _when(e.get("at")), e["actor"], e["action"], e.get("registration_id") or "-",
+    _table(["SEQ", "AT", "ACTOR", "ACTION", "CASE", "DETAILS"],
+           [[str(e["seq"]), _when(e.get("at")), e["actor"], e["action"], e.get("case_reference") or "-",
              json.dumps(e.get("details") or {}, ensure_ascii=False, separators=(",", ":"))] for e in entries])
     if len(entries) == limit:
         typer.echo(f"(older entries: --before {entries[-1]['seq']})", err=True)

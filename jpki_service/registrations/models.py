@@ -12,7 +12,12 @@ from jpki_service.adapters.db import Base, UTCDateTime
 class Registration(Base):
     __tablename__ = "registrations"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # 128-bit random, hex
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # 128-bit random, hex; the owner's phone's
+    # What staff, the audit trail and notices name it by (holder_data.new_case_reference): unlocks nothing.
+    case_reference: Mapped[str] = mapped_column(String(16), unique=True, index=True)
+    # SHA-256 of the owner token, which reads the registration (registrations/service.py); None for a
+    # registration made before tokens, until its phone asks for one with its device key.
+    owner_token_hash: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(32))
     # Keyed hash of the card's four items: finds the same person's other phones without

@@ -81,6 +81,8 @@ class CertificateOut(BaseModel):
 
 class RegistrationOut(BaseModel):
     registration_id: str
+    case_reference: str = Field(description="What the call centre and the notices name this registration by "
+                                            "(ABCD-EFGH-JKMN): give it when you call; it unlocks nothing")
     state: Literal["pending", "active", "suspended", "revoked", "expired"]
     reason: str | None
     device_model: str
@@ -103,6 +105,10 @@ class RegistrationOut(BaseModel):
     statement_key_pem: str | None = Field(
         None, description="Only in the answer to a registration: the service's Ed25519 statement key, which the "
                           "secure element pins to check reset authorisations")
+    owner_token: str | None = Field(
+        None, description="Only in the answer to a registration (or to POST .../owner-token): the token that "
+                          "reads this registration (GET with Authorization: Bearer). Keep it on the phone; it is "
+                          "shown nowhere else and the service keeps only its hash")
 
 
 class ResetAuthorisationOut(BaseModel):

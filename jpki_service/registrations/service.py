@@ -7,6 +7,8 @@ change stands and the background dispatcher finishes the job (``ca_sync: pending
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from typing import Any
 
@@ -32,7 +34,13 @@ from jpki_service.adapters.db import utcnow
 from jpki_service.ca_commands import service as ca_commands
 from jpki_service.cards.service import VerifiedCard, person_key, person_of_certificate, verify_card_proof
 from jpki_service.challenges.service import spend_challenge
-from jpki_service.common.problems import InvalidInput, ProofRejected, StateConflict
+from jpki_service.common.problems import (
+    InvalidInput,
+    OwnerTokenMissing,
+    ProofRejected,
+    RegistrationNotFound,
+    StateConflict,
+)
 from jpki_service.lifecycle import Actor, CertKind, Event, State
 from jpki_service.registrations.models import Person, PhoneCertificate, Registration, RegistrationEvent
 from jpki_service.registrations.schemas import LiftRequest, OwnerProof, RegisterRequest
@@ -59,7 +67,8 @@ def registration_document(session: Session, registration: Registration, seal_key
     events = history(session, registration.id)
     last = events[-1] if events else None
     return {
-        "registration_id": registration.id, "state": registration.state, "reason": registration.reason,
+        "registration_id": registration.id, "case_reference": registration.case_reference,
+        "state": registration.state, "reason": registration.reason,
         "device_model": registration.device_model,
         "created_at": registration.created_at.isoformat(), "updated_at": registration.updated_at.isoformat(),
         "certificates": [
@@ -79,8 +88,57 @@ def registration_document(session: Session, registration: Registration, seal_key
 
 
 def get_registration(ctx: ServiceContext, registration_id: str) -> dict[str, Any]:
+    """The owner's view, for answers to requests already proven (or the owner token checked)."""
     with ctx.store.sessions() as session:
         return registration_document(session, load_registration(session, registration_id), ctx.keys.holder_seal)
+
+
+# -- the owner token: reads the registration -------------------------------------------------
+# 256 random bits, handed to the phone in the answer to registering (or to a device-key proof) and
+# kept here only as its SHA-256: a copy of the table reads nothing. Nobody but the phone sees it:
+# staff, the audit trail and notices name the registration by its case reference.
+def _new_owner_token() -> tuple[str, str]:
+    token = secrets.token_urlsafe(32)
+    return token, _owner_token_hash(token)
+
+
+def _owner_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def read_registration(ctx: ServiceContext, registration_id: str, owner_token: str | None) -> dict[str, Any]:
+    """``GET /api/v1/registrations/{id}``: only with this registration's owner token.
+
+    No token: 401. A wrong token and an unknown id get the same 404, so the answer tells a stranger
+    nothing, not even whether the id exists.
+    """
+    if not owner_token:
+        raise OwnerTokenMissing("reading a registration needs its owner token (Authorization: Bearer <owner "
+                                "token>), which the phone got when it registered; without it, prove the device "
+                                f"key: POST /api/v1/registrations/{registration_id}/owner-token")
+    with ctx.store.sessions() as session:
+        registration = session.get(Registration, registration_id)
+        if registration is None or registration.owner_token_hash is None or not hmac.compare_digest(
+                registration.owner_token_hash, _owner_token_hash(owner_token)):
+            raise RegistrationNotFound(f"no registration {registration_id} answers to this owner token",
+                                       field="registration_id")
+        return registration_document(session, registration, ctx.keys.holder_seal)
+
+
+def issue_owner_token(ctx: ServiceContext, registration_id: str, proof: OwnerProof) -> dict[str, Any]:
+    """A new owner token for a phone that proves its device key (one registered before tokens existed,
+    or one that lost its token); the previous token stops working. The answer holds the document too."""
+    with ctx.store.sessions() as session:
+        device_key = load_registration(session, registration_id).device_public_key_pem
+    challenge = spend_challenge(ctx.store, proof.challenge_id, Action.OWNER_TOKEN, registration_id)
+    _check_key(device_key, challenge, proof.signature, "device key")
+    token, token_hash = _new_owner_token()
+    with ctx.store.transaction() as session:
+        registration = load_registration(session, registration_id, lock=True)
+        registration.owner_token_hash = token_hash
+        document = registration_document(session, registration, ctx.keys.holder_seal)
+    document["owner_token"] = token
+    return document
 
 
 # -- input checks ----------------------------------------------------------------------------
@@ -169,6 +227,7 @@ def register(ctx: ServiceContext, request: RegisterRequest) -> dict[str, Any]:
                              ctx.keys.person_index)
     registration_id = secrets.token_hex(16)
     suspension_code = holder_data.new_suspension_code()
+    owner_token, owner_token_hash = _new_owner_token()
     with ctx.store.transaction() as session:
         _lock_person(session, ctx, card)
         superseded = []
@@ -183,7 +242,8 @@ def register(ctx: ServiceContext, request: RegisterRequest) -> dict[str, Any]:
         initial = lifecycle.TRANSITIONS[Event.REGISTERED]
         assert initial.target is not None  # registering makes a pending registration
         session.add(Registration(
-            id=registration_id, state=initial.target.value, reason=None, person_key=card.person_key,
+            id=registration_id, case_reference=holder_data.new_case_reference(), owner_token_hash=owner_token_hash,
+            state=initial.target.value, reason=None, person_key=card.person_key,
             card_serial=card.serial, device_model=request.device.model,
             device_public_key_pem=request.device.device_public_key_pem, created_at=now, updated_at=now,
             holder_sealed=holder_data.seal_name(ctx.keys.holder_seal, card.person["name"]),
@@ -206,6 +266,7 @@ def register(ctx: ServiceContext, request: RegisterRequest) -> dict[str, Any]:
     document = get_registration(ctx, registration_id)
     document["superseded"] = superseded
     document["suspension_code"] = suspension_code  # shown once; only its keyed hash is kept
+    document["owner_token"] = owner_token  # shown once; only its hash is kept
     # The SE pins it: only statements signed with it may reset its password (authorise_password_reset).
     document["statement_key_pem"] = ctx.keys.statement_public_key_pem()
     return document

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from jpki_service import lifecycle
+from jpki_service import holder_data, lifecycle
 from jpki_service.adapters.ca_client import CAUnavailable
 from jpki_service.adapters.context import ServiceContext
 from jpki_service.adapters.db import utcnow
@@ -58,6 +58,16 @@ def load_registration(session: Session, registration_id: str, lock: bool = False
     registration = session.scalars(query.with_for_update() if lock else query).one_or_none()
     if registration is None:
         raise RegistrationNotFound(f"no registration {registration_id}", field="registration_id")
+    return registration
+
+
+def load_by_case_reference(session: Session, case_reference: str, lock: bool = False) -> Registration:
+    """The registration staff name by ``case_reference`` (as typed: any case, width or hyphens)."""
+    reference = holder_data.normalise_case_reference(case_reference)
+    query = select(Registration).where(Registration.case_reference == reference)
+    registration = session.scalars(query.with_for_update() if lock else query).one_or_none()
+    if registration is None:
+        raise RegistrationNotFound(f"no registration with case reference {reference}", field="case_reference")
     return registration
 
 
@@ -129,7 +139,7 @@ def apply_event(session: Session, registration: Registration, event: Event, *, o
                                 payload=issue_payload(kind, key.csr_pem, reissue.card_serial))
     if rule.notify_owner:
         actor = f"{rule.actor.value}:{operator}" if operator else rule.actor.value
-        notifications.enqueue(session, registration.id, event.value, actor)
+        notifications.enqueue(session, registration.id, registration.case_reference, event.value, actor)
 
 
 def _on_issued(session: Session, registration_id: str) -> None:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from jpki_common.owner_proof import Action
 from jpki_service.challenges.service import issue_challenge
@@ -25,6 +26,9 @@ from jpki_service.registrations.schemas import (
 
 router = APIRouter(prefix="/api/v1", tags=["owner"])
 RegistrationIdPath = Path(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")
+# The owner token (answer to registering): declared in the OpenAPI document, checked by the service.
+_owner_token = HTTPBearer(auto_error=False, scheme_name="ownerToken",
+                          description="The owner token from the answer to registering (or to .../owner-token)")
 
 
 def _ctx(request: Request) -> service.ServiceContext:
@@ -64,9 +68,19 @@ def register(body: RegisterRequest, request: Request, response: Response) -> dic
     return _synced(service.register(_ctx(request), body), response, done_status=201)
 
 
-@router.get("/registrations/{registration_id}", response_model=RegistrationOut, summary="State and certificates")
-def look_up(request: Request, registration_id: str = RegistrationIdPath) -> dict[str, Any]:
-    return service.get_registration(_ctx(request), registration_id)
+@router.get("/registrations/{registration_id}", response_model=RegistrationOut,
+            summary="State and certificates (the owner token: Authorization: Bearer)",
+            responses={401: {"description": "No owner token"},
+                       404: {"description": "No such registration, or not this token's"}})
+def look_up(request: Request, registration_id: str = RegistrationIdPath,
+            credentials: HTTPAuthorizationCredentials | None = Depends(_owner_token)) -> dict[str, Any]:
+    return service.read_registration(_ctx(request), registration_id, credentials.credentials if credentials else None)
+
+
+@router.post("/registrations/{registration_id}/owner-token", response_model=RegistrationOut,
+             summary="A new owner token for this phone (device key); the previous one stops working")
+def owner_token(body: ProofRequest, request: Request, registration_id: str = RegistrationIdPath) -> dict[str, Any]:
+    return service.issue_owner_token(_ctx(request), registration_id, body.proof)
 
 
 @router.post("/registrations/{registration_id}/revoke", response_model=RegistrationOut,
