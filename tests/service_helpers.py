@@ -39,6 +39,8 @@ class PhoneForTests:
     authentication_key: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(65537, 2048))
     device_key: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(65537, 2048))
     registration_id: str | None = None
+    owner_token: str | None = None  # from the answer to registering: reads the registration
+    case_reference: str | None = None  # what staff name the registration by
 
     def device_public_pem(self) -> str:
         return self.device_key.public_key().public_bytes(
@@ -80,8 +82,18 @@ def register_body(client: httpx.Client, card: CardForTests, phone: PhoneForTests
 def register(client: httpx.Client, card: CardForTests, phone: PhoneForTests) -> httpx.Response:
     response = client.post("/api/v1/registrations", json=register_body(client, card, phone))
     if response.status_code in (201, 202):
-        phone.registration_id = response.json()["registration_id"]
+        answer = response.json()
+        phone.registration_id, phone.owner_token = answer["registration_id"], answer["owner_token"]
+        phone.case_reference = answer["case_reference"]
     return response
+
+
+def read(client: httpx.Client, phone: PhoneForTests) -> dict:
+    """The phone's registration as the owner reads it (GET with its owner token)."""
+    response = client.get(f"/api/v1/registrations/{phone.registration_id}",
+                          headers={"Authorization": f"Bearer {phone.owner_token}"})
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def proof_for(client: httpx.Client, action: str, phone: PhoneForTests, key) -> dict:

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 
 from jpki_service.ca_commands.service import queue_summary
 from tests.conftest import free_port
-from tests.service_helpers import proof_for
+from tests.service_helpers import PhoneForTests, proof_for, read
 from tests.test_faults import (
     LOST,
     Bench,
@@ -119,11 +119,9 @@ def bench_behind_proxy(kind: str, tmp: Path):
 
 
 # -- what the operator and the owner see -----------------------------------------------------------
-def registration(bench: Bench, registration_id: str) -> dict:
+def registration(bench: Bench, phone: PhoneForTests) -> dict:
     with bench.service.client() as client:
-        answer = client.get(f"/api/v1/registrations/{registration_id}")
-    assert answer.status_code == 200, answer.text
-    return answer.json()
+        return read(client, phone)
 
 
 def wait_for(condition, what: str, timeout: float = 60.0) -> None:
@@ -167,7 +165,7 @@ def test_token_rotated_the_revocation_waits_then_reaches_the_ca(kind, tmp_path):
         bench = make_bench(kind, tmp_path, stack)
         bench.service.start()
         case = _registered(bench)
-        pems = current_pems(registration(bench, case.registration_id))
+        pems = current_pems(registration(bench, case.phone))
         assert {k: ocsp_at_ca(bench, tmp_path, p) for k, p in pems.items()} == {"signature": "good",
                                                                                "authentication": "good"}
 
@@ -185,7 +183,7 @@ def test_token_rotated_the_revocation_waits_then_reaches_the_ca(kind, tmp_path):
         assert (answer.json()["state"], answer.json()["ca_sync"]) == ("revoked", "pending")
 
         time.sleep(OUTAGE_SECONDS / 2)  # the dispatcher keeps trying, and never gives up
-        document = registration(bench, case.registration_id)
+        document = registration(bench, case.phone)
         assert document["ca_sync"] == "pending" and document["failed_ca_operations"] == 0, document
         assert "keeps carrying it" in document["ca_sync_reason"] and "attempts so far" in document["ca_sync_reason"]
         assert "JPKI_CA_TOKEN" not in document["ca_sync_reason"]  # the operators' business, not the owner's
@@ -214,7 +212,7 @@ def test_token_rotated_the_revocation_waits_then_reaches_the_ca(kind, tmp_path):
         bench.service.start()
         queue = bench.service.settle()
         assert queue.get("failed", 0) == 0, queue
-        document = registration(bench, case.registration_id)
+        document = registration(bench, case.phone)
         assert document["ca_sync"] == "done" and document["ca_sync_reason"] is None, document
         assert _revoked_both("cessationOfOperation")(bench, case, document) == []  # 0 lost
         assert divergences(bench, case.card.serial) == []
@@ -246,7 +244,7 @@ def test_ca_failing_500_for_a_long_stretch_nothing_lost_nothing_diverged(kind, t
             answers = [owner.post(f"/api/v1/registrations/{cases[0].registration_id}/revoke",
                                   json=proof_for(owner, "revoke", cases[0].phone, cases[0].phone.signature_key))]
             for case in cases[1:]:
-                answers.append(operator.post(f"/api/v1/operator/registrations/{case.registration_id}/suspend",
+                answers.append(operator.post(f"/api/v1/operator/registrations/{case.phone.case_reference}/suspend",
                                              json=LOST))
             answers.append(owner.post(f"/api/v1/registrations/{cases[2].registration_id}/revoke",
                                       json=proof_for(owner, "revoke", cases[2].phone, cases[2].phone.signature_key)))
@@ -265,7 +263,7 @@ def test_ca_failing_500_for_a_long_stretch_nothing_lost_nothing_diverged(kind, t
                     cases[2].registration_id: "revoked"}
         for case in cases:
             assert divergences(bench, case.card.serial) == []
-            document = registration(bench, case.registration_id)
+            document = registration(bench, case.phone)
             assert document["ca_sync"] == "done", document
             for kind_, serial in case.before.items():
                 assert ca_certificate(bench, serial)["status"] == expected[case.registration_id], (kind_, serial)
@@ -286,16 +284,16 @@ def test_refused_command_is_failed_shown_and_requeued_with_an_audit_entry(kind, 
         assert answer.status_code == 202 and answer.json()["ca_sync"] == "failed", answer.text
         proxy.refuse = (409, "/hold")
         with bench.service.client(bench.tokens["operator"]) as operator:
-            assert operator.post(f"/api/v1/operator/registrations/{moot.registration_id}/suspend",
+            assert operator.post(f"/api/v1/operator/registrations/{moot.phone.case_reference}/suspend",
                                  json=LOST).status_code == 202
         proxy.refuse = None
         with bench.service.client(bench.tokens["supervisor"]) as supervisor:
-            lifted = supervisor.post(f"/api/v1/operator/registrations/{moot.registration_id}/lift",
+            lifted = supervisor.post(f"/api/v1/operator/registrations/{moot.phone.case_reference}/lift",
                                      json={"reason": "phone found", "ticket": "T-2"})
         assert lifted.status_code == 202 and lifted.json()["ca_sync"] == "failed", lifted.text
 
         # Shown, with the CA's reason: the registration document, the owner's app, the operators' status.
-        document = registration(bench, case.registration_id)
+        document = registration(bench, case.phone)
         assert (document["ca_sync"], document["failed_ca_operations"]) == ("failed", 2), document
         assert "the CA refused the revoke (422 Refused for the test: the test's CA answers 422)" \
             in document["ca_sync_reason"], document
@@ -316,11 +314,11 @@ def test_refused_command_is_failed_shown_and_requeued_with_an_audit_entry(kind, 
         assert "re-queued 2" in requeued and "ended as superseded 2" in requeued, requeued
         queue = bench.service.settle()
         assert queue.get("failed", 0) == 0 and queue.get("superseded") == 2, queue
-        document = registration(bench, case.registration_id)
+        document = registration(bench, case.phone)
         assert document["ca_sync"] == "done", document
         assert _revoked_both("cessationOfOperation")(bench, case, document) == []
         assert {ocsp_at_ca(bench, tmp_path, p) for p in pems.values()} == {"revoked"}
-        assert registration(bench, moot.registration_id)["ca_sync"] == "done"
+        assert registration(bench, moot.phone)["ca_sync"] == "done"
         for c in (case, moot):
             assert divergences(bench, c.card.serial) == [], service_snapshot(bench, c.card.serial)
 
@@ -328,11 +326,11 @@ def test_refused_command_is_failed_shown_and_requeued_with_an_audit_entry(kind, 
         from jpki_service.audit.service import entries
 
         with bench.service.db().sessions() as session:
-            audited = {e["registration_id"]: e for e in entries(session) if e["action"] == "ca-commands-requeued"}
-        assert set(audited) == {case.registration_id, moot.registration_id}
-        assert audited[case.registration_id]["actor"].startswith("administrator:")
-        assert len(audited[case.registration_id]["details"]["requeued"]) == 2
-        assert len(audited[moot.registration_id]["details"]["superseded"]) == 2
+            audited = {e["case_reference"]: e for e in entries(session) if e["action"] == "ca-commands-requeued"}
+        assert set(audited) == {case.phone.case_reference, moot.phone.case_reference}
+        assert audited[case.phone.case_reference]["actor"].startswith("administrator:")
+        assert len(audited[case.phone.case_reference]["details"]["requeued"]) == 2
+        assert len(audited[moot.phone.case_reference]["details"]["superseded"]) == 2
         assert "audit trail intact" in service_cli(bench, "audit", "verify").stdout
 
         # Nothing left to re-queue; asking for a command that is not failed says so.

@@ -17,6 +17,8 @@ from tests.service_helpers import (
     lift_body,
     make_card,
     operator_client,
+    proof_for,
+    read,
     register,
 )
 from tests.test_service_flows import ocsp_status, wait_for
@@ -60,19 +62,20 @@ def test_lost_phone_suspended_then_found_and_lifted_in_the_app(ca_server, servic
                                     "address": "東京都千代田区千代田１－１"})
         assert found.status_code == 200, found.text
         [hit] = found.json()["results"]
-        assert hit["registration_id"] == phone.registration_id and hit["masked_name"] == "山* 太*"
+        assert hit["case_reference"] == phone.case_reference and hit["masked_name"] == "山* 太*"
+        assert "registration_id" not in hit and phone.registration_id not in found.text  # staff never see the id
         assert "東京" not in found.text and "1990" not in found.text  # nothing more than needed
         by_code = operator.post("/api/v1/operator/registrations/search", json={"code": code.lower().replace("-", " ")})
-        assert by_code.json()["results"][0]["registration_id"] == phone.registration_id
+        assert by_code.json()["results"][0]["case_reference"] == phone.case_reference
 
-        suspended = operator.post(f"/api/v1/operator/registrations/{phone.registration_id}/suspend", json=LOST)
+        suspended = operator.post(f"/api/v1/operator/registrations/{phone.case_reference}/suspend", json=LOST)
         assert suspended.status_code == 200, suspended.text
         assert suspended.json()["state"] == "suspended"
         assert {c["status"] for c in suspended.json()["certificates"]} == {"held"}
         assert all(ocsp_status(ca_server.url, pem) == "revoked:certificateHold" for pem in old.values())
 
         # The phone, online, learns that and why.
-        seen = owner.get(f"/api/v1/registrations/{phone.registration_id}").json()
+        seen = read(owner, phone)
         assert seen["state"] == "suspended" and seen["reason"] == "lost"
         assert seen["last_change"]["actor"] == "operator" and "suspension_code" not in {
             k for k, v in seen.items() if v is not None}
@@ -92,7 +95,8 @@ def test_lost_phone_suspended_then_found_and_lifted_in_the_app(ca_server, servic
 
     # Told through another channel than the phone: the suspension, not the owner's own lift.
     notices = wait_for(lambda: _notices(service_server) or None)
-    assert [(n["registration_id"], n["event"]) for n in notices] == [(phone.registration_id, "suspended")]
+    assert [(n["case_reference"], n["event"]) for n in notices] == [(phone.case_reference, "suspended")]
+    assert phone.registration_id not in json.dumps(notices)  # a notice names the case, never the id
 
 
 def test_lost_abroad_a_family_member_calls_with_the_code(ca_server, service_server):
@@ -102,20 +106,21 @@ def test_lost_abroad_a_family_member_calls_with_the_code(ca_server, service_serv
             operator_client(service_server, "aiko", "auditor") as auditor:
         [hit] = operator.post("/api/v1/operator/registrations/search",
                               json={"code": registered["suspension_code"]}).json()["results"]
-        without_relationship = operator.post(f"/api/v1/operator/registrations/{hit['registration_id']}/suspend",
+        without_relationship = operator.post(f"/api/v1/operator/registrations/{hit['case_reference']}/suspend",
                                              json={**proxy_call, "relationship": None})
         assert without_relationship.status_code == 422 and "relationship" in without_relationship.text
-        suspended = operator.post(f"/api/v1/operator/registrations/{hit['registration_id']}/suspend", json=proxy_call)
+        suspended = operator.post(f"/api/v1/operator/registrations/{hit['case_reference']}/suspend", json=proxy_call)
         assert suspended.status_code == 200 and suspended.json()["reason"] == "stolen"
         assert all(ocsp_status(ca_server.url, pem) == "revoked:certificateHold"
                    for pem in _pems(registered).values())
 
-        history = operator.get(f"/api/v1/operator/registrations/{phone.registration_id}/history").json()
+        history = operator.get(f"/api/v1/operator/registrations/{phone.case_reference}/history").json()
         assert history["events"][-1]["operator"] == "oscar"
         assert "proxy (spouse)" in history["events"][-1]["note"]
         trail = auditor.get("/api/v1/operator/audit").json()["entries"]
         act = next(e for e in trail if e["action"] == "suspend")
-        assert act["actor"] == "operator:oscar" and act["registration_id"] == phone.registration_id
+        assert act["actor"] == "operator:oscar" and act["case_reference"] == phone.case_reference
+        assert phone.registration_id not in json.dumps(trail)  # the audit trail names cases, never ids
         assert act["details"] == {"reason": "stolen", "caller": "proxy", "relationship": "spouse",
                                   "ticket": "T-2002", "channel": "phone"}
         # The look-up is audited without what was searched for.
@@ -126,10 +131,10 @@ def test_lost_abroad_a_family_member_calls_with_the_code(ca_server, service_serv
 def test_supervisor_lift_then_the_app_reissues_the_signature(ca_server, service_server):
     card, phone, registered = _registered(ca_server, service_server)
     old = _pems(registered)
-    registration = phone.registration_id
+    registration, case = phone.registration_id, phone.case_reference
     with operator_client(service_server, "sara", "supervisor") as supervisor, service_server.client() as owner:
-        assert supervisor.post(f"/api/v1/operator/registrations/{registration}/suspend", json=LOST).status_code == 200
-        lifted = supervisor.post(f"/api/v1/operator/registrations/{registration}/lift",
+        assert supervisor.post(f"/api/v1/operator/registrations/{case}/suspend", json=LOST).status_code == 200
+        lifted = supervisor.post(f"/api/v1/operator/registrations/{case}/lift",
                                  json={"reason": "owner found the phone, identity checked", "ticket": "T-3003"})
         assert lifted.status_code == 200, lifted.text
         assert lifted.json()["state"] == "active" and lifted.json()["signature_reissue_needed"]
@@ -154,11 +159,11 @@ def test_revoke_while_suspended_by_a_supervisor_or_from_a_new_phone(ca_server, s
                                        {"name": "佐藤 花子", "date_of_birth": "1985-05-05", "gender": "2",
                                         "address": "大阪府大阪市北区1-1"})
     with operator_client(service_server, "sven", "supervisor") as supervisor, service_server.client() as owner:
-        for registration in (lost.registration_id, gone.registration_id):
-            assert supervisor.post(f"/api/v1/operator/registrations/{registration}/suspend",
+        for case in (lost.case_reference, gone.case_reference):
+            assert supervisor.post(f"/api/v1/operator/registrations/{case}/suspend",
                                    json=LOST).status_code == 200
         # The phone is gone for good: a supervisor revokes for key compromise.
-        revoked = supervisor.post(f"/api/v1/operator/registrations/{gone.registration_id}/revoke",
+        revoked = supervisor.post(f"/api/v1/operator/registrations/{gone.case_reference}/revoke",
                                   json={"reason": "keyCompromise", "ticket": "T-4004"})
         assert revoked.status_code == 200 and revoked.json()["state"] == "revoked"
         assert all(ocsp_status(ca_server.url, pem) == "revoked:keyCompromise" for pem in _pems(second).values())
@@ -171,13 +176,13 @@ def test_revoke_while_suspended_by_a_supervisor_or_from_a_new_phone(ca_server, s
 def test_misuse_is_refused_and_changes_nothing(ca_server, service_server):
     card, phone, registered = _registered(ca_server, service_server)
     registration = phone.registration_id
-    path = f"/api/v1/operator/registrations/{registration}"
+    path = f"/api/v1/operator/registrations/{phone.case_reference}"
     lift = {"reason": "found again", "ticket": "T-5005"}
     with operator_client(service_server, "otto", "operator") as operator, \
             operator_client(service_server, "sue", "supervisor") as supervisor, \
             operator_client(service_server, "ada", "auditor") as auditor, service_server.client() as anonymous:
         def state() -> tuple:
-            document = anonymous.get(f"/api/v1/registrations/{registration}").json()
+            document = read(anonymous, phone)
             return document["state"], tuple(c["status"] for c in document["certificates"])
 
         before = state()
@@ -229,6 +234,51 @@ def test_misuse_is_refused_and_changes_nothing(ca_server, service_server):
     assert "intact" in verified.stdout
 
 
+def test_only_the_owner_token_reads_a_registration_and_staff_see_a_case_reference(ca_server, service_server):
+    _card, phone, registered = _registered(ca_server, service_server)
+    url = f"/api/v1/registrations/{phone.registration_id}"
+    holder_items = ("山田", "1990", "東京", "BEGIN CERTIFICATE")
+    with operator_client(service_server, "otis", "operator") as operator, \
+            operator_client(service_server, "ayu", "auditor") as auditor, service_server.client() as anonymous:
+        # Nobody without the owner token reads it: no token, a wrong one, a staff session's token.
+        missing = anonymous.get(url)
+        assert missing.status_code == 401 and missing.json()["type"].endswith("owner-token-missing")
+        assert missing.headers["www-authenticate"].startswith("Bearer")
+        wrong = anonymous.get(url, headers={"Authorization": "Bearer " + "A" * 43})
+        staff = operator.get(url)
+        unknown = anonymous.get("/api/v1/registrations/" + "0" * 32, headers={"Authorization": "Bearer " + "A" * 43})
+        assert wrong.status_code == staff.status_code == unknown.status_code == 404
+        assert wrong.json()["type"] == unknown.json()["type"]  # a stranger cannot tell an id that exists
+        for answer in (missing, wrong, staff, unknown):
+            assert not any(item in answer.text for item in holder_items), answer.text
+
+        # Staff find it, open it and act on it by its case reference; nothing they get names the id
+        # or carries the holder's items beyond the masked name.
+        found = operator.post("/api/v1/operator/registrations/search", json={"code": registered["suspension_code"]})
+        history = operator.get(f"/api/v1/operator/registrations/{phone.case_reference.lower()}/history")
+        assert history.status_code == 200, history.text
+        by_id = operator.get(f"/api/v1/operator/registrations/{phone.registration_id}/history")
+        assert by_id.status_code == 422 and by_id.json()["field"] == "case_reference"  # the id unlocks nothing
+        trail = auditor.get("/api/v1/operator/audit", params={"case_reference": phone.case_reference})
+        assert {e["action"] for e in trail.json()["entries"]} == {"view-history"}
+        for answer in (found, history, trail):
+            assert phone.registration_id not in answer.text
+            assert not any(item in answer.text for item in holder_items), answer.text
+
+        # The owner's phone reads it with its token; proving its device key gets a new one, and the old stops.
+        assert read(anonymous, phone)["state"] == "active"
+        renewed = anonymous.post(f"{url}/owner-token", json=proof_for(anonymous, "owner-token", phone,
+                                                                        phone.device_key))
+        assert renewed.status_code == 200, renewed.text
+        old_token, phone.owner_token = phone.owner_token, renewed.json()["owner_token"]
+        assert phone.owner_token != old_token and read(anonymous, phone)["case_reference"] == phone.case_reference
+        assert anonymous.get(url, headers={"Authorization": f"Bearer {old_token}"}).status_code == 404
+        signed_by_another = anonymous.post(f"{url}/owner-token", json=proof_for(anonymous, "owner-token", phone,
+                                                                                 phone.signature_key))
+        assert signed_by_another.status_code == 403
+        assert "owner_token" not in signed_by_another.text
+
+
 def test_operator_login_locks_after_repeated_failures(service_server):
     from tests.service_helpers import add_operator
 
@@ -247,14 +297,15 @@ def test_lifting_needs_the_ca_to_check_the_card_and_changes_nothing_without_it(c
     card, phone, registered = _registered(ca_server, service_server)
     registration = phone.registration_id
     with operator_client(service_server, "omar", "operator") as operator, service_server.client() as owner:
-        assert operator.post(f"/api/v1/operator/registrations/{registration}/suspend", json=LOST).status_code == 200
+        assert operator.post(f"/api/v1/operator/registrations/{phone.case_reference}/suspend",
+                             json=LOST).status_code == 200
         body = lift_body(owner, card, phone, rsa.generate_private_key(65537, 2048))
         ca_server.stop()
         try:
             refused = owner.post(f"/api/v1/registrations/{registration}/lift-suspension", json=body)
             assert refused.status_code == 503 and refused.json()["type"].endswith("ca-unreachable")
             assert "card" in refused.json()["detail"]
-            still = owner.get(f"/api/v1/registrations/{registration}").json()
+            still = read(owner, phone)
             assert still["state"] == "suspended" and still["pending_ca_operations"] == 0
             assert _serials(still) == _serials(registered)
         finally:

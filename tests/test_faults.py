@@ -48,6 +48,7 @@ from tests.service_helpers import (
     lift_body,
     make_card,
     proof_for,
+    read,
     register,
     register_body,
 )
@@ -293,7 +294,7 @@ def _registered(bench: Bench, suspended: bool = False) -> Case:
         assert answer.status_code == 201, answer.text
         if suspended:
             with bench.service.client(bench.tokens["operator"]) as operator:
-                answer = operator.post(f"/api/v1/operator/registrations/{phone.registration_id}/suspend", json=LOST)
+                answer = operator.post(f"/api/v1/operator/registrations/{phone.case_reference}/suspend", json=LOST)
             assert answer.status_code == 200, answer.text
     serials = {c["kind"]: c["serial"] for c in answer.json()["certificates"] if c["current"]}
     return Case(card, phone, phone.registration_id, serials)
@@ -330,12 +331,12 @@ def op_uninstall(bench, case):
 
 
 def op_operator_suspend(bench, case):
-    return _send(bench, f"/api/v1/operator/registrations/{case.registration_id}/suspend", lambda _c: LOST,
+    return _send(bench, f"/api/v1/operator/registrations/{case.phone.case_reference}/suspend", lambda _c: LOST,
                  bench.tokens["operator"])
 
 
 def op_supervisor_lift(bench, case):
-    return _send(bench, f"/api/v1/operator/registrations/{case.registration_id}/lift",
+    return _send(bench, f"/api/v1/operator/registrations/{case.phone.case_reference}/lift",
                  lambda _c: {"reason": "phone found", "ticket": "T-2"}, bench.tokens["supervisor"])
 
 
@@ -346,7 +347,7 @@ def op_owner_lift(bench, case):
 
 
 def op_supervisor_revoke(bench, case):
-    return _send(bench, f"/api/v1/operator/registrations/{case.registration_id}/revoke",
+    return _send(bench, f"/api/v1/operator/registrations/{case.phone.case_reference}/revoke",
                  lambda _c: {"reason": "keyCompromise", "ticket": "T-3"}, bench.tokens["supervisor"])
 
 
@@ -564,7 +565,7 @@ def test_ca_down_then_back_everything_carried_in_order(ca_server, service_server
             answers.append(owner.post(f"/api/v1/registrations/{phone.registration_id}/revoke",
                                       json=proof_for(owner, "revoke", phone, phone.signature_key)))
         for phone, _ in phones[2:]:  # lost phones reported to the call centre
-            answers.append(operator.post(f"/api/v1/operator/registrations/{phone.registration_id}/suspend", json=LOST))
+            answers.append(operator.post(f"/api/v1/operator/registrations/{phone.case_reference}/suspend", json=LOST))
         # ... and the owner of the third one then revokes it for good: hold, then revoke, in that order.
         phone = phones[2][0]
         answers.append(owner.post(f"/api/v1/registrations/{phone.registration_id}/revoke",
@@ -602,7 +603,7 @@ def test_ca_down_then_back_everything_carried_in_order(ca_server, service_server
         ("revoked", "cessationOfOperation", ["good", "held", "revoked"]), ("held", "certificateHold", ["good", "held"])]
     with service_server.client() as client:
         for (phone, _serials), (status_, reason, history) in zip(phones, expected, strict=True):
-            document = client.get(f"/api/v1/registrations/{phone.registration_id}").json()
+            document = read(client, phone)
             assert document["ca_sync"] == "done"
             for certificate in document["certificates"]:
                 seen = at_ca(certificate["serial"])
@@ -629,11 +630,11 @@ def test_commands_of_one_certificate_stay_in_order_across_back_off(tmp_path):
         case = _registered(bench)
         bench.ca.stop()
         with bench.service.client(bench.tokens["operator"]) as operator:
-            assert operator.post(f"/api/v1/operator/registrations/{case.registration_id}/suspend",
+            assert operator.post(f"/api/v1/operator/registrations/{case.phone.case_reference}/suspend",
                                  json=LOST).status_code == 202
         time.sleep(3)  # the holds fail once or twice
         with bench.service.client(bench.tokens["supervisor"]) as supervisor:
-            lifted = supervisor.post(f"/api/v1/operator/registrations/{case.registration_id}/lift",
+            lifted = supervisor.post(f"/api/v1/operator/registrations/{case.phone.case_reference}/lift",
                                      json={"reason": "phone found", "ticket": "T-9"})
         assert lifted.status_code == 202, lifted.text
         # Where the holds' back-off would stand after a few minutes' outage (4 failures: 16 s; cap

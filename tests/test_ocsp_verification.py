@@ -33,7 +33,7 @@ from jpki_common.owner_proof import proof_message, sign_message
 from jpki_common.store import Store
 from jpki_service.adapters.ocsp_verification import OCSPAnswerRefused, OCSPFreshness, ocsp_question, verify_ocsp_answer
 from tests.conftest import RunningCA, free_port, start_process, start_service, stop_process
-from tests.service_helpers import PhoneForTests, make_card, proof_for, register, register_body
+from tests.service_helpers import PhoneForTests, make_card, proof_for, read, register, register_body
 from tests.test_service_flows import wait_for
 from tests.test_service_proofs import assert_problem, snapshot
 
@@ -199,7 +199,7 @@ def test_genuine_answers_of_the_real_ca_are_believed(world: World, stub: OCSPStu
     with world.client() as client:
         assert register(client, card, phone).status_code == 201
         assert int(card.serial, 16) in stub.genuine  # the card was checked through the certificate's URL
-        document = client.get(f"/api/v1/registrations/{phone.registration_id}").json()
+        document = read(client, phone)
         authentication = next(c for c in document["certificates"] if c["kind"] == "authentication")
         answer = login(client, authentication["certificate_pem"], phone.authentication_key)
         assert answer.status_code == 200 and answer.json()["ocsp"] == "good", answer.text
@@ -236,7 +236,7 @@ def test_replayed_good_answer_does_not_let_a_suspended_phone_log_in(world: World
     card, phone = make_card(world.ca.store, world.ca.settings), PhoneForTests()
     with world.client() as client:
         assert register(client, card, phone).status_code == 201
-        document = client.get(f"/api/v1/registrations/{phone.registration_id}").json()
+        document = read(client, phone)
         authentication = next(c for c in document["certificates"] if c["kind"] == "authentication")
         assert login(client, authentication["certificate_pem"], phone.authentication_key).status_code == 200
         good_before_suspension = stub.genuine[int(authentication["serial"], 16)][-1]
@@ -281,7 +281,7 @@ def test_answer_signed_by_the_cards_own_key_does_not_allow_a_password_reset(worl
                       f"move-{secrets.token_hex(4)}", "affiliationChanged")
 
         def cascade_done():  # the background card cascade must be over before the snapshot
-            document = client.get(f"/api/v1/registrations/{phone.registration_id}").json()
+            document = read(client, phone)
             signature = next(c for c in document["certificates"] if c["kind"] == "signature")
             return signature["status"] == "revoked" and document["ca_sync"] == "done"
 

@@ -117,7 +117,7 @@ def test_register_with_a_csr_swapped_after_signing_issues_nothing(ca_server, ser
             problem = assert_nothing_issued(ca_server, service_server, client.post("/api/v1/registrations", json=body),
                                             before, certificates, body)
             assert "keys this request carries" in problem["detail"] and problem["field"] == "proof.signature"
-        assert client.get("/api/v1/registrations/" + "0" * 32).status_code == 404
+        assert client.get("/api/v1/registrations/" + "0" * 32, headers={"Authorization": "Bearer x"}).status_code == 404
 
 
 def test_register_with_a_swapped_device_key_is_refused(ca_server, service_server):
@@ -168,7 +168,7 @@ def _nonce(service_server, challenge_id: str) -> str:
 
 def _suspend(service_server, phone) -> None:
     with operator_client(service_server, "clerk-proofs", "operator") as staff:
-        answer = staff.post(f"/api/v1/operator/registrations/{phone.registration_id}/suspend", json=LOST)
+        answer = staff.post(f"/api/v1/operator/registrations/{phone.case_reference}/suspend", json=LOST)
         assert answer.status_code in (200, 202), answer.text
 
 

@@ -27,7 +27,7 @@ from jpki_service.holder_data import DASHES, holder_index, normalise_item
 from jpki_service.lifecycle import LIVE
 from jpki_service.registrations.models import Person, Registration
 from tests.helpers import PERSON
-from tests.service_helpers import PhoneForTests, make_card, operator_client, register, register_body
+from tests.service_helpers import PhoneForTests, make_card, operator_client, read, register, register_body
 
 SPACED = dict(PERSON, name="山田\u3000太郎")  # the renewed card: ideographic space
 FULL_WIDTH = dict(PERSON, address="東京都千代田区千代田１－１")  # full-width digits and hyphen-minus
@@ -179,7 +179,7 @@ def test_a_renewed_card_spelling_the_person_differently_supersedes_the_old_phone
             second = register(client, new_card, new_phone)
             assert second.status_code == 201, second.text
             assert second.json()["superseded"] == [old_phone.registration_id]
-            old = client.get(f"/api/v1/registrations/{old_phone.registration_id}").json()
+            old = read(client, old_phone)
             assert old["state"] == "revoked" and old["reason"] == "superseded"
         assert [r.id for r in _live(store)] == [new_phone.registration_id]
         assert _keys(store) == ({person_key(_secret(service_server), PERSON)},) * 2
@@ -259,7 +259,7 @@ def test_the_call_centre_finds_the_person_however_the_caller_spells_them(ca_serv
             found = operator.post("/api/v1/operator/registrations/search",
                                   json={"name": name, "birth": "1990-01-02", "address": address})
             assert found.status_code == 200, (name, address, found.text)
-            assert [hit["registration_id"] for hit in found.json()["results"]] == [phone.registration_id]
+            assert [hit["case_reference"] for hit in found.json()["results"]] == [phone.case_reference]
         missed = operator.post("/api/v1/operator/registrations/search",
                                json={"name": "山田 太朗", "birth": "1990-01-02", "address": "東京都千代田区千代田1-1"})
         assert missed.status_code == 404

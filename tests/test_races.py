@@ -57,7 +57,7 @@ def _round_requests(client: httpx.Client, card, phone: PhoneForTests, tokens: di
     """(name, path, body, bearer) for every request aimed at ``phone``'s registration, proofs made now."""
     rid = phone.registration_id
     owner = f"/api/v1/registrations/{rid}"
-    operator = f"/api/v1/operator/registrations/{rid}"
+    operator = f"/api/v1/operator/registrations/{phone.case_reference}"
     reset = proof_for(client, "reset-password", phone, card.key)
     reset["proof"]["card_certificate_pem"] = card.certificate_pem
     return [
@@ -200,7 +200,7 @@ def test_concurrent_requests_on_one_registration(ca_server, service_server, caps
                 answer = register(client, card, phone)
                 assert answer.status_code == 201, answer.text
                 if number % 2:  # every other round starts suspended, so that the lifts have something to lift
-                    suspended = operator_.post(f"/api/v1/operator/registrations/{phone.registration_id}/suspend",
+                    suspended = operator_.post(f"/api/v1/operator/registrations/{phone.case_reference}/suspend",
                                                json=LOST)
                     assert suspended.status_code == 200, suspended.text
                 requests = _round_requests(client, card, phone, tokens)

@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from tests.service_helpers import PhoneForTests, make_card, proof_for, register
+from tests.service_helpers import PhoneForTests, make_card, proof_for, read, register
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +53,7 @@ def test_register_revoke_and_supersede(ca_server, service_server):
         second = register(client, card, new_phone)
         assert second.status_code == 201, second.text
         assert second.json()["superseded"] == [old_phone.registration_id]
-        old = client.get(f"/api/v1/registrations/{old_phone.registration_id}").json()
+        old = read(client, old_phone)
         assert old["state"] == "revoked" and old["reason"] == "superseded"
         assert all(ocsp_status(ca_server.url, pem) == "revoked:superseded" for pem in pems.values())
 
@@ -78,7 +78,7 @@ def test_revocation_survives_a_ca_outage(ca_server, service_server):
             assert accepted.json()["state"] == "revoked" and accepted.json()["ca_sync"] == "pending"
         finally:
             ca_server.start()
-        done = wait_for(lambda: (d := client.get(f"/api/v1/registrations/{phone.registration_id}").json())
+        done = wait_for(lambda: (d := read(client, phone))
                         ["ca_sync"] == "done" and d)
         for c in done["certificates"]:
             assert ocsp_status(ca_server.url, c["certificate_pem"]) == "revoked:cessationOfOperation"

@@ -88,7 +88,7 @@ def test_two_workers_serve_register_suspend_and_stop_together(ca_server, two_wor
                                   json={"code": registered["suspension_code"]},
                                   headers={"Connection": "close"})
             assert found.status_code == 200, found.text
-            assert [r["registration_id"] for r in found.json()["results"]] == [phone.registration_id]
+            assert [r["case_reference"] for r in found.json()["results"]] == [phone.case_reference]
         # Which worker answered: keep-alive connections, each answered once and kept open, until each
         # worker holds one (the kernel hands a new connection to whichever worker accepts it first).
         port = urlsplit(service.url).port
@@ -99,13 +99,13 @@ def test_two_workers_serve_register_suspend_and_stop_together(ca_server, two_wor
                 found = client.post("/api/v1/operator/registrations/search",
                                     json={"code": registered["suspension_code"]})
                 assert found.status_code == 200, found.text
-                assert [r["registration_id"] for r in found.json()["results"]] == [phone.registration_id]
+                assert [r["case_reference"] for r in found.json()["results"]] == [phone.case_reference]
                 held = _answered_connections(port, workers)
                 if all(held.values()):
                     break
             assert sorted(held) == sorted(workers), held
             assert all(held.values()), f"answered connections per worker: {held}"
-        suspended = operator.post(f"/api/v1/operator/registrations/{phone.registration_id}/suspend",
+        suspended = operator.post(f"/api/v1/operator/registrations/{phone.case_reference}/suspend",
                                   json={"reason": "lost", "caller": "self", "ticket": "T-77"})
     assert suspended.status_code in (200, 202), suspended.text
     assert suspended.json()["state"] == "suspended"
