@@ -146,6 +146,8 @@ def register(
     registration = flows.register(_options(ctx).phone(), reader, card_password, new_password, new_pin, model,
                                   key_algorithm)
     typer.echo(f"registered this phone: registration {registration.registration_id} ({registration.state})")
+    if registration.case_reference:
+        typer.echo(f"case reference: {registration.case_reference} (give it when you call the My Number line)")
     _print_certificates(registration)
     if registration.superseded:
         typer.echo(f"  superseded (revoked, their phones delete their copy when next online): "
