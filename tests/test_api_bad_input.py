@@ -1,6 +1,7 @@
 """Bad input through the real HTTP server: a clear 4xx problem document, and nothing changed.
 
-Every case runs against a real ``jpki-ca serve`` process (SQLite and PostgreSQL). "Nothing
+Every case runs against a real ``jpki-ca serve`` process (SQLite and PostgreSQL), one per backend for
+the module (each test issues what it needs, under operation ids and keys of its own). "Nothing
 changed" is checked on the store itself: every table, its row count and a hash of all its rows,
 before and after the request. OCSP answers its own way (HTTP 200 with an OCSP error status),
 never with a 500 page.
@@ -12,7 +13,9 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
+import sys
 import time
+import uuid
 
 import httpx
 import pytest
@@ -25,7 +28,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
-from tests.helpers import PERSON, csr_pem, issue_body
+from ca_mock.authorities.service import initialise
+from ca_mock.db import migrate
+from ca_mock.settings import CASettings
+from jpki_common.store import Store
+from tests.conftest import RunningCA, _empty_database, free_port, start_process, stop_process
+from tests.helpers import PERSON, csr_pem, issue_body, reused_ca_keys, start_handing_out_keys_again
 
 pytestmark = pytest.mark.e2e
 
@@ -144,6 +152,45 @@ def assert_refused(ca_server, method: str, path: str, status: int, *in_detail: s
 
 
 # -- fixtures ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def ca_server(request, tmp_path_factory):
+    """``jpki-ca serve`` on a store of its own, once per backend for the whole module (conftest's is
+    once per test): every test here reads, or writes under operation ids and keys no other test uses."""
+    tmp_path = tmp_path_factory.mktemp(f"bad-input-{request.param}")
+    with _empty_database(request.param, tmp_path, "ca") as database_url:
+        port = free_port()
+        settings = CASettings(data_dir=tmp_path / "ca", database_url=database_url,
+                              public_url=f"http://127.0.0.1:{port}")
+        store = Store(settings.resolved_database_url())
+        migrate(store.url)
+        with reused_ca_keys(sys.modules[initialise.__module__].keys):
+            initialise(store, settings)
+        start_handing_out_keys_again()  # none of the test keys is certified by this new store
+        env = {"JPKI_CA_DATA_DIR": str(settings.data_dir), "JPKI_CA_DATABASE_URL": settings.resolved_database_url()}
+        args = [sys.executable, "-m", "ca_mock", "serve", "--port", str(port)]
+        url = f"http://127.0.0.1:{port}"
+        running = RunningCA(url, settings.resolved_api_token() or "", settings, store,
+                            start_process(args, env, f"{url}/healthz", tmp_path / "ca-server.log"))
+        running.restart_args = (args, env, tmp_path / "ca-server.log")
+        running.admin_token = settings.resolved_admin_token() or ""
+        try:
+            yield running
+        finally:
+            stop_process(running.process)
+            store.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keys_per_test():
+    """Replaces conftest's: the CA outlives the test, so the test keys are not handed out again from
+    the start at each test (the CA certifies a key once); ``ca_server`` starts them over with its store."""
+
+
+def unique(operation_id: str) -> str:
+    """An operation id no other test on the module's CA uses (ids are the CA's, not the test's)."""
+    return f"{operation_id}-{uuid.uuid4().hex[:8]}"
+
+
 def _issue(ca_server, body: dict) -> dict:
     with ca_server.client(admin=True) as client:
         response = client.post("/api/v1/certificates", json=body)
@@ -153,12 +200,15 @@ def _issue(ca_server, body: dict) -> dict:
 
 @pytest.fixture
 def card(ca_server) -> dict:
-    return _issue(ca_server, issue_body("card-signature", "card-1"))
+    return _issue(ca_server, issue_body("card-signature", unique("card-1")))
 
 
 @pytest.fixture
 def phone(ca_server, card) -> dict:
-    return _issue(ca_server, issue_body("phone-authentication", "phone-1", card_serial=card["serial"]))
+    """A phone certificate of ``card``; with the operation id it was issued under (``operation_id``)."""
+    operation_id = unique("phone-1")
+    issued = _issue(ca_server, issue_body("phone-authentication", operation_id, card_serial=card["serial"]))
+    return {**issued, "operation_id": operation_id}
 
 
 def _change(ca_server, serial: str, action: str, operation_id: str, **extra) -> dict:
@@ -181,7 +231,7 @@ def test_the_store_snapshot_sees_an_accepted_change(ca_server, phone):
     """Without this, "store unchanged" could pass for a snapshot that sees nothing."""
     settle(ca_server)
     before = snapshot(ca_server.store.engine)
-    _change(ca_server, phone["serial"], "hold", "hold-seen")
+    _change(ca_server, phone["serial"], "hold", unique("hold-seen"))
     after = snapshot(ca_server.store.engine)
     changed = {name for name in before if before[name] != after[name]}
     assert {"certificates", "certificate_status_events", "ocsp_responses", "operations"} <= changed
@@ -283,7 +333,7 @@ def test_card_serial_of_an_unknown_card_is_422(ca_server, card):
 
 
 def test_card_serial_of_a_card_authentication_certificate_is_422(ca_server):
-    auth_card = _issue(ca_server, issue_body("card-authentication", "card-auth"))
+    auth_card = _issue(ca_server, issue_body("card-authentication", unique("card-auth")))
     assert_refused(ca_server, "POST", "/api/v1/certificates", 422, "not a card signature certificate",
                    json=issue_body("phone-authentication", "op-auth-card", card_serial=auth_card["serial"]))
 
@@ -291,9 +341,9 @@ def test_card_serial_of_a_card_authentication_certificate_is_422(ca_server):
 @pytest.mark.parametrize("status", ["revoked", "held"])
 def test_card_serial_of_a_revoked_or_held_card_is_422(ca_server, card, status):
     if status == "revoked":
-        _change(ca_server, card["serial"], "revoke", "rev-card", reason="affiliationChanged")
+        _change(ca_server, card["serial"], "revoke", unique("rev-card"), reason="affiliationChanged")
     else:
-        _change(ca_server, card["serial"], "hold", "hold-card")
+        _change(ca_server, card["serial"], "hold", unique("hold-card"))
     problem = assert_refused(ca_server, "POST", "/api/v1/certificates", 422, f"is {status}",
                              json=issue_body("phone-signature", "op-dead-card", card_serial=card["serial"]))
     assert problem.get("field") == "card_serial"
@@ -318,7 +368,7 @@ def test_not_after_beyond_the_policy_is_422(ca_server):
 
 def test_not_after_beyond_the_card_is_422(ca_server):
     card_end = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).replace(microsecond=0)
-    short_card = _issue(ca_server, issue_body("card-signature", "short-card", not_after=_iso(card_end)))
+    short_card = _issue(ca_server, issue_body("card-signature", unique("short-card"), not_after=_iso(card_end)))
     assert dt.datetime.fromisoformat(short_card["not_after"]) == card_end
     beyond = card_end + dt.timedelta(days=1)
     assert_refused(ca_server, "POST", "/api/v1/certificates", 422, "beyond the card certificate's notAfter",
@@ -381,7 +431,7 @@ def test_release_of_a_good_certificate_is_409(ca_server, phone):
 
 
 def test_revoke_of_a_revoked_certificate_with_a_weaker_reason_is_409(ca_server, phone):
-    _change(ca_server, phone["serial"], "revoke", "rev-kc", reason="keyCompromise")
+    _change(ca_server, phone["serial"], "revoke", unique("rev-kc"), reason="keyCompromise")
     for reason in ("superseded", "keyCompromise", "unspecified"):
         problem = assert_refused(ca_server, "POST", f"/api/v1/certificates/{phone['serial']}/revoke", 409,
                                  "already revoked", json={"operation_id": f"op-{reason}", "reason": reason})
@@ -390,14 +440,14 @@ def test_revoke_of_a_revoked_certificate_with_a_weaker_reason_is_409(ca_server, 
 
 @pytest.mark.parametrize("action", ["hold", "release"])
 def test_hold_or_release_of_a_revoked_certificate_is_409(ca_server, phone, action):
-    _change(ca_server, phone["serial"], "revoke", "rev", reason="superseded")
+    _change(ca_server, phone["serial"], "revoke", unique("rev"), reason="superseded")
     problem = assert_refused(ca_server, "POST", f"/api/v1/certificates/{phone['serial']}/{action}", 409,
                              "revoked", json={"operation_id": f"op-{action}"})
     assert problem["current_status"] == "revoked" and problem["current_reason"] == "superseded"
 
 
 def test_hold_of_a_held_certificate_is_409(ca_server, phone):
-    _change(ca_server, phone["serial"], "hold", "hold-1")
+    _change(ca_server, phone["serial"], "hold", unique("hold-1"))
     assert_refused(ca_server, "POST", f"/api/v1/certificates/{phone['serial']}/hold", 409,
                    "only a good certificate can be put on hold", json={"operation_id": "hold-2"})
 
@@ -423,7 +473,8 @@ def test_invalidity_date_in_the_future_or_naive_is_422(ca_server, phone):
 
 # -- idempotency ------------------------------------------------------------------------------
 def test_issue_operation_id_reused_with_other_content_is_409_and_same_content_replays(ca_server, card):
-    body = issue_body("phone-signature", "op-issue", card_serial=card["serial"])
+    op_issue = unique("op-issue")
+    body = issue_body("phone-signature", op_issue, card_serial=card["serial"])
     first = _issue(ca_server, body)
 
     with store_unchanged(ca_server), ca_server.client() as client:
@@ -432,14 +483,14 @@ def test_issue_operation_id_reused_with_other_content_is_409_and_same_content_re
     assert again.json() == first
 
     other = {**body, "csr_pem": csr_pem(rsa.generate_private_key(65537, 2048))}
-    problem = assert_refused(ca_server, "POST", "/api/v1/certificates", 409, "op-issue", "already used",
+    problem = assert_refused(ca_server, "POST", "/api/v1/certificates", 409, op_issue, "already used",
                              json=other)
     assert problem["type"].endswith("/operation-conflict") and problem.get("field") == "operation_id"
-    assert_refused(ca_server, "POST", "/api/v1/certificates", 409, "op-issue",
+    assert_refused(ca_server, "POST", "/api/v1/certificates", 409, op_issue,
                    json={**body, "profile": "phone-authentication", "person": None})
     # The same id for another kind of operation is a conflict too.
-    assert_refused(ca_server, "POST", f"/api/v1/certificates/{first['serial']}/hold", 409, "op-issue",
-                   json={"operation_id": "op-issue"})
+    assert_refused(ca_server, "POST", f"/api/v1/certificates/{first['serial']}/hold", 409, op_issue,
+                   json={"operation_id": op_issue})
 
     with ca_server.client() as client:
         derived = client.get("/api/v1/certificates", params={"card_serial": card["serial"]}).json()
@@ -448,36 +499,38 @@ def test_issue_operation_id_reused_with_other_content_is_409_and_same_content_re
 
 def test_revoke_operation_id_reused_with_other_content_is_409_and_same_content_replays(ca_server, phone):
     serial = phone["serial"]
-    first = _change(ca_server, serial, "revoke", "op-rev", reason="superseded")
+    op_rev = unique("op-rev")
+    first = _change(ca_server, serial, "revoke", op_rev, reason="superseded")
     assert first["status"] == "revoked" and first["reason"] == "superseded"
 
     # The same call again: the same answer, no second event, nothing written.
     with store_unchanged(ca_server), ca_server.client() as client:
         again = client.post(f"/api/v1/certificates/{serial}/revoke",
-                            json={"operation_id": "op-rev", "reason": "superseded"})
+                            json={"operation_id": op_rev, "reason": "superseded"})
     assert again.status_code == 200 and again.json() == first
 
     # Even the replay of a keyCompromise-upgrade-able request replays rather than upgrades.
-    assert_refused(ca_server, "POST", f"/api/v1/certificates/{serial}/revoke", 409, "op-rev", "already used",
-                   json={"operation_id": "op-rev", "reason": "keyCompromise"})
-    assert_refused(ca_server, "POST", f"/api/v1/certificates/{serial}/revoke", 409, "op-rev",
-                   json={"operation_id": "op-rev", "reason": "superseded",
+    assert_refused(ca_server, "POST", f"/api/v1/certificates/{serial}/revoke", 409, op_rev, "already used",
+                   json={"operation_id": op_rev, "reason": "keyCompromise"})
+    assert_refused(ca_server, "POST", f"/api/v1/certificates/{serial}/revoke", 409, op_rev,
+                   json={"operation_id": op_rev, "reason": "superseded",
                          "invalidity_date": "2025-01-01T00:00:00Z"})
-    assert_refused(ca_server, "POST", f"/api/v1/certificates/{serial}/hold", 409, "op-rev",
-                   json={"operation_id": "op-rev"})
+    assert_refused(ca_server, "POST", f"/api/v1/certificates/{serial}/hold", 409, op_rev,
+                   json={"operation_id": op_rev})
 
     with ca_server.client() as client:
         history = client.get(f"/api/v1/certificates/{serial}").json()["history"]
     assert [(e["status"], e["reason"], e["operation_id"]) for e in history] == [
-        ("good", None, "phone-1"), ("revoked", "superseded", "op-rev")]
+        ("good", None, phone["operation_id"]), ("revoked", "superseded", op_rev)]
 
 
 def test_revoke_replay_after_a_later_change_still_answers_the_first_result(ca_server, phone):
     serial = phone["serial"]
-    first = _change(ca_server, serial, "hold", "op-hold")
-    _change(ca_server, serial, "release", "op-release")
+    op_hold = unique("op-hold")
+    first = _change(ca_server, serial, "hold", op_hold)
+    _change(ca_server, serial, "release", unique("op-release"))
     with store_unchanged(ca_server), ca_server.client() as client:
-        replay = client.post(f"/api/v1/certificates/{serial}/hold", json={"operation_id": "op-hold"})
+        replay = client.post(f"/api/v1/certificates/{serial}/hold", json={"operation_id": op_hold})
     assert replay.status_code == 200 and replay.json() == first and first["status"] == "held"
 
 
