@@ -1,7 +1,9 @@
 """Issuing and spending owner-proof challenges.
 
 Spending happens in its own transaction before the signature is checked, so a challenge
-serves one attempt only, successful or not: a replay always meets ``challenge-used``.
+serves one attempt only, successful or not: a replay always meets ``challenge-used``. An expired
+challenge leaves the table at the background worker's next round (``purge_expired_challenges``);
+spent after that, it meets ``challenge-unknown``.
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ def spend_challenge(store: Store, challenge_id: str, action: Action, registratio
             select(Challenge).where(Challenge.id == challenge_id).with_for_update()
         ).one_or_none()
         if challenge is None:
-            raise ChallengeUnknown(f"challenge {challenge_id!r} was not issued by this service", field="challenge_id")
+            raise ChallengeUnknown(f"challenge {challenge_id!r} was not issued by this service, or expired and "
+                                   "removed; ask for a new one", field="challenge_id")
         if challenge.used_at is not None:
             raise ChallengeUsed("this challenge was already used; ask for a new one", field="challenge_id")
         if challenge.expires_at <= dt.datetime.now(dt.UTC):
@@ -52,6 +55,7 @@ def spend_challenge(store: Store, challenge_id: str, action: Action, registratio
 
 
 def purge_expired_challenges(store: Store) -> int:
+    """Delete every expired challenge, spent or not (a spent one can no longer be replayed: it expired)."""
     with store.transaction() as session:
-        result = session.execute(delete(Challenge).where(Challenge.expires_at < utcnow() - dt.timedelta(hours=1)))
+        result = session.execute(delete(Challenge).where(Challenge.expires_at <= utcnow()))
         return cast(CursorResult[Any], result).rowcount  # a DELETE's result is a CursorResult

@@ -53,13 +53,14 @@ async def _worker(ctx: registrations.ServiceContext, sender: Sender, seal_first:
         if seal_first:
             seal_clear_certificates(ctx.store, ctx.keys.holder_seal)
             seal_first = False
+        # Every round, before anything that may meet an absent CA: an expired challenge leaves the table at once.
+        purge_expired_challenges(ctx.store)
         notifications.send_due(ctx.store, sender, max_backoff=dt.timedelta(seconds=settings.max_retry_backoff_seconds))
         transitions.carry_to_ca(ctx)
         if time.monotonic() - last_cascade >= settings.cascade_interval_seconds:
             last_cascade = time.monotonic()
-            registrations.apply_card_cascade(ctx)
-            purge_expired_challenges(ctx.store)
             purge_expired_counters(ctx.store)
+            registrations.apply_card_cascade(ctx)
 
     while True:
         try:
