@@ -82,7 +82,7 @@ def main() -> int:
         port = common.free_port()
         env = {**os.environ, "JPKI_DATA_DIR": str(work), "JPKI_OPERATOR_PASSWORD": PASSWORD,
                "JPKI_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
-               "JPKI_PROOF_ATTEMPTS_PER_CLIENT_PER_MINUTE": "0", "JPKI_LOGIN_ATTEMPTS_PER_CLIENT_PER_MINUTE": "0",
+               "JPKI_CHALLENGES_PER_CLIENT_PER_MINUTE": "0", "JPKI_LOGIN_ATTEMPTS_PER_CLIENT_PER_MINUTE": "0",
                "JPKI_DISPATCH_INTERVAL_SECONDS": "0.2", "JPKI_MAX_RETRY_BACKOFF_SECONDS": "2"}
         jpki = str(Path(sys.executable).with_name("jpki-service"))
         subprocess.run([jpki, "operator", "add", "--username", "bench.sup", "--role", "supervisor"], env=env,

@@ -346,7 +346,7 @@ def _run(args, res: common.Resources, work: Path, dbs: Databases, total: int, co
     # from many addresses), but keep it counting, so each challenge still pays its counter write.
     service_env = {**env, "JPKI_DATA_DIR": str(work / "service"), "JPKI_DATABASE_URL": dbs.service,
                    "JPKI_CA_URL": ca_url, "JPKI_CA_TOKEN": token or "",
-                   "JPKI_PROOF_ATTEMPTS_PER_CLIENT_PER_MINUTE": "1000000000"}
+                   "JPKI_CHALLENGES_PER_CLIENT_PER_MINUTE": "1000000000"}
     service = res.spawn([common.PYTHON, "-m", "jpki_service", "serve", "--port", str(service_port),
                          "--workers", str(args.service_workers)],
                         log=work / "service.log", env=service_env)

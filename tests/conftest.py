@@ -216,8 +216,9 @@ def start_service(ca_server: RunningCA, database_url: str, tmp_path: Path, *extr
         "JPKI_DISPATCH_INTERVAL_SECONDS": "0.2", "JPKI_MAX_RETRY_BACKOFF_SECONDS": "1",
         "JPKI_CASCADE_INTERVAL_SECONDS": "1",
         # Every test client is 127.0.0.1: the rate limits have their own test (test_rate_limits.py).
-        "JPKI_PROOF_ATTEMPTS_PER_CLIENT_PER_MINUTE": "0", "JPKI_PROOF_ATTEMPTS_PER_REGISTRATION_PER_HOUR": "0",
-        "JPKI_LOGIN_ATTEMPTS_PER_CLIENT_PER_MINUTE": "0",
+        "JPKI_CHALLENGES_PER_CLIENT_PER_MINUTE": "0", "JPKI_FAILED_PROOFS_PER_CLIENT_PER_MINUTE": "0",
+        "JPKI_FAILED_PROOFS_PER_REGISTRATION_PER_HOUR": "0", "JPKI_RP_CHALLENGES_PER_CLIENT_PER_MINUTE": "0",
+        "JPKI_RP_FAILED_LOGINS_PER_CLIENT_PER_MINUTE": "0", "JPKI_LOGIN_ATTEMPTS_PER_CLIENT_PER_MINUTE": "0",
         **(settings or {}),
     }
     url = f"http://127.0.0.1:{port}"

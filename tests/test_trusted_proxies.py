@@ -10,7 +10,7 @@ from tests.conftest import start_service, stop_process
 
 pytestmark = pytest.mark.e2e
 
-LIMITED = {"JPKI_PROOF_ATTEMPTS_PER_CLIENT_PER_MINUTE": "3"}
+LIMITED = {"JPKI_CHALLENGES_PER_CLIENT_PER_MINUTE": "3"}
 
 
 def _challenges(service, forwarded_for: list[str]) -> list[int]:

@@ -24,7 +24,10 @@ class ServiceSettings(BaseSettings):
         60.0, ge=0, description="Tolerated clock difference with the OCSP responder: a thisUpdate at most "
                                 "this far in the future, a nextUpdate at most this far in the past."
     )
-    challenge_ttl_seconds: int = Field(120, description="Lifetime of an owner-proof challenge.")
+    challenge_ttl_seconds: int = Field(
+        120, ge=1, description="Lifetime of an owner-proof or login challenge; the background worker deletes it "
+                               "at its first round after expiry."
+    )
     dispatch_interval_seconds: float = Field(1.0, description="How often waiting CA operations are retried.")
     max_retry_backoff_seconds: float = Field(
         30.0, description="Longest wait between two attempts to carry a change to an unreachable CA."
@@ -52,12 +55,25 @@ class ServiceSettings(BaseSettings):
     console_secure_cookies: bool = Field(
         False, description="Mark the console's cookies Secure (set it whenever the console is served over HTTPS)."
     )
-    proof_attempts_per_client_per_minute: int = Field(
-        120, description="Challenges (so proof attempts) one client address may ask for per minute; 0: no limit. "
-                         "Generous: phones behind a carrier's NAT share addresses."
+    challenges_per_client_per_minute: int = Field(
+        120, description="Owner challenges (POST /api/v1/challenges) one client address may ask for per minute; "
+                         "0: no limit. Generous: phones behind a carrier's NAT share addresses."
     )
-    proof_attempts_per_registration_per_hour: int = Field(
-        20, description="Proof attempts against one registration per hour, from anywhere; 0: no limit."
+    failed_proofs_per_client_per_minute: int = Field(
+        30, description="Refused owner proofs (403) from one client address per minute; over it a refused proof "
+                        "answers 429. A valid proof is never counted nor refused; 0: no limit."
+    )
+    failed_proofs_per_registration_per_hour: int = Field(
+        20, description="Refused owner proofs against one registration per hour, from anywhere; over it a refused "
+                        "proof answers 429, while the owner's valid proof is still admitted; 0: no limit."
+    )
+    rp_challenges_per_client_per_minute: int = Field(
+        120, description="Login challenges of the demo relying party (POST /rp/v1/login/challenge) one client "
+                         "address may ask for per minute; 0: no limit."
+    )
+    rp_failed_logins_per_client_per_minute: int = Field(
+        30, description="Refused logins at the demo relying party from one client address per minute; over it a "
+                        "refused login answers 429; 0: no limit."
     )
     login_attempts_per_client_per_minute: int = Field(
         20, description="Operator logins one client address may try per minute; 0: no limit."

@@ -1,17 +1,28 @@
-"""Rate limits on what can be guessed or hammered: owner proofs and operator logins.
+"""Rate limits on what can be hammered or guessed: challenges, refused proofs, logins.
 
-Proof attempts are counted where each one starts: a proof needs a fresh single-use challenge, so
-``POST /api/v1/challenges`` is counted. A fixed-window counter per (scope, subject), in the database
-so that every replica behind a load balancer counts the same attempts. Counting happens *before* the
-work (a challenge spent, an argon2 hash checked), so a flood costs the service one small write per
-request. Over the limit the answer is ``429`` with ``Retry-After``; the attempt is not counted
-again.
+Owner proofs are limited so that nobody can turn the limit against the owner (issue 12, item 4): what
+is counted per registration is *refused* proofs, never challenges, and a valid proof is never counted
+nor refused, so a stranger who knows a registration id can make its refused proofs answer 429 but
+cannot stop the owner's own revoke, lift or reset. Challenges, a write each, are limited per client
+address only (the address that really connected unless ``JPKI_TRUSTED_PROXIES`` names a proxy).
 
-| scope | subject | default | setting |
+A fixed-window counter per (scope, subject), in the database so that every replica behind a load
+balancer counts the same attempts. Challenges and logins are counted *before* the work (a challenge
+written, an argon2 hash checked), so a flood costs the service one small write per request. A
+refused proof is counted where it is refused (the owner and relying-party views catch
+``ProofRejected``): within the limit it answers ``403``, over it ``429``. Every ``429`` carries
+``Retry-After``.
+
+| scope | counts, per (id: registration) | default | setting (``JPKI_...``) |
 |---|---|---|---|
-| ``proof-client`` | client address | 120 / minute | ``JPKI_PROOF_ATTEMPTS_PER_CLIENT_PER_MINUTE`` |
-| ``proof-registration`` | registration id | 20 / hour | ``JPKI_PROOF_ATTEMPTS_PER_REGISTRATION_PER_HOUR`` |
-| ``login-client`` | client address | 20 / minute | ``JPKI_LOGIN_ATTEMPTS_PER_CLIENT_PER_MINUTE`` |
+| ``challenge-client`` | owner challenges, client | 120 / min | ``CHALLENGES_PER_CLIENT_PER_MINUTE`` |
+| ``failed-proof-client`` | refused owner proofs, client | 30 / min | ``FAILED_PROOFS_PER_CLIENT_PER_MINUTE`` |
+| ``failed-proof-registration`` | refused owner proofs, id | 20 / h | ``FAILED_PROOFS_PER_REGISTRATION_PER_HOUR`` |
+| ``rp-challenge-client`` | RP login challenges, client | 120 / min | ``RP_CHALLENGES_PER_CLIENT_PER_MINUTE`` |
+| ``rp-failed-login-client`` | refused RP logins, client | 30 / min | ``RP_FAILED_LOGINS_PER_CLIENT_PER_MINUTE`` |
+| ``login-client`` | operator logins, client | 20 / min | ``LOGIN_ATTEMPTS_PER_CLIENT_PER_MINUTE`` |
+
+"Client" is the address that really connected (``JPKI_TRUSTED_PROXIES``); "RP" the demo relying party.
 
 The per-account lock-out of operators (``operators.service``) stays: it stops guessing one
 account's password from many addresses; the per-client limit stops one address trying many accounts.
@@ -45,10 +56,10 @@ class Limit:
     what: str  # for the refusal: "proof attempts from this client"
 
 
-def count_attempt(store: Store, limit: Limit, subject: str) -> None:
-    """Count one attempt by ``subject``; :class:`TooManyAttempts` when over ``limit``."""
+def _counted(store: Store, limit: Limit, subject: str) -> TooManyAttempts | None:
+    """Count one attempt by ``subject``; the refusal to raise when that is over ``limit``."""
     if limit.allowed <= 0:
-        return
+        return None
     now = clock()
     window = int(now // limit.window_seconds)
     key = f"{limit.scope}:{subject}:{window}"[:200]
@@ -65,19 +76,50 @@ def count_attempt(store: Store, limit: Limit, subject: str) -> None:
                 bumped = session.execute(update(AttemptCounter).where(AttemptCounter.key == key)
                                          .values(count=AttemptCounter.count + 1)
                                          .returning(AttemptCounter.count)).scalar_one()
-    if bumped > limit.allowed:
-        retry_after = max(1, int((window + 1) * limit.window_seconds - now) + 1)
-        raise TooManyAttempts(f"too many {limit.what}: at most {limit.allowed} per {limit.window_seconds} s; "
-                              f"try again in {retry_after} s", retry_after=retry_after, scope=limit.scope)
+    if bumped <= limit.allowed:
+        return None
+    retry_after = max(1, int((window + 1) * limit.window_seconds - now) + 1)
+    return TooManyAttempts(f"too many {limit.what}: at most {limit.allowed} per {limit.window_seconds} s; "
+                           f"try again in {retry_after} s", retry_after=retry_after, scope=limit.scope)
 
 
-def count_proof_attempt(store: Store, settings: ServiceSettings, client: str, registration_id: str | None) -> None:
-    """Before any owner request with a proof, and before handing out a challenge."""
-    count_attempt(store, Limit("proof-client", settings.proof_attempts_per_client_per_minute, 60,
-                               "proof attempts from this client"), client)
+def count_attempt(store: Store, limit: Limit, subject: str) -> None:
+    """Count one attempt by ``subject``; :class:`TooManyAttempts` when over ``limit``."""
+    refusal = _counted(store, limit, subject)
+    if refusal is not None:
+        raise refusal
+
+
+def count_challenge(store: Store, settings: ServiceSettings, client: str) -> None:
+    """Before handing out an owner challenge: per client only, never per registration."""
+    count_attempt(store, Limit("challenge-client", settings.challenges_per_client_per_minute, 60,
+                               "challenges from this client"), client)
+
+
+def count_failed_proof(store: Store, settings: ServiceSettings, client: str, registration_id: str | None) -> None:
+    """After an owner proof was refused: counted against the client and the registration (both, even
+    when the first is over); :class:`TooManyAttempts` when either is over its limit, to be answered
+    instead of the refusal. Never called for a valid proof."""
+    refusals = [_counted(store, Limit("failed-proof-client", settings.failed_proofs_per_client_per_minute, 60,
+                                      "refused proofs from this client"), client)]
     if registration_id is not None:
-        count_attempt(store, Limit("proof-registration", settings.proof_attempts_per_registration_per_hour, 3600,
-                                   "proof attempts on this registration"), registration_id)
+        refusals.append(_counted(store, Limit("failed-proof-registration",
+                                              settings.failed_proofs_per_registration_per_hour, 3600,
+                                              "refused proofs on this registration"), registration_id))
+    for refusal in refusals:
+        if refusal is not None:
+            raise refusal
+
+
+def count_rp_challenge(store: Store, settings: ServiceSettings, client: str) -> None:
+    count_attempt(store, Limit("rp-challenge-client", settings.rp_challenges_per_client_per_minute, 60,
+                               "login challenges from this client"), client)
+
+
+def count_failed_rp_login(store: Store, settings: ServiceSettings, client: str) -> None:
+    """After a relying-party login was refused; :class:`TooManyAttempts` when over the limit."""
+    count_attempt(store, Limit("rp-failed-login-client", settings.rp_failed_logins_per_client_per_minute, 60,
+                               "refused logins from this client"), client)
 
 
 def count_login_attempt(store: Store, settings: ServiceSettings, client: str) -> None:

@@ -1,6 +1,7 @@
 """The owner's API: challenges and registrations (docs/service-api.md)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
@@ -9,9 +10,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jpki_common.owner_proof import Action
 from jpki_service.challenges.service import issue_challenge
 from jpki_service.common.faults import crash_point
-from jpki_service.common.problems import InvalidInput
+from jpki_service.common.problems import InvalidInput, ProofRejected
 from jpki_service.lifecycle import Event
-from jpki_service.rate_limits.service import count_proof_attempt
+from jpki_service.rate_limits.service import count_challenge, count_failed_proof
 from jpki_service.registrations import service
 from jpki_service.registrations.schemas import (
     ChallengeOut,
@@ -24,7 +25,21 @@ from jpki_service.registrations.schemas import (
     StatementKeyOut,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["owner"])
+
+def _failed_proofs_counted(request: Request) -> Iterator[None]:
+    """Every owner request: a refused proof (403) is counted against the client and the registration;
+    over either limit the refusal answers 429 instead (rate_limits/service.py). A valid proof is
+    neither counted nor refused, so strangers cannot lock the owner out."""
+    try:
+        yield
+    except ProofRejected:
+        ctx: service.ServiceContext = request.app.state.context
+        count_failed_proof(ctx.store, ctx.settings, request.client.host if request.client else "unknown",
+                           request.path_params.get("registration_id"))
+        raise
+
+
+router = APIRouter(prefix="/api/v1", tags=["owner"], dependencies=[Depends(_failed_proofs_counted)])
 RegistrationIdPath = Path(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")
 # The owner token (answer to registering): declared in the OpenAPI document, checked by the service.
 _owner_token = HTTPBearer(auto_error=False, scheme_name="ownerToken",
@@ -55,9 +70,8 @@ def new_challenge(body: ChallengeRequest, request: Request) -> dict[str, Any]:
             raise InvalidInput(f"a {body.action.value} challenge needs registration_id", field="registration_id")
         service.get_registration(_ctx(request), body.registration_id)  # 404 for an unknown one
     ctx = _ctx(request)
-    # Every proof needs a fresh challenge: limiting challenges limits proof attempts (429).
-    count_proof_attempt(ctx.store, ctx.settings, request.client.host if request.client else "unknown",
-                        body.registration_id)
+    # A write: limited per client (429), never per registration (anyone may ask for one).
+    count_challenge(ctx.store, ctx.settings, request.client.host if request.client else "unknown")
     return issue_challenge(ctx.store, ctx.settings.challenge_ttl_seconds, body.action, body.registration_id)
 
 

@@ -13,10 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jpki_common.owner_proof import NOTHING_AUTHORISED, Action
 from jpki_service.adapters.ca_client import CAUnavailable
+from jpki_service.adapters.context import ServiceContext
 from jpki_service.adapters.ocsp_verification import OCSPAnswerRefused
 from jpki_service.cards.service import load_certificate
 from jpki_service.challenges.service import issue_challenge, spend_challenge
 from jpki_service.common.problems import CAUnreachable, ProofRejected, StatusUnverified
+from jpki_service.rate_limits.service import count_failed_rp_login, count_rp_challenge
 
 router = APIRouter(prefix="/rp/v1", tags=["demo relying party"])
 
@@ -32,12 +34,25 @@ class LoginRequest(BaseModel):
 @router.post("/login/challenge", status_code=201, summary="A login challenge")
 def login_challenge(request: Request) -> dict[str, Any]:
     ctx = request.app.state.context
+    count_rp_challenge(ctx.store, ctx.settings, _client(request))  # a write: limited per client (429)
     return issue_challenge(ctx.store, ctx.settings.challenge_ttl_seconds, Action.LOGIN, None)
 
 
 @router.post("/login", summary="Log in with the user-authentication certificate")
 def login(body: LoginRequest, request: Request) -> dict[str, Any]:
     ctx = request.app.state.context
+    try:
+        return _login(ctx, body)
+    except ProofRejected:  # counted per client; over the limit the refusal answers 429 instead
+        count_failed_rp_login(ctx.store, ctx.settings, _client(request))
+        raise
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _login(ctx: ServiceContext, body: LoginRequest) -> dict[str, Any]:
     challenge = spend_challenge(ctx.store, body.challenge_id, Action.LOGIN, None)
     certificate = load_certificate(body.certificate_pem, "certificate_pem")
     try:
