@@ -230,3 +230,21 @@ class CAClient:
             return OCSPAnswer("unknown", None)
         reason = answer.revocation_reason.value if answer.revocation_reason else "unspecified"
         return OCSPAnswer("held" if reason == "certificateHold" else "revoked", reason)
+
+    def timestamp(self, request_der: bytes) -> bytes:
+        """Send a DER TimeStampReq to the CA's RFC 3161 time-stamping authority (``POST <CA>/tsa``,
+        public: no bearer) and return its DER TimeStampResp, unchecked: the caller verifies it
+        (jpki_service/audit/anchors.py). Raises :class:`CAUnavailable` when no answer came."""
+        url = f"{self.base_url}/tsa"
+        try:
+            response = self._public.post(url, content=request_der,
+                                         headers={"Content-Type": "application/timestamp-query"})
+        except httpx.HTTPError as exc:
+            raise CAUnavailable(f"the CA's time-stamping authority at {url} is unreachable: "
+                                f"{exc.__class__.__name__}: {exc}") from None
+        if response.status_code != 200 or \
+                response.headers.get("content-type", "").split(";")[0].strip() != "application/timestamp-reply":
+            raise CAUnavailable(f"the CA's time-stamping authority at {url} answered {response.status_code} "
+                                f"{response.headers.get('content-type', 'without a content type')}, "
+                                "not a time-stamp reply")
+        return response.content

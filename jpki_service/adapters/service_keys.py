@@ -12,6 +12,12 @@ Two secrets, each from settings or else from an owner-only file made once under 
 Losing the data key makes sealed names unreadable and look-ups impossible; keep it with the
 database backups, but not inside them.
 
+The audit chain's key is derived from the data key, unless ``JPKI_AUDIT_KEY_FILE`` names a file
+(best outside ``data_dir``, on storage the database's writers cannot read): then it is derived
+from that file's secret (made owner-only at the first start if absent), so someone holding the data
+folder cannot write entries that verify. Entries written under one key do not verify under the
+other: choose before the first entry (docs/security.md).
+
 A signature needs an asymmetric key, which HKDF cannot give: the *statement key* (file
 ``statement-key``, an owner-only Ed25519 private key in PKCS#8 PEM, made once) signs the
 password-reset authorisations the phone's secure element checks (jpki_common/reset_authorisation.py).
@@ -100,10 +106,11 @@ def load_service_keys(settings: ServiceSettings, create: bool = True) -> Service
     """The keys; ``create=False`` for commands that only read (a new key would hide a wrong folder)."""
     person = settings.person_key or _key_file(settings.data_dir / "person-key", create)
     data = (settings.data_key or _key_file(settings.data_dir / "data-key", create)).encode()
+    audit = _key_file(settings.audit_key_file, create).encode() if settings.audit_key_file else data
     return ServiceKeys(
         person_index=person.encode(),
         holder_seal=_derive(data, "holder-seal"),
         holder_index=_derive(data, "holder-index"),
-        audit_chain=_derive(data, "audit-chain"),
+        audit_chain=_derive(audit, "audit-chain"),
         statement=_statement_key(settings.data_dir / "statement-key", create),
     )

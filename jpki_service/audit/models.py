@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Integer, String, Text
+from sqlalchemy import Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from jpki_service.adapters.db import Base, UTCDateTime
@@ -33,3 +33,20 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # always 1
     seq: Mapped[int] = mapped_column(Integer)
     entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditAnchor(Base):
+    """An RFC 3161 timestamp of the chain's head, by the CA's time-stamping authority (audit/anchors.py).
+
+    Kept apart from the trail (and copied to the anchor folder, JPKI_AUDIT_ANCHOR_DIR): an anchor
+    shows that entry ``seq`` with hash ``entry_hash`` existed at ``gen_time``, so a trail later
+    cut before ``seq``, or a head rewound below it, is named by ``audit verify``."""
+
+    __tablename__ = "audit_anchors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(Integer, index=True)
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    gen_time: Mapped[dt.datetime] = mapped_column(UTCDateTime)  # the token's genTime, as the TSA signed it
+    stamped: Mapped[bytes] = mapped_column(LargeBinary)  # the exact bytes whose SHA-256 the token carries
+    token: Mapped[bytes] = mapped_column(LargeBinary)  # DER TimeStampToken (CMS ContentInfo)

@@ -13,8 +13,8 @@ changes are locked, so that the lock order is always "domain rows, then the head
 is held briefly.
 
 What the chain cannot show on its own: an attacker with write access who deletes the newest
-entries *and* rewinds the head to match. Only a copy of the head kept elsewhere (a published
-or logged ``seq``/``entry_hash``) detects that.
+entries *and* rewinds the head to match. Only a copy of the head kept elsewhere detects that:
+the RFC 3161 anchors of audit/anchors.py.
 """
 from __future__ import annotations
 

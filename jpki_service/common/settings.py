@@ -42,6 +42,23 @@ class ServiceSettings(BaseSettings):
         None, description="Root secret sealing personal data and keying the audit chain; default: a key file "
                           "under data_dir (jpki_service/adapters/service_keys.py)."
     )
+    audit_key_file: Path | None = Field(
+        None, description="File holding the secret the audit chain's key is derived from, best outside data_dir "
+                          "(made owner-only at the first start if absent); unset: derived from the data key "
+                          "(docs/security.md)."
+    )
+    audit_anchor_interval_seconds: float = Field(
+        3600.0, ge=0, description="How often the background worker has the audit chain's head timestamped by the "
+                                  "CA's RFC 3161 TSA, when it moved; 0: only `jpki-service audit anchor`."
+    )
+    audit_anchor_dir: Path | None = Field(
+        None, description="Folder receiving a copy of every audit anchor (best on other storage than the "
+                          "database); default data_dir/audit-anchors."
+    )
+    audit_tsa_root: Path | None = Field(
+        None, description="PEM root certificate that audit anchors must chain to; default: the CA's root, pinned "
+                          "in the anchor folder (tsa-root.pem) at the first anchor."
+    )
     notification_sender: str = Field(
         "file", description="How owners are told of changes made by others: file (JSON lines) or log."
     )
