@@ -18,6 +18,7 @@ from jpki_service.adapters.ca_client import CAClient, CAUnavailable
 from jpki_service.adapters.db import Store
 from jpki_service.adapters.ocsp_verification import OCSPFreshness
 from jpki_service.adapters.service_keys import load_service_keys
+from jpki_service.audit.anchors import scheduled_anchor
 from jpki_service.ca_commands.service import seal_clear_certificates
 from jpki_service.callcentre import views as callcentre_views
 from jpki_service.challenges.service import purge_expired_challenges
@@ -62,6 +63,7 @@ async def _worker(ctx: registrations.ServiceContext, sender: Sender, seal_first:
             purge_expired_counters(ctx.store)
             registrations.apply_card_cascade(ctx)
 
+    next_anchor = 0.0  # the audit head is anchored at the first round, then on schedule (audit/anchors.py)
     while True:
         try:
             await anyio.to_thread.run_sync(one_round)
@@ -69,6 +71,10 @@ async def _worker(ctx: registrations.ServiceContext, sender: Sender, seal_first:
             log.warning("CA unavailable, will retry: %s", exc)
         except Exception:
             log.exception("background round failed; retrying")
+        if settings.audit_anchor_interval_seconds and time.monotonic() >= next_anchor:
+            # After the round, whatever became of it: a failed round never skips an anchor, nor the reverse.
+            wait = await anyio.to_thread.run_sync(scheduled_anchor, ctx.store, ctx.ca, settings)
+            next_anchor = time.monotonic() + wait
         await asyncio.sleep(settings.dispatch_interval_seconds)
 
 

@@ -205,7 +205,7 @@ _FAILED_SHOWN = 5  # failed commands `status` lists; `ca-commands list --state f
 
 operator_app = typer.Typer(help="Call-centre accounts (operator, supervisor, auditor).", no_args_is_help=True)
 app.add_typer(operator_app, name="operator")
-app.add_typer(audit_app, name="audit", help="The audit trail: verify its hash chain.")
+app.add_typer(audit_app, name="audit", help="The audit trail: verify (chain and anchors), anchor, export.")
 app.add_typer(ca_commands_app, name="ca-commands",
               help="The changes waiting to reach the CA: list them, re-queue the ones it refused.")
 
