@@ -302,14 +302,15 @@ class _Found:
     row: tuple[int, str] | None = None  # the table row's own seq and hash
 
 
-def _collect(store: Store, settings: ServiceSettings) -> dict[bytes, _Found]:
-    """Every anchor of the table and of the folder, by its token's bytes."""
-    found: dict[bytes, _Found] = {}
+def _collect(store: Store, settings: ServiceSettings) -> dict[tuple[bytes, bytes], _Found]:
+    """Every anchor of the table and of the folder, by its token and stamped bytes (a copy whose data
+    differs from the table's is checked, and fails, on its own)."""
+    found: dict[tuple[bytes, bytes], _Found] = {}
     with store.sessions() as session:
         rows = session.execute(select(AuditAnchor.seq, AuditAnchor.entry_hash, AuditAnchor.stamped,
                                       AuditAnchor.token).order_by(AuditAnchor.id)).all()
     for seq, entry_hash, stamped, token in rows:
-        item = found.setdefault(bytes(token), _Found(bytes(stamped), bytes(token)))
+        item = found.setdefault((bytes(token), bytes(stamped)), _Found(bytes(stamped), bytes(token)))
         item.where.add("table")
         item.row = (seq, entry_hash)
     folder = anchor_dir(settings)
@@ -318,7 +319,7 @@ def _collect(store: Store, settings: ServiceSettings) -> dict[bytes, _Found]:
             data_file = token_file.with_suffix(".data")
             token = token_file.read_bytes()
             stamped = data_file.read_bytes() if data_file.exists() else b""
-            found.setdefault(token, _Found(stamped, token)).where.add("folder")
+            found.setdefault((token, stamped), _Found(stamped, token)).where.add("folder")
     return found
 
 
