@@ -13,9 +13,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
-import sys
 import time
-import uuid
 
 import httpx
 import pytest
@@ -28,12 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
-from ca_mock.authorities.service import initialise
-from ca_mock.db import migrate
-from ca_mock.settings import CASettings
-from jpki_common.store import Store
-from tests.conftest import RunningCA, _empty_database, free_port, start_process, stop_process
-from tests.helpers import PERSON, csr_pem, issue_body, reused_ca_keys, start_handing_out_keys_again
+from tests.helpers import PERSON, csr_pem, issue_body
+from tests.shared_ca import _fresh_keys_per_test, module_ca_server, unique  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -156,39 +150,8 @@ def assert_refused(ca_server, method: str, path: str, status: int, *in_detail: s
 def ca_server(request, tmp_path_factory):
     """``jpki-ca serve`` on a store of its own, once per backend for the whole module (conftest's is
     once per test): every test here reads, or writes under operation ids and keys no other test uses."""
-    tmp_path = tmp_path_factory.mktemp(f"bad-input-{request.param}")
-    with _empty_database(request.param, tmp_path, "ca") as database_url:
-        port = free_port()
-        settings = CASettings(data_dir=tmp_path / "ca", database_url=database_url,
-                              public_url=f"http://127.0.0.1:{port}")
-        store = Store(settings.resolved_database_url())
-        migrate(store.url)
-        with reused_ca_keys(sys.modules[initialise.__module__].keys):
-            initialise(store, settings)
-        start_handing_out_keys_again()  # none of the test keys is certified by this new store
-        env = {"JPKI_CA_DATA_DIR": str(settings.data_dir), "JPKI_CA_DATABASE_URL": settings.resolved_database_url()}
-        args = [sys.executable, "-m", "ca_mock", "serve", "--port", str(port)]
-        url = f"http://127.0.0.1:{port}"
-        running = RunningCA(url, settings.resolved_api_token() or "", settings, store,
-                            start_process(args, env, f"{url}/healthz", tmp_path / "ca-server.log"))
-        running.restart_args = (args, env, tmp_path / "ca-server.log")
-        running.admin_token = settings.resolved_admin_token() or ""
-        try:
-            yield running
-        finally:
-            stop_process(running.process)
-            store.dispose()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_keys_per_test():
-    """Replaces conftest's: the CA outlives the test, so the test keys are not handed out again from
-    the start at each test (the CA certifies a key once); ``ca_server`` starts them over with its store."""
-
-
-def unique(operation_id: str) -> str:
-    """An operation id no other test on the module's CA uses (ids are the CA's, not the test's)."""
-    return f"{operation_id}-{uuid.uuid4().hex[:8]}"
+    with module_ca_server(request.param, tmp_path_factory.mktemp(f"bad-input-{request.param}")) as running:
+        yield running
 
 
 def _issue(ca_server, body: dict) -> dict:

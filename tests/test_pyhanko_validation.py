@@ -1,6 +1,7 @@
 """The mock CA judged by pyHanko and its certificate validator (pyhanko-certvalidator).
 
-A real ``jpki-ca serve`` process answers over HTTP. The validator gets the root certificate as
+A real ``jpki-ca serve`` process answers over HTTP, one per backend for the module (each test issues
+certificates of its own). The validator gets the root certificate as
 its only trust anchor and nothing else: it fetches the issuing CA from the caIssuers URL and
 the OCSP answers and CRLs from the URLs written in the certificates, in hard-fail mode (a
 declared source of revocation information that cannot be used fails the validation).
@@ -44,6 +45,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from tests.helpers import PERSON, issue_body
 from tests.pdf_fixtures import one_page_pdf, pyhanko_ltv, pyhanko_now, validation_context_now
+from tests.shared_ca import _fresh_keys_per_test, module_ca_server, unique  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -132,6 +134,14 @@ def validate(cert_pem: str, root_der: bytes, key_usage: set[str] = SIGNATURE_USA
                                  extended_key_usage))
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def ca_server(request, tmp_path_factory):
+    """``jpki-ca serve`` on a store of its own, once per backend for the module (conftest's is once per
+    test): each test judges certificates it issued itself, under operation ids no other test uses."""
+    with module_ca_server(request.param, tmp_path_factory.mktemp(f"pyhanko-{request.param}")) as running:
+        yield running
+
+
 @pytest.fixture
 def root_der(ca_server) -> bytes:
     """The trust anchor, taken from the CA as a relying party would once, out of band."""
@@ -141,14 +151,15 @@ def root_der(ca_server) -> bytes:
 
 
 def _issue(client: httpx.Client, profile: str, op: str, **kw) -> dict:
-    response = client.post("/api/v1/certificates", json=issue_body(profile, op, **kw))
+    response = client.post("/api/v1/certificates", json=issue_body(profile, unique(op), **kw))
     assert response.status_code == 201, response.text
     return response.json()
 
 
 def _change(ca_server, serial: str, action: str, op: str, admin: bool = False, **body) -> None:
     with ca_server.client(admin=admin) as client:
-        response = client.post(f"/api/v1/certificates/{serial}/{action}", json={"operation_id": op, **body})
+        response = client.post(f"/api/v1/certificates/{serial}/{action}",
+                               json={"operation_id": unique(op), **body})
     assert response.status_code == 200, response.text
 
 

@@ -1,0 +1,65 @@
+"""One real ``jpki-ca serve`` for a whole test module, where conftest's ``ca_server`` makes one per test.
+
+For modules whose tests only read the CA or write under operation ids and keys no other test uses: a
+CA store, its hierarchy and its process cost seconds of CPU each, many times over. A module that uses it
+defines its own ``ca_server`` fixture (scope="module", params sqlite and postgresql, as conftest's
+``database_url``) around :func:`module_ca_server`, imports :func:`_fresh_keys_per_test` (which replaces
+conftest's for the module) and names every accepted write with :func:`unique`.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ca_mock.authorities.service import initialise
+from ca_mock.db import migrate
+from ca_mock.settings import CASettings
+from jpki_common.store import Store
+from tests.conftest import RunningCA, _empty_database, free_port, start_process, stop_process
+from tests.helpers import reused_ca_keys, start_handing_out_keys_again
+
+
+@contextlib.contextmanager
+def module_ca_server(kind: str, tmp_path: Path) -> Iterator[RunningCA]:
+    """``jpki-ca serve`` on a new store on ``kind`` (sqlite, postgresql), as conftest's ``ca_server``."""
+    with _empty_database(kind, tmp_path, "ca") as database_url:
+        port = free_port()
+        settings = CASettings(data_dir=tmp_path / "ca", database_url=database_url,
+                              public_url=f"http://127.0.0.1:{port}")
+        store = Store(settings.resolved_database_url())
+        try:
+            migrate(store.url)
+            with reused_ca_keys(sys.modules[initialise.__module__].keys):
+                initialise(store, settings)
+            start_handing_out_keys_again()  # this new store has certified none of the test keys
+            env = {"JPKI_CA_DATA_DIR": str(settings.data_dir),
+                   "JPKI_CA_DATABASE_URL": settings.resolved_database_url()}
+            args = [sys.executable, "-m", "ca_mock", "serve", "--port", str(port)]
+            url = f"http://127.0.0.1:{port}"
+            running = RunningCA(url, settings.resolved_api_token() or "", settings, store,
+                                start_process(args, env, f"{url}/healthz", tmp_path / "ca-server.log"))
+            running.restart_args = (args, env, tmp_path / "ca-server.log")
+            running.admin_token = settings.resolved_admin_token() or ""
+            try:
+                yield running
+            finally:
+                stop_process(running.process)
+        finally:
+            store.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keys_per_test():
+    """Replaces conftest's in a module on one CA: that CA outlives each test and certifies a key only once,
+    so the test keys are not handed out from the start again at each test (``module_ca_server`` starts
+    them over with its new store)."""
+
+
+def unique(operation_id: str) -> str:
+    """``operation_id`` made unique on the module's CA: operation ids are the CA's, shared by its tests."""
+    return f"{operation_id}-{uuid.uuid4().hex[:8]}"
