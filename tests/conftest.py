@@ -219,6 +219,9 @@ def start_service(ca_server: RunningCA, database_url: str, tmp_path: Path, *extr
         "JPKI_CHALLENGES_PER_CLIENT_PER_MINUTE": "0", "JPKI_FAILED_PROOFS_PER_CLIENT_PER_MINUTE": "0",
         "JPKI_FAILED_PROOFS_PER_REGISTRATION_PER_HOUR": "0", "JPKI_RP_CHALLENGES_PER_CLIENT_PER_MINUTE": "0",
         "JPKI_RP_FAILED_LOGINS_PER_CLIENT_PER_MINUTE": "0", "JPKI_LOGIN_ATTEMPTS_PER_CLIENT_PER_MINUTE": "0",
+        # A supervisor's lift or revocation is done at once: the two-person rule (on by default) has its own
+        # tests (test_approvals.py), which start the service with the default policy.
+        "JPKI_TWO_PERSON_ACTS": "",
         **(settings or {}),
     }
     url = f"http://127.0.0.1:{port}"

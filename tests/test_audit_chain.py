@@ -88,7 +88,7 @@ def test_entries_newest_first_with_paging_and_filter(store: Store, chain_key: by
         first = entries(session, limit=2)
         assert [e["seq"] for e in first] == [5, 4]
         assert [e["seq"] for e in entries(session, after_seq=first[-1]["seq"], limit=2)] == [3, 2]
-        only = entries(session, registration_id="reg0001")
+        only = entries(session, case_reference="reg0001")
     assert [e["seq"] for e in only] == [2]
     assert only[0]["details"] == {"n": 1, "note": "電話で本人確認", "ticket": "T-1"}
     assert only[0]["actor"] == "operator:op1" and only[0]["at"].endswith("+00:00")

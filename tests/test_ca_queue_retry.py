@@ -289,7 +289,7 @@ def test_refused_command_is_failed_shown_and_requeued_with_an_audit_entry(kind, 
         proxy.refuse = None
         with bench.service.client(bench.tokens["supervisor"]) as supervisor:
             lifted = supervisor.post(f"/api/v1/operator/registrations/{moot.phone.case_reference}/lift",
-                                     json={"reason": "phone found", "ticket": "T-2"})
+                                     json={"reason": "phone found", "ticket": "T-2", "caller": "self"})
         assert lifted.status_code == 202 and lifted.json()["ca_sync"] == "failed", lifted.text
 
         # Shown, with the CA's reason: the registration document, the owner's app, the operators' status.

@@ -135,7 +135,8 @@ def test_supervisor_lift_then_the_app_reissues_the_signature(ca_server, service_
     with operator_client(service_server, "sara", "supervisor") as supervisor, service_server.client() as owner:
         assert supervisor.post(f"/api/v1/operator/registrations/{case}/suspend", json=LOST).status_code == 200
         lifted = supervisor.post(f"/api/v1/operator/registrations/{case}/lift",
-                                 json={"reason": "owner found the phone, identity checked", "ticket": "T-3003"})
+                                 json={"reason": "owner found the phone, identity checked", "ticket": "T-3003",
+                                       "caller": "self"})
         assert lifted.status_code == 200, lifted.text
         assert lifted.json()["state"] == "active" and lifted.json()["signature_reissue_needed"]
         assert ocsp_status(ca_server.url, old["authentication"]) == "good"
@@ -164,7 +165,7 @@ def test_revoke_while_suspended_by_a_supervisor_or_from_a_new_phone(ca_server, s
                                    json=LOST).status_code == 200
         # The phone is gone for good: a supervisor revokes for key compromise.
         revoked = supervisor.post(f"/api/v1/operator/registrations/{gone.case_reference}/revoke",
-                                  json={"reason": "keyCompromise", "ticket": "T-4004"})
+                                  json={"reason": "keyCompromise", "ticket": "T-4004", "caller": "self"})
         assert revoked.status_code == 200 and revoked.json()["state"] == "revoked"
         assert all(ocsp_status(ca_server.url, pem) == "revoked:keyCompromise" for pem in _pems(second).values())
         # The other owner registers a new phone: the suspended one is superseded.
@@ -177,7 +178,7 @@ def test_misuse_is_refused_and_changes_nothing(ca_server, service_server):
     card, phone, registered = _registered(ca_server, service_server)
     registration = phone.registration_id
     path = f"/api/v1/operator/registrations/{phone.case_reference}"
-    lift = {"reason": "found again", "ticket": "T-5005"}
+    lift = {"reason": "found again", "ticket": "T-5005", "caller": "self"}
     with operator_client(service_server, "otto", "operator") as operator, \
             operator_client(service_server, "sue", "supervisor") as supervisor, \
             operator_client(service_server, "ada", "auditor") as auditor, service_server.client() as anonymous:
@@ -211,14 +212,16 @@ def test_misuse_is_refused_and_changes_nothing(ca_server, service_server):
         suspended = state()
         forbidden = operator.post(f"{path}/lift", json=lift)
         assert forbidden.status_code == 403 and "only: supervisor" in forbidden.json()["detail"]
-        assert operator.post(f"{path}/revoke", json={"reason": "keyCompromise", "ticket": "T-1"}).status_code == 403
+        assert operator.post(f"{path}/revoke",
+                             json={"reason": "keyCompromise", "ticket": "T-1", "caller": "self"}).status_code == 403
         assert operator.post(f"{path}/suspend", json=LOST).status_code == 409  # already suspended
         assert state() == suspended
         refusals = [e for e in auditor.get("/api/v1/operator/audit").json()["entries"] if e["action"] == "refused"]
         assert {(e["actor"], e["details"]["attempted"]) for e in refusals} >= {
             ("operator:otto", "lift a suspension"), ("operator:otto", "revoke"), ("auditor:ada", "suspend")}
 
-        assert supervisor.post(f"{path}/revoke", json={"reason": "keyCompromise", "ticket": "T-6"}).status_code == 200
+        assert supervisor.post(f"{path}/revoke",
+                               json={"reason": "keyCompromise", "ticket": "T-6", "caller": "self"}).status_code == 200
         revoked = state()
         again = operator.post(f"{path}/suspend", json=LOST)
         assert again.status_code == 409 and again.json()["state"] == "revoked"

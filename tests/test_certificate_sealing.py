@@ -54,7 +54,8 @@ def test_certificates_stored_in_clear_are_sealed_at_start(service_database_url: 
     store = Store(service_database_url)
     try:
         with store.transaction() as session:
-            session.add(Registration(id="ab" * 16, state="active", reason=None, person_key="p" * 64,
+            session.add(Registration(id="ab" * 16, case_reference="ABCD-EFGH-JKMN",
+                                     state="active", reason=None, person_key="p" * 64,
                                      card_serial="1", device_model="m", device_public_key_pem="-", created_at=now,
                                      updated_at=now))
             session.flush()

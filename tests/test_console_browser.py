@@ -87,9 +87,12 @@ def registered(ca_server, service_server) -> dict:
     return answer.json()
 
 
-def state_of(service_server, registration_id: str) -> str:
+def state_of(service_server, document: dict) -> str:
+    """The state the owner's phone reads (with the owner token from the answer to registering)."""
     with service_server.client() as client:
-        return client.get(f"/api/v1/registrations/{registration_id}").json()["state"]
+        answer = client.get(f"/api/v1/registrations/{document['registration_id']}",
+                            headers={"Authorization": f"Bearer {document['owner_token']}"})
+        return answer.json()["state"]
 
 
 def sign_in(page, username: str) -> None:
@@ -132,7 +135,7 @@ def tab_to(page, matches, limit: int = 25) -> dict:
 
 def test_operator_suspends_supervisor_lifts_auditor_reads(ca_server, service_server, open_page):
     document = registered(ca_server, service_server)
-    registration_id = document["registration_id"]
+    case = document["case_reference"]  # what the console names it by
     pems = [c["certificate_pem"] for c in document["certificates"] if c["current"]]
     for username, role in (("olivia", "operator"), ("sachiko", "supervisor"), ("aiko", "auditor")):
         add_operator(service_server, username, role)
@@ -165,7 +168,7 @@ def test_operator_suspends_supervisor_lifts_auditor_reads(ca_server, service_ser
     shoot(page, "find-results", service_server)
 
     page.locator(".results a").first.click()
-    page.wait_for_url(f"**/console/registrations/{registration_id}")
+    page.wait_for_url(f"**/console/registrations/{case}")
     assert page.locator("#state").inner_text() == "active"
     assert page.locator("#suspend-form").count() == 1
     assert page.locator("#lift-form").count() == 0 and page.locator("#revoke-form").count() == 0
@@ -179,14 +182,14 @@ def test_operator_suspends_supervisor_lifts_auditor_reads(ca_server, service_ser
     page.get_by_role("heading", name="Please confirm").wait_for()
     warning = page.locator(".confirm").inner_text()
     assert "You are about to SUSPEND both certificates of registration" in warning
-    assert registration_id in warning and "山* 太*" in warning and "The owner will be notified." in warning
-    assert page.get_by_role("link", name="Cancel").get_attribute("href") == f"/console/registrations/{registration_id}"
-    assert state_of(service_server, registration_id) == "active"  # not yet
+    assert case in warning and "山* 太*" in warning and "The owner will be notified." in warning
+    assert page.get_by_role("link", name="Cancel").get_attribute("href") == f"/console/registrations/{case}"
+    assert state_of(service_server, document) == "active"  # not yet
     shoot(page, "suspend-confirm", service_server)
     page.get_by_role("button", name="Confirm suspension").click()
     page.get_by_role("heading", name="Suspended").wait_for()
     assert page.locator("#state").inner_text() == "suspended"
-    assert state_of(service_server, registration_id) == "suspended"
+    assert state_of(service_server, document) == "suspended"
     assert all(ocsp_status(ca_server.url, pem) == "revoked:certificateHold" for pem in pems)
 
     page.get_by_role("link", name="Back to the registration").click()
@@ -204,11 +207,11 @@ def test_operator_suspends_supervisor_lifts_auditor_reads(ca_server, service_ser
             input.type = 'hidden'; input.name = name; input.value = value; form.appendChild(input);
         }
         document.body.appendChild(form); form.submit(); }""",
-                  [f"/console/registrations/{registration_id}/lift",
+                  [f"/console/registrations/{case}/lift",
                    {"csrf_token": token, "reason": "forced", "ticket": "T-666", "confirmed": "yes"}])
     page.get_by_role("heading", name="Not allowed for this role").wait_for()
     assert "may not lift a suspension" in page.locator("[role=alert]").inner_text()
-    assert state_of(service_server, registration_id) == "suspended"
+    assert state_of(service_server, document) == "suspended"
 
     # -- the supervisor: find by the suspension code, lift (confirmed) -------------------------
     supervisor = open_page()
@@ -217,7 +220,7 @@ def test_operator_suspends_supervisor_lifts_auditor_reads(ca_server, service_ser
     supervisor.get_by_label("Suspension code").fill(document["suspension_code"].lower().replace("-", " "))
     supervisor.get_by_role("button", name="Find by code").click()
     supervisor.locator(".results a").first.click()
-    supervisor.wait_for_url(f"**/console/registrations/{registration_id}")
+    supervisor.wait_for_url(f"**/console/registrations/{case}")
     assert supervisor.locator("#lift-form").count() == 1 and supervisor.locator("#revoke-form").count() == 1
     assert supervisor.locator("#suspend-form").count() == 0
     assert supervisor.get_by_label("Revocation reason").input_value() == "keyCompromise"
@@ -226,11 +229,11 @@ def test_operator_suspends_supervisor_lifts_auditor_reads(ca_server, service_ser
     supervisor.locator("#lift-ticket").fill("T-3002")
     supervisor.get_by_role("button", name="Lift suspension…").click()
     assert "You are about to LIFT THE SUSPENSION OF registration" in supervisor.locator(".confirm").inner_text()
-    assert state_of(service_server, registration_id) == "suspended"
+    assert state_of(service_server, document) == "suspended"
     supervisor.get_by_role("button", name="Confirm lifting").click()
     supervisor.get_by_role("heading", name="Suspension lifted").wait_for()
     assert supervisor.locator("#state").inner_text() == "active"
-    assert state_of(service_server, registration_id) == "active"
+    assert state_of(service_server, document) == "active"
     supervisor.get_by_role("link", name="Back to the registration").click()
     newest = history_rows(supervisor)[0]
     assert "supervisor-lifted" in newest and "sachiko" in newest and "ticket T-3002" in newest
@@ -258,7 +261,7 @@ def test_operator_suspends_supervisor_lifts_auditor_reads(ca_server, service_ser
 
 def test_keyboard_only_sign_in_find_and_suspend(ca_server, service_server, open_page):
     document = registered(ca_server, service_server)
-    registration_id = document["registration_id"]
+    case = document["case_reference"]  # what the console names it by
     add_operator(service_server, "kenta", "operator")
     page = open_page()
     page.goto("/console/login")
@@ -300,7 +303,7 @@ def test_keyboard_only_sign_in_find_and_suspend(ca_server, service_server, open_
     # The first result has the focus: Enter opens it.
     assert autofocused(page)["tag"] == "a" and "山* 太*" in focused(page)["text"]
     keys.press("Enter")
-    page.wait_for_url(f"**/console/registrations/{registration_id}")
+    page.wait_for_url(f"**/console/registrations/{case}")
 
     # The suspend form's first field has the focus; keep reason and caller, give the ticket.
     assert autofocused(page)["id"] == "suspend-reason"
@@ -312,14 +315,14 @@ def test_keyboard_only_sign_in_find_and_suspend(ca_server, service_server, open_
     # Nothing is focused for you on the confirmation page: Enter alone must not confirm.
     assert focused(page)["tag"] == "body"
     keys.press("Enter")
-    assert state_of(service_server, registration_id) == "active"
+    assert state_of(service_server, document) == "active"
     tab_to(page, lambda f: f["text"] == "Confirm suspension")
     keys.press("Enter")
     page.get_by_role("heading", name="Suspended").wait_for()
-    assert state_of(service_server, registration_id) == "suspended"
+    assert state_of(service_server, document) == "suspended"
     assert focused(page)["text"] == "Back to the registration"
     keys.press("Enter")
-    page.wait_for_url(f"**/console/registrations/{registration_id}")
+    page.wait_for_url(f"**/console/registrations/{case}")
     assert "lost; caller self; ticket T-4001" in history_rows(page)[0]
 
     # The focus is always visible: a 3px outline.

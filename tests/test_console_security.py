@@ -28,13 +28,13 @@ from jpki_service.console.views import COOKIE
 from jpki_service.entrypoints.app import create_app
 from jpki_service.operators.roles import Role
 from jpki_service.operators.service import add_operator
-from jpki_service.registrations.transitions import load_registration
+from jpki_service.registrations.transitions import load_by_case_reference
 from tests.helpers import PERSON
 from tests.service_helpers import PhoneForTests, make_card, register
 
 PASSWORD = "a console password"
 SUSPEND = {"reason": "lost", "caller": "self", "ticket": "T-100", "channel": "phone"}
-LIFT = {"reason": "owner found the phone; identity confirmed by callback", "ticket": "T-101"}
+LIFT = {"reason": "owner found the phone; identity confirmed by callback", "ticket": "T-101", "caller": "self"}
 FOREIGN = "http://attacker.example"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 HEADERS = {
@@ -64,13 +64,13 @@ class Console:
         assert answer.status_code == 303, answer.text
         return client, csrf_of(client.get(answer.headers["location"]).text)
 
-    def state(self, registration_id: str) -> str:
+    def state(self, case_reference: str) -> str:
         with self.ctx.store.sessions() as session:
-            return load_registration(session, registration_id).state
+            return load_by_case_reference(session, case_reference).state
 
-    def audit_actions(self, registration_id: str | None = None) -> list[str]:
+    def audit_actions(self, case_reference: str | None = None) -> list[str]:
         with self.ctx.store.sessions() as session:
-            return [e["action"] for e in audit.entries(session, limit=1000, registration_id=registration_id)]
+            return [e["action"] for e in audit.entries(session, limit=1000, case_reference=case_reference)]
 
 
 def csrf_of(html: str) -> str:
@@ -104,13 +104,14 @@ def make_console(service_database_url: str, tmp_path: Path) -> Iterator:
 
 
 def registered(console: Console, ca_server) -> str:
-    """A phone registered through the service's API (active, both certificates issued at the real CA)."""
+    """A phone registered through the service's API (active, both certificates issued at the real CA):
+    its case reference, what the console names it by."""
     card = make_card(ca_server.store, ca_server.settings)
     phone = PhoneForTests()
     answer = register(console.client(), card, phone)
     assert answer.status_code == 201, answer.text
     assert answer.json()["state"] == "active"
-    return phone.registration_id
+    return phone.case_reference
 
 
 def assert_secure_headers(response) -> None:
@@ -287,20 +288,20 @@ def test_find_is_a_post_and_says_clearly_when_nothing_matches(make_console):
 # -- acting: forged forms, confirmation, roles ---------------------------------------------------
 def test_find_shows_the_masked_name_only_and_forged_forms_change_nothing(make_console, ca_server):
     console = make_console(ca_server)
-    registration_id = registered(console, ca_server)
+    case = registered(console, ca_server)
     client, csrf = console.signed_in("olga", Role.OPERATOR)
     answer = client.post("/console/find", data={"csrf_token": csrf, "by": "items", "name": " 山田　太郎 ",
                                                 "birth": "１９９０－０１－０２",
                                                 "address": "東京都千代田区千代田１－１"})
     assert answer.status_code == 200, answer.text
-    assert "山* 太*" in answer.text and f"/console/registrations/{registration_id}" in answer.text
+    assert "山* 太*" in answer.text and f"/console/registrations/{case}" in answer.text
     for personal in (PERSON["name"], "山田", "太郎", PERSON["address"], "千代田区", "1990-01-02", "１９９０"):
         assert personal not in answer.text, personal
-    page = client.get(f"/console/registrations/{registration_id}")
+    page = client.get(f"/console/registrations/{case}")
     assert page.status_code == 200 and "山* 太*" in page.text and "山田" not in page.text
     assert "Test Phone 1" in page.text
 
-    url = f"/console/registrations/{registration_id}/suspend"
+    url = f"/console/registrations/{case}/suspend"
     for data, headers in (({**SUSPEND, "confirmed": "yes"}, {}),
                           ({**SUSPEND, "confirmed": "yes", "csrf_token": "wrong"}, {}),
                           ({**SUSPEND, "confirmed": "yes", "csrf_token": csrf + "x"}, {}),
@@ -310,18 +311,18 @@ def test_find_shows_the_masked_name_only_and_forged_forms_change_nothing(make_co
         assert "Form token missing or wrong" in answer.text
         assert ("form token missing or wrong; reload the page" in answer.text) or ("another site" in answer.text)
         assert_secure_headers(answer)
-    assert console.state(registration_id) == "active"
-    assert "suspend" not in console.audit_actions(registration_id)
+    assert console.state(case) == "active"
+    assert "suspend" not in console.audit_actions(case)
     # Another operator's token is not this session's.
     _, other_csrf = console.signed_in("oscar", Role.OPERATOR)
     assert client.post(url, data={**SUSPEND, "confirmed": "yes", "csrf_token": other_csrf}).status_code == 403
-    assert console.state(registration_id) == "active"
+    assert console.state(case) == "active"
 
 
 def test_acts_are_confirmed_first_and_roles_hold(make_console, ca_server):
     console = make_console(ca_server)
-    registration_id = registered(console, ca_server)
-    page_url = f"/console/registrations/{registration_id}"
+    case = registered(console, ca_server)
+    page_url = f"/console/registrations/{case}"
     operator, csrf = console.signed_in("olga", Role.OPERATOR)
 
     page = operator.get(page_url).text
@@ -339,7 +340,7 @@ def test_acts_are_confirmed_first_and_roles_hold(make_console, ca_server):
     assert "山* 太*" in confirm.text and "The owner will be notified" in confirm.text
     assert 'name="confirmed" value="yes"' in confirm.text and "Confirm suspension" in confirm.text
     assert f'href="{page_url}"' in confirm.text  # Cancel goes back
-    assert console.state(registration_id) == "active" and "suspend" not in console.audit_actions(registration_id)
+    assert console.state(case) == "active" and "suspend" not in console.audit_actions(case)
 
     # Second POST, exactly the confirmation page's fields: done.
     fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', confirm.text))
@@ -347,8 +348,8 @@ def test_acts_are_confirmed_first_and_roles_hold(make_console, ca_server):
     done = operator.post(f"{page_url}/suspend", data=fields)
     assert done.status_code in (200, 202), done.text
     assert "Suspended" in done.text and 'id="state">suspended<' in done.text
-    assert console.state(registration_id) == "suspended"
-    assert console.audit_actions(registration_id).count("suspend") == 1
+    assert console.state(case) == "suspended"
+    assert console.audit_actions(case).count("suspend") == 1
     again = operator.post(f"{page_url}/suspend", data=fields)
     assert again.status_code == 409 and "Not possible in this state" in again.text
 
@@ -360,12 +361,12 @@ def test_acts_are_confirmed_first_and_roles_hold(make_console, ca_server):
         forced = operator.post(f"{page_url}/lift", data={**LIFT, **extra, "csrf_token": csrf})
         assert forced.status_code == 403 and "Not allowed for this role" in forced.text
         assert "an operator may not lift a suspension" in forced.text
-    forced = operator.post(f"{page_url}/revoke", data={"reason": "keyCompromise", "ticket": "T-9",
+    forced = operator.post(f"{page_url}/revoke", data={"reason": "keyCompromise", "ticket": "T-9", "caller": "self",
                                                       "confirmed": "yes", "csrf_token": csrf})
     assert forced.status_code == 403
-    assert console.state(registration_id) == "suspended"
-    assert not {"lift", "revoke"} & set(console.audit_actions(registration_id))
-    assert console.audit_actions(registration_id).count("refused") == 3  # each attempt is on record
+    assert console.state(case) == "suspended"
+    assert not {"lift", "revoke"} & set(console.audit_actions(case))
+    assert console.audit_actions(case).count("refused") == 3  # each attempt is on record
 
     supervisor, supervisor_csrf = console.signed_in("sachiko", Role.SUPERVISOR)
     page = supervisor.get(page_url).text
@@ -373,27 +374,52 @@ def test_acts_are_confirmed_first_and_roles_hold(make_console, ca_server):
     assert '<option value="keyCompromise" selected>' in page
     confirm = supervisor.post(f"{page_url}/lift", data={**LIFT, "csrf_token": supervisor_csrf})
     assert confirm.status_code == 200 and "LIFT THE SUSPENSION OF" in confirm.text and "Confirm lifting" in confirm.text
-    assert console.state(registration_id) == "suspended"
-    lifted = supervisor.post(f"{page_url}/lift", data={**LIFT, "csrf_token": supervisor_csrf, "confirmed": "yes"})
-    assert lifted.status_code in (200, 202) and 'id="state">active<' in lifted.text
-    assert console.state(registration_id) == "active"
-    assert console.audit_actions(registration_id).count("lift") == 1
+    assert console.state(case) == "suspended"
+    # The two-person rule (on by default): the lift waits for a second supervisor.
+    asked = supervisor.post(f"{page_url}/lift", data={**LIFT, "csrf_token": supervisor_csrf, "confirmed": "yes"})
+    assert asked.status_code == 202 and "Waiting for a second supervisor" in asked.text
+    assert 'id="state">suspended<' in asked.text and "not done yet" in asked.text
+    assert console.state(case) == "suspended" and console.audit_actions(case).count("approval-requested") == 1
+    [approval_id] = re.findall(r"approval <code>([0-9a-f]{16})</code>", asked.text)
+    waiting = supervisor.get(page_url).text
+    assert "Waiting for a second supervisor" in waiting and "You asked for it" in waiting
+    assert f"/approvals/{approval_id}/approve" not in waiting  # never offered to the one who asked
+    own = supervisor.post(f"/console/approvals/{approval_id}/approve", data={"csrf_token": supervisor_csrf})
+    assert own.status_code == 403 and "second supervisor must approve" in own.text
+    assert console.state(case) == "suspended"
+    forged = supervisor.post(f"/console/approvals/{approval_id}/approve", data={})
+    assert forged.status_code == 403 and console.state(case) == "suspended"
+
+    second, second_csrf = console.signed_in("sora", Role.SUPERVISOR)
+    listed = second.get("/console/approvals")
+    assert listed.status_code == 200 and f"/approvals/{approval_id}/approve" in listed.text and "sachiko" in listed.text
+    assert operator.get("/console/approvals").status_code == 403  # an operator may not approve
+    lifted = second.post(f"/console/approvals/{approval_id}/approve", data={"csrf_token": second_csrf})
+    assert lifted.status_code in (200, 202) and 'id="state">active<' in lifted.text, lifted.text
+    assert "Approved: the lift is done" in lifted.text
+    assert console.state(case) == "active"
+    assert console.audit_actions(case).count("lift") == 1
+    assert console.audit_actions(case).count("approval-granted") == 1
+    again = second.post(f"/console/approvals/{approval_id}/approve", data={"csrf_token": second_csrf})
+    assert again.status_code == 409 and "already approved" in again.text
 
 
 def test_bad_requests_are_pages_never_500(make_console):
     console = make_console()
     client, csrf = console.signed_in("sachiko", Role.SUPERVISOR)
-    for path in ("/console/registrations/nope", "/console/registrations/" + "a" * 32):
+    for path in ("/console/registrations/nope", "/console/registrations/" + "a" * 32):  # not a case reference
         answer = client.get(path)
-        assert answer.status_code == 404 and "<h1>" in answer.text, path
+        assert answer.status_code == 422 and "<h1>" in answer.text and "case reference" in answer.text, path
         assert_secure_headers(answer)
-    unknown_action = client.post("/console/registrations/" + "a" * 32 + "/explode", data={"csrf_token": csrf})
+    unknown = client.get("/console/registrations/ABCD-EFGH-JKMN")
+    assert unknown.status_code == 404 and "<h1>" in unknown.text and "Unknown registration" in unknown.text
+    unknown_action = client.post("/console/registrations/ABCD-EFGH-JKMN/explode", data={"csrf_token": csrf})
     assert unknown_action.status_code == 404
-    gone = client.post("/console/registrations/" + "a" * 32 + "/revoke",
-                       data={"reason": "keyCompromise", "ticket": "T-1", "csrf_token": csrf})
+    gone = client.post("/console/registrations/ABCD-EFGH-JKMN/revoke",
+                       data={"reason": "keyCompromise", "ticket": "T-1", "caller": "self", "csrf_token": csrf})
     assert gone.status_code == 404 and "Unknown registration" in gone.text
     auditor, _ = console.signed_in("aki", Role.AUDITOR)
-    for query in ("after_seq=abc", "after_seq=-1", "registration_id=../../etc"):
+    for query in ("after_seq=abc", "after_seq=-1", "case_reference=../../etc"):
         answer = auditor.get(f"/console/audit?{query}")
         assert answer.status_code == 422 and "<h1>" in answer.text, query
     stylesheet = client.get("/console/static/console.css")

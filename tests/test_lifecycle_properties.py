@@ -71,7 +71,8 @@ def _drive(session: Session, steps: list[tuple[Event, str]]):
     """A fresh pending registration with its two certificates, then ``steps`` through apply_event:
     refused ones must raise :class:`StateConflict` and change nothing. Yields after each accepted one."""
     now = dt.datetime.now(dt.UTC)
-    session.add(Registration(id=RID, state=TRANSITIONS[Event.REGISTERED].target.value, reason=None,
+    session.add(Registration(id=RID, case_reference="ABCD-EFGH-JKMN",
+                             state=TRANSITIONS[Event.REGISTERED].target.value, reason=None,
                              person_key="p" * 64, card_serial="1", device_model="m", device_public_key_pem="-",
                              created_at=now, updated_at=now))
     session.flush()  # before its certificates (their foreign key)

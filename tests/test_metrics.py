@@ -23,7 +23,8 @@ def test_metrics_count_what_waits(service_database_url: str, tmp_path: Path):
     ctx = app.app.state.context
     now = dt.datetime.now(dt.UTC)
     with ctx.store.transaction() as session:
-        session.add(Registration(id="cd" * 16, state="suspended", reason="lost", person_key="p" * 64,
+        session.add(Registration(id="cd" * 16, case_reference="ABCD-EFGH-JKMN",
+                                 state="suspended", reason="lost", person_key="p" * 64,
                                  card_serial="1", device_model="m", device_public_key_pem="-", created_at=now,
                                  updated_at=now))
         session.flush()
@@ -32,7 +33,7 @@ def test_metrics_count_what_waits(service_database_url: str, tmp_path: Path):
         session.add(certificate)
         session.flush()
         ca_commands.enqueue(session, certificate, "hold")
-        notifications.enqueue(session, "cd" * 16, "suspended", "operator")
+        notifications.enqueue(session, "cd" * 16, "ABCD-EFGH-JKMN", "suspended", "operator")
     try:
         with TestClient(app) as client:
             text = client.get("/metrics").text

@@ -34,7 +34,8 @@ def store(service_database_url: str):
 def registration_id(store: Store) -> str:
     now = utcnow()
     with store.transaction() as session:
-        session.add(Registration(id="ab" * 16, state="active", reason=None, person_key="c" * 64, card_serial="0a1b",
+        session.add(Registration(id="ab" * 16, case_reference="ABCD-EFGH-JKMN",
+                                 state="active", reason=None, person_key="c" * 64, card_serial="0a1b",
                                  device_model="Test Phone 1", device_public_key_pem="-", created_at=now,
                                  updated_at=now))
     return "ab" * 16
@@ -53,7 +54,7 @@ def test_enqueued_notifications_are_written_as_private_json_lines(store: Store, 
     events = [(Event.SUSPENDED, "operator:alice"), (Event.SUPERVISOR_LIFTED, "supervisor:bob"),
               (Event.SUPERSEDED, "owner"), (Event.CARD_REVOKED, "system"), (Event.SUPERVISOR_REVOKED, "supervisor:bob")]
     with store.transaction() as session:
-        ids = [enqueue(session, registration_id, event.value, actor).id for event, actor in events]
+        ids = [enqueue(session, registration_id, "ABCD-EFGH-JKMN", event.value, actor).id for event, actor in events]
     assert pending_count(store) == 5
 
     path = tmp_path / "out" / "notifications.jsonl"
@@ -67,7 +68,8 @@ def test_enqueued_notifications_are_written_as_private_json_lines(store: Store, 
     assert [m["notification_id"] for m in messages] == ids
     assert [m["event"] for m in messages] == [e.value for e, _ in events]
     assert [m["actor"] for m in messages] == ["operator", "supervisor", "owner", "system", "supervisor"]
-    assert all(m["registration_id"] == registration_id and m["at"].endswith("+00:00") for m in messages)
+    assert all(m["case_reference"] == "ABCD-EFGH-JKMN" and "registration_id" not in m and m["at"].endswith("+00:00")
+               for m in messages)
     suspended, lifted, superseded, card = messages[:4]
     assert "call centre" in suspended["text_en"] and "JPKIコールセンター" in suspended["text_ja"]
     assert "supervisor" in lifted["text_en"] and "責任者" in lifted["text_ja"]
@@ -86,15 +88,16 @@ def test_enqueued_notifications_are_written_as_private_json_lines(store: Store, 
 
 def test_a_notification_is_sent_only_if_the_change_commits(store: Store, registration_id: str):
     with pytest.raises(RuntimeError), store.transaction() as session:
-        enqueue(session, registration_id, Event.SUSPENDED.value, "operator:alice")
+        enqueue(session, registration_id, "ABCD-EFGH-JKMN", Event.SUSPENDED.value, "operator:alice")
         raise RuntimeError("the change failed")
     assert pending_count(store) == 0
 
 
 def test_a_failing_sender_backs_off_and_loses_nothing(store: Store, registration_id: str, tmp_path):
     with store.transaction() as session:
-        first = enqueue(session, registration_id, Event.SUSPENDED.value, "operator:alice").id
-        second = enqueue(session, registration_id, Event.SUPERVISOR_REVOKED.value, "supervisor:bob").id
+        first = enqueue(session, registration_id, "ABCD-EFGH-JKMN", Event.SUSPENDED.value, "operator:alice").id
+        second = enqueue(session, registration_id, "ABCD-EFGH-JKMN", Event.SUPERVISOR_REVOKED.value,
+                         "supervisor:bob").id
     failing = FailingSender()
     before = utcnow()
     assert send_due(store, failing) == 0
@@ -120,7 +123,7 @@ def test_a_failing_sender_backs_off_and_loses_nothing(store: Store, registration
 
 def test_log_sender_logs_at_info(store: Store, registration_id: str, caplog):
     with store.transaction() as session:
-        enqueue(session, registration_id, Event.CARD_REVOKED.value, "system")
+        enqueue(session, registration_id, "ABCD-EFGH-JKMN", Event.CARD_REVOKED.value, "system")
     with caplog.at_level(logging.INFO, logger="jpki_service.notifications"):
         assert send_due(store, LogSender()) == 1
     record = next(r for r in caplog.records if r.name == "jpki_service.notifications")

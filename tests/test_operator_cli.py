@@ -103,14 +103,15 @@ def call_centre(service_server, tmp_path: Path) -> dict[str, Operator]:
     return {name: Operator(name, service_server.url, tmp_path / name) for name in PASSWORDS}
 
 
-def _state(operator: Operator, registration_id: str) -> dict:
-    return operator.json("history", registration_id)
+def _state(operator: Operator, case: str) -> dict:
+    return operator.json("history", case)
 
 
-def _ca_sync_done(service_url: str, registration_id: str) -> None:
-    """Wait until the CA has every change (polled on the owner's API: history views are audited)."""
-    url = f"{service_url}/api/v1/registrations/{registration_id}"
-    wait_for(lambda: httpx.get(url).json()["ca_sync"] == "done")
+def _ca_sync_done(service_url: str, phone: PhoneForTests) -> None:
+    """Wait until the CA has every change (polled as the owner's phone reads it: history views are audited)."""
+    url = f"{service_url}/api/v1/registrations/{phone.registration_id}"
+    headers = {"Authorization": f"Bearer {phone.owner_token}"}
+    wait_for(lambda: httpx.get(url, headers=headers).json()["ca_sync"] == "done")
 
 
 def _no_secret_shown(operators: dict[str, Operator]) -> None:
@@ -129,7 +130,7 @@ def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
     with service_server.client() as client:
         registered = register(client, card, phone)
     assert registered.status_code == 201, registered.text
-    rid = phone.registration_id
+    rid = phone.case_reference  # what staff name it by; they never see the registration id
     pems = {c["kind"]: c["certificate_pem"] for c in registered.json()["certificates"]}
 
     # Login: the token in a 0600 file in a 0700 folder; the password nowhere.
@@ -147,13 +148,13 @@ def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
     # Find by what the caller says, spelled differently from the card.
     table = op.ok("find", "--name", SPOKEN_NAME, "--birth", SPOKEN_BIRTH, "--address", SPOKEN_ADDRESS).stdout
     header, row = table.splitlines()
-    assert header.split() == ["REGISTRATION", "NAME", "REGISTERED", "MODEL", "STATE", "REASON"]
+    assert header.split() == ["CASE", "NAME", "REGISTERED", "MODEL", "STATE", "REASON"]
     assert rid in row and "山* 太*" in row and "Test Phone 1" in row and "active" in row
     assert "太郎" not in table
     found = op.json("find", "--name", SPOKEN_NAME, "--birth", SPOKEN_BIRTH, "--address", SPOKEN_ADDRESS)
-    assert [r["registration_id"] for r in found["results"]] == [rid]
+    assert [r["case_reference"] for r in found["results"]] == [rid] and phone.registration_id not in table
     by_code = op.json("find", "--code", registered.json()["suspension_code"].lower())
-    assert [r["registration_id"] for r in by_code["results"]] == [rid]
+    assert [r["case_reference"] for r in by_code["results"]] == [rid]
 
     # Suspend, for the owner's spouse: both certificates held, at the CA too.
     suspended = op.json("suspend", rid, "--reason", "lost", "--caller", "proxy", "--relationship", "spouse",
@@ -161,22 +162,22 @@ def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
     assert suspended["state"] == "suspended" and suspended["reason"] == "lost"
     assert {c["kind"]: c["status"] for c in suspended["certificates"]} == {"signature": "held",
                                                                            "authentication": "held"}
-    _ca_sync_done(service_server.url, rid)
+    _ca_sync_done(service_server.url, phone)
     assert {ocsp_status(ca_server.url, pem) for pem in pems.values()} == {"revoked:certificateHold"}
 
     # An operator may not lift: refused, one line, exit 1, nothing changed.
-    line = op.refused("lift", rid, "--reason", "found at home", "--ticket", "CC-2024-0002", code=1,
+    line = op.refused("lift", rid, "--reason", "found at home", "--caller", "self", "--ticket", "CC-2024-0002", code=1,
                       message="refused (403 Not allowed for this role): ")
     assert line == ("refused (403 Not allowed for this role): "
                     "an operator may not lift a suspension (only: supervisor)")
-    problem = json.loads(op.refused("lift", rid, "--reason", "found at home", "--ticket", "CC-2024-0002",
-                                    "--json", code=1, message='"status":403'))
+    problem = json.loads(op.refused("lift", rid, "--reason", "found at home", "--caller", "self",
+                                    "--ticket", "CC-2024-0002", "--json", code=1, message='"status":403'))
     assert problem["title"] == "Not allowed for this role" and problem["type"].endswith("/role-forbidden")
     assert _state(op, rid)["registration"]["state"] == "suspended"
     assert {ocsp_status(ca_server.url, pem) for pem in pems.values()} == {"revoked:certificateHold"}
 
     # The supervisor lifts: authentication released, signature revoked (the app reissues it).
-    text = sv.ok("lift", rid, "--reason", "found at home", "--ticket", "CC-2024-0002").stdout
+    text = sv.ok("lift", rid, "--reason", "found at home", "--caller", "self", "--ticket", "CC-2024-0002").stdout
     assert f"registration {rid}: active" in text
     assert "ca_sync done: the CA has it" in text or "recorded, on its way to the CA" in text
     assert "new signature certificate" in text
@@ -184,7 +185,7 @@ def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
     assert lifted["state"] == "active" and lifted["signature_reissue_needed"] is True
     assert {c["kind"]: c["status"] for c in lifted["certificates"]} == {"signature": "revoked",
                                                                         "authentication": "good"}
-    _ca_sync_done(service_server.url, rid)
+    _ca_sync_done(service_server.url, phone)
     assert ocsp_status(ca_server.url, pems["authentication"]) == "good"
     assert ocsp_status(ca_server.url, pems["signature"]) == "revoked:superseded"
 
@@ -197,11 +198,11 @@ def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
     assert events["supervisor-lifted"]["operator"] == "sv.suzuki"
 
     # The supervisor revokes for good.
-    revoked = sv.json("revoke", rid, "--reason", "keyCompromise", "--ticket", "CC-2024-0003",
+    revoked = sv.json("revoke", rid, "--reason", "keyCompromise", "--caller", "self", "--ticket", "CC-2024-0003",
                       "--note", "phone stolen again")
     assert revoked["state"] == "revoked"
     assert {c["status"] for c in revoked["certificates"]} == {"revoked"}
-    _ca_sync_done(service_server.url, rid)
+    _ca_sync_done(service_server.url, phone)
     assert ocsp_status(ca_server.url, pems["authentication"]) == "revoked:keyCompromise"
     op.refused("suspend", rid, "--reason", "stolen", "--caller", "self", "--ticket", "CC-2024-0004", code=1,
                message="refused (409 Not possible in this state)")
@@ -214,15 +215,15 @@ def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
             ("operator:op.sato", "login")} <= acts
     assert not any(e["action"] == "lift" and e["actor"].startswith("operator:") for e in trail)
     listing = au.ok("audit", "--limit", "5").stdout
-    assert listing.splitlines()[0].split() == ["SEQ", "AT", "ACTOR", "ACTION", "REGISTRATION", "DETAILS"]
+    assert listing.splitlines()[0].split() == ["SEQ", "AT", "ACTOR", "ACTION", "CASE", "DETAILS"]
     assert len(listing.splitlines()) == 6
     older = au.run("audit", "--limit", "5").stderr.strip()
     assert older.startswith("(older entries: --before ")
     before = int(older.rsplit(" ", 1)[1].rstrip(")"))
     page = au.json("audit", "--limit", "5", "--before", str(before))["entries"]
     assert [e["seq"] for e in page] == list(range(before - 1, before - 6, -1))
-    mine = au.json("audit", "--registration", rid)["entries"]
-    assert mine and {e["registration_id"] for e in mine} == {rid}
+    mine = au.json("audit", "--case", rid.lower().replace("-", " "))["entries"]  # as read out, any case
+    assert mine and {e["case_reference"] for e in mine} == {rid}
     op.refused("audit", code=1,
                message="refused (403 Not allowed for this role): an operator may not read the audit")
     sv.refused("audit", code=1, message="(only: auditor)")
@@ -247,7 +248,7 @@ def test_sign_in_refusals(service_server, call_centre):
     op, sv = call_centre["op.sato"], call_centre["sv.suzuki"]
 
     # Not signed in: exit 2 with the hint, for every command that needs a session.
-    for args in (["whoami"], ["find", "--code", "ABCD-EFGH-JKMN"], ["audit"], ["history", "0" * 32],
+    for args in (["whoami"], ["find", "--code", "ABCD-EFGH-JKMN"], ["audit"], ["history", "ABCD-EFGH-JKMN"],
                  ["logout"]):
         op.refused(*args, code=2, message="not signed in: run jpki-operator login")
     problem = json.loads(op.refused("whoami", "--json", code=2, message="not-signed-in"))
@@ -267,14 +268,15 @@ def test_sign_in_refusals(service_server, call_centre):
     # Usage errors: exit 2.
     for args in (["find", "--name", "山田 太郎"],
                  ["find", "--code", "X", "--name", "Y", "--birth", "1990-01-02", "--address", "Z"],
-                 ["suspend", "0" * 32, "--reason", "lost", "--caller", "proxy", "--ticket", "T1"],
+                 ["suspend", "ABCD-EFGH-JKMN", "--reason", "lost", "--caller", "proxy", "--ticket", "T1"],
                  ["suspend", "not-an-id", "--reason", "lost", "--caller", "self", "--ticket", "T1"],
-                 ["suspend", "0" * 32, "--reason", "bored", "--caller", "self", "--ticket", "T1"]):
+                 ["history", "0" * 32],  # a registration id is not a case reference
+                 ["suspend", "ABCD-EFGH-JKMN", "--reason", "bored", "--caller", "self", "--ticket", "T1"]):
         assert op.run(*args).returncode == 2, args
     # Invalid input the service refuses: exit 1 with its detail; an unknown registration: 404.
-    op.refused("suspend", "0" * 32, "--reason", "lost", "--caller", "self", "--ticket", "no spaces allowed",
+    op.refused("suspend", "ABCD-EFGH-JKMN", "--reason", "lost", "--caller", "self", "--ticket", "no spaces allowed",
                code=1, message="refused (422 Invalid request): ")
-    op.refused("suspend", "0" * 32, "--reason", "lost", "--caller", "self", "--ticket", "T1",
+    op.refused("suspend", "ABCD-EFGH-JKMN", "--reason", "lost", "--caller", "self", "--ticket", "T1",
                code=1, message="refused (404 Unknown registration)")
 
     # Prompted user and password (none in the environment): the password is read without echo.

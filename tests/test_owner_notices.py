@@ -25,7 +25,7 @@ def test_a_device_key_event_is_told_to_the_owner(ca_server, service_server, even
         assert ended.status_code in (200, 202), ended.text
         assert ended.json()["state"] == "expired"
     notices = wait_for(lambda: len(_notices(service_server)) > before and _notices(service_server)[before:])
-    [notice] = [n for n in notices if n["registration_id"] == phone.registration_id]
+    [notice] = [n for n in notices if n["case_reference"] == phone.case_reference]
     expected = "uninstalled" if event == "uninstall" else "stale-certificate"
     assert notice["event"] == expected and notice["actor"] == "owner"
     assert "the app was" in notice["text_en"] and "call the JPKI call centre" in notice["text_en"]

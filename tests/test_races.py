@@ -63,14 +63,15 @@ def _round_requests(client: httpx.Client, card, phone: PhoneForTests, tokens: di
     return [
         ("owner-revoke", f"{owner}/revoke", proof_for(client, "revoke", phone, phone.signature_key), None),
         ("operator-suspend", f"{operator}/suspend", LOST, tokens["operator"]),
-        ("supervisor-lift", f"{operator}/lift", {"reason": "phone found", "ticket": "T-2"}, tokens["supervisor"]),
+        ("supervisor-lift", f"{operator}/lift", {"reason": "phone found", "ticket": "T-2", "caller": "self"},
+         tokens["supervisor"]),
         ("owner-lift", f"{owner}/lift-suspension",
          lift_body(client, card, phone, rsa.generate_private_key(65537, 2048)), None),
         ("password-reset", f"{owner}/reset-password", reset, None),
         ("uninstall", f"{owner}/uninstall", proof_for(client, "uninstall", phone, phone.device_key), None),
         ("supersede-1", "/api/v1/registrations", register_body(client, card, PhoneForTests()), None),
         ("supersede-2", "/api/v1/registrations", register_body(client, card, PhoneForTests()), None),
-        ("supervisor-revoke", f"{operator}/revoke", {"reason": "keyCompromise", "ticket": "T-3"},
+        ("supervisor-revoke", f"{operator}/revoke", {"reason": "keyCompromise", "ticket": "T-3", "caller": "self"},
          tokens["supervisor"]),
     ]
 

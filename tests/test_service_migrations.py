@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 
 from jpki_service import holder_data
 from jpki_service.adapters.db import Base, alembic_config, migrate
+from jpki_service.approvals import models as _approvals  # noqa: F401
 from jpki_service.audit import models as _audit  # noqa: F401  (each registers its tables, as the env does)
 from jpki_service.ca_commands import models as _ca_commands  # noqa: F401
 from jpki_service.challenges import models as _challenges  # noqa: F401

@@ -160,7 +160,9 @@ def test_malformed_registration_input(ca_server, service_server):
         assert problem["field"] == "signature_csr_pem"
         assert_problem(client.post("/api/v1/registrations", json={"proof": {}}), 422, "invalid-request")
         assert_problem(client.get("/api/v1/registrations/not-an-id"), 422, "invalid-request")
-        assert_problem(client.get("/api/v1/registrations/" + "0" * 32), 404, "registration-unknown")
+        assert_problem(client.get("/api/v1/registrations/" + "0" * 32), 401, "owner-token-missing")
+        assert_problem(client.get("/api/v1/registrations/" + "0" * 32, headers={"Authorization": "Bearer x"}), 404,
+                       "registration-unknown")
         assert_problem(client.post("/api/v1/registrations", content=b"{" * 70_000,
                                    headers={"content-type": "application/json"}), 413, "body-too-large")
         assert snapshot(service_server.database_url) == before

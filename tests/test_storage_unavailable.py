@@ -16,7 +16,7 @@ def test_a_database_that_does_not_answer_is_a_503(tmp_path: Path):
                                database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none")
     app = create_app(settings, background=False)
     with TestClient(app) as client:
-        answer = client.get(f"/api/v1/registrations/{'ab' * 16}")
+        answer = client.get(f"/api/v1/registrations/{'ab' * 16}", headers={"Authorization": "Bearer x"})
     assert answer.status_code == 503, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["type"].endswith("storage-unavailable") and answer.headers["retry-after"] == "2"

@@ -21,7 +21,8 @@ def test_a_certificate_still_being_issued_is_held_after_its_issue(service_databa
     now = dt.datetime.now(dt.UTC)
     try:
         with store.transaction() as session:
-            session.add(Registration(id="ef" * 16, state="active", reason=None, person_key="p" * 64,
+            session.add(Registration(id="ef" * 16, case_reference="ABCD-EFGH-JKMN",
+                                     state="active", reason=None, person_key="p" * 64,
                                      card_serial="1", device_model="m", device_public_key_pem="-",
                                      created_at=now, updated_at=now))
             session.flush()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -21,6 +21,44 @@ class SuspensionReason(str, enum.Enum):
 class CallerKind(str, enum.Enum):
     SELF = "self"  # the owner
     PROXY = "proxy"  # someone on the owner's behalf, e.g. family while the owner is abroad
+    INTERNAL = "internal"  # nobody called: the call centre's own decision (fraud team, a court order, ...)
+
+
+class CalledIn(BaseModel):
+    """Who asked for an act: on every act, recorded in its audit entry and its history note.
+
+    The one rule about callers: a proxy needs a relationship to the owner, and may ask for a
+    suspension only, never a lift or a revocation (those change what the owner can do for good, so
+    only the owner, or the call centre's own decision, may ask for them: docs/call-centre-runbook.md).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    act: ClassVar[str] = "an act"  # as the refusal names it
+    proxy_may_ask: ClassVar[bool] = True
+
+    caller: CallerKind
+    relationship: str | None = Field(None, min_length=1, max_length=60, description="Needed when caller is proxy")
+
+    @model_validator(mode="after")
+    def _caller_rules(self) -> CalledIn:
+        problem = self.caller_problem(self.caller, self.relationship)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    @classmethod
+    def caller_problem(cls, caller: CallerKind, relationship: str | None) -> str | None:
+        """What is wrong with this caller for this act (None: nothing); the CLI asks it before sending."""
+        if caller is CallerKind.PROXY and not cls.proxy_may_ask:
+            return (f"a proxy may ask for a suspension only, never {cls.act}: the owner must call "
+                    "(suspend now if the phone is lost, and have the owner call)")
+        if caller is CallerKind.PROXY and not relationship:
+            return "a proxy caller needs relationship (e.g. spouse, parent, child)"
+        return None
+
+    def caller_text(self) -> str:
+        """``self``, ``internal`` or ``proxy (spouse)``: for the history note."""
+        return self.caller.value + (f" ({self.relationship})" if self.relationship else "")
 
 
 class Channel(str, enum.Enum):
@@ -49,31 +87,25 @@ class FindRequest(BaseModel):
         return self
 
 
-class SuspendRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SuspendRequest(CalledIn):
+    act: ClassVar[str] = "a suspension"
 
     reason: SuspensionReason
-    caller: CallerKind
-    relationship: str | None = Field(None, min_length=1, max_length=60, description="Needed when caller is proxy")
     ticket: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._/-]+$")
     channel: Channel = Channel.PHONE
 
-    @model_validator(mode="after")
-    def _proxy_relationship(self) -> SuspendRequest:
-        if self.caller is CallerKind.PROXY and not self.relationship:
-            raise ValueError("a proxy caller needs relationship (e.g. spouse, parent, child)")
-        return self
 
-
-class LiftRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LiftRequest(CalledIn):
+    act: ClassVar[str] = "a lift"
+    proxy_may_ask: ClassVar[bool] = False
 
     reason: str = Field(min_length=3, max_length=200)
     ticket: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._/-]+$")
 
 
-class RevokeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RevokeRequest(CalledIn):
+    act: ClassVar[str] = "a revocation"
+    proxy_may_ask: ClassVar[bool] = False
 
     reason: RevocationReason = "keyCompromise"
     ticket: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._/-]+$")
@@ -87,6 +119,25 @@ class CertificateSummary(BaseModel):
     current: bool
 
 
+class ApprovalOut(BaseModel):
+    """A supervisor's act waiting for (or decided by) a second supervisor: the two-person rule."""
+
+    approval_id: str
+    case_reference: str
+    action: Literal["lift", "revoke"]
+    request: dict = Field(description="The act as the first supervisor asked for it (reason, ticket, caller...)")
+    requested_by: str
+    requested_at: str
+    expires_at: str
+    state: Literal["pending", "approved", "rejected", "expired"]
+    decided_by: str | None
+    decided_at: str | None
+
+
+class ApprovalsOut(BaseModel):
+    approvals: list[ApprovalOut]
+
+
 class RegistrationSummary(BaseModel):
     """Only what an operator needs to confirm the caller and act: the case reference, never the
     registration id (which, with the owner token, belongs to the owner's phone)."""
@@ -98,9 +149,16 @@ class RegistrationSummary(BaseModel):
     state: str
     reason: str | None
     certificates: list[CertificateSummary]
+    pending_approvals: list[ApprovalOut] = Field(
+        description="Acts on this registration waiting for a second supervisor (not expired)")
     ca_sync: str
     ca_sync_reason: str | None
     signature_reissue_needed: bool
+    awaiting_approval: ApprovalOut | None = Field(
+        None, description="Only in the answer to a lift or revoke that the two-person rule holds back (202): it is "
+                          "not done until a second supervisor approves it")
+    decided_approval: ApprovalOut | None = Field(
+        None, description="Only in the answer to an approval or a rejection: the approval as decided")
 
 
 class FindOut(BaseModel):

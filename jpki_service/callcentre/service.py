@@ -8,6 +8,9 @@ exist. Look-ups are audited too, without what was searched for (that is personal
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -15,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from jpki_service import holder_data
 from jpki_service.adapters.context import ServiceContext
+from jpki_service.approvals import service as approvals
 from jpki_service.audit import service as audit
 from jpki_service.ca_commands import service as ca_commands
 from jpki_service.callcentre.schemas import FindRequest, LiftRequest, RevokeRequest, SuspendRequest
@@ -24,10 +28,12 @@ from jpki_service.operators.roles import Permission, require
 from jpki_service.operators.service import SignedIn
 from jpki_service.registrations.models import PhoneCertificate, Registration
 from jpki_service.registrations.transitions import (
+    allowed_now,
     apply_event,
     carry_quietly,
     history,
     load_by_case_reference,
+    load_registration,
     signature_reissue_needed,
 )
 
@@ -69,6 +75,7 @@ def summary(ctx: ServiceContext, session: Session, registration: Registration) -
         "reason": registration.reason,
         "certificates": [{"kind": c.kind, "serial": c.serial, "status": c.status, "current": c.current}
                          for c in certificates],
+        "pending_approvals": [approvals.document(a) for a in approvals.waiting(session, registration.id)],
         "ca_sync": sync.state,
         "ca_sync_reason": sync.reason,
         "signature_reissue_needed": signature_reissue_needed(session, registration),
@@ -99,45 +106,134 @@ def find_registrations(ctx: ServiceContext, who: SignedIn, query: FindRequest) -
     return results
 
 
-def _act(ctx: ServiceContext, who: SignedIn, case_reference: str, event: Event, action: str,
-         details: dict[str, Any], **change: Any) -> dict[str, Any]:
-    with ctx.store.transaction() as session:
-        registration = load_by_case_reference(session, case_reference, lock=True)
-        registration_id = registration.id
-        apply_event(session, registration, event, operator=who.username, **change)
-        audit.record(session, ctx.keys.audit_chain, who.actor, action, registration.case_reference, details)
+@dataclass(frozen=True)
+class _Act:
+    """What a call-centre act does: its event, its audit entry's details, the change it makes."""
+
+    event: Event
+    details: dict[str, Any]
+    change: dict[str, Any]
+
+
+def _suspend_act(request: SuspendRequest) -> _Act:
+    return _Act(Event.SUSPENDED,
+                {"reason": request.reason.value, "caller": request.caller.value, "relationship": request.relationship,
+                 "ticket": request.ticket, "channel": request.channel.value},
+                {"suspension_reason": request.reason.value,
+                 "note": f"{request.reason.value}; caller {request.caller_text()}; ticket {request.ticket}"})
+
+
+def _lift_act(request: LiftRequest) -> _Act:
+    return _Act(Event.SUPERVISOR_LIFTED,
+                {"reason": request.reason, "ticket": request.ticket, "caller": request.caller.value,
+                 "relationship": request.relationship},
+                {"note": f"{request.reason}; caller {request.caller_text()}; ticket {request.ticket}"})
+
+
+def _revoke_act(request: RevokeRequest) -> _Act:
+    note = (f"{request.reason}; caller {request.caller_text()}; ticket {request.ticket}"
+            + (f"; {request.note}" if request.note else ""))
+    return _Act(Event.SUPERVISOR_REVOKED,
+                {"reason": request.reason, "ticket": request.ticket, "note": request.note,
+                 "caller": request.caller.value, "relationship": request.relationship},
+                {"ca_reason": request.reason, "note": note})
+
+
+# The acts a second supervisor may have to approve: their request model and what they do.
+_APPROVABLE: dict[str, tuple[type[LiftRequest] | type[RevokeRequest], Callable[[Any], _Act]]] = {
+    "lift": (LiftRequest, _lift_act), "revoke": (RevokeRequest, _revoke_act),
+}
+
+
+def _apply(ctx: ServiceContext, session: Session, who: SignedIn, registration: Registration, action: str, act: _Act,
+           extra: dict[str, Any] | None = None) -> None:
+    """The act and its audit entry, in the caller's transaction (the registration row locked)."""
+    apply_event(session, registration, act.event, operator=who.username, **act.change)
+    audit.record(session, ctx.keys.audit_chain, who.actor, action, registration.case_reference,
+                 {**act.details, **(extra or {})})
+
+
+def _answer(ctx: ServiceContext, registration_id: str) -> dict[str, Any]:
+    """After the commit: carry the change to the CA now if it answers, and say where it stands."""
     carry_quietly(ctx, registration_id)
     with ctx.store.sessions() as session:
         return summary(ctx, session, session.get_one(Registration, registration_id))
+
+
+def _act(ctx: ServiceContext, who: SignedIn, case_reference: str, action: str, act: _Act) -> dict[str, Any]:
+    with ctx.store.transaction() as session:
+        registration = load_by_case_reference(session, case_reference, lock=True)
+        registration_id = registration.id
+        _apply(ctx, session, who, registration, action, act)
+    return _answer(ctx, registration_id)
+
+
+def _act_or_ask(ctx: ServiceContext, who: SignedIn, case_reference: str, action: str,
+                request: LiftRequest | RevokeRequest, reason: str | None) -> dict[str, Any]:
+    """Done now, or, under the two-person rule, recorded as a pending approval (the summary then carries it)."""
+    act = _APPROVABLE[action][1](request)
+    if not approvals.needs_approval(ctx.settings, action, reason):
+        return _act(ctx, who, case_reference, action, act)
+    with ctx.store.transaction() as session:
+        registration = load_by_case_reference(session, case_reference, lock=True)
+        allowed_now(registration, act.event)  # refused now (409) if it could not be done now
+        approval = approvals.ask(session, ctx.settings, registration.id, registration.case_reference, action,
+                                 request.model_dump(mode="json"), who.username)
+        audit.record(session, ctx.keys.audit_chain, who.actor, "approval-requested", registration.case_reference,
+                     {"approval": approval.id, "act": action, **act.details})
+        registration_id, asked = registration.id, approvals.document(approval)
+    with ctx.store.sessions() as session:
+        return {**summary(ctx, session, session.get_one(Registration, registration_id)), "awaiting_approval": asked}
 
 
 def suspend_registration(ctx: ServiceContext, who: SignedIn, case_reference: str,
                          request: SuspendRequest) -> dict[str, Any]:
     """Both certificates on hold at the CA at once (certificateHold); the owner is told."""
     require_permission(ctx, who, Permission.SUSPEND, case_reference)
-    details = {"reason": request.reason.value, "caller": request.caller.value,
-               "relationship": request.relationship, "ticket": request.ticket, "channel": request.channel.value}
-    return _act(ctx, who, case_reference, Event.SUSPENDED, "suspend", details,
-                suspension_reason=request.reason.value,
-                note=f"{request.reason.value}; caller {request.caller.value}"
-                     + (f" ({request.relationship})" if request.relationship else "") + f"; ticket {request.ticket}")
+    return _act(ctx, who, case_reference, "suspend", _suspend_act(request))
 
 
 def lift_suspension(ctx: ServiceContext, who: SignedIn, case_reference: str, request: LiftRequest) -> dict[str, Any]:
-    """Authentication released, signature revoked; the owner's app then reissues the signature."""
+    """Authentication released, signature revoked; the owner's app then reissues the signature.
+    Under the two-person rule (default) it waits for a second supervisor's approval."""
     require_permission(ctx, who, Permission.LIFT, case_reference)
-    return _act(ctx, who, case_reference, Event.SUPERVISOR_LIFTED, "lift",
-                {"reason": request.reason, "ticket": request.ticket}, note=f"{request.reason}; ticket {request.ticket}")
+    return _act_or_ask(ctx, who, case_reference, "lift", request, None)
 
 
 def revoke_registration(ctx: ServiceContext, who: SignedIn, case_reference: str,
                         request: RevokeRequest) -> dict[str, Any]:
-    """For good: the phone is gone, or its keys are compromised. Both certificates revoked."""
+    """For good: the phone is gone, or its keys are compromised. Both certificates revoked. Under the
+    two-person rule (default: for keyCompromise) it waits for a second supervisor's approval."""
     require_permission(ctx, who, Permission.REVOKE, case_reference)
-    note = f"{request.reason}; ticket {request.ticket}" + (f"; {request.note}" if request.note else "")
-    return _act(ctx, who, case_reference, Event.SUPERVISOR_REVOKED, "revoke",
-                {"reason": request.reason, "ticket": request.ticket, "note": request.note},
-                ca_reason=request.reason, note=note)
+    return _act_or_ask(ctx, who, case_reference, "revoke", request, request.reason)
+
+
+def decide_approval(ctx: ServiceContext, who: SignedIn, approval_id: str, approve: bool) -> dict[str, Any]:
+    """A second supervisor approves (the act is done now, in this transaction) or rejects a pending act;
+    the one who asked may reject (withdraw) but never approve. Answers the registration's summary."""
+    require_permission(ctx, who, Permission.APPROVE)
+    with ctx.store.transaction() as session:
+        approval = approvals.take(session, approval_id, who.username, approving=approve)
+        registration = load_registration(session, approval.registration_id, lock=True)
+        registration_id = registration.id
+        if approve:
+            model, act_of = _APPROVABLE[approval.action]
+            request = model.model_validate(json.loads(approval.request_json))
+            _apply(ctx, session, who, registration, approval.action, act_of(request),
+                   {"approval": approval.id, "requested_by": approval.requested_by})
+        approvals.decide(approval, who.username, approve)
+        audit.record(session, ctx.keys.audit_chain, who.actor, "approval-" + ("granted" if approve else "rejected"),
+                     registration.case_reference, {"approval": approval.id, "act": approval.action,
+                                                   "requested_by": approval.requested_by})
+        decided = approvals.document(approval)
+    return {**_answer(ctx, registration_id), "decided_approval": decided}
+
+
+def pending_approvals(ctx: ServiceContext, who: SignedIn,
+                      state: str | None = approvals.PENDING) -> list[dict[str, Any]]:
+    require_permission(ctx, who, Permission.APPROVE)
+    with ctx.store.sessions() as session:
+        return approvals.listing(session, state)
 
 
 def registration_history(ctx: ServiceContext, who: SignedIn, case_reference: str) -> dict[str, Any]:
@@ -163,4 +259,5 @@ def audit_trail(ctx: ServiceContext, who: SignedIn, after_seq: int | None = None
 
 
 __all__ = ["require_permission", "find_registrations", "suspend_registration", "lift_suspension",
-           "revoke_registration", "registration_history", "audit_trail", "summary"]
+           "revoke_registration", "decide_approval", "pending_approvals", "registration_history", "audit_trail",
+           "summary"]

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from jpki_service.adapters.context import ServiceContext
 from jpki_service.callcentre import service
 from jpki_service.callcentre.schemas import (
+    ApprovalsOut,
     AuditOut,
     FindOut,
     FindRequest,
@@ -31,6 +32,11 @@ CaseReferencePath = Path(min_length=1, max_length=40, description="The case refe
 _ON_ITS_WAY: dict[int | str, dict[str, Any]] = {
     202: {"model": RegistrationSummary, "description": "Recorded; on its way to the CA (ca_sync pending)"},
 }
+_ON_ITS_WAY_OR_WAITING: dict[int | str, dict[str, Any]] = {
+    202: {"model": RegistrationSummary, "description": "Recorded and on its way to the CA (ca_sync pending), or "
+                                                      "waiting for a second supervisor (awaiting_approval)"},
+}
+ApprovalIdPath = Path(min_length=1, max_length=40, description="The approval id (16 hex digits)")
 
 
 def _ctx(request: Request) -> ServiceContext:
@@ -38,8 +44,9 @@ def _ctx(request: Request) -> ServiceContext:
 
 
 def _synced(summary: dict[str, Any], response: Response) -> dict[str, Any]:
+    """200 when done and at the CA; 202 when on its way to the CA, or waiting for a second supervisor."""
     crash_point("before-reply")
-    response.status_code = 200 if summary["ca_sync"] == "done" else 202
+    response.status_code = 200 if summary["ca_sync"] == "done" and not summary.get("awaiting_approval") else 202
     return summary
 
 
@@ -55,14 +62,16 @@ def suspend(body: SuspendRequest, request: Request, response: Response, case_ref
     return _synced(service.suspend_registration(_ctx(request), who, case_reference, body), response)
 
 
-@router.post("/registrations/{case_reference}/lift", response_model=RegistrationSummary, responses=_ON_ITS_WAY,
+@router.post("/registrations/{case_reference}/lift", response_model=RegistrationSummary,
+             responses=_ON_ITS_WAY_OR_WAITING,
              summary="Lift a suspension (supervisor); the owner's app then gets a new signature certificate")
 def lift(body: LiftRequest, request: Request, response: Response, case_reference: str = CaseReferencePath,
          who: SignedIn = Depends(signed_in)) -> dict[str, Any]:
     return _synced(service.lift_suspension(_ctx(request), who, case_reference, body), response)
 
 
-@router.post("/registrations/{case_reference}/revoke", response_model=RegistrationSummary, responses=_ON_ITS_WAY,
+@router.post("/registrations/{case_reference}/revoke", response_model=RegistrationSummary,
+             responses=_ON_ITS_WAY_OR_WAITING,
              summary="Revoke for good (supervisor)")
 def revoke(body: RevokeRequest, request: Request, response: Response, case_reference: str = CaseReferencePath,
            who: SignedIn = Depends(signed_in)) -> dict[str, Any]:
@@ -73,6 +82,25 @@ def revoke(body: RevokeRequest, request: Request, response: Response, case_refer
 def registration_history(request: Request, case_reference: str = CaseReferencePath,
                          who: SignedIn = Depends(signed_in)) -> dict[str, Any]:
     return service.registration_history(_ctx(request), who, case_reference)
+
+
+@router.get("/approvals", response_model=ApprovalsOut, summary="Acts waiting for a second supervisor (supervisor)")
+def approvals(request: Request, all_states: bool = Query(False, alias="all", description="Decided and expired too"),
+              who: SignedIn = Depends(signed_in)) -> dict[str, Any]:
+    return {"approvals": service.pending_approvals(_ctx(request), who, None if all_states else "pending")}
+
+
+@router.post("/approvals/{approval_id}/approve", response_model=RegistrationSummary, responses=_ON_ITS_WAY,
+             summary="Approve another supervisor's act: it is done now (supervisor, never the one who asked)")
+def approve(request: Request, response: Response, approval_id: str = ApprovalIdPath,
+            who: SignedIn = Depends(signed_in)) -> dict[str, Any]:
+    return _synced(service.decide_approval(_ctx(request), who, approval_id, approve=True), response)
+
+
+@router.post("/approvals/{approval_id}/reject", response_model=RegistrationSummary,
+             summary="Reject a pending act, or withdraw one's own (supervisor); nothing is done")
+def reject(request: Request, approval_id: str = ApprovalIdPath, who: SignedIn = Depends(signed_in)) -> dict[str, Any]:
+    return service.decide_approval(_ctx(request), who, approval_id, approve=False)
 
 
 @router.get("/audit", response_model=AuditOut, summary="The audit trail, newest first (auditor)")

@@ -80,3 +80,15 @@ class OperatorExists(Problem):
 
 class TooManyAttempts(Problem):
     status, title, slug = 429, "Too many attempts", "too-many-attempts"
+
+
+class ApprovalNotFound(Problem):
+    status, title, slug = 404, "Unknown approval", "approval-unknown"
+
+
+class ApprovalExpired(Problem):
+    status, title, slug = 410, "Approval expired", "approval-expired"
+
+
+class SecondPersonNeeded(Problem):
+    status, title, slug = 403, "A second supervisor must approve", "second-person-needed"

@@ -67,6 +67,16 @@ class ServiceSettings(BaseSettings):
     )
     operator_max_failed_logins: int = Field(5, description="Failed logins in a row that lock an operator account.")
     operator_lockout_seconds: int = Field(900, description="How long a locked operator account stays locked.")
+    two_person_acts: str = Field(
+        "lift,revoke:keyCompromise",
+        description="Supervisor acts that wait for a second supervisor's approval (the two-person rule), "
+                    "comma-separated: lift, revoke (every reason) or revoke:<reason>; empty: none "
+                    "(jpki_service/approvals/service.py)."
+    )
+    approval_ttl_seconds: int = Field(
+        4 * 3600, ge=60, description="A pending approval expires this long after it was asked for: the act is "
+                                     "then not done, and must be asked for again."
+    )
     operator_session_idle_seconds: int = Field(1800, description="An operator session ends after this long unused.")
     operator_session_max_seconds: int = Field(12 * 3600, description="An operator session ends this long after login.")
     console_secure_cookies: bool = Field(

@@ -164,6 +164,8 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     if who is not None:
         if may(who.role, Permission.FIND):
             nav.append(("Find a registration", f"{PREFIX}/find"))
+        if may(who.role, Permission.APPROVE):
+            nav.append(("Approvals", f"{PREFIX}/approvals"))
         if may(who.role, Permission.READ_AUDIT):
             nav.append(("Audit trail", f"{PREFIX}/audit"))
     context = {"who": who, "nav": nav, "settings": _ctx(request).settings, **context}
@@ -397,12 +399,14 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
            "Both certificates (signature and user authentication) go on hold at the CA at once: "
            "nobody can sign or log in with this phone until the suspension is lifted.",
            "Confirm suspension", "Suspended", callcentre.suspend_registration),
-    Action("lift", Permission.LIFT, Event.SUPERVISOR_LIFTED, LiftRequest, ("reason", "ticket"),
+    Action("lift", Permission.LIFT, Event.SUPERVISOR_LIFTED, LiftRequest,
+           ("reason", "ticket", "caller", "relationship"),
            "Lift the suspension", "Lift suspension…", "LIFT THE SUSPENSION OF",
            "The user-authentication certificate is reinstated. The signature certificate is revoked; the owner "
            "gets a new one in the app with the card and the phone.",
            "Confirm lifting", "Suspension lifted", callcentre.lift_suspension),
-    Action("revoke", Permission.REVOKE, Event.SUPERVISOR_REVOKED, RevokeRequest, ("reason", "ticket", "note"),
+    Action("revoke", Permission.REVOKE, Event.SUPERVISOR_REVOKED, RevokeRequest,
+           ("reason", "ticket", "note", "caller", "relationship"),
            "Revoke for good", "Revoke…", "REVOKE",
            "Both certificates are revoked for good. This cannot be undone: the owner must register the phone "
            "again with the card.",
@@ -412,10 +416,12 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
 CHOICES = {
     "suspend": {
         "reason": [(r.value, r.value) for r in SuspensionReason],
-        "caller": [(CallerKind.SELF.value, "the owner"), (CallerKind.PROXY.value, "someone on the owner's behalf")],
         "channel": [(c.value, c.value) for c in Channel],
     },
     "revoke": {"reason": [(r, r) for r in REVOKE_REASONS]},
+    # Who asked, on every act (a proxy may ask for a suspension only: callcentre/schemas.py CalledIn).
+    "caller": [(CallerKind.SELF.value, "the owner"), (CallerKind.PROXY.value, "someone on the owner's behalf"),
+               (CallerKind.INTERNAL.value, "nobody called: the call centre's own decision")],
 }
 
 
@@ -474,8 +480,36 @@ def act(request: Request, case_reference: str, action_name: str, who: SignedIn =
         result = action.use_case(ctx, who, case_reference, body)
     except StateConflict as problem:
         return problem_page(request, problem, back=back)
+    status = 200 if result["ca_sync"] == "done" and not result.get("awaiting_approval") else 202
+    return page(request, "result.html", status, heading=action.done, changed=not result.get("awaiting_approval"),
+                registration=result, back=back)
+
+
+# -- the two-person rule: approvals ----------------------------------------------------------------
+@router.get("/approvals")
+def approvals_page(request: Request, who: SignedIn = Depends(signed_in)) -> Response:
+    """The acts waiting for a second supervisor."""
+    return page(request, "approvals.html", approvals=callcentre.pending_approvals(_ctx(request), who))
+
+
+@router.post("/approvals/{approval_id}/{decision}")
+def decide(request: Request, approval_id: str, decision: str, who: SignedIn = Depends(signed_in),
+           fields: dict[str, str] = Depends(form_fields)) -> Response:
+    """Approve (the act is done now) or reject a pending act; answered with the registration's result."""
+    _check_form(request, who, fields)
+    if decision not in ("approve", "reject"):
+        raise RegistrationNotFound(f"the console has no decision {decision!r}")
+    back = f"{PREFIX}/approvals"
+    try:
+        result = callcentre.decide_approval(_ctx(request), who, approval_id, approve=decision == "approve")
+    except StateConflict as problem:
+        return problem_page(request, problem, back=back)
+    decided = result["decided_approval"]
+    heading = (f"Approved: the {decided['action']} is done" if decision == "approve"
+               else f"Rejected: the {decided['action']} was not done")
     status = 200 if result["ca_sync"] == "done" else 202
-    return page(request, "result.html", status, action=action, registration=result, back=back)
+    return page(request, "result.html", status, heading=heading, changed=decision == "approve",
+                registration=result, back=f"{PREFIX}/registrations/{result['case_reference']}")
 
 
 # -- the audit trail -----------------------------------------------------------------------------

@@ -33,7 +33,15 @@ import httpx
 import typer
 
 from jpki_common.profiles import REVOCATION_REASONS
-from jpki_service.callcentre.schemas import CallerKind, Channel, SuspensionReason
+from jpki_service.callcentre.schemas import (
+    CalledIn,
+    CallerKind,
+    Channel,
+    LiftRequest,
+    RevokeRequest,
+    SuspendRequest,
+    SuspensionReason,
+)
 from jpki_service.common.problems import InvalidInput
 from jpki_service.holder_data import normalise_case_reference
 
@@ -294,7 +302,19 @@ def _ca_sync_text(summary: dict[str, Any]) -> str:
             "see `jpki-service ca-commands list --state failed` on the service")
 
 
+def _print_approval(approval: dict[str, Any]) -> None:
+    asked = ", ".join(f"{k} {v}" for k, v in sorted(approval.get("request", {}).items()) if v)
+    typer.echo(f"approval {approval['approval_id']}: {approval['action']} of {approval['case_reference']}, "
+               f"{approval['state']}; asked by {approval['requested_by']} {_when(approval.get('requested_at'))}, "
+               f"until {_when(approval.get('expires_at'))} ({asked})")
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
+    waiting = summary.get("awaiting_approval")
+    if waiting:
+        typer.echo(f"NOT DONE YET: the {waiting['action']} waits for a second supervisor's approval (the two-person "
+                   f"rule): `jpki-operator approve {waiting['approval_id']}` by another supervisor, until "
+                   f"{_when(waiting.get('expires_at'))}")
     reason = f" ({summary['reason']})" if summary.get("reason") else ""
     typer.echo(f"registration {summary['case_reference']}: {summary['state']}{reason}")
     typer.echo(f"  holder {summary.get('masked_name', '-')}, {summary.get('device_model', '-')}, "
@@ -445,25 +465,33 @@ def _act(ctx: typer.Context, case: str, action: str, body: dict[str, Any], as_js
         _print_summary(document)
 
 
+def _caller(request: type[CalledIn], caller: CallerKind, relationship: str | None) -> dict[str, str]:
+    """The caller members of an act's body, checked by the service's own rule first (usage error, exit 2)."""
+    problem = request.caller_problem(caller, relationship)
+    if problem:
+        raise usage(f"--caller {caller.value}: {problem}")
+    return {"caller": caller.value, **({"relationship": relationship} if relationship else {})}
+
+
+CALLER = typer.Option(..., "--caller", help="Who asks: the owner (self), someone on their behalf (proxy: only a "
+                                          "suspension), or nobody, the call centre's own decision (internal).")
+RELATIONSHIP = typer.Option(None, "--relationship", help="The proxy's relation to the owner (spouse, parent, ...).")
+
+
 @command("suspend")
 def suspend(
     ctx: typer.Context,
     case: str = CASE,
     reason: SuspensionReason = typer.Option(..., "--reason", help="Why the caller asks."),
-    caller: CallerKind = typer.Option(..., "--caller",
-                                  help="The owner (self) or someone on their behalf (proxy)."),
-    relationship: str | None = typer.Option(
-        None, "--relationship", help="The proxy's relation to the owner (spouse, parent, child...)."),
+    caller: CallerKind = CALLER,
+    relationship: str | None = RELATIONSHIP,
     ticket: str = TICKET,
     channel: Channel = typer.Option(Channel.PHONE, "--channel", help="How the request came in."),
     as_json: bool = JSON,
 ) -> None:
     """Suspend a registration: both certificates on hold at the CA (operator, supervisor)."""
-    if caller is CallerKind.PROXY and not relationship:
-        raise usage("--caller proxy needs --relationship (e.g. spouse, parent, child)")
-    body = {"reason": reason.value, "caller": caller.value, "ticket": ticket, "channel": channel.value}
-    if relationship:
-        body["relationship"] = relationship
+    body = {"reason": reason.value, "ticket": ticket, "channel": channel.value,
+            **_caller(SuspendRequest, caller, relationship)}
     _act(ctx, case, "suspend", body, as_json)
 
 
@@ -472,15 +500,19 @@ def lift(
     ctx: typer.Context,
     case: str = CASE,
     reason: str = typer.Option(..., "--reason", help="Why the suspension ends (3 to 200 characters)."),
+    caller: CallerKind = CALLER,
+    relationship: str | None = RELATIONSHIP,
     ticket: str = TICKET,
     as_json: bool = JSON,
 ) -> None:
     """Lift a suspension (supervisor).
 
     The authentication certificate is released, the signature certificate revoked; the owner's app
-    then gets a new signature certificate (card + phone).
+    then gets a new signature certificate (card + phone). Under the two-person rule it waits for a
+    second supervisor (`jpki-operator approve`).
     """
-    _act(ctx, case, "lift", {"reason": reason, "ticket": ticket}, as_json)
+    _act(ctx, case, "lift", {"reason": reason, "ticket": ticket, **_caller(LiftRequest, caller, relationship)},
+         as_json)
 
 
 @command("revoke")
@@ -492,13 +524,55 @@ def revoke(
     ticket: str = TICKET,
     note: str | None = typer.Option(None, "--note",
                                        help="A short note for the history (at most 200 characters)."),
+    caller: CallerKind = CALLER,
+    relationship: str | None = RELATIONSHIP,
     as_json: bool = JSON,
 ) -> None:
-    """Revoke both certificates for good (supervisor)."""
-    body: dict[str, Any] = {"reason": reason.value, "ticket": ticket}
+    """Revoke both certificates for good (supervisor). Under the two-person rule (keyCompromise, by
+    default) it waits for a second supervisor (`jpki-operator approve`)."""
+    body: dict[str, Any] = {"reason": reason.value, "ticket": ticket, **_caller(RevokeRequest, caller, relationship)}
     if note is not None:
         body["note"] = note
     _act(ctx, case, "revoke", body, as_json)
+
+
+@command("approvals")
+def approvals(ctx: typer.Context,
+              all_states: bool = typer.Option(False, "--all", help="Decided and expired ones too."),
+              as_json: bool = JSON) -> None:
+    """Lifts and revocations waiting for a second supervisor (supervisor)."""
+    document, _ = _call(_options(ctx), "GET", f"{API}/approvals", params={"all": "true"} if all_states else None)
+    if as_json:
+        _print_json(document)
+        return
+    for approval in document.get("approvals", []):
+        _print_approval(approval)
+    if not document.get("approvals"):
+        typer.echo("nothing waits for approval")
+
+
+APPROVAL = typer.Argument(..., metavar="APPROVAL", help="The approval id (16 hex digits, from `approvals`).")
+
+
+@command("approve")
+def approve(ctx: typer.Context, approval: str = APPROVAL, as_json: bool = JSON) -> None:
+    """Approve another supervisor's lift or revocation: it is done now (supervisor, never the one who asked)."""
+    document, _ = _call(_options(ctx), "POST", f"{API}/approvals/{approval.strip().lower()}/approve")
+    if as_json:
+        _print_json(document)
+        return
+    _print_approval(document["decided_approval"])
+    _print_summary(document)
+
+
+@command("reject")
+def reject(ctx: typer.Context, approval: str = APPROVAL, as_json: bool = JSON) -> None:
+    """Reject a waiting lift or revocation, or withdraw one's own: nothing is done (supervisor)."""
+    document, _ = _call(_options(ctx), "POST", f"{API}/approvals/{approval.strip().lower()}/reject")
+    if as_json:
+        _print_json(document)
+        return
+    _print_approval(document["decided_approval"])
 
 
 @command("history")

@@ -18,6 +18,7 @@ class Permission(str, enum.Enum):
     HISTORY = "see a registration's history"
     LIFT = "lift a suspension"
     REVOKE = "revoke"
+    APPROVE = "approve or reject another supervisor's lift or revocation"
     READ_AUDIT = "read the audit trail"
 
 
@@ -26,7 +27,7 @@ _CALL_CENTRE = frozenset({Permission.FIND, Permission.SUSPEND, Permission.HISTOR
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OPERATOR: _CALL_CENTRE,
     # Lifting and revoking are irreversible for the certificates: a second, senior person.
-    Role.SUPERVISOR: _CALL_CENTRE | {Permission.LIFT, Permission.REVOKE},
+    Role.SUPERVISOR: _CALL_CENTRE | {Permission.LIFT, Permission.REVOKE, Permission.APPROVE},
     # The auditor watches the call centre and must not be able to act in it.
     Role.AUDITOR: frozenset({Permission.READ_AUDIT}),
 }

@@ -39,6 +39,9 @@ class NewKey:
     public_key_pem: str
 
 
+NOTE_MAX = 200  # registration_events.note
+
+
 @dataclass(frozen=True)
 class Reissue:
     keys: dict[CertKind, NewKey]
@@ -87,15 +90,20 @@ def issue_payload(kind: CertKind, csr_pem: str, card_serial: str) -> dict:
     return {"profile": f"phone-{kind.value}", "csr_pem": csr_pem, "card_serial": card_serial}
 
 
+def allowed_now(registration: Registration, event: Event) -> lifecycle.Transition:
+    """The lifecycle's rule for ``event`` in the registration's state, or 409 saying why not."""
+    try:
+        return lifecycle.transition(State(registration.state), event)
+    except TransitionRefused as refused:
+        raise StateConflict(str(refused), state=registration.state) from None
+
+
 def apply_event(session: Session, registration: Registration, event: Event, *, operator: str | None = None,
                 note: str | None = None, suspension_reason: str | None = None, ca_reason: str | None = None,
                 reissue: Reissue | None = None) -> None:
     """Apply ``event`` per :mod:`jpki_service.lifecycle`: state, history, CA commands, notice."""
     source = State(registration.state)
-    try:
-        rule = lifecycle.transition(source, event)
-    except TransitionRefused as refused:
-        raise StateConflict(str(refused), state=source.value) from None
+    rule = allowed_now(registration, event)
     if rule.revoke and rule.ca_reason is None and ca_reason is None:
         raise InvalidInput(f"{event.value} needs a revocation reason", field="reason")
     if rule.reissue and (reissue is None or set(reissue.keys) != set(rule.reissue)):
@@ -109,6 +117,8 @@ def apply_event(session: Session, registration: Registration, event: Event, *, o
             registration.reason = None
         else:
             registration.reason = suspension_reason if target is State.SUSPENDED else event.value
+    if note is not None and len(note) > NOTE_MAX:  # the audit entry keeps the whole of what was said
+        note = note[:NOTE_MAX - 1] + "…"
     session.add(RegistrationEvent(registration_id=registration.id, at=now, event=event.value, actor=rule.actor.value,
                                   from_state=source.value, to_state=target.value, operator=operator, note=note))
     revocation_reason = rule.ca_reason or ca_reason
