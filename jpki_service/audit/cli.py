@@ -59,8 +59,10 @@ def verify(
             ca.close()
     report.problems = sorted(report.problems + anchored.problems, key=lambda p: p.seq)
     latest = anchored.latest
+    count = len(anchored.anchors)
     anchor_line = (f"anchored up to entry {latest.seq} by the TSA at {latest.gen_time.isoformat()} "
-                   f"({len(anchored.anchors)} anchors; {max(0, report.entries_checked - latest.seq)} entries since)"
+                   f"({count} anchor{'s' if count != 1 else ''}; "
+                   f"{max(0, report.entries_checked - latest.seq)} entries since)"
                    if latest else "not anchored: no RFC 3161 anchor yet (jpki-service audit anchor)")
     if as_json:
         typer.echo(json.dumps({
@@ -72,7 +74,8 @@ def verify(
                               "gen_time": latest.gen_time.isoformat()} if latest else None,
         }, ensure_ascii=False, indent=2))
     elif report.ok:
-        typer.echo(f"audit trail intact: {report.entries_checked} entries; {anchor_line}")
+        typer.echo(f"audit trail intact: {report.entries_checked} entries")
+        typer.echo(anchor_line)
     else:
         for problem in report.problems:
             typer.echo(f"entry {problem.seq}: {problem.kind} — {problem.detail}")
