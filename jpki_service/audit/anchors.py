@@ -43,6 +43,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from jpki_service.adapters.ca_client import CAClient, CAUnavailable
 from jpki_service.adapters.db import Store
@@ -283,6 +284,11 @@ def scheduled_anchor(store: Store, ca: CAClient, settings: ServiceSettings) -> f
     except (AnchorFailed, CAUnavailable, NoTrustedRoot, OSError) as exc:
         retry = min(settings.audit_anchor_interval_seconds, max(settings.max_retry_backoff_seconds, 1.0))
         log.warning("audit anchor not taken, trying again in %.0f s: %s", retry, exc)
+        return retry
+    except SQLAlchemyError as exc:  # the database away: said in a line, never with its SQL
+        retry = min(settings.audit_anchor_interval_seconds, max(settings.max_retry_backoff_seconds, 1.0))
+        log.warning("audit anchor not taken, trying again in %.0f s: the database did not answer (%s)", retry,
+                    exc.__class__.__name__)
         return retry
     except Exception:
         retry = min(settings.audit_anchor_interval_seconds, max(settings.max_retry_backoff_seconds, 1.0))
