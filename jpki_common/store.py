@@ -24,6 +24,8 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeDecorator
 
+from jpki_common.private_files import private_folder
+
 log = logging.getLogger("jpki_common.store")
 
 
@@ -67,7 +69,7 @@ def _create_private_sqlite_file(path: Path) -> None:
     shared-memory files the same mode). An existing file is never opened here: closing any descriptor of
     a file drops every POSIX lock this process holds on it, and another process would then believe it is
     the database's last user and delete the WAL under us (SQLite's "How To Corrupt", section 2.2)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_folder(path.parent)
     try:
         descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:

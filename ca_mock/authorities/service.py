@@ -26,6 +26,7 @@ from ca_mock.authorities.models import Authority, CAMeta
 from ca_mock.problems import AlreadyInitialised, NotInitialised, UnknownAuthority
 from ca_mock.settings import CASettings
 from jpki_common import keys
+from jpki_common.private_files import private_folder
 from jpki_common.profiles import AUTHENTICATION_CA, ROOT, SIGNATURE_CA
 from jpki_common.store import Store, utcnow
 
@@ -286,7 +287,7 @@ def initialise(store: Store, settings: CASettings, exist_ok: bool = False) -> Hi
 
 def _write_missing_token_files(settings: CASettings) -> None:
     """Write a fresh token into each token file that is missing and not replaced by its variable."""
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_folder(settings.data_dir)
     for given, path in ((settings.api_token, settings.token_file),
                         (settings.admin_token, settings.admin_token_file)):
         if given or path.exists():

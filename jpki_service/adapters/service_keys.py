@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from jpki_common.private_files import private_folder
 from jpki_service.common.settings import ServiceSettings
 
 
@@ -63,7 +64,7 @@ def _key_file(path: Path, create: bool) -> str:
     if not path.exists() and not create:
         raise MissingKey(f"no key file {path} (and no key in the environment): wrong --data folder?")
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -79,7 +80,7 @@ def _statement_key(path: Path, create: bool) -> ed25519.Ed25519PrivateKey | None
     if not path.exists():
         if not create:
             return None
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent)
         pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         draft = path.with_name(f".{path.name}.{secrets.token_hex(8)}")

@@ -13,6 +13,7 @@ import typer
 from sqlalchemy import make_url
 from sqlalchemy.exc import OperationalError
 
+from jpki_common.private_files import private_folder, private_log
 from jpki_service.audit.cli import audit_app
 from jpki_service.ca_commands.cli import ca_commands_app
 from jpki_service.common.settings import ServiceSettings
@@ -28,7 +29,7 @@ def fail(message: str) -> None:
 
 def _settings(data: Path | None) -> ServiceSettings:
     settings = ServiceSettings(data_dir=data) if data else ServiceSettings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_folder(settings.data_dir)  # 0700 (docs/security.md)
     return settings
 
 
@@ -57,7 +58,7 @@ def _start_embedded_ca(settings: ServiceSettings, host: str, port: int) -> subpr
              f"serve with a port that matches it, or use another --data folder")
     token_file = hierarchy["api_token_file"]
     token = Path(token_file).read_text().strip() if token_file else os.environ.get("JPKI_CA_API_TOKEN")
-    log = open(settings.data_dir / "ca.log", "a")
+    log = private_log(settings.data_dir / "ca.log")  # 0600, like its folder (docs/security.md)
     process = subprocess.Popen(
         [sys.executable, "-m", "ca_mock", "serve", "--host", host, "--port", str(port)],
         env=ca_env, stdout=log, stderr=log,

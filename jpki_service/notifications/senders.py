@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+from jpki_common.private_files import private_folder
 from jpki_service.common.settings import ServiceSettings
 
 log = logging.getLogger("jpki_service.notifications")
@@ -34,7 +35,7 @@ class FileSender:
 
     def send(self, message: dict) -> None:
         line = (json.dumps(message, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(self.path.parent)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             written = os.write(fd, line)
