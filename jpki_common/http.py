@@ -47,6 +47,11 @@ def problem_response(status: int, title: str, detail: str, slug: str, **extra: A
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
+def _plain(message: str) -> str:
+    """A validator's message without pydantic's "Value error, " prefix."""
+    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
 def install_problem_handlers(app: FastAPI, log: logging.Logger) -> None:
     """Every error leaves as a problem document; an unexpected one says nothing of its cause."""
 
@@ -56,7 +61,8 @@ def install_problem_handlers(app: FastAPI, log: logging.Logger) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        # The field and pydantic's plain message only: never its input, context or errors.pydantic.dev URL.
+        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": _plain(e["msg"])} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return problem_response(422, "Invalid request", detail, "invalid-request", errors=errors)
 

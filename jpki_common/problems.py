@@ -33,3 +33,14 @@ class PolicyViolation(Problem):
     refuses it before asking the CA)."""
 
     status, title, slug = 422, "Refused by issuing policy", "policy-violation"
+
+
+def pem_reason(exc: Exception, label: str) -> str:
+    """Why ``cryptography`` refused a PEM ``label`` (e.g. CERTIFICATE REQUEST), in the request's terms: its messages
+    carry its own URLs and ASN.1 parser internals, which say nothing to the sender."""
+    text = str(exc)
+    if text.startswith("Unable to load PEM"):
+        return f"no PEM block (-----BEGIN {label}----- ... -----END {label}-----)"
+    if text.startswith("Valid PEM but"):
+        return f"a PEM block, but not a {label} one"
+    return f"the {label} block does not hold valid DER"

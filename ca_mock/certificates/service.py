@@ -27,7 +27,7 @@ from ca_mock.operations import service as operations
 from ca_mock.problems import InvalidCSR, InvalidRequest, KeyAlreadyCertified, UnknownCertificate
 from ca_mock.settings import CASettings
 from jpki_common import keys
-from jpki_common.problems import PolicyViolation
+from jpki_common.problems import PolicyViolation, pem_reason
 from jpki_common.profiles import PROFILES, PersonalData, Profile, personal_data_of
 from jpki_common.store import Store, utcnow
 
@@ -61,7 +61,8 @@ def _load_csr(csr_pem: str) -> x509.CertificateSigningRequest:
     try:
         csr = x509.load_pem_x509_csr(csr_pem.encode())
     except ValueError as exc:
-        raise InvalidCSR(f"csr_pem is not a PEM PKCS#10 request: {exc}", field="csr_pem") from None
+        raise InvalidCSR(f"csr_pem is not a PEM PKCS#10 request: {pem_reason(exc, 'CERTIFICATE REQUEST')}",
+                         field="csr_pem") from None
     try:
         valid = csr.is_signature_valid
     except Exception as exc:  # unsupported algorithm inside an otherwise parseable request

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from jpki_common.owner_proof import signature_verifies
+from jpki_common.problems import pem_reason
 from jpki_common.profiles import PROFILES, personal_data_of
 from jpki_service.adapters.ca_client import CAClient, CAUnavailable
 from jpki_service.adapters.ocsp_verification import OCSPAnswerRefused
@@ -42,7 +43,7 @@ def load_certificate(pem: str, field: str) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(pem.encode())
     except ValueError as exc:
-        raise InvalidInput(f"{field} is not a PEM certificate: {exc}", field=field) from None
+        raise InvalidInput(f"{field} is not a PEM certificate: {pem_reason(exc, 'CERTIFICATE')}", field=field) from None
 
 
 def _person(certificate: x509.Certificate) -> dict[str, str]:

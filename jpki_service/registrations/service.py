@@ -28,6 +28,7 @@ from jpki_common.owner_proof import (
     authorised_digest,
     version_accepted,
 )
+from jpki_common.problems import pem_reason
 from jpki_service import holder_data, lifecycle
 from jpki_service.adapters.context import ServiceContext
 from jpki_service.adapters.db import utcnow
@@ -146,7 +147,8 @@ def _csr_public_key_pem(pem: str, field: str) -> str:
     try:
         csr = x509.load_pem_x509_csr(pem.encode())
     except ValueError as exc:
-        raise InvalidInput(f"{field} is not a PEM PKCS#10 request: {exc}", field=field) from None
+        raise InvalidInput(f"{field} is not a PEM PKCS#10 request: {pem_reason(exc, 'CERTIFICATE REQUEST')}",
+                           field=field) from None
     if not csr.is_signature_valid:
         raise InvalidInput(f"{field}: the request's self-signature does not verify", field=field)
     check_subject_key(csr.public_key())
@@ -158,7 +160,7 @@ def _public_key(pem: str, field: str):
     try:
         key = serialization.load_pem_public_key(pem.encode())
     except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"{field} is not a PEM public key: {exc}", field=field) from None
+        raise InvalidInput(f"{field} is not a PEM public key: {pem_reason(exc, 'PUBLIC KEY')}", field=field) from None
     check_subject_key(key)
     return key
 
