@@ -168,7 +168,7 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
             nav.append(("Approvals", f"{PREFIX}/approvals"))
         if may(who.role, Permission.READ_AUDIT):
             nav.append(("Audit trail", f"{PREFIX}/audit"))
-    context = {"who": who, "nav": nav, "settings": _ctx(request).settings, **context}
+    context = {"who": who, "nav": nav, **context}  # only what pages show: never the settings (tokens, keys)
     return templates.TemplateResponse(request, template, context, status_code=status)
 
 
