@@ -23,6 +23,7 @@ from ca_mock.ocsp.service import refresh_ageing_responses
 from ca_mock.settings import CASettings
 from ca_mock.tsa import views as tsa_views
 from jpki_common.http import PROBLEM_RESPONSES, BodySizeLimit, install_problem_handlers, problem_response
+from jpki_common.http_server import short_reason
 from jpki_common.store import Store
 
 log = logging.getLogger("ca_mock")
@@ -68,8 +69,8 @@ async def _publisher(store: Store, settings: CASettings) -> None:
     while True:
         try:
             await anyio.to_thread.run_sync(one_round)
-        except Exception:  # keep publishing; the next round retries
-            log.exception("CRL/OCSP publishing round failed")
+        except Exception as exc:  # keep publishing; the next round retries
+            log.error("CRL/OCSP publishing round failed: %s", short_reason(exc))
         await asyncio.sleep(settings.crl_publish_interval_seconds)
 
 
@@ -86,7 +87,7 @@ def build_fastapi(store: Store, settings: CASettings, credentials: Credentials, 
                 await task
 
     app = FastAPI(title="JPKI mock CA", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  responses=PROBLEM_RESPONSES)
+                  responses=PROBLEM_RESPONSES, **settings.docs_urls())
     app.state.store, app.state.settings, app.state.credentials = store, settings, credentials
     app.include_router(certificate_views.router)
     app.include_router(crl_views.router)

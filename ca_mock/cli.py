@@ -132,11 +132,10 @@ def serve(
     workers: int = typer.Option(1, min=1, max=64, help="Server processes (OCSP scales with them)."),
 ) -> None:
     """Serve the CA API, CRLs and OCSP over HTTP until interrupted."""
-    import uvicorn
-
     from ca_mock.app import create_app
     from ca_mock.authorities.service import load_hierarchy
     from ca_mock.credentials import Credentials, CredentialsMisconfigured
+    from jpki_common import http_server
 
     settings = ctx.obj.settings()
     store = _store(settings)
@@ -156,12 +155,13 @@ def serve(
                    "(`jpki-ca init --exist-ok` writes admin-token)")
     sys.stdout.flush()
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        http_server.run(create_app(settings), settings, host=host, port=port, log_level="warning")
         return
     # Worker processes build their own app from the environment: hand them this command's choices.
     os.environ["JPKI_CA_DATA_DIR"] = str(settings.data_dir)
     os.environ["JPKI_CA_DATABASE_URL"] = settings.resolved_database_url()
-    uvicorn.run("ca_mock.app:create_app", factory=True, workers=workers, host=host, port=port, log_level="warning")
+    http_server.run("ca_mock.app:create_app", settings, factory=True, workers=workers, host=host, port=port,
+                    log_level="warning")
 
 
 def _operation_id(given: str | None) -> str:

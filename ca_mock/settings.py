@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from jpki_common.http_server import HttpServerSettings
 
 KeyAlgorithm = Literal["rsa2048", "p256"]
 
 
-class CASettings(BaseSettings):
+class CASettings(HttpServerSettings):  # + the HTTP limits and exposure (jpki_common/http_server.py)
     model_config = SettingsConfigDict(env_prefix="JPKI_CA_", extra="ignore")
 
     data_dir: Path = Field(Path("var/ca"), description="Folder holding the CA's SQLite store.")

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from jpki_common.http_server import short_reason
 from jpki_common.problems import Problem
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -76,7 +77,8 @@ def install_problem_handlers(app: FastAPI, log: logging.Logger) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")
+        # Its type and place, not its text or traceback: a database error's text holds the SQL and parameters.
+        log.error("unexpected error: %s", short_reason(exc))
         return problem_response(500, "Internal error", "the server failed; nothing was changed", "internal")
 
 

@@ -27,6 +27,7 @@ from ca_mock.certificates.models import IssuedCertificate
 from ca_mock.ocsp.models import PreparedOCSPResponse
 from ca_mock.ocsp.service import HASHES, build_response
 from ca_mock.settings import CASettings
+from jpki_common.http_server import short_reason
 from jpki_common.store import DriverQuery, Store, utcnow
 
 log = logging.getLogger("ca_mock.ocsp")
@@ -151,7 +152,7 @@ class OCSPResponder:
         try:
             der = await self.answer(request_der)
         except Exception as exc:  # never a 500 page: an OCSP client understands internalError
-            log.exception("OCSP answered internalError")
+            log.error("OCSP answered internalError: %s", short_reason(exc))  # no traceback: it may carry SQL
             self.store.health.note(exc)
             der = INTERNAL_ERROR
         extra = []

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ca_mock.authorities.service import TSA, Hierarchy, LoadedAuthority
 from ca_mock.problems import CAProblem
+from jpki_common.http_server import short_reason
 
 log = logging.getLogger("ca_mock.tsa")
 
@@ -144,6 +145,6 @@ def respond(hierarchy: Hierarchy, body: bytes) -> Answer:
         responder = _responder_class()(authority, cert_req=bool(parsed["cert_req"].native))
         response = responder.request_tsa_response(parsed)
         return Answer(response.dump(), True, "granted")
-    except Exception:
-        log.exception("time-stamping failed")
+    except Exception as exc:
+        log.error("time-stamping failed: %s", short_reason(exc))  # no traceback: it may carry SQL
         return _rejection("system_failure", "the TSA failed to make the token")

@@ -4,10 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from jpki_common.http_server import HttpServerSettings
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(HttpServerSettings):  # + the HTTP limits and exposure (jpki_common/http_server.py)
     model_config = SettingsConfigDict(env_prefix="JPKI_", extra="ignore")
 
     data_dir: Path = Field(Path("var"), description="Folder for the SQLite store, keys and the embedded CA.")

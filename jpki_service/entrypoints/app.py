@@ -118,7 +118,7 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
             on_shutdown()
 
     app = FastAPI(title="JPKI smartphone certificate lifecycle", version="0.1.0", description=DESCRIPTION,
-                  lifespan=lifespan, responses=PROBLEM_RESPONSES)
+                  lifespan=lifespan, responses=PROBLEM_RESPONSES, **settings.docs_urls())
     app.state.context = ctx
     app.include_router(registration_views.router)
     app.include_router(rp_views.router)
@@ -128,7 +128,8 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
 
     app.include_router(console_views.router)
 
-    app.add_route("/metrics", metrics_endpoint(ctx.store), include_in_schema=False)
+    if settings.expose_metrics:  # JPKI_EXPOSE_METRICS (docs/deployment.md)
+        app.add_route("/metrics", metrics_endpoint(ctx.store), include_in_schema=False)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness, the store's health and the CA queue",
              responses={503: {"description": "The store is not usable: the problem says why"}})

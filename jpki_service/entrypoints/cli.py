@@ -109,8 +109,7 @@ def serve(
                                 "requests scale with cores (each also runs the background dispatcher)."),
 ) -> None:
     """Serve the lifecycle API. With no JPKI_CA_URL, the mock CA is started too (port + 100)."""
-    import uvicorn
-
+    from jpki_common import http_server
     from jpki_service.entrypoints.app import create_app
 
     settings = _settings(data)
@@ -138,8 +137,8 @@ def serve(
         # default believes X-Forwarded-For from 127.0.0.1, which lets any local client choose its address.
         trusted = settings.trusted_proxies.strip()
         if workers == 1:
-            uvicorn.run(create_app(settings, on_shutdown=stop_embedded_ca), host=host, port=port, log_level="warning",
-                        proxy_headers=bool(trusted), forwarded_allow_ips=trusted)
+            http_server.run(create_app(settings, on_shutdown=stop_embedded_ca), settings, host=host, port=port,
+                            log_level="warning", proxy_headers=bool(trusted), forwarded_allow_ips=trusted)
             return
         # Worker processes build their own app from the environment: hand them this command's choices
         # (the embedded CA's URL and token included). This process supervises them and stops the CA.
@@ -147,8 +146,10 @@ def serve(
                            "JPKI_DATABASE_URL": settings.resolved_database_url(), "JPKI_CA_URL": settings.ca_url or ""})
         if settings.ca_token:
             os.environ["JPKI_CA_TOKEN"] = settings.ca_token
-        uvicorn.run("jpki_service.entrypoints.app:create_app_from_environment", factory=True, workers=workers,
-                    host=host, port=port, log_level="warning", proxy_headers=bool(trusted), forwarded_allow_ips=trusted)
+        # The head limits reach them in the environment too (jpki_common/http_server.py).
+        http_server.run("jpki_service.entrypoints.app:create_app_from_environment", settings, factory=True,
+                        workers=workers, host=host, port=port, log_level="warning", proxy_headers=bool(trusted),
+                        forwarded_allow_ips=trusted)
     finally:
         stop_embedded_ca()  # when the server failed to start
 
