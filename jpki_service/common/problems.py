@@ -58,8 +58,10 @@ class LoginRefused(Problem):
     status, title, slug = 401, "Login refused", "login-refused"
 
 
-class AccountLocked(Problem):
-    status, title, slug = 423, "Account locked", "account-locked"
+class PasswordChangeRequired(Problem):
+    """A session of an account whose password was reset: it may only change the password."""
+
+    status, title, slug = 403, "Password change required", "password-change-required"
 
 
 class RoleForbidden(Problem):

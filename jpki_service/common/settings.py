@@ -67,8 +67,20 @@ class ServiceSettings(HttpServerSettings):  # + the HTTP limits and exposure (jp
     notification_file: Path | None = Field(
         None, description="The file sender's file; default data_dir/notifications.jsonl."
     )
-    operator_max_failed_logins: int = Field(5, description="Failed logins in a row that lock an operator account.")
-    operator_lockout_seconds: int = Field(900, description="How long a locked operator account stays locked.")
+    operator_login_free_failures: int = Field(
+        5, ge=1, description="Failed operator sign-ins per username, and per client address, answered without a "
+                             "wait; each further one makes the next sign-in wait (jpki_service/operators/throttle.py)."
+    )
+    operator_login_first_delay_seconds: float = Field(
+        2.0, gt=0, description="The wait after the first failure beyond the free ones; it doubles with each further "
+                               "failure. While it runs, a sign-in answers 429 with Retry-After."
+    )
+    operator_login_max_delay_seconds: float = Field(
+        900.0, gt=0, description="The longest wait between two sign-ins of a throttled username or address."
+    )
+    operator_login_failures_kept_seconds: int = Field(
+        86400, ge=60, description="Failed sign-ins are forgotten this long after the last one (and at a success)."
+    )
     two_person_acts: str = Field(
         "lift,revoke:keyCompromise",
         description="Supervisor acts that wait for a second supervisor's approval (the two-person rule), "

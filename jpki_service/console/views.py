@@ -50,14 +50,15 @@ from jpki_service.callcentre.schemas import (
     SuspensionReason,
 )
 from jpki_service.common.problems import (
-    AccountLocked,
     CSRFRejected,
     InvalidInput,
     LoginRefused,
     NothingFound,
     NotSignedIn,
+    PasswordChangeRequired,
     RegistrationNotFound,
     StateConflict,
+    TooManyAttempts,
 )
 from jpki_service.holder_data import normalise_case_reference
 from jpki_service.lifecycle import Event, State, TransitionRefused, transition
@@ -121,6 +122,9 @@ class ConsoleRoute(APIRoute):
                 response = await handler(request)
             except NotSignedIn as problem:
                 response = _not_signed_in(request, problem)
+            except PasswordChangeRequired as problem:  # after a reset: the password page, and nothing else
+                response = (RedirectResponse(f"{PREFIX}/password", status_code=303)
+                            if request.method in ("GET", "HEAD") else problem_page(request, problem))
             except Problem as problem:
                 response = problem_page(request, problem)
             except RequestValidationError as exc:
@@ -161,13 +165,15 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     """A console page; the header shows who is signed in (if anyone) and the logout button."""
     who: SignedIn | None = getattr(request.state, "who", None)
     nav = []
-    if who is not None:
+    if who is not None and not who.must_change_password:
         if may(who.role, Permission.FIND):
             nav.append(("Find a registration", f"{PREFIX}/find"))
         if may(who.role, Permission.APPROVE):
             nav.append(("Approvals", f"{PREFIX}/approvals"))
         if may(who.role, Permission.READ_AUDIT):
             nav.append(("Audit trail", f"{PREFIX}/audit"))
+    if who is not None:
+        nav.append(("Password", f"{PREFIX}/password"))
     context = {"who": who, "nav": nav, **context}  # only what pages show: never the settings (tokens, keys)
     return templates.TemplateResponse(request, template, context, status_code=status)
 
@@ -278,7 +284,7 @@ def _validation_text(exc: ValidationError) -> str:
 # -- signing in and out --------------------------------------------------------------------------
 def _current_or_none(request: Request) -> SignedIn | None:
     try:
-        return signed_in(request)
+        return signed_in_to_change_password(request)
     except NotSignedIn:
         return None
 
@@ -321,13 +327,17 @@ def log_in(request: Request, fields: dict[str, str] = Depends(form_fields)) -> R
     try:
         who = operators.log_in(ctx.store, ctx.settings, ctx.keys.audit_chain, username, password,
                                request.client.host if request.client else "unknown")
-    except (LoginRefused, AccountLocked) as problem:
-        return page(request, "login.html", problem.status, error=f"{problem.title}: {problem.detail}.",
-                    locked=isinstance(problem, AccountLocked), username=username)
+    except (LoginRefused, TooManyAttempts) as problem:
+        refused = page(request, "login.html", problem.status, error=f"{problem.title}: {problem.detail}.",
+                       throttled=isinstance(problem, TooManyAttempts), username=username)
+        if "retry_after" in problem.extra:
+            refused.headers["Retry-After"] = str(problem.extra["retry_after"])
+        return refused
     previous = request.cookies.get(COOKIE)
     if previous:
         operators.log_out(ctx.store, previous)
-    response = RedirectResponse(_home(who.role), status_code=303)
+    response = RedirectResponse(f"{PREFIX}/password" if who.must_change_password else _home(who.role),
+                                status_code=303)
     _set_cookie(request, response, who.token or "")
     return response
 
@@ -343,6 +353,34 @@ def log_out(request: Request, fields: dict[str, str] = Depends(form_fields)) -> 
     response = RedirectResponse(f"{PREFIX}/login?signed_out=1", status_code=303)
     _forget_cookie(request, response)
     return response
+
+
+# -- changing one's password (the only page a session has after a reset) ------------------------
+def signed_in_to_change_password(request: Request) -> SignedIn:
+    ctx = _ctx(request)
+    who = operators.session_for_token(ctx.store, ctx.settings, request.cookies.get(COOKIE), password_change=True)
+    request.state.who = who
+    return who
+
+
+@router.get("/password")
+def password_form(request: Request, who: SignedIn = Depends(signed_in_to_change_password)) -> Response:
+    return page(request, "password.html", changed=request.query_params.get("changed") == "1")
+
+
+@router.post("/password")
+def change_password(request: Request, who: SignedIn = Depends(signed_in_to_change_password),
+                    fields: dict[str, str] = Depends(form_fields)) -> Response:
+    _check_form(request, who, fields)
+    ctx = _ctx(request)
+    current, new = fields.get("current_password", ""), fields.get("new_password", "")
+    if new != fields.get("new_password_again", ""):
+        return page(request, "password.html", 422, error="The two new passwords differ.")
+    try:
+        operators.change_password(ctx.store, ctx.keys.audit_chain, who, request.cookies.get(COOKIE, ""), current, new)
+    except InvalidInput as problem:
+        return page(request, "password.html", problem.status, error=problem.detail)
+    return RedirectResponse(f"{PREFIX}/password?changed=1", status_code=303)
 
 
 # -- finding a registration ----------------------------------------------------------------------

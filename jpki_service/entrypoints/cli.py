@@ -17,6 +17,7 @@ from jpki_common.private_files import private_folder, private_log
 from jpki_service.audit.cli import audit_app
 from jpki_service.ca_commands.cli import ca_commands_app
 from jpki_service.common.settings import ServiceSettings
+from jpki_service.operators.admin_cli import add_account_commands
 
 app = typer.Typer(help="The JPKI smartphone certificate lifecycle service.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -207,6 +208,7 @@ _FAILED_SHOWN = 5  # failed commands `status` lists; `ca-commands list --state f
 
 operator_app = typer.Typer(help="Call-centre accounts (operator, supervisor, auditor).", no_args_is_help=True)
 app.add_typer(operator_app, name="operator")
+add_account_commands(operator_app)  # list, disable, enable, reset-password, set-role, end-sessions, unlock
 app.add_typer(audit_app, name="audit", help="The audit trail: verify (chain and anchors), anchor, export.")
 app.add_typer(ca_commands_app, name="ca-commands",
               help="The changes waiting to reach the CA: list them, re-queue the ones it refused.")
@@ -242,22 +244,6 @@ def operator_add(
     except Problem as problem:
         fail(problem.detail)
     typer.echo(f"{chosen.value} {username} added")
-
-
-@operator_app.command("unlock")
-def operator_unlock(
-    username: str = typer.Option(..., "--username"),
-    data: Path | None = typer.Option(None, "--data", help="Data folder (default ./var)."),
-) -> None:
-    """Clear a lock-out after failed logins (once the operator's identity is confirmed)."""
-    from jpki_common.problems import Problem
-    from jpki_service.operators.service import unlock
-
-    try:
-        unlock(_store(_settings(data)), username)
-    except Problem as problem:
-        fail(problem.detail)
-    typer.echo(f"{username} unlocked")
 
 
 def main() -> None:

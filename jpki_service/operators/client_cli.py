@@ -373,6 +373,9 @@ def login(ctx: typer.Context, as_json: bool = JSON) -> None:
     else:
         typer.echo(f"signed in to {service} as {document.get('username')} ({document.get('role')}); "
                    f"the session ends at the latest {_when(document.get('expires_at'))}")
+        if document.get("must_change_password"):
+            typer.echo("your password was reset: change it now with `jpki-operator password` (nothing else is "
+                       "possible until then)")
 
 
 def _read_session_quietly(path: Path) -> dict[str, Any] | None:
@@ -419,6 +422,26 @@ def whoami(ctx: typer.Context, as_json: bool = JSON) -> None:
     else:
         typer.echo(f"{document['username']} ({document['role']}) at {service}; "
                    f"the session ends at the latest {_when(document.get('expires_at'))}")
+
+
+@command("password")
+def password(ctx: typer.Context, as_json: bool = JSON) -> None:
+    """Change your own password (after a reset by the administrator, the only thing a session can do).
+
+    The current and the new password are prompted (hidden, the new one twice), or read from
+    JPKI_OPERATOR_PASSWORD and JPKI_OPERATOR_NEW_PASSWORD. The account's other sessions end.
+    """
+    options = _options(ctx)
+    current = os.environ.get("JPKI_OPERATOR_PASSWORD") or typer.prompt("current password", hide_input=True,
+                                                                        err=True)
+    new = os.environ.get("JPKI_OPERATOR_NEW_PASSWORD") or typer.prompt(
+        "new password (at least 12 characters)", hide_input=True, confirmation_prompt=True, err=True)
+    document, _ = _call(options, "POST", f"{API}/password", json={"current_password": current, "new_password": new})
+    if as_json:
+        _print_json(document)
+    else:
+        typer.echo(f"password of {document['username']} changed; "
+                   f"{document['other_sessions_ended']} other session(s) ended")
 
 
 def _session_service(options: Options) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import ForeignKey, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from jpki_service.adapters.db import Base, UTCDateTime
@@ -16,10 +16,11 @@ class Operator(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))  # operator | supervisor | auditor
     password_hash: Mapped[str] = mapped_column(Text)  # argon2id, never the password
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # Set by `jpki-service operator reset-password`: a session of this account can only change the password.
+    must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class OperatorSession(Base):
@@ -33,3 +34,14 @@ class OperatorSession(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class OperatorSource(Base):
+    """An address this operator signed in from before (an HMAC of it, never the address): from here the
+    right password is throttled only by this address's own failures, not the account's (operators/throttle.py)."""
+
+    __tablename__ = "operator_sources"
+
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), primary_key=True)
+    source_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_login_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -18,3 +18,17 @@ class SessionOut(BaseModel):
     role: Role
     expires_at: str
     token: str | None = Field(None, description="Only in the login answer: send it as `Authorization: Bearer`")
+    must_change_password: bool = Field(
+        False, description="The password was reset: this session can only change it (POST /api/v1/operator/password)")
+
+
+class PasswordChangeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024, description="At least 12 characters")
+
+
+class PasswordChangedOut(BaseModel):
+    username: str
+    other_sessions_ended: int = Field(description="The account's other sessions, ended by the change")

@@ -24,8 +24,9 @@ refused proof is counted where it is refused (the owner and relying-party views 
 
 "Client" is the address that really connected (``JPKI_TRUSTED_PROXIES``); "RP" the demo relying party.
 
-The per-account lock-out of operators (``operators.service``) stays: it stops guessing one
-account's password from many addresses; the per-client limit stops one address trying many accounts.
+Operator sign-ins are also throttled after failures, per username and per address, with growing
+waits (``operators.throttle``, which keeps its counts in this table too): that stops guessing one
+account's password from many addresses; the per-client limit here stops one address flooding sign-ins.
 """
 from __future__ import annotations
 
