@@ -1,5 +1,5 @@
 """The operator console's safety properties, in-process against the service's ASGI app on both
-databases: the session cookie's flags, sign-in refusals and the lock-out, pages without a session,
+databases: the session cookie's flags, sign-in refusals and the throttle, pages without a session,
 forged forms (no or wrong CSRF token, another site's Origin), roles, the confirmation step, the
 security headers, and no personal data in URLs or pages beyond the masked name.
 
@@ -159,25 +159,29 @@ def test_secure_cookie_when_the_setting_is_on(make_console):
     assert "secure" in [part.strip().lower() for part in answer.headers["set-cookie"].split(";")]
 
 
-def test_wrong_password_is_refused_and_five_in_a_row_lock_the_account(make_console):
+def test_wrong_passwords_slow_sign_in_down_and_never_lock_the_account(make_console, monkeypatch):
+    from jpki_service.operators import throttle
+
+    now = [1_900_000_000.0]
+    monkeypatch.setattr(throttle, "clock", lambda: now[0])  # the throttle's clock, no sleeping
     console = make_console()
     add_operator(console.ctx.store, "olga", Role.OPERATOR, PASSWORD)
     client = console.client()
     unknown = client.post("/console/login", data={"username": "nobody", "password": PASSWORD})
     assert unknown.status_code == 401 and "username or password wrong" in unknown.text
-    for _ in range(4):
+    for _ in range(4):  # with the unknown one: 5 failures from this address, the free ones
         wrong = client.post("/console/login", data={"username": "olga", "password": "not the password"})
         assert wrong.status_code == 401, wrong.text
         assert "Login refused" in wrong.text and "username or password wrong" in wrong.text
         assert "set-cookie" not in wrong.headers
         assert_secure_headers(wrong)
-    fifth = client.post("/console/login", data={"username": "olga", "password": "not the password"})
-    assert fifth.status_code == 423 and "Account locked" in fifth.text  # the one that locks says so
-    locked = client.post("/console/login", data={"username": "olga", "password": PASSWORD})
-    assert locked.status_code == 423, locked.text
-    assert "Account locked" in locked.text and "jpki-service operator unlock" in locked.text
-    assert "set-cookie" not in locked.headers
-    assert_secure_headers(locked)
+    waiting = client.post("/console/login", data={"username": "olga", "password": PASSWORD})
+    assert waiting.status_code == 429 and waiting.headers["retry-after"] == "2", waiting.text
+    assert "Too many attempts" in waiting.text and "try again in 2 s" in waiting.text
+    assert "jpki-service operator unlock" not in waiting.text and "set-cookie" not in waiting.headers
+    assert_secure_headers(waiting)
+    now[0] += 2  # the wait is over: the right password gets in (no lock to lift)
+    assert client.post("/console/login", data={"username": "olga", "password": PASSWORD}).status_code == 303
     empty = client.post("/console/login", data={"username": "", "password": ""})
     assert empty.status_code == 422 and "Enter your username and password" in empty.text
 
