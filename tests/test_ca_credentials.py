@@ -1,7 +1,8 @@
 """The CA's credentials are scoped, a phone signature certificate carries the card's four items, and a
 public key is certified once (issue 10, point 5; docs/ca.md, "The two credentials").
 
-Through a real ``jpki-ca serve`` process (SQLite and PostgreSQL): the service credential may issue and
+Through a real ``jpki-ca serve`` process (SQLite and PostgreSQL; one per backend for the module, each
+test writing under operation ids and keys of its own): the service credential may issue and
 change phone certificates only; card certificates need the administrator credential (or the CLI).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ca_mock.authorities.service import initialise
 from ca_mock.db import VERSION_TABLE, alembic_config, is_older_store, migrate
 from tests.conftest import free_port, start_process, stop_process
 from tests.helpers import PERSON, csr_pem, issue_body, rsa_key
+from tests.shared_ca import _fresh_keys_per_test, module_ca_server, unique  # noqa: F401 (a fixture)
 from tests.test_api_bad_input import assert_problem, store_unchanged
 
 pytestmark = pytest.mark.e2e
@@ -50,10 +52,18 @@ def _problem(response, status: int, field: str | None = None) -> dict:
     return problem
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def ca_server(request, tmp_path_factory):
+    """``jpki-ca serve`` on a store of its own, once per backend for the module (conftest's is once per
+    test); the tests that need a store of their own take conftest's ``store`` and ``hierarchy``."""
+    with module_ca_server(request.param, tmp_path_factory.mktemp(f"credentials-{request.param}")) as running:
+        yield running
+
+
 @pytest.fixture
 def card(ca_server) -> dict:
     """A card signature certificate, issued with the administrator credential."""
-    return _issued(ca_server, issue_body("card-signature", "card-1"), admin=True)
+    return _issued(ca_server, issue_body("card-signature", unique("card-1")), admin=True)
 
 
 def _four_items(certificate_pem: str) -> dict[str, str]:
@@ -84,7 +94,7 @@ def test_service_credential_cannot_issue_card_profiles(ca_server, profile):
 def test_service_credential_cannot_change_a_card_certificates_status(ca_server, card, action):
     body = {"operation_id": f"svc-{action}", **({"reason": "keyCompromise"} if action == "revoke" else {})}
     if action == "release":  # only a held certificate can be released: hold it first, as administrator
-        held = _post(ca_server, f"/api/v1/certificates/{card['serial']}/hold", {"operation_id": "admin-hold"},
+        held = _post(ca_server, f"/api/v1/certificates/{card['serial']}/hold", {"operation_id": unique("admin-hold")},
                      admin=True)
         assert held.status_code == 200, held.text
     with store_unchanged(ca_server):
@@ -97,12 +107,12 @@ def test_service_credential_cannot_change_a_card_certificates_status(ca_server, 
 
 
 def test_service_credential_issues_and_changes_phone_certificates(ca_server, card):
-    issued = [_issued(ca_server, issue_body(profile, f"svc-{profile}", card_serial=card["serial"]))
+    issued = [_issued(ca_server, issue_body(profile, unique(f"svc-{profile}"), card_serial=card["serial"]))
               for profile in PHONE_PROFILES]
     assert [c["profile"] for c in issued] == list(PHONE_PROFILES)
     serial = issued[1]["serial"]
     for action, status in (("hold", "held"), ("release", "good"), ("revoke", "revoked")):
-        body = {"operation_id": f"svc-{action}", **({"reason": "superseded"} if action == "revoke" else {})}
+        body = {"operation_id": unique(f"svc-{action}"), **({"reason": "superseded"} if action == "revoke" else {})}
         response = _post(ca_server, f"/api/v1/certificates/{serial}/{action}", body)
         assert response.status_code == 200, response.text
         assert response.json()["status"] == status
@@ -110,10 +120,11 @@ def test_service_credential_issues_and_changes_phone_certificates(ca_server, car
 
 # -- the administrator credential -------------------------------------------------------------
 def test_admin_credential_issues_card_profiles_and_changes_their_status(ca_server):
-    issued = [_issued(ca_server, issue_body(profile, f"admin-{profile}"), admin=True) for profile in CARD_PROFILES]
+    issued = [_issued(ca_server, issue_body(profile, unique(f"admin-{profile}")), admin=True)
+              for profile in CARD_PROFILES]
     assert [c["profile"] for c in issued] == list(CARD_PROFILES)
     response = _post(ca_server, f"/api/v1/certificates/{issued[0]['serial']}/revoke",
-                     {"operation_id": "admin-revoke", "reason": "affiliationChanged"}, admin=True)
+                     {"operation_id": unique("admin-revoke"), "reason": "affiliationChanged"}, admin=True)
     assert response.status_code == 200 and response.json()["status"] == "revoked", response.text
 
 
@@ -126,12 +137,12 @@ def test_an_unknown_token_is_still_401(ca_server):
 
 # -- the four items come from the card --------------------------------------------------------
 def test_phone_signature_without_person_carries_the_cards_four_items(ca_server, card):
-    body = issue_body("phone-signature", "phone-sig", card_serial=card["serial"])
+    body = issue_body("phone-signature", unique("phone-sig"), card_serial=card["serial"])
     del body["person"]
     issued = _issued(ca_server, body)
     assert _four_items(issued["certificate_pem"]) == _four_items(card["certificate_pem"]) == PERSON
     # A person that agrees with the card is accepted (older clients still send it).
-    agreeing = _issued(ca_server, issue_body("phone-signature", "phone-sig-2", card_serial=card["serial"]))
+    agreeing = _issued(ca_server, issue_body("phone-signature", unique("phone-sig-2"), card_serial=card["serial"]))
     assert _four_items(agreeing["certificate_pem"]) == PERSON
 
 
@@ -148,11 +159,11 @@ def test_a_person_disagreeing_with_the_card_is_refused_and_nothing_is_written(ca
 
 # -- one key, one certificate -----------------------------------------------------------------
 def test_the_same_public_key_is_certified_once(ca_server, card):
-    key = rsa_key()
-    first = _issued(ca_server, {**issue_body("phone-authentication", "auth-1", card_serial=card["serial"]),
+    key, auth_1 = rsa_key(), unique("auth-1")
+    first = _issued(ca_server, {**issue_body("phone-authentication", auth_1, card_serial=card["serial"]),
                                 "csr_pem": csr_pem(key)})
     # An idempotent retry of the same operation is answered with the same certificate.
-    retried = _issued(ca_server, {**issue_body("phone-authentication", "auth-1", card_serial=card["serial"]),
+    retried = _issued(ca_server, {**issue_body("phone-authentication", auth_1, card_serial=card["serial"]),
                                   "csr_pem": csr_pem(key)})
     assert retried["serial"] == first["serial"]
 
