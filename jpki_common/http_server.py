@@ -243,7 +243,7 @@ class ShortFailures(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and record.exc_info[1] is not None:
-            record.msg = f"{record.getMessage()}: {short_reason(record.exc_info[1])}"
+            record.msg = f"{record.getMessage().rstrip()}: {short_reason(record.exc_info[1])}"
             record.args = None
             record.exc_info = None
             record.exc_text = None
