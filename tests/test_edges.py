@@ -269,3 +269,44 @@ def test_the_limits_reach_every_worker(ca_server, service_database_url, tmp_path
         assert httpx.get(f"{service.url}/healthz").status_code == 200
     finally:
         stop_process(service.process)
+
+
+_TINY_SERVER = """
+import sys
+from jpki_common import http_server
+
+async def app(scope, receive, send):
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+http_server.run(app, http_server.HttpServerSettings(http_max_connections=2), port=int(sys.argv[1]),
+                log_level="warning")
+"""
+
+
+def test_one_connection_over_the_cap_is_answered_503_and_closed(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "tiny.log", "w") as out:
+        process = subprocess.Popen([sys.executable, "-c", _TINY_SERVER, str(port)], stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "tiny.log").read_text()
+            time.sleep(0.2)
+        held = [socket.create_connection(_address(url), timeout=30) for _ in range(2)]
+        time.sleep(0.3)
+        assert _exchange(url, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 503 ")
+        held.pop().close()
+        time.sleep(0.3)
+        assert _exchange(url, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+        for sock in held:
+            sock.close()
+    finally:
+        stop_process(process)
