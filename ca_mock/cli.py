@@ -147,7 +147,7 @@ def serve(
     except CredentialsMisconfigured as exc:
         fail(str(exc))
     typer.echo(f"JPKI mock CA on http://{host}:{port}  (certificates point at {hierarchy.public_url})")
-    typer.echo(f"  API docs  http://{host}:{port}/docs")
+    typer.echo(f"  API docs  http://{host}:{port}/docs" if settings.expose_docs else "  API docs  not served")
     typer.echo(f"  CRL       {hierarchy.public_url}/crl/sign.crl  {hierarchy.public_url}/crl/auth.crl")
     typer.echo(f"  OCSP      {hierarchy.public_url}/ocsp")
     if credentials.admin_token is None:

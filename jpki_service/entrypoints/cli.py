@@ -128,7 +128,7 @@ def serve(
 
     try:
         typer.echo(f"JPKI lifecycle service on http://{host}:{port}")
-        typer.echo(f"  API docs  http://{host}:{port}/docs")
+        typer.echo(f"  API docs  http://{host}:{port}/docs" if settings.expose_docs else "  API docs  not served")
         typer.echo(f"  CA        {settings.ca_url}  (docs {settings.ca_url}/docs)")
         typer.echo(f"  CRL       {settings.ca_url}/crl/sign.crl  {settings.ca_url}/crl/auth.crl")
         typer.echo(f"  OCSP      {settings.ca_url}/ocsp")
