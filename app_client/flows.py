@@ -30,7 +30,7 @@ from app_client import pdf
 from app_client.app_data import AppData, EndedRegistration
 from app_client.card_reader import CardReader
 from app_client.errors import AppError, NothingToLift, NotRegistered, StaleCertificates
-from app_client.secure_element import KeySlot, SecureElement
+from app_client.secure_element import KeySlot, NoKey, SecureElement
 from app_client.service_client import Proof, Registration, ServiceClient, ServiceProblem, ServiceUnreachable
 from jpki_common.card_rules import check_pin, normalise_signature_password
 from jpki_common.owner_proof import Action, authorised_digest
@@ -325,7 +325,7 @@ def install(phone: Phone) -> InstallReport:
     discarded = False
     if stale is not None and stale != state.registration_id:
         registration = _device_notice(phone, Action.STALE_CERTIFICATE, stale, phone.service.stale_certificate)
-        owner_token = phone.se.owner_token
+        owner_token = _owner_token_to_keep(phone, stale)
         phone.se.delete_registration()
         # Kept as ended, like a revoke, so status can show that the end reached the CA.
         state = state.replace(ended=_ended_record(registration, "stale-certificate", owner_token))
@@ -430,7 +430,7 @@ def serials_in_secure_element(phone: Phone) -> dict[str, str]:
 def _end(phone: Phone, registration: Registration, ended_by: str) -> EndedRegistration:
     """The registration is over: delete the SE copy (every key and certificate: a revoked phone
     cannot sign), and keep in the app data only the record of its end, for status."""
-    owner_token = phone.se.owner_token
+    owner_token = _owner_token_to_keep(phone, registration.registration_id)
     phone.se.delete_registration()
     ended = _ended_record(registration, ended_by, owner_token)
     state = phone.app_data.load()
@@ -464,6 +464,21 @@ def _read(phone: Phone, registration_id: str) -> Registration:
         raise AppError("the service answered the owner-token request without a token")
     phone.se.keep_owner_token(answer.owner_token)
     return answer
+
+
+def _owner_token_to_keep(phone: Phone, registration_id: str) -> str | None:
+    """The owner token for the record of a registration that ends now, taken before the SE deletes its
+    keys: the SE's own, or, for an SE bound before owner tokens existed, a new one asked for with the
+    device key while the SE still holds it. Best effort: the end stands either way, and without a token
+    status can only show what the phone last knew."""
+    owner_token = phone.se.owner_token
+    if owner_token is not None:
+        return owner_token
+    try:
+        answer = _device_notice(phone, Action.OWNER_TOKEN, registration_id, phone.service.owner_token)
+    except (ServiceUnreachable, ServiceProblem, NoKey):
+        return None
+    return answer.owner_token or None
 
 
 def _device_notice(phone: Phone, action: Action, registration_id: str,

@@ -72,6 +72,14 @@ class World:
     def status(self, phone: str) -> dict:
         return json.loads(self.app(phone, "status", "--json").stdout)
 
+    def owner_token(self, phone: str) -> str:
+        """The token that reads the phone's registration: in its SE while it lives, then in the app's
+        record of its end (``status`` never prints it)."""
+        se = json.loads((self.tmp / phone / "se" / "state.json").read_text())
+        if se.get("owner_token"):
+            return se["owner_token"]
+        return json.loads((self.tmp / phone / "app" / "app.json").read_text())["ended"]["owner_token"]
+
     def ocsp(self, certificate_pem: str) -> str:
         return openssl_ocsp(self.ca.url, certificate_pem, self.tmp / "openssl")
 
@@ -217,14 +225,22 @@ def test_revocation_while_the_ca_is_down_completes_when_it_returns(world):
         assert "ca_sync pending" in out
         import httpx
 
-        pending = httpx.get(f"{world.service.url}/api/v1/registrations/{registration_id}").json()
+        # Read as the phone reads it: with the owner token its record of the ended registration keeps.
+        owner_token = world.owner_token("phone")
+        url, owner = f"{world.service.url}/api/v1/registrations/{registration_id}", {
+            "Authorization": f"Bearer {owner_token}"}
+        pending = httpx.get(url, headers=owner).json()
         assert pending["state"] == "revoked" and pending["ca_sync"] == "pending"
+        # Nobody else reads it: no token, 401, and none of its certificates.
+        anyone = httpx.get(url)
+        assert anyone.status_code == 401 and "BEGIN CERTIFICATE" not in anyone.text
+        assert all(pem not in anyone.text for pem in pems.values())
     finally:
         world.ca.start()
     import httpx
 
-    wait_for(lambda: httpx.get(f"{world.service.url}/api/v1/registrations/{registration_id}").json()
-             ["ca_sync"] == "done", timeout=30)
+    wait_for(lambda: httpx.get(url, headers=owner).json()["ca_sync"] == "done", timeout=30)
+    assert owner_token not in world.app("phone", "status", "--json").stdout
     assert all(world.ocsp(pem) == "revoked:cessationOfOperation" for pem in pems.values())
 
 

@@ -6,6 +6,13 @@ proofs are tested too: the card signature with the card certificate, the device 
 the device key registered, both over the same challenge. Certificates are issued by a throwaway
 issuer: the SE only checks that a certificate is for its key.
 
+Reading a registration needs its owner token, as at the real service
+(jpki_service/registrations/service.py): one is issued in the answer to registering and kept only
+as its SHA-256; ``GET .../{id}`` without ``Authorization: Bearer`` answers 401, with a wrong token
+(or for an unknown id) 404; ``POST .../owner-token`` with a device-key proof over an
+``owner-token`` challenge gives a new one, and the previous one stops working. Every document
+carries the registration's ``case_reference``.
+
 The call centre's side (suspend, a supervisor's lift, the CA catching up after a 202) is driven
 by the test through methods, as the operator console and the CA would drive the real service.
 """
@@ -13,6 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
+import hmac
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -62,6 +71,9 @@ class _Registration:
     signature_reissue_needed: bool = False
     last_change: dict[str, str] | None = None
     ca_sync: str = "done"
+    case_reference: str = field(default_factory=lambda: _crockford_code())
+    # SHA-256 of the owner token (None: registered before tokens, until the device key asks for one).
+    owner_token_hash: str | None = None
 
 
 @dataclass
@@ -71,6 +83,8 @@ class FakeService:
     challenges: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)  # id -> action, reg, nonce
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path), in order
     lift_bodies: list[dict[str, Any]] = field(default_factory=list)
+    # (method, path, the Authorization header or None), in order: what each request carried.
+    authorizations: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._issuer_key = ec.generate_private_key(ec.SECP256R1())
@@ -111,11 +125,16 @@ class FakeService:
     def certificate(self, registration_id: str, kind: str) -> _Certificate:
         return next(c for c in self._current(self.registrations[registration_id]) if c.kind == kind)
 
+    def forget_owner_token(self, registration_id: str) -> None:
+        """As for a registration made before owner tokens: no token reads it until the device key asks."""
+        self.registrations[registration_id].owner_token_hash = None
+
     # -- the HTTP API ------------------------------------------------------------------------------
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         self.requests.append((request.method, path))
+        self.authorizations.append((request.method, path, request.headers.get("authorization")))
         body = json.loads(request.content) if request.content else {}
         parts = path.strip("/").split("/")  # api, v1, registrations, <id>, <action>
         if (request.method, path) == ("POST", "/api/v1/challenges"):
@@ -123,12 +142,47 @@ class FakeService:
         if (request.method, path) == ("POST", "/api/v1/registrations"):
             return self._register(body)
         if request.method == "GET" and len(parts) == 4 and parts[2] == "registrations":
-            if parts[3] not in self.registrations:
-                return _problem(404, "registration-not-found", "Registration not found", f"no registration {parts[3]}")
-            return httpx.Response(200, json=self._document(self.registrations[parts[3]]))
+            return self._read(parts[3], request.headers.get("authorization"))
+        if request.method == "POST" and len(parts) == 5 and parts[4] == "owner-token":
+            return self._owner_token(parts[3], body)
         if request.method == "POST" and len(parts) == 5 and parts[4] == "lift-suspension":
             return self._lift(parts[3], body)
         return _problem(404, "not-found", "Not found", f"{request.method} {path} is not faked")
+
+    def _read(self, registration_id: str, authorization: str | None) -> httpx.Response:
+        """Only with the owner token: none is 401; a wrong one and an unknown id are the same 404."""
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return _problem(401, "owner-token-missing", "Owner token needed",
+                            "reading a registration needs its owner token (Authorization: Bearer <owner token>)")
+        registration = self.registrations.get(registration_id)
+        if registration is None or registration.owner_token_hash is None or not hmac.compare_digest(
+                registration.owner_token_hash, _token_hash(token)):
+            return _problem(404, "registration-unknown", "Unknown registration",
+                            f"no registration {registration_id} answers to this owner token")
+        return httpx.Response(200, json=self._document(registration))
+
+    def _owner_token(self, registration_id: str, body: dict[str, Any]) -> httpx.Response:
+        """A new owner token for the phone that proves its device key; the previous one stops working."""
+        registration = self.registrations.get(registration_id)
+        if registration is None:
+            return _problem(404, "registration-unknown", "Unknown registration", f"no registration {registration_id}")
+        proof = body["proof"]
+        message = self._spend(proof["challenge_id"], "owner-token", registration_id)
+        if isinstance(message, httpx.Response):
+            return message
+        device_key = serialization.load_pem_public_key(registration.device_public_key_pem.encode())
+        if not signature_verifies(device_key, message, proof["signature"]):
+            return _problem(403, "proof-rejected", "Proof rejected", "the device key did not sign this challenge")
+        token = self._new_owner_token(registration)
+        return httpx.Response(200, json=self._document(registration) | {"owner_token": token})
+
+    @staticmethod
+    def _new_owner_token(registration: _Registration) -> str:
+        token = secrets.token_urlsafe(32)
+        registration.owner_token_hash = _token_hash(token)
+        return token
 
     def _challenge(self, body: dict[str, Any]) -> httpx.Response:
         challenge_id, nonce = secrets.token_hex(16), secrets.token_urlsafe(24)
@@ -170,14 +224,15 @@ class FakeService:
                                      body["device"]["device_public_key_pem"], certificates)
         registration.last_change = self._change("certificates-issued", "system")
         self.registrations[registration.registration_id] = registration
-        code = "".join(secrets.choice(CROCKFORD) for _ in range(12))
-        document = self._document(registration) | {"suspension_code": f"{code[:4]}-{code[4:8]}-{code[8:]}",
-                                                    "superseded": []}
+        document = self._document(registration) | {"suspension_code": _crockford_code(), "superseded": [],
+                                                    "owner_token": self._new_owner_token(registration)}
         return httpx.Response(201, json=document)
 
     def _lift(self, registration_id: str, body: dict[str, Any]) -> httpx.Response:
         self.lift_bodies.append(body)
-        registration = self.registrations[registration_id]
+        registration = self.registrations.get(registration_id)
+        if registration is None:
+            return _problem(404, "registration-unknown", "Unknown registration", f"no registration {registration_id}")
         proof = body["proof"]
         message = self._spend(proof["challenge_id"], "lift-suspension", registration_id,
                               authorised_digest(signature_csr_pem=body["signature_csr_pem"]))
@@ -235,7 +290,8 @@ class FakeService:
     @staticmethod
     def _document(registration: _Registration) -> dict[str, Any]:
         return {
-            "registration_id": registration.registration_id, "state": registration.state,
+            "registration_id": registration.registration_id, "case_reference": registration.case_reference,
+            "state": registration.state,
             "reason": registration.reason, "device_model": "Pixel 9",
             "created_at": "2026-11-22T21:00:00+00:00", "updated_at": "2026-11-22T21:30:00+00:00",
             "certificates": [c.document() for c in registration.certificates],
@@ -243,6 +299,16 @@ class FakeService:
             "signature_reissue_needed": registration.signature_reissue_needed,
             "last_change": registration.last_change,
         }
+
+
+def _crockford_code() -> str:
+    """ABCD-EFGH-JKMN: the suspension code's and the case reference's spoken form."""
+    code = "".join(secrets.choice(CROCKFORD) for _ in range(12))
+    return f"{code[:4]}-{code[4:8]}-{code[8:]}"
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _csr_key(csr_pem: str) -> str:

@@ -16,6 +16,7 @@ from tests.app_client.conftest import CARD_PASSWORD, PHONE_PASSWORD, PHONE_PIN
 from tests.conftest import free_port
 
 REGISTRATION = "0123456789abcdef0123456789abcdef"
+OWNER_TOKEN = "Zm9yLXRoZS1zZXJ2aWNlLW9ubHktbmV2ZXItc2hvd24tMDE"
 SECRET_VARIABLES = ("JPKI_CARD_PASSWORD", "JPKI_SIGN_PASSWORD", "JPKI_NEW_SIGN_PASSWORD", "JPKI_AUTH_PIN")
 
 
@@ -122,7 +123,8 @@ def test_status_of_an_ended_registration_when_the_service_cannot_be_asked(run, t
     """What the phone last knew, and that it could not check; ``forget`` then removes the record (offline)."""
     ended = EndedRegistration(REGISTRATION, "revoked", "owner-revoked", "owner-revoke", "2026-12-01T10:00:00+00:00",
                               "2026-12-01T10:00:05+00:00", ca_sync="pending", pending_ca_operations=2,
-                              serials={"signature": "5fcc", "authentication": "6feb"})
+                              serials={"signature": "5fcc", "authentication": "6feb"},
+                              case_reference="ABCD-EFGH-JKMN", owner_token=OWNER_TOKEN)
     AppData(tmp_path / "phone" / "app").save(AppState(ended=ended))
 
     text = run("status")
@@ -147,6 +149,8 @@ def test_status_of_an_ended_registration_when_the_service_cannot_be_asked(run, t
     assert (shown["registration_id"], shown["checked"], shown["ended"]["pending_ca_operations"]) == (
         REGISTRATION, False, 2)
     assert "cannot reach the lifecycle service" in shown["check_error"]
+    assert shown["ended"]["case_reference"] == "ABCD-EFGH-JKMN" and "owner_token" not in shown["ended"]
+    assert OWNER_TOKEN not in text.output and OWNER_TOKEN not in document.output
 
     forgotten = run("forget")
     assert forgotten.exit_code == 0
@@ -154,3 +158,19 @@ def test_status_of_an_ended_registration_when_the_service_cannot_be_asked(run, t
     assert "the CA did not have all of it yet (ca_sync pending)" in forgotten.stdout
     assert run("status").stdout == "this phone holds no JPKI certificates\n"
     assert AppData(tmp_path / "phone" / "app").load().ended is None
+
+
+def test_status_of_an_ended_registration_kept_without_an_owner_token(run, tmp_path):
+    """Ended before owner tokens existed: the service cannot be asked, and the phone says why (no request)."""
+    ended = EndedRegistration(REGISTRATION, "revoked", "owner-revoked", "owner-revoke", "2026-12-01T10:00:00+00:00",
+                              "2026-12-01T10:00:05+00:00", ca_sync="done", pending_ca_operations=0)
+    AppData(tmp_path / "phone" / "app").save(AppState(ended=ended))
+
+    text = run("status")
+    assert text.exit_code == 0, text.output
+    assert f"registration    {REGISTRATION}\n" in text.stdout
+    assert ("could not check with the service now (this phone kept no owner token for it (ended before tokens "
+            "existed), so the service cannot be asked)") in text.stdout
+    shown = json.loads(run("status", "--json").stdout)
+    assert (shown["registration"], shown["checked"], shown["registration_id"]) == (None, False, REGISTRATION)
+    assert "kept no owner token" in shown["check_error"]

@@ -5,11 +5,14 @@ element keeps nothing of it. Through the real service and the real CA, each its 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 
+import httpx
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from app_client import flows
@@ -17,7 +20,7 @@ from app_client.app_data import EndedRegistration
 from app_client.card_reader import CardReader
 from app_client.cli import app
 from app_client.errors import AppError, NotRegistered
-from app_client.secure_element import KeySlot, NoKey
+from app_client.secure_element import KeySlot, NoKey, SecureElement
 from ca_mock.cards.service import issue_card, write_card
 from ca_mock.certificates.schemas import PersonIn
 from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
@@ -181,7 +184,9 @@ def test_a_revocation_the_ca_does_not_have_yet_is_pending_then_done(jpki_app, ca
     assert "ca sync         done" in text and "the CA has it (ca_sync done)" in text
     ended = EndedRegistration.from_json(_status(jpki_app)["ended"])
     assert (ended.state, ended.ca_sync, ended.pending_ca_operations) == ("revoked", "done", 0)
-    assert flows.open_phone(tmp_path / "phone").app_data.load().ended == ended  # the phone learnt it
+    # The phone learnt it; its record also keeps the owner token, which --json never prints.
+    kept = flows.open_phone(tmp_path / "phone").app_data.load().ended
+    assert kept.owner_token and dataclasses.replace(kept, owner_token=None) == ended
     for serial in ended.serials.values():
         with ca_server.client() as ca:
             assert ca.get(f"/api/v1/certificates/{serial}").json()["status"] == "revoked"
@@ -243,3 +248,128 @@ def test_the_other_ends_are_kept_too_except_uninstall_which_wipes_the_app(servic
         flows.forget_ended(new)
     assert flows.status(new).ended.reason == "superseded"
     assert flows.forget_ended(new) is not None
+
+
+# -- the owner token: what reads the registration, kept past its end, never shown -------------------------
+
+def _se(tmp_path: Path) -> SecureElement:
+    return SecureElement(tmp_path / "phone" / "se")
+
+
+def _read(service_server, registration_id: str, owner_token: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {owner_token}"} if owner_token else {}
+    return httpx.get(f"{service_server.url}/api/v1/registrations/{registration_id}", headers=headers)
+
+
+def _bound_before_tokens(service_server, tmp_path: Path, registration_id: str) -> None:
+    """As a phone registered before owner tokens existed: no token in its SE's state file, and none
+    at the service (migration 0004 left owner_token_hash empty) until the device key asks for one."""
+    state_file = tmp_path / "phone" / "se" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["owner_token"]
+    state_file.write_text(json.dumps(state))
+    assert _se(tmp_path).owner_token is None
+    engine = sa.create_engine(service_server.database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("UPDATE registrations SET owner_token_hash = NULL WHERE id = :id"),
+                               {"id": registration_id})
+    finally:
+        engine.dispose()
+
+
+def test_status_after_revoke_reads_with_the_token_kept_in_the_record_and_never_prints_it(
+        jpki_app, card, service_server, tmp_path):
+    registered = _ok(jpki_app("register", "--card", str(card.card_file)))
+    token = _se(tmp_path).owner_token
+    assert token and token not in registered
+    before = _status(jpki_app)
+    registration_id, case_reference = before["registration_id"], before["registration"]["case_reference"]
+    assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}", case_reference)
+
+    revoked = _ok(jpki_app("revoke"))
+
+    # The SE forgot it with the keys; the record of the end keeps it.
+    assert _se(tmp_path).owner_token is None
+    app_data = json.loads((tmp_path / "phone" / "app" / "app.json").read_text())
+    assert app_data["ended"]["owner_token"] == token
+    text = _ok(jpki_app("status"))
+    assert f"registration    {registration_id}\n" in text
+    assert f"case reference  {case_reference} (give it when you call the My Number line)\n" in text
+    assert re.search(r"state           revoked \(ended on this phone: revoked by you", text)
+    assert "could not check" not in text
+    raw = _ok(jpki_app("status", "--json"))
+    document = json.loads(raw)
+    assert document["checked"] is True and document["check_error"] is None
+    assert (document["registration"]["state"], document["registration"]["case_reference"]) == ("revoked",
+                                                                                                 case_reference)
+    assert document["ended"]["case_reference"] == case_reference and "owner_token" not in document["ended"]
+    assert document["registration"].get("owner_token") is None  # a read never hands it out again
+    for output in (revoked, text, raw):
+        assert token not in output
+    # That token is what read it: without it the service answers 401 and shows nothing.
+    assert _read(service_server, registration_id, token).json()["state"] == "revoked"
+    refused = _read(service_server, registration_id, None)
+    assert refused.status_code == 401 and "BEGIN CERTIFICATE" not in refused.text
+
+
+def test_an_se_bound_before_tokens_gets_one_with_its_device_key(jpki_app, card, service_server, tmp_path):
+    _ok(jpki_app("register", "--card", str(card.card_file)))
+    registration_id = _status(jpki_app)["registration_id"]
+    first = _se(tmp_path).owner_token
+    _bound_before_tokens(service_server, tmp_path, registration_id)
+    assert _read(service_server, registration_id, first).status_code == 404  # the service has no token either
+
+    text = _ok(jpki_app("status"))  # asks for a token with the device key, then reads
+
+    assert f"registration    {registration_id}\n" in text and "state           active\n" in text
+    assert re.search(r"case reference  [0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4} ", text)
+    token = _se(tmp_path).owner_token
+    assert token and token != first and token not in text
+    assert _read(service_server, registration_id, token).json()["registration_id"] == registration_id
+    document = _status(jpki_app)  # and reads with it from now on
+    assert document["registration"]["state"] == "active" and _se(tmp_path).owner_token == token
+    assert set(document["secure_element"]) == {"signature", "authentication"}
+
+    # Revoked before any status gave it a token: the device key asks for one before the SE deletes it,
+    # so the record of the end can still be checked with the service.
+    _bound_before_tokens(service_server, tmp_path, registration_id)
+    _ok(jpki_app("revoke"))
+    after = _status(jpki_app)
+    assert after["checked"] is True and after["check_error"] is None
+    assert (after["registration"]["state"], after["ended"]["ended_by"]) == ("revoked", "owner-revoke")
+
+
+def test_after_a_factory_reset_and_reinstall_status_reports_the_ended_registration(
+        jpki_app, card, service_server, tmp_path):
+    _ok(jpki_app("register", "--card", str(card.card_file)))
+    before = _status(jpki_app)
+    registration_id, case_reference = before["registration_id"], before["registration"]["case_reference"]
+    token = _se(tmp_path).owner_token
+
+    _ok(jpki_app("factory-reset"))
+    assert _se(tmp_path).owner_token == token  # the SE survives the reset, and the token with it
+    _ok(jpki_app("install"))  # the stale-certificate notice
+
+    text = _ok(jpki_app("status"))
+    assert f"registration    {registration_id}\n" in text and f"case reference  {case_reference} " in text
+    assert re.search(r"state           expired \(ended on this phone: certificates found left in the secure "
+                     r"element, reported stale", text), text
+    assert "could not check" not in text and token not in text
+    raw = _ok(jpki_app("status", "--json"))
+    document = json.loads(raw)
+    assert document["checked"] is True and token not in raw
+    assert (document["registration"]["state"], document["registration"]["reason"]) == ("expired", "stale-certificate")
+    assert (document["ended"]["registration_id"], document["ended"]["ended_by"]) == (registration_id,
+                                                                                    "stale-certificate")
+
+    # The same with an SE bound before tokens: install asks for one with the device key before deleting it.
+    _ok(jpki_app("forget"))
+    _ok(jpki_app("register", "--card", str(card.card_file)))
+    second = _status(jpki_app)["registration_id"]
+    _bound_before_tokens(service_server, tmp_path, second)
+    _ok(jpki_app("factory-reset"))
+    _ok(jpki_app("install"))
+    document = _status(jpki_app)
+    assert document["checked"] is True and document["check_error"] is None
+    assert (document["registration"]["registration_id"], document["registration"]["state"]) == (second, "expired")

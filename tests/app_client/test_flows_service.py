@@ -19,7 +19,7 @@ from app_client import flows
 from app_client.card_reader import SIGNATURE, CardReader
 from app_client.cli import app
 from app_client.errors import NothingToLift, SecretLocked, WrongSecret
-from app_client.secure_element import KeySlot
+from app_client.secure_element import KeySlot, SecureElement
 from app_client.service_client import ServiceProblem
 from ca_mock.cards.service import issue_card, write_card
 from ca_mock.certificates.schemas import PersonIn
@@ -91,6 +91,47 @@ def test_register_log_in_and_revoke(new_phone, card):
     assert report.in_secure_element == {} and not phone.se.holds_keys()
     flows.forget_ended(phone)
     assert flows.status(phone) == flows.StatusReport(None)
+
+
+def test_the_app_reads_its_registration_with_the_owner_token_and_nobody_reads_it_without(
+        new_phone, card, service_server):
+    phone = new_phone("phone")
+    registration = _register(phone, card)
+    registration_id, token = registration.registration_id, registration.owner_token
+    # Handed over once, in the answer to registering; the SE keeps it, the app data does not.
+    assert token and phone.se.owner_token == token
+    assert token not in (phone.app_data.folder / "app.json").read_text()
+    assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}",
+                        registration.case_reference)
+    signature_pem = phone.se.certificate_pem(KeySlot.SIGNATURE)
+    assert signature_pem
+
+    report = flows.status(phone)  # reads with the token
+    assert report.registration.current("signature").certificate_pem == signature_pem
+    assert report.registration.case_reference == registration.case_reference
+    assert report.registration.owner_token is None  # a read never hands the token out again
+
+    url = f"{service_server.url}/api/v1/registrations/{registration_id}"
+    with httpx.Client() as raw:
+        missing = raw.get(url)
+        wrong = raw.get(url, headers={"Authorization": "Bearer " + "x" * 43})
+        unknown = raw.get(f"{service_server.url}/api/v1/registrations/{'0' * 32}",
+                          headers={"Authorization": f"Bearer {token}"})
+        read = raw.get(url, headers={"Authorization": f"Bearer {token}"})
+    assert missing.status_code == 401, missing.text
+    assert missing.json()["type"].endswith("owner-token-missing")
+    # A wrong token and an unknown id: the same 404, which says nothing of whether the id exists.
+    assert wrong.status_code == unknown.status_code == 404
+    assert wrong.json()["type"] == unknown.json()["type"] and wrong.json()["title"] == unknown.json()["title"]
+    pem_body = "".join(signature_pem.splitlines()[1:-1])
+    for refused in (missing, wrong, unknown):
+        assert "BEGIN CERTIFICATE" not in refused.text and pem_body[:64] not in refused.text
+        assert registration.case_reference not in refused.text and "certificates" not in refused.json()
+    assert read.status_code == 200 and read.json()["registration_id"] == registration_id
+    assert signature_pem in {c["certificate_pem"] for c in read.json()["certificates"]}
+    with pytest.raises(ServiceProblem) as refused_in_app:
+        phone.service.registration(registration_id, "x" * 43)
+    assert refused_in_app.value.status == 404
 
 
 def test_a_new_phone_supersedes_the_old_one_which_deletes_its_copy_when_next_online(new_phone, card):
@@ -171,7 +212,7 @@ def test_offline_uninstall_then_reinstall(new_phone, card):
     flows.uninstall(phone, offline=True)
     assert phone.se.registration_id == registration.registration_id
     # Still live at the service: the phone said nothing.
-    assert phone.service.registration(registration.registration_id).state == "active"
+    assert phone.service.registration(registration.registration_id, phone.se.owner_token).state == "active"
 
     assert flows.install(phone).registration.state == "expired"
     assert not phone.se.holds_keys()
@@ -213,9 +254,10 @@ def test_the_cli_from_register_to_revoke(service_server, card, tmp_path):
 @pytest.fixture
 def call_centre(service_server, ca_server) -> Iterator[ServiceContext]:
     """The call centre's use cases, run in this process on the running service's database and CA,
-    as the operator console would run them."""
+    as the operator console would run them: with the running service's policy, where a supervisor's lift
+    is done at once (tests/conftest.py turns the two-person rule off; test_approvals.py has it)."""
     settings = ServiceSettings(data_dir=service_server.data_dir, database_url=service_server.database_url,
-                               ca_url=ca_server.url, ca_token=ca_server.token)
+                               ca_url=ca_server.url, ca_token=ca_server.token, two_person_acts="")
     ctx = ServiceContext(Store(settings.resolved_database_url()), CAClient(ca_server.url, ca_server.token),
                          settings, load_service_keys(settings, create=False))
     yield ctx
@@ -227,13 +269,16 @@ def _staff(role: Role) -> SignedIn:
     return SignedIn(0, f"{role.value}.test", role, "csrf", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
 
 
-def _suspend(ctx: ServiceContext, registration_id: str, reason: str = "lost") -> dict[str, Any]:
-    return callcentre.suspend_registration(ctx, _staff(Role.OPERATOR), registration_id,
+def _suspend(ctx: ServiceContext, case_reference: str, reason: str = "lost") -> dict[str, Any]:
+    """Staff name the registration by its case reference, never by its id."""
+    return callcentre.suspend_registration(ctx, _staff(Role.OPERATOR), case_reference,
                                            SuspendRequest(reason=reason, caller="self", ticket="CC-2026-0001"))
 
 
-def _ca_has_it(service_url: str, registration_id: str) -> None:
-    wait_for(lambda: httpx.get(f"{service_url}/api/v1/registrations/{registration_id}").json()["ca_sync"] == "done")
+def _ca_has_it(service_url: str, registration_id: str, owner_token: str | None) -> None:
+    """Read as the owner's phone reads it: with its owner token."""
+    wait_for(lambda: httpx.get(f"{service_url}/api/v1/registrations/{registration_id}",
+                               headers={"Authorization": f"Bearer {owner_token}"}).json()["ca_sync"] == "done")
 
 
 def _serial(pem: str) -> str:
@@ -251,8 +296,8 @@ def test_a_suspension_is_lifted_in_the_app_with_the_card(new_phone, card, call_c
     old_signature_pem = phone.se.certificate_pem(KeySlot.SIGNATURE)
     old_signature_key = phone.se.view(KeySlot.SIGNATURE).public_key_pem
 
-    _suspend(call_centre, registration_id)
-    _ca_has_it(service_server.url, registration_id)
+    _suspend(call_centre, registration.case_reference)
+    _ca_has_it(service_server.url, registration_id, phone.se.owner_token)
 
     report = flows.status(phone)
     assert (report.registration.state, report.registration.reason) == ("suspended", "lost")
@@ -267,7 +312,7 @@ def test_a_suspension_is_lifted_in_the_app_with_the_card(new_phone, card, call_c
     lifted = flows.lift_suspension(phone, card, CARD_PASSWORD)
 
     assert lifted.state == "active" and lifted.last_change.event == "owner-lifted"
-    _ca_has_it(service_server.url, registration_id)
+    _ca_has_it(service_server.url, registration_id, phone.se.owner_token)
     report = flows.status(phone)  # fetches the new certificate, had the lift answered 202
     registration = report.registration
     # The user-authentication certificate is the same one, good again.
@@ -308,17 +353,19 @@ def test_after_a_supervisors_lift_the_cli_reissues_the_signature_certificate(car
     code = re.search(r"Write down your suspension code: (\S+) — the call centre asks", registered.stdout).group(1)
     registration_id = json.loads(run("status", "--json").stdout)["registration_id"]
     first = json.loads(run("status", "--json").stdout)["registration"]
+    case_reference = first["case_reference"]
     old_signature_pem = next(c["certificate_pem"] for c in first["certificates"] if c["kind"] == "signature")
 
-    _suspend(call_centre, registration_id, reason="stolen")
+    _suspend(call_centre, case_reference, reason="stolen")
     status = run("status")
     assert f"suspension code {code}" in status.stdout
     assert re.search(r"SUSPENDED by the call centre \(reason: stolen\) on [0-9-]+ [0-9:]+ UTC\. "
                      r"Lift it with: jpki-app lift-suspension --card FILE", status.stdout), status.stdout
 
-    callcentre.lift_suspension(call_centre, _staff(Role.SUPERVISOR), registration_id,
-                               SupervisorLiftRequest(reason="found at home", ticket="CC-2026-0002"))
-    _ca_has_it(service_server.url, registration_id)
+    callcentre.lift_suspension(call_centre, _staff(Role.SUPERVISOR), case_reference,
+                               SupervisorLiftRequest(caller="self", reason="found at home", ticket="CC-2026-0002"))
+    owner_token = SecureElement(tmp_path / "cli-phone" / "se").owner_token
+    _ca_has_it(service_server.url, registration_id, owner_token)
     status = run("status")
     assert "last change     supervisor-lifted by supervisor" in status.stdout
     assert "no valid signature certificate" in status.stdout
@@ -328,7 +375,7 @@ def test_after_a_supervisors_lift_the_cli_reissues_the_signature_certificate(car
     assert lifted.exit_code == 0, lifted.output
     assert f"reissued the signature certificate: registration {registration_id} is active" in lifted.stdout
 
-    _ca_has_it(service_server.url, registration_id)
+    _ca_has_it(service_server.url, registration_id, owner_token)
     document = json.loads(run("status", "--json").stdout)
     registration = document["registration"]
     assert registration["state"] == "active" and registration["signature_reissue_needed"] is False

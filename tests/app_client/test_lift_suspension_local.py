@@ -68,7 +68,7 @@ def test_registering_keeps_the_suspension_code_that_the_service_never_tells_agai
     code = phone.app_data.load().suspension_code
     assert code and CODE.match(code)
     registration_id = phone.se.registration_id
-    assert "suspension_code" not in phone.service.registration(registration_id).document
+    assert "suspension_code" not in phone.service.registration(registration_id, phone.se.owner_token).document
 
     assert flows.status(phone).suspension_code == code
 
