@@ -81,6 +81,25 @@ def _anchors(service) -> list[tuple[int, str]]:
         engine.dispose()
 
 
+def _self_signed_pem() -> bytes:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Another root")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+                   .not_valid_after(now + dt.timedelta(days=365))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
 def _wait_for(condition, what: str, seconds: float = 90) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -162,6 +181,12 @@ def test_exported_anchors_verify_with_openssl(ca_server, service_server, tmp_pat
         assert judged.returncode == 0 and "Verification: OK" in judged.stdout, judged.stdout + judged.stderr
         stamped = json.loads((out / anchor["data"]).read_text())
         assert stamped == {"entry_hash": anchor["entry_hash"], "format": "jpki-audit-anchor/1", "seq": anchor["seq"]}
+    # Checked against another root (JPKI_AUDIT_TSA_ROOT), the CA's TSA is not trusted: every anchor is invalid.
+    other_root = tmp_path / "other-root.pem"
+    other_root.write_bytes(_self_signed_pem())
+    untrusted = _cli(service_server, "verify", JPKI_AUDIT_TSA_ROOT=str(other_root))
+    assert untrusted.returncode == 1, untrusted.stdout + untrusted.stderr
+    assert untrusted.stdout.count("anchor-invalid") == 2 and "does not chain to the trusted root" in untrusted.stdout
     # The same change in the anchor folder: audit verify names the anchor as invalid.
     [first] = (service_server.data_dir / "audit-anchors").glob("seq-0000000005-*.data")
     first.chmod(0o600)
