@@ -17,7 +17,7 @@ from jpki_common.private_files import private_folder, private_log
 from jpki_service.audit.cli import audit_app
 from jpki_service.ca_commands.cli import ca_commands_app
 from jpki_service.common.settings import ServiceSettings
-from jpki_service.operators.admin_cli import add_account_commands
+from jpki_service.operators.cli import add_account_commands
 
 app = typer.Typer(help="The JPKI smartphone certificate lifecycle service.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
