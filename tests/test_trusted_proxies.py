@@ -1,12 +1,16 @@
 """Issue 12, item 4: the per-client limits key on the address that really connected. X-Forwarded-For
 is believed only from a proxy named in JPKI_TRUSTED_PROXIES (uvicorn's forwarded-allow-ips); uvicorn's
 own default believes it from 127.0.0.1, which let any local client choose the address it is counted
-under. Through the real `jpki-service serve` process."""
+under. The audit trail records a sign-in's address by the same rule (issue 13, item 6). Through the real
+`jpki-service serve` process."""
 from __future__ import annotations
 
 import pytest
 
+from jpki_service.adapters.db import Store
+from jpki_service.audit.service import entries
 from tests.conftest import start_service, stop_process
+from tests.service_helpers import OPERATOR_PASSWORD, add_operator
 
 pytestmark = pytest.mark.e2e
 
@@ -20,14 +24,32 @@ def _challenges(service, forwarded_for: list[str]) -> list[int]:
                 for address in forwarded_for]
 
 
+def _sign_in_recorded_from(service, forwarded_for: str) -> str:
+    """Sign in with a claimed address; the address the audit trail recorded for it."""
+    add_operator(service, "rina", "operator")
+    with service.client() as client:
+        answer = client.post("/api/v1/operator/session", json={"username": "rina", "password": OPERATOR_PASSWORD},
+                             headers={"X-Forwarded-For": forwarded_for})
+    assert answer.status_code == 201, answer.text
+    store = Store(service.database_url)
+    try:
+        with store.sessions() as session:
+            [login] = [e for e in entries(session, limit=1000) if e["action"] == "login"]
+    finally:
+        store.dispose()
+    return login["details"]["client"]
+
+
 def test_a_claimed_address_is_not_believed_without_a_trusted_proxy(ca_server, service_database_url, tmp_path):
     service = start_service(ca_server, service_database_url, tmp_path, settings=LIMITED)
     try:
         # Four different claimed addresses, one real peer: counted together, the fourth is refused.
         codes = _challenges(service, ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"])
+        recorded = _sign_in_recorded_from(service, "203.0.113.7")
     finally:
         stop_process(service.process)
     assert codes == [201, 201, 201, 429]
+    assert recorded == "127.0.0.1"  # the peer that really connected, not the claim
 
 
 def test_a_trusted_proxy_is_believed(ca_server, service_database_url, tmp_path):
@@ -38,7 +60,9 @@ def test_a_trusted_proxy_is_believed(ca_server, service_database_url, tmp_path):
         spread = _challenges(service, ["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"])
         # ... and one client is still limited, whichever of its requests comes through.
         one = _challenges(service, ["198.51.100.9"] * 4)
+        recorded = _sign_in_recorded_from(service, "198.51.100.7")
     finally:
         stop_process(service.process)
+    assert recorded == "198.51.100.7"  # as the trusted proxy says
     assert spread == [201, 201, 201, 201]
     assert one == [201, 201, 201, 429]

@@ -7,8 +7,11 @@ against), so a scheduled check can tell "tampered" from "not checked". ``anchor`
 """
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NoReturn
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,7 +33,6 @@ def verify(
     """Check every entry's keyed hash, the links between entries and the head, and the trail against its
     RFC 3161 anchors (a cut-off tail or a rewound head is named)."""
     # Imported here: jpki_service.entrypoints.cli mounts this app, so importing it at module level would be circular.
-    from jpki_service.adapters.db import Store
     from jpki_service.adapters.service_keys import MissingKey, load_service_keys
     from jpki_service.audit.anchors import NoTrustedRoot, verify_anchors
     from jpki_service.audit.service import verify as verify_trail
@@ -40,23 +42,10 @@ def verify(
     try:
         keys = load_service_keys(settings, create=False)
     except MissingKey as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from None
-    store, ca = Store(settings.resolved_database_url()), _ca_client(settings)
-    try:
+        _fail(str(exc))
+    with _store_and_ca(settings, _ca_client(settings), NoTrustedRoot) as (store, ca):
         anchored = verify_anchors(store, settings, ca)  # anchors first: see verify_anchors
         report = verify_trail(store, keys.audit_chain)
-    except NoTrustedRoot as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from None
-    except SQLAlchemyError as exc:
-        typer.secho(f"error: cannot read the audit trail (run `jpki-service migrate`?): "
-                    f"{getattr(exc, 'orig', None) or exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from None
-    finally:
-        store.dispose()
-        if ca is not None:
-            ca.close()
     report.problems = sorted(report.problems + anchored.problems, key=lambda p: p.seq)
     latest = anchored.latest
     count = len(anchored.anchors)
@@ -87,6 +76,31 @@ def verify(
         raise typer.Exit(1)
 
 
+def _fail(message: str) -> NoReturn:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(2)
+
+
+@contextlib.contextmanager
+def _store_and_ca(settings: Any, ca: Any, *refusals: type[Exception],
+                  refused: str = "") -> Iterator[tuple[Any, Any]]:
+    """The service's store and ``ca`` (or None) for one command, closed after it; ``refusals`` and an
+    unreadable database end the command with exit 2 and one line saying why."""
+    from jpki_service.adapters.db import Store
+
+    store = Store(settings.resolved_database_url())
+    try:
+        yield store, ca
+    except refusals as exc:
+        _fail(f"{refused}{exc}")
+    except SQLAlchemyError as exc:
+        _fail(f"cannot read the audit trail (run `jpki-service migrate`?): {getattr(exc, 'orig', None) or exc}")
+    finally:
+        store.dispose()
+        if ca is not None:
+            ca.close()
+
+
 def _ca_client(settings, ca_url: str | None = None):
     """A client of the CA (for its TSA and root), or None when no CA URL is known."""
     from jpki_service.adapters.ca_client import CAClient
@@ -102,28 +116,16 @@ def anchor(
 ) -> None:
     """Have the chain's head timestamped now by the CA's RFC 3161 TSA (unless the latest anchor names it)."""
     from jpki_service.adapters.ca_client import CAUnavailable
-    from jpki_service.adapters.db import Store
     from jpki_service.audit.anchors import AnchorFailed, NoTrustedRoot, anchor_dir, take_anchor
     from jpki_service.entrypoints.cli import _settings
 
     settings = _settings(data)
     ca = _ca_client(settings, ca_url)
     if ca is None:
-        typer.secho("error: no CA to timestamp with: set JPKI_CA_URL or give --ca-url", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2)
-    store = Store(settings.resolved_database_url())
-    try:
+        _fail("no CA to timestamp with: set JPKI_CA_URL or give --ca-url")
+    with _store_and_ca(settings, ca, AnchorFailed, CAUnavailable, NoTrustedRoot,
+                       refused="no anchor taken: ") as (store, ca):
         taken = take_anchor(store, ca, settings, only_if_moved=True)
-    except (AnchorFailed, CAUnavailable, NoTrustedRoot) as exc:
-        typer.secho(f"error: no anchor taken: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from None
-    except SQLAlchemyError as exc:
-        typer.secho(f"error: cannot read the audit trail (run `jpki-service migrate`?): "
-                    f"{getattr(exc, 'orig', None) or exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from None
-    finally:
-        store.dispose()
-        ca.close()
     if taken is None:
         typer.echo("nothing to anchor: the trail is empty, or its head is anchored already")
     else:
@@ -138,25 +140,11 @@ def export(
 ) -> None:
     """Write the trail (JSON lines) and its anchors (data, token, TSA certificate, root) for an external
     auditor; each anchor checks with `openssl ts -verify` (anchors.jsonl gives the command)."""
-    from jpki_service.adapters.db import Store
     from jpki_service.audit.anchors import NoTrustedRoot
     from jpki_service.audit.anchors import export as export_trail
     from jpki_service.entrypoints.cli import _settings
 
     settings = _settings(data)
-    store = Store(settings.resolved_database_url())
-    ca = _ca_client(settings)
-    try:
+    with _store_and_ca(settings, _ca_client(settings), NoTrustedRoot) as (store, ca):
         entries, anchors = export_trail(store, settings, out, ca)
-    except NoTrustedRoot as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from None
-    except SQLAlchemyError as exc:
-        typer.secho(f"error: cannot read the audit trail (run `jpki-service migrate`?): "
-                    f"{getattr(exc, 'orig', None) or exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from None
-    finally:
-        store.dispose()
-        if ca is not None:
-            ca.close()
     typer.echo(f"exported {entries} entries and {anchors} anchors to {out}")

@@ -577,25 +577,26 @@ def approvals(ctx: typer.Context,
 APPROVAL = typer.Argument(..., metavar="APPROVAL", help="The approval id (16 hex digits, from `approvals`).")
 
 
-@command("approve")
-def approve(ctx: typer.Context, approval: str = APPROVAL, as_json: bool = JSON) -> None:
-    """Approve another supervisor's lift or revocation: it is done now (supervisor, never the one who asked)."""
-    document, _ = _call(_options(ctx), "POST", f"{API}/approvals/{approval.strip().lower()}/approve")
+def _decide(ctx: typer.Context, approval: str, decision: str, as_json: bool) -> None:
+    document, _ = _call(_options(ctx), "POST", f"{API}/approvals/{approval.strip().lower()}/{decision}")
     if as_json:
         _print_json(document)
         return
     _print_approval(document["decided_approval"])
-    _print_summary(document)
+    if decision == "approve":
+        _print_summary(document)
+
+
+@command("approve")
+def approve(ctx: typer.Context, approval: str = APPROVAL, as_json: bool = JSON) -> None:
+    """Approve another supervisor's lift or revocation: it is done now (supervisor, never the one who asked)."""
+    _decide(ctx, approval, "approve", as_json)
 
 
 @command("reject")
 def reject(ctx: typer.Context, approval: str = APPROVAL, as_json: bool = JSON) -> None:
     """Reject a waiting lift or revocation, or withdraw one's own: nothing is done (supervisor)."""
-    document, _ = _call(_options(ctx), "POST", f"{API}/approvals/{approval.strip().lower()}/reject")
-    if as_json:
-        _print_json(document)
-        return
-    _print_approval(document["decided_approval"])
+    _decide(ctx, approval, "reject", as_json)
 
 
 @command("history")
