@@ -264,6 +264,10 @@ def test_sign_in_refusals(service_server, call_centre):
     # The session is for its service: another --service must log in again.
     op.ok("login")
     op.refused("whoami", code=2, message="not signed in", JPKI_OPERATOR_SERVICE="http://127.0.0.1:1")
+    op.refused("whoami", code=2, message="not signed in", JPKI_SERVICE_URL="http://127.0.0.1:1")
+    # JPKI_SERVICE_URL, jpki-app's variable, names the service for jpki-operator too (the old name is an alias).
+    assert f"signed in to {op.service_url}" in op.ok("login", JPKI_OPERATOR_SERVICE="",
+                                                      JPKI_SERVICE_URL=op.service_url).stdout
 
     # Usage errors: exit 2.
     for args in (["find", "--name", "山田 太郎"],

@@ -126,7 +126,7 @@ def command(name: str | None = None) -> Callable[[F], F]:
 # -- options and the session file ----------------------------------------------------------------
 @dataclass
 class Options:
-    service: str | None  # given by --service or JPKI_OPERATOR_SERVICE; None: the session's, else the default
+    service: str | None  # given by --service or JPKI_SERVICE_URL; None: the session's, else the default
     session_file: Path
     timeout: float
 
@@ -139,7 +139,8 @@ def _options(ctx: typer.Context) -> Options:
 def main_options(
     ctx: typer.Context,
     service: str | None = typer.Option(
-        None, "--service", envvar="JPKI_OPERATOR_SERVICE", metavar="URL",
+        # The same variable as jpki-app's (issue 14, item 8); JPKI_OPERATOR_SERVICE, its old name, still works.
+        None, "--service", envvar=["JPKI_SERVICE_URL", "JPKI_OPERATOR_SERVICE"], metavar="URL",
         help=f"The lifecycle service (default: the one logged in to, else {DEFAULT_SERVICE})."),
     session_file: Path = typer.Option(
         DEFAULT_SESSION_FILE, "--session-file", envvar="JPKI_OPERATOR_SESSION", metavar="PATH",
