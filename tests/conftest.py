@@ -177,17 +177,23 @@ def stop_process(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def serve_ca(settings: CASettings, store: Store, log_folder: Path) -> RunningCA:
+    """``jpki-ca serve`` as a real process on the port of ``settings.public_url``, on ``store``."""
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    env = {"JPKI_CA_DATA_DIR": str(settings.data_dir), "JPKI_CA_DATABASE_URL": settings.resolved_database_url()}
+    args = [sys.executable, "-m", "ca_mock", "serve", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    running = RunningCA(url, settings.resolved_api_token() or "", settings, store,
+                        start_process(args, env, f"{url}/healthz", log_folder / "ca-server.log"))
+    running.restart_args = (args, env, log_folder / "ca-server.log")
+    running.admin_token = settings.resolved_admin_token() or ""
+    return running
+
+
 @pytest.fixture
 def ca_server(ca_settings: CASettings, store: Store, hierarchy: Hierarchy, tmp_path: Path):
     """``jpki-ca serve`` as a real process on a free port, on this test's store."""
-    port = int(ca_settings.public_url.rsplit(":", 1)[1])
-    env = {"JPKI_CA_DATA_DIR": str(ca_settings.data_dir), "JPKI_CA_DATABASE_URL": ca_settings.resolved_database_url()}
-    args = [sys.executable, "-m", "ca_mock", "serve", "--port", str(port)]
-    url = f"http://127.0.0.1:{port}"
-    running = RunningCA(url, ca_settings.resolved_api_token() or "", ca_settings, store,
-                        start_process(args, env, f"{url}/healthz", tmp_path / "ca-server.log"))
-    running.restart_args = (args, env, tmp_path / "ca-server.log")
-    running.admin_token = ca_settings.resolved_admin_token() or ""
+    running = serve_ca(ca_settings, store, tmp_path)
     yield running
     stop_process(running.process)
 

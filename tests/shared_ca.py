@@ -20,7 +20,7 @@ from ca_mock.authorities.service import initialise
 from ca_mock.db import migrate
 from ca_mock.settings import CASettings
 from jpki_common.store import Store
-from tests.conftest import RunningCA, _empty_database, free_port, start_process, stop_process
+from tests.conftest import RunningCA, _empty_database, free_port, serve_ca, stop_process
 from tests.helpers import reused_ca_keys, start_handing_out_keys_again
 
 
@@ -37,14 +37,7 @@ def module_ca_server(kind: str, tmp_path: Path) -> Iterator[RunningCA]:
             with reused_ca_keys(sys.modules[initialise.__module__].keys):
                 initialise(store, settings)
             start_handing_out_keys_again()  # this new store has certified none of the test keys
-            env = {"JPKI_CA_DATA_DIR": str(settings.data_dir),
-                   "JPKI_CA_DATABASE_URL": settings.resolved_database_url()}
-            args = [sys.executable, "-m", "ca_mock", "serve", "--port", str(port)]
-            url = f"http://127.0.0.1:{port}"
-            running = RunningCA(url, settings.resolved_api_token() or "", settings, store,
-                                start_process(args, env, f"{url}/healthz", tmp_path / "ca-server.log"))
-            running.restart_args = (args, env, tmp_path / "ca-server.log")
-            running.admin_token = settings.resolved_admin_token() or ""
+            running = serve_ca(settings, store, tmp_path)
             try:
                 yield running
             finally:
