@@ -69,7 +69,7 @@ def language_from_header(accept_language: str | None, fallback: str = DEFAULT_LA
     return chosen.language if chosen is not None else fallback
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def translations(locale_dir: str, domain: str, language: str) -> Translator:
     """The catalogue of ``domain`` in ``language`` (``<locale_dir>/<language>/LC_MESSAGES/<domain>.po``),
     compiled in memory; the source strings themselves for English or a missing catalogue."""
@@ -100,9 +100,10 @@ def japan_time(moment: dt.datetime | str | None, language: str = DEFAULT_LANGUAG
         return ""
     if isinstance(moment, str):
         try:
-            moment = dt.datetime.fromisoformat(moment)
+            parsed = dt.datetime.fromisoformat(moment)
         except ValueError:
             return moment
+        moment = parsed
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     local = moment.astimezone(JAPAN)
