@@ -1,7 +1,7 @@
 """The message catalogues of the three programs, kept up to date with Babel (docs/development.md).
 
-    python -m jpki_common.catalogues update     # add new strings to every .po (empty msgstr), drop gone ones
-    python -m jpki_common.catalogues check      # list strings without a Japanese translation; exit 1 if any
+    python -m jpki_common.catalogues update [DOMAIN...]  # add new strings to the .po (empty msgstr), drop gone ones
+    python -m jpki_common.catalogues check               # list strings without a Japanese translation; exit 1 if any
 
 Run from a checkout (the paths below are relative to its root). ``tests/test_translations.py`` runs
 the check, so a user-visible string marked for translation cannot ship without its Japanese.
@@ -17,7 +17,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
 ROOT = Path(__file__).resolve().parent.parent
-KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "plural": (1, 2)}
+KEYWORDS = {"_": None, "N_": None, "gettext": None, "ngettext": (1, 2), "plural": (1, 2)}
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Domain:
 
 
 DOMAINS = (
-    Domain("console", "jpki_service",
+    Domain("service", "jpki_service",
            (("console/**.py", "python"), ("console/templates/**.html", "jinja2"),
             ("notifications/**.py", "python")), "jpki_service/locale"),
     Domain("operator_cli", "jpki_service", (("operators/client_cli.py", "python"),), "jpki_service/locale"),
@@ -45,7 +45,7 @@ DOMAINS = (
 def extract(domain: Domain) -> Catalog:
     """Every string marked in the domain's sources, as a template catalogue."""
     template = Catalog(domain=domain.name)
-    method_map = [*domain.patterns, ("**", "ignore")]
+    method_map = list(domain.patterns)
     options = {"**.html": {"extensions": "jinja2.ext.i18n", "trimmed": "true"}}
     for filename, line, message, comments, context in extract_from_dir(
             ROOT / domain.source, method_map, options_map=options, keywords=KEYWORDS):
@@ -89,8 +89,13 @@ def untranslated(domain: Domain) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if argv[1:] == ["update"]:
-        for domain in DOMAINS:
+    if argv[1:2] == ["update"]:
+        wanted = set(argv[2:])
+        unknown = wanted - {d.name for d in DOMAINS}
+        if unknown:
+            print(f"no such catalogue: {', '.join(sorted(unknown))} (there are {', '.join(d.name for d in DOMAINS)})")
+            return 2
+        for domain in (d for d in DOMAINS if not wanted or d.name in wanted):
             print(update(domain).relative_to(ROOT))
         return 0
     if argv[1:] == ["check"]:

@@ -1,11 +1,12 @@
 """Languages and Japan time for what a person reads: Japanese first, English available.
 
 Each part keeps its own message catalogue beside its code (one gettext *domain* per program:
-``jpki_service/locale/ja/LC_MESSAGES/console.po`` for the console and the owner notices,
+``jpki_service/locale/ja/LC_MESSAGES/service.po`` for the console and the owner notices,
 ``jpki_service/locale/ja/LC_MESSAGES/operator_cli.po`` for ``jpki-operator``,
 ``app_client/locale/ja/LC_MESSAGES/app_client.po`` for ``jpki-app``). The source strings are
 English, so English needs no catalogue; Japanese is the default (the users are Japanese,
-DESIGN.md 9).
+DESIGN.md 9). ``_("...")`` translates now; ``N_("...")`` only marks a string for the catalogue
+(a table of labels), to be translated where it is shown.
 
 Catalogues are kept as ``.po`` files only and compiled in memory by Babel when first used, so a
 fresh clone needs no build step and a ``.mo`` can never be stale. ``tests/test_translations.py``

@@ -93,6 +93,11 @@ class ServiceSettings(HttpServerSettings):  # + the HTTP limits and exposure (jp
     )
     operator_session_idle_seconds: int = Field(1800, description="An operator session ends after this long unused.")
     operator_session_max_seconds: int = Field(12 * 3600, description="An operator session ends this long after login.")
+    lang: str = Field(
+        "ja", pattern="^(ja|en)$",
+        description="The language of the console when the browser asks for neither Japanese nor English "
+                    "(Accept-Language), and of the owner notices: ja (the default) or en."
+    )
     console_secure_cookies: bool = Field(
         False, description="Mark the console's cookies Secure (set it whenever the console is served over HTTPS)."
     )

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from jpki_service.adapters.db import Store, utcnow
 from jpki_service.common.retry import retry_delay
+from jpki_service.common.texts import N_, TEXTS
 from jpki_service.lifecycle import Event
 from jpki_service.notifications.models import OwnerNotification
 from jpki_service.notifications.senders import Sender
@@ -31,47 +32,43 @@ log = logging.getLogger("jpki_service.notifications")
 
 CLAIM_SECONDS = 300  # how long a claimed batch is left to its worker before another may send it
 
-# Who acted, by the role part of the actor ("operator:alice" -> "operator"), in English and Japanese.
+# Who acted, by the role part of the actor ("operator:alice" -> "operator"); translated when sent.
 _WHO = {
-    "operator": ("the JPKI call centre", "JPKIコールセンター"),
-    "supervisor": ("a JPKI call-centre supervisor", "JPKIコールセンターの責任者"),
-    "owner": ("a request made with your card or phone", "ご本人のカードまたはスマートフォンからの手続き"),
-    "system": ("the JPKI service", "JPKIサービス"),
+    "operator": N_("the JPKI call centre"),
+    "supervisor": N_("a JPKI call-centre supervisor"),
+    "owner": N_("a request made with your card or phone"),
+    "system": N_("the JPKI service"),
 }
 # What happened, per event; {who} is filled from _WHO. Events whose cause is the card or another
 # phone name that cause instead of an actor.
 _WHAT = {
-    Event.SUSPENDED.value: (
-        "Your JPKI smartphone certificates were temporarily suspended by {who}.",
-        "スマートフォン用電子証明書が{who}により一時停止されました。"),
-    Event.SUPERVISOR_LIFTED.value: (
+    Event.SUSPENDED.value: N_("Your JPKI smartphone certificates were temporarily suspended by {who}."),
+    Event.SUPERVISOR_LIFTED.value: N_(
         "The suspension of your JPKI smartphone certificates was lifted by {who}. To sign again, reissue "
-        "the signature certificate in the app with your My Number Card.",
-        "スマートフォン用電子証明書の一時停止が{who}により解除されました。署名用電子証明書は、"
-        "アプリでマイナンバーカードを使って再発行してください。"),
-    Event.SUPERVISOR_REVOKED.value: (
-        "Your JPKI smartphone certificates were revoked by {who}.",
-        "スマートフォン用電子証明書が{who}により失効されました。"),
-    Event.SUPERSEDED.value: (
+        "the signature certificate in the app with your My Number Card."),
+    Event.SUPERVISOR_REVOKED.value: N_("Your JPKI smartphone certificates were revoked by {who}."),
+    Event.SUPERSEDED.value: N_(
         "The JPKI smartphone certificates on one of your phones were revoked because another phone was "
-        "registered with your My Number Card.",
-        "マイナンバーカードで別のスマートフォンが登録されたため、以前のスマートフォンの電子証明書が失効されました。"),
-    Event.UNINSTALLED.value: (
-        "Your JPKI smartphone certificates were ended because the app was removed from your phone, by {who}.",
-        "アプリがスマートフォンから削除されたため、スマートフォン用電子証明書が{who}により失効されました。"),
-    Event.STALE_CERTIFICATE.value: (
+        "registered with your My Number Card."),
+    Event.UNINSTALLED.value: N_(
+        "Your JPKI smartphone certificates were ended because the app was removed from your phone, by {who}."),
+    Event.STALE_CERTIFICATE.value: N_(
         "Your JPKI smartphone certificates were ended because the app was installed again on your phone and "
-        "deleted the old ones, by {who}.",
-        "アプリが再インストールされ古い証明書が削除されたため、スマートフォン用電子証明書が{who}により失効されました。"),
-    Event.CARD_REVOKED.value: (
+        "deleted the old ones, by {who}."),
+    Event.CARD_REVOKED.value: N_(
         "The signature certificate on your phone was revoked because the signature certificate of your "
-        "My Number Card was revoked.",
-        "マイナンバーカードの署名用電子証明書が失効されたため、スマートフォンの署名用電子証明書も失効されました。"),
+        "My Number Card was revoked."),
 }
-_OTHER = ("The status of your JPKI smartphone certificates was changed by {who}.",
-          "スマートフォン用電子証明書の状態が{who}により変更されました。")
-_IF_NOT_YOU = ("If this was not you, call the JPKI call centre.",
-               "お心当たりがない場合は、JPKIコールセンターにお電話ください。")
+_OTHER = N_("The status of your JPKI smartphone certificates was changed by {who}.")
+_IF_NOT_YOU = N_("If this was not you, call the JPKI call centre.")
+
+
+def _text(event: str, role: str, language: str) -> str:
+    """The notice's sentence in one language (the catalogue's Japanese, or the English source)."""
+    texts = TEXTS.for_language(language)
+    who = texts.gettext(_WHO.get(role, _WHO["system"]))
+    what = texts.gettext(_WHAT.get(event, _OTHER)).format(who=who)
+    return f"{what}{'' if language == 'ja' else ' '}{texts.gettext(_IF_NOT_YOU)}"
 
 
 def actor_role(actor: str) -> str:
@@ -82,16 +79,14 @@ def actor_role(actor: str) -> str:
 def owner_message(notification: OwnerNotification) -> dict:
     """The message for one notification: ids, event, role and a short text in English and Japanese."""
     role = actor_role(notification.actor)
-    who_en, who_ja = _WHO.get(role, _WHO["system"])
-    what_en, what_ja = _WHAT.get(notification.event, _OTHER)
     return {
         "notification_id": notification.id,
         "case_reference": notification.case_reference,
         "event": notification.event,
         "actor": role,
         "at": notification.created_at.isoformat(),
-        "text_en": f"{what_en.format(who=who_en)} {_IF_NOT_YOU[0]}",
-        "text_ja": f"{what_ja.format(who=who_ja)}{_IF_NOT_YOU[1]}",
+        "text_en": _text(notification.event, role, "en"),
+        "text_ja": _text(notification.event, role, "ja"),
     }
 
 
