@@ -148,7 +148,12 @@ def serve(
         fail(str(exc))
     typer.echo(f"JPKI mock CA on http://{host}:{port}  (certificates point at {hierarchy.public_url})")
     typer.echo(f"  API docs  http://{host}:{port}/docs" if settings.expose_docs else "  API docs  not served")
-    typer.echo(f"  CRL       {hierarchy.public_url}/crl/sign.crl  {hierarchy.public_url}/crl/auth.crl")
+    from ca_mock import urls  # the CRLs the certificates name (CRL DP): their partition's, from p0
+    size = settings.crl_partition_size
+    crls = [urls.partition_crl_url(hierarchy.public_url, name, 0) if size else urls.crl_url(hierarchy.public_url, name)
+            for name in ("sign", "auth")]
+    note = f"  (-p0 for the first {size} certificates of each, then -p1, ...)" if size else ""
+    typer.echo(f"  CRL       {'  '.join(crls)}{note}")
     typer.echo(f"  OCSP      {hierarchy.public_url}/ocsp")
     if credentials.admin_token is None:
         typer.echo("  no administrator token: card certificates can be issued or changed only with this CLI "

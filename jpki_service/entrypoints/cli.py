@@ -130,7 +130,8 @@ def serve(
         typer.echo(f"JPKI lifecycle service on http://{host}:{port}")
         typer.echo(f"  API docs  http://{host}:{port}/docs" if settings.expose_docs else "  API docs  not served")
         typer.echo(f"  CA        {settings.ca_url}  (docs {settings.ca_url}/docs)")
-        typer.echo(f"  CRL       {settings.ca_url}/crl/sign.crl  {settings.ca_url}/crl/auth.crl")
+        typer.echo(f"  CRL       {settings.ca_url}/crl/sign-p0.crl  {settings.ca_url}/crl/auth-p0.crl"
+                   "  (each certificate names its partition's: -p0, -p1, ...)")
         typer.echo(f"  OCSP      {settings.ca_url}/ocsp")
         typer.echo(f"  database  {make_url(settings.resolved_database_url()).render_as_string(hide_password=True)}")
         sys.stdout.flush()
