@@ -21,7 +21,7 @@ What keeps it safe, each in one place below:
 """
 from __future__ import annotations
 
-import datetime as dt
+import contextvars
 import hmac
 import logging
 from collections.abc import Callable, Mapping
@@ -37,6 +37,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from jpki_common.i18n import DEFAULT_LANGUAGE, japan_time, language_from_header
 from jpki_common.problems import Problem
 from jpki_service.adapters.context import ServiceContext
 from jpki_service.callcentre import service as callcentre
@@ -60,6 +61,7 @@ from jpki_service.common.problems import (
     StateConflict,
     TooManyAttempts,
 )
+from jpki_service.common.texts import N_, TEXTS
 from jpki_service.holder_data import normalise_case_reference
 from jpki_service.lifecycle import Event, State, TransitionRefused, transition
 from jpki_service.operators import service as operators
@@ -92,21 +94,72 @@ REVOKE_REASONS = ("keyCompromise", "cessationOfOperation", "superseded", "affili
                   "privilegeWithdrawn", "unspecified")
 
 
+# -- the page's language: Accept-Language, else the JPKI_LANG setting (Japanese by default) -------
+_LANGUAGE: contextvars.ContextVar[str] = contextvars.ContextVar("console_language", default=DEFAULT_LANGUAGE)
+
+
+def _(message: str) -> str:
+    """``message`` in the language of the page being answered."""
+    return TEXTS.for_language(_LANGUAGE.get()).gettext(message)
+
+
+def _ngettext(singular: str, plural: str, n: int) -> str:
+    return TEXTS.for_language(_LANGUAGE.get()).ngettext(singular, plural, n)
+
+
 def _when(value: str | None) -> str:
-    """An ISO timestamp as the console shows it: ``2025-04-01 09:30:12 UTC``."""
-    if not value:
-        return ""
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    """A stored UTC moment as the operator reads it out: Japan time, the zone named."""
+    return japan_time(value, _LANGUAGE.get())
+
+
+# What the service's words for states and kinds read as, on the pages (translated where shown).
+STATE_LABELS = {
+    "active": N_("active"), "suspended": N_("suspended"), "revoked": N_("revoked"),
+    "pending": N_("being issued"), "expired": N_("expired"),
+}
+# The state as the CA has it, or what was asked of the CA and is not confirmed yet (ca_sync pending).
+REQUESTED_LABELS = {
+    "suspended": N_("suspension requested, waiting for the CA"),
+    "revoked": N_("revocation requested, waiting for the CA"),
+    "active": N_("lift requested, waiting for the CA"),
+}
+# The service's other words a page shows (the ``label`` filter): certificates, events, roles, actors.
+WORD_LABELS = {
+    "signature": N_("signature certificate"), "authentication": N_("user-authentication certificate"),
+    "good": N_("valid"), "held": N_("on hold"),
+    "registered": N_("registered"), "certificates-issued": N_("certificates issued"),
+    "issuance-refused": N_("issuance refused"), "owner-revoked": N_("revoked by the owner"),
+    "superseded": N_("replaced by another phone"), "uninstalled": N_("app removed"),
+    "stale-certificate": N_("old certificates deleted on reinstall"), "card-revoked": N_("card's certificate revoked"),
+    "password-reset": N_("password reset"), "owner-lifted": N_("suspension lifted by the owner"),
+    "supervisor-lifted": N_("suspension lifted by a supervisor"),
+    "signature-reissued": N_("signature certificate reissued"), "supervisor-revoked": N_("revoked by a supervisor"),
+    "operator": N_("operator"), "supervisor": N_("supervisor"), "auditor": N_("auditor"), "owner": N_("owner"),
+    "system": N_("system"), "suspend": N_("suspension"), "lift": N_("lift"), "revoke": N_("revocation"),
+}
+
+
+def _state_text(registration: Mapping[str, Any]) -> str:
+    """What the console says of a registration's state: only what the CA has confirmed is stated as done."""
+    state = str(registration.get("state", ""))
+    if registration.get("ca_sync") == "pending" and state in REQUESTED_LABELS:
+        return _(REQUESTED_LABELS[state])
+    return _(STATE_LABELS.get(state, state))
+
+
+def _label(word: str | None) -> str:
+    """One of the service's words (a state, an event, a role...) as the page's language says it."""
+    word = word or ""
+    return _(STATE_LABELS.get(word) or WORD_LABELS.get(word) or word)
 
 
 templates = Jinja2Templates(directory=str(_HERE / "templates"))
+templates.env.add_extension("jinja2.ext.i18n")
+templates.env.install_gettext_callables(_, _ngettext, newstyle=True)  # type: ignore[attr-defined]
+templates.env.policies["ext.i18n.trimmed"] = True
 templates.env.filters["when"] = _when
+templates.env.filters["label"] = _label
+templates.env.filters["state_text"] = _state_text
 templates.env.globals["PREFIX"] = PREFIX
 
 
@@ -118,6 +171,7 @@ class ConsoleRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def console_handler(request: Request) -> Response:
+            _LANGUAGE.set(language_from_header(request.headers.get("accept-language"), _ctx(request).settings.lang))
             try:
                 response = await handler(request)
             except NotSignedIn as problem:
@@ -128,14 +182,14 @@ class ConsoleRoute(APIRoute):
             except Problem as problem:
                 response = problem_page(request, problem)
             except RequestValidationError as exc:
-                detail = "; ".join(_error_text(e) for e in exc.errors()[:3]) or "the request is not valid"
+                detail = "; ".join(_error_text(e) for e in exc.errors()[:3]) or _("the request is not valid")
                 response = problem_page(request, InvalidInput(detail))
             except StarletteHTTPException as exc:  # e.g. a form the parser refuses
                 response = problem_page(request, _HTTPProblem(exc.status_code, str(exc.detail)))
             except Exception:  # a page, not a stack trace; the cause goes to the log only
                 log.exception("console page failed")
-                response = problem_page(request, _Internal("the server failed. Reload the registration to see "
-                                                           "whether anything changed before trying again."))
+                response = problem_page(request, _Internal(_("the server failed. Reload the registration to see "
+                                                             "whether anything changed before trying again.")))
             response.headers.update(SECURITY_HEADERS)
             return response
 
@@ -143,11 +197,11 @@ class ConsoleRoute(APIRoute):
 
 
 class _Internal(Problem):
-    status, title, slug = 500, "Internal error", "internal"
+    status, title, slug = 500, N_("Internal error"), "internal"
 
 
 class _HTTPProblem(Problem):
-    title, slug = "Request refused", "http"
+    title, slug = N_("Request refused"), "http"
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
@@ -167,14 +221,15 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     nav = []
     if who is not None and not who.must_change_password:
         if may(who.role, Permission.FIND):
-            nav.append(("Find a registration", f"{PREFIX}/find"))
+            nav.append((_("Find a registration"), f"{PREFIX}/find"))
         if may(who.role, Permission.APPROVE):
-            nav.append(("Approvals", f"{PREFIX}/approvals"))
+            nav.append((_("Approvals"), f"{PREFIX}/approvals"))
         if may(who.role, Permission.READ_AUDIT):
-            nav.append(("Audit trail", f"{PREFIX}/audit"))
+            nav.append((_("Audit trail"), f"{PREFIX}/audit"))
     if who is not None:
-        nav.append(("Password", f"{PREFIX}/password"))
-    context = {"who": who, "nav": nav, **context}  # only what pages show: never the settings (tokens, keys)
+        nav.append((_("Password"), f"{PREFIX}/password"))
+    # Only what pages show: never the settings (tokens, keys).
+    context = {"who": who, "nav": nav, "lang": _LANGUAGE.get(), **context}
     return templates.TemplateResponse(request, template, context, status_code=status)
 
 
@@ -233,8 +288,8 @@ def _check_origin(request: Request) -> None:
     """
     site = request.headers.get("sec-fetch-site")
     if site is not None and site != "same-origin":
-        raise CSRFRejected(f"this form was sent from another site's page (Sec-Fetch-Site: {site[:20]}); open the "
-                           "console at its own address and try again (nothing was changed)")
+        raise CSRFRejected(_("this form was sent from another site's page (Sec-Fetch-Site: {site}); open the "
+                             "console at its own address and try again (nothing was changed)").format(site=site[:20]))
     origin = request.headers.get("origin")
     if origin is None or (origin == "null" and site == "same-origin"):
         return
@@ -243,8 +298,8 @@ def _check_origin(request: Request) -> None:
     if _ctx(request).settings.console_secure_cookies:
         own.add(f"https://{netloc}")  # TLS ended at a proxy in front of the service
     if origin.lower() not in own:
-        raise CSRFRejected("this form was sent from another site's page; open the console at its own address "
-                           "and try again (nothing was changed)")
+        raise CSRFRejected(_("this form was sent from another site's page; open the console at its own address "
+                             "and try again (nothing was changed)"))
 
 
 def _check_form(request: Request, who: SignedIn, fields: dict[str, str]) -> None:
@@ -252,7 +307,7 @@ def _check_form(request: Request, who: SignedIn, fields: dict[str, str]) -> None
     _check_origin(request)
     sent = fields.get("csrf_token", "")
     if not sent or not hmac.compare_digest(sent.encode(), who.csrf_token.encode()):
-        raise CSRFRejected("form token missing or wrong; reload the page and try again (nothing was changed)")
+        raise CSRFRejected(_("form token missing or wrong; reload the page and try again (nothing was changed)"))
 
 
 def _require(request: Request, who: SignedIn, permission: Permission, case_reference: str | None = None) -> None:
@@ -263,22 +318,42 @@ def _require(request: Request, who: SignedIn, permission: Permission, case_refer
 
 # -- validation messages -------------------------------------------------------------------------
 _FRIENDLY = {
-    "missing": "required",
-    "string_pattern_mismatch": "only letters, digits and . _ / - (no spaces)",
-    "enum": "choose one of the options",
-    "literal_error": "choose one of the options",
+    "missing": N_("required"),
+    "string_pattern_mismatch": N_("only letters, digits and . _ / - (no spaces)"),
+    "enum": N_("choose one of the options"),
+    "literal_error": N_("choose one of the options"),
+    "string_too_short": N_("too short"),
+    "string_too_long": N_("too long"),
+}
+# The form fields as the pages label them, for "which field is wrong".
+FIELD_LABELS = {
+    "name": N_("Name"), "birth": N_("Date of birth"), "address": N_("Address"), "code": N_("Suspension code"),
+    "reason": N_("Reason"), "ticket": N_("Ticket"), "channel": N_("Channel"), "caller": N_("Who is asking?"),
+    "relationship": N_("Relationship to the owner"), "note": N_("Note"),
 }
 
 
+def _error_field(error: Mapping[str, Any]) -> str:
+    return ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
+
+
 def _error_text(error: Mapping[str, Any]) -> str:
-    where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
-    message = _FRIENDLY.get(error.get("type", ""), error.get("msg", "not valid"))
-    message = message.removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
+    where = _error_field(error)
+    friendly = _FRIENDLY.get(error.get("type", ""))
+    message = _(friendly) if friendly else str(error.get("msg", _("not valid"))).removeprefix("Value error, ")
+    return f"{_(FIELD_LABELS.get(where, where))}: {message}" if where else message
 
 
 def _validation_text(exc: ValidationError) -> str:
     return "; ".join(_error_text(e) for e in exc.errors(include_url=False))
+
+
+def _first_field(exc: ValidationError, fields: tuple[str, ...]) -> str | None:
+    """The first form field the refusal names, to give it the focus (else None: the form's first)."""
+    for error in exc.errors(include_url=False):
+        if _error_field(error) in fields:
+            return _error_field(error)
+    return None
 
 
 # -- signing in and out --------------------------------------------------------------------------
@@ -323,12 +398,12 @@ def log_in(request: Request, fields: dict[str, str] = Depends(form_fields)) -> R
     ctx = _ctx(request)
     username, password = fields.get("username", "").strip(), fields.get("password", "")
     if not username or not password:
-        return page(request, "login.html", 422, error="Enter your username and password.", username=username)
+        return page(request, "login.html", 422, error=_("Enter your username and password."), username=username)
     try:
         who = operators.log_in(ctx.store, ctx.settings, ctx.keys.audit_chain, username, password,
                                request.client.host if request.client else "unknown")
     except (LoginRefused, TooManyAttempts) as problem:
-        refused = page(request, "login.html", problem.status, error=f"{problem.title}: {problem.detail}.",
+        refused = page(request, "login.html", problem.status, error=f"{_(problem.title)}: {problem.detail}.",
                        throttled=isinstance(problem, TooManyAttempts), username=username)
         if "retry_after" in problem.extra:
             refused.headers["Retry-After"] = str(problem.extra["retry_after"])
@@ -375,7 +450,7 @@ def change_password(request: Request, who: SignedIn = Depends(signed_in_to_chang
     ctx = _ctx(request)
     current, new = fields.get("current_password", ""), fields.get("new_password", "")
     if new != fields.get("new_password_again", ""):
-        return page(request, "password.html", 422, error="The two new passwords differ.")
+        return page(request, "password.html", 422, error=_("The two new passwords differ."))
     try:
         operators.change_password(ctx.store, ctx.keys.audit_chain, who, request.cookies.get(COOKIE, ""), current, new)
     except InvalidInput as problem:
@@ -405,11 +480,14 @@ def find(request: Request, who: SignedIn = Depends(signed_in),
         query = FindRequest(**given)
         results = callcentre.find_registrations(_ctx(request), who, query)
     except ValidationError as exc:
-        return page(request, "find.html", 422, values=values, by=by, error=_validation_text(exc))
+        return page(request, "find.html", 422, values=values, by=by, error=_validation_text(exc),
+                    error_field=_first_field(exc, _FIND_FIELDS))
     except (NothingFound, InvalidInput) as problem:
         # The operator's own words come back only so a misspelling can be corrected.
+        field = problem.extra.get("field") if isinstance(problem, InvalidInput) else None
         return page(request, "find.html", problem.status, values=values, by=by,
-                    error=problem.detail, error_title=problem.title)
+                    error=problem.detail, error_title=_(problem.title),
+                    error_field=field if field in _FIND_FIELDS else None)
     return page(request, "find.html", values={}, by=by, results=results)
 
 
@@ -426,41 +504,58 @@ class Action:
     verb: str  # in capitals on the confirmation page
     consequence: str
     confirm: str  # the confirmation page's button
-    done: str  # the result page's heading
+    done: str  # the result page's heading once the CA has it
+    requested: str  # the result page's heading while the CA does not have it yet
     use_case: Callable[..., dict[str, Any]]
 
 
+# Every text here is English marked for the catalogue (N_) and translated where the page shows it.
 ACTIONS: dict[str, Action] = {a.name: a for a in (
     Action("suspend", Permission.SUSPEND, Event.SUSPENDED, SuspendRequest,
            ("reason", "caller", "relationship", "ticket", "channel"),
-           "Suspend (lost or stolen phone)", "Suspend…", "SUSPEND",
-           "Both certificates (signature and user authentication) go on hold at the CA at once: "
-           "nobody can sign or log in with this phone until the suspension is lifted.",
-           "Confirm suspension", "Suspended", callcentre.suspend_registration),
+           N_("Suspend (lost or stolen phone)"), N_("Suspend…"), N_("SUSPEND"),
+           N_("Both certificates (signature and user authentication) go on hold at the CA at once: "
+              "nobody can sign or log in with this phone until the suspension is lifted."),
+           N_("Confirm suspension"), N_("Suspended"), N_("Suspension requested: waiting for the CA"),
+           callcentre.suspend_registration),
     Action("lift", Permission.LIFT, Event.SUPERVISOR_LIFTED, LiftRequest,
            ("reason", "ticket", "caller", "relationship"),
-           "Lift the suspension", "Lift suspension…", "LIFT THE SUSPENSION OF",
-           "The user-authentication certificate is reinstated. The signature certificate is revoked; the owner "
-           "gets a new one in the app with the card and the phone.",
-           "Confirm lifting", "Suspension lifted", callcentre.lift_suspension),
+           N_("Lift the suspension"), N_("Lift suspension…"), N_("LIFT THE SUSPENSION OF"),
+           N_("The user-authentication certificate is reinstated. The signature certificate is revoked; the owner "
+              "gets a new one in the app with the card and the phone."),
+           N_("Confirm lifting"), N_("Suspension lifted"), N_("Lift requested: waiting for the CA"),
+           callcentre.lift_suspension),
     Action("revoke", Permission.REVOKE, Event.SUPERVISOR_REVOKED, RevokeRequest,
            ("reason", "ticket", "note", "caller", "relationship"),
-           "Revoke for good", "Revoke…", "REVOKE",
-           "Both certificates are revoked for good. This cannot be undone: the owner must register the phone "
-           "again with the card.",
-           "Confirm revocation", "Revoked", callcentre.revoke_registration),
+           N_("Revoke for good"), N_("Revoke…"), N_("REVOKE"),
+           N_("Both certificates are revoked for good. This cannot be undone: the owner must register the phone "
+              "again with the card."),
+           N_("Confirm revocation"), N_("Revoked"), N_("Revocation requested: waiting for the CA"),
+           callcentre.revoke_registration),
 )}
 
+# The options' labels (the values sent stay the API's).
+OPTION_LABELS = {
+    "lost": N_("lost"), "stolen": N_("stolen"), "sold": N_("sold or given away without revoking"),
+    "other": N_("other"), "phone": N_("phone call"), "counter": N_("at a counter"), "mail": N_("by post"),
+    "keyCompromise": N_("key compromise (keyCompromise)"),
+    "cessationOfOperation": N_("no longer used (cessationOfOperation)"),
+    "superseded": N_("superseded (superseded)"), "affiliationChanged": N_("details changed (affiliationChanged)"),
+    "privilegeWithdrawn": N_("privilege withdrawn (privilegeWithdrawn)"), "unspecified": N_("unspecified"),
+}
 CHOICES = {
     "suspend": {
-        "reason": [(r.value, r.value) for r in SuspensionReason],
-        "channel": [(c.value, c.value) for c in Channel],
+        "reason": [(r.value, OPTION_LABELS[r.value]) for r in SuspensionReason],
+        "channel": [(c.value, OPTION_LABELS[c.value]) for c in Channel],
     },
-    "revoke": {"reason": [(r, r) for r in REVOKE_REASONS]},
+    "revoke": {"reason": [(r, OPTION_LABELS[r]) for r in REVOKE_REASONS]},
     # Who asked, on every act (a proxy may ask for a suspension only: callcentre/schemas.py CalledIn).
-    "caller": [(CallerKind.SELF.value, "the owner"), (CallerKind.PROXY.value, "someone on the owner's behalf"),
-               (CallerKind.INTERNAL.value, "nobody called: the call centre's own decision")],
+    "caller": [(CallerKind.SELF.value, N_("the owner")),
+               (CallerKind.PROXY.value, N_("someone on the owner's behalf")),
+               (CallerKind.INTERNAL.value, N_("nobody called: the call centre's own decision"))],
 }
+# The result pages (Post/Redirect/Get): each act, and each decision on an approval, has its own.
+DECISIONS = {"approved": N_("Approved: the {action} is done"), "rejected": N_("Rejected: the {action} was not done")}
 
 
 def _possible(state: str, event: Event) -> bool:
@@ -472,14 +567,14 @@ def _possible(state: str, event: Event) -> bool:
 
 
 def _registration_page(request: Request, who: SignedIn, case_reference: str, status: int = 200,
-                       errors: dict[str, str] | None = None, values: dict[str, dict[str, str]] | None = None
-                       ) -> Response:
+                       errors: dict[str, str] | None = None, values: dict[str, dict[str, str]] | None = None,
+                       error_fields: dict[str, str | None] | None = None) -> Response:
     data = callcentre.registration_history(_ctx(request), who, case_reference)
     state = data["registration"]["state"]
     actions = [a for a in ACTIONS.values() if may(who.role, a.permission) and _possible(state, a.event)]
     return page(request, "registration.html", status, registration=data["registration"],
                 events=list(reversed(data["events"])), actions=actions, choices=CHOICES,
-                errors=errors or {}, values=values or {})
+                errors=errors or {}, values=values or {}, error_fields=error_fields or {})
 
 
 @router.get("/registrations/{case_reference}")
@@ -494,7 +589,7 @@ def act(request: Request, case_reference: str, action_name: str, who: SignedIn =
     _check_form(request, who, fields)
     action = ACTIONS.get(action_name)
     if action is None:
-        raise RegistrationNotFound(f"the console has no action {action_name!r}")
+        raise RegistrationNotFound(_("the console has no action {action!r}").format(action=action_name))
     case_reference = normalise_case_reference(case_reference)
     _require(request, who, action.permission, case_reference)
     ctx = _ctx(request)
@@ -503,24 +598,53 @@ def act(request: Request, case_reference: str, action_name: str, who: SignedIn =
         body = action.model(**{k: v for k, v in values.items() if v})
     except ValidationError as exc:
         return _registration_page(request, who, case_reference, 422, errors={action.name: _validation_text(exc)},
-                                  values={action.name: values})
+                                  values={action.name: values},
+                                  error_fields={action.name: _first_field(exc, action.fields)})
     back = f"{PREFIX}/registrations/{case_reference}"
     if fields.get("confirmed") != "yes":
         with ctx.store.sessions() as session:
             summary = callcentre.summary(ctx, session, load_by_case_reference(session, case_reference))
         if not _possible(summary["state"], action.event):
-            raise StateConflict(f"a {summary['state']} registration cannot be changed this way "
-                                "(it may have changed since the page was loaded)")
+            raise StateConflict(_("a {state} registration cannot be changed this way (it may have changed since "
+                                  "the page was loaded)").format(state=_state_text(summary)))
         shown = {k: v for k, v in body.model_dump(mode="json").items() if v not in (None, "")}
         return page(request, "confirm.html", action=action, registration=summary, values=values, shown=shown,
-                    back=back)
+                    back=back, field_labels=FIELD_LABELS, option_labels=OPTION_LABELS)
     try:
-        result = action.use_case(ctx, who, case_reference, body)
+        action.use_case(ctx, who, case_reference, body)
     except StateConflict as problem:
         return problem_page(request, problem, back=back)
-    status = 200 if result["ca_sync"] == "done" and not result.get("awaiting_approval") else 202
-    return page(request, "result.html", status, heading=action.done, changed=not result.get("awaiting_approval"),
-                registration=result, back=back)
+    return RedirectResponse(f"{back}/done/{action.name}", status_code=303)  # Post/Redirect/Get
+
+
+@router.get("/registrations/{case_reference}/{action_name}")
+def act_address(case_reference: str, action_name: str, who: SignedIn = Depends(signed_in)) -> Response:
+    """The address of an act's form, opened as a page (a reload, a bookmark): the registration."""
+    return RedirectResponse(f"{PREFIX}/registrations/{normalise_case_reference(case_reference)}", status_code=303)
+
+
+@router.get("/registrations/{case_reference}/done/{outcome}")
+def result_page(request: Request, case_reference: str, outcome: str, who: SignedIn = Depends(signed_in)) -> Response:
+    """What an act or a decision did, as a page that can be reloaded and bookmarked: the heading names the
+    act, the rest is the registration as it is now (and, until the CA has it, says that it waits for it)."""
+    decision, _sep, act_name = outcome.rpartition("-")
+    action = ACTIONS.get(act_name)
+    if action is None or (decision and decision not in DECISIONS):
+        raise RegistrationNotFound(_("the console has no result page {outcome!r}").format(outcome=outcome))
+    data = callcentre.registration_history(_ctx(request), who, case_reference)
+    registration = data["registration"]
+    waiting = None if decision else next((a for a in registration["pending_approvals"] if a["action"] == act_name
+                                          and a["requested_by"] == who.username), None)
+    if decision:
+        heading = _(DECISIONS[decision]).format(action=_label(act_name))
+    elif waiting:
+        heading = _("Waiting for a second supervisor")
+    else:
+        heading = _(action.requested if registration["ca_sync"] == "pending" else action.done)
+    back = f"{PREFIX}/registrations/{registration['case_reference']}"
+    return page(request, "result.html", heading=heading, waiting=waiting, action=action, back=back,
+                changed=decision != "rejected" and waiting is None, registration=registration,
+                recorded=data["events"][-1]["at"] if data["events"] else None)
 
 
 # -- the two-person rule: approvals ----------------------------------------------------------------
@@ -536,18 +660,15 @@ def decide(request: Request, approval_id: str, decision: str, who: SignedIn = De
     """Approve (the act is done now) or reject a pending act; answered with the registration's result."""
     _check_form(request, who, fields)
     if decision not in ("approve", "reject"):
-        raise RegistrationNotFound(f"the console has no decision {decision!r}")
+        raise RegistrationNotFound(_("the console has no decision {decision!r}").format(decision=decision))
     back = f"{PREFIX}/approvals"
     try:
         result = callcentre.decide_approval(_ctx(request), who, approval_id, approve=decision == "approve")
     except StateConflict as problem:
         return problem_page(request, problem, back=back)
     decided = result["decided_approval"]
-    heading = (f"Approved: the {decided['action']} is done" if decision == "approve"
-               else f"Rejected: the {decided['action']} was not done")
-    status = 200 if result["ca_sync"] == "done" else 202
-    return page(request, "result.html", status, heading=heading, changed=decision == "approve",
-                registration=result, back=f"{PREFIX}/registrations/{result['case_reference']}")
+    return RedirectResponse(f"{PREFIX}/registrations/{result['case_reference']}/done/{decision}d-{decided['action']}",
+                            status_code=303)  # Post/Redirect/Get
 
 
 # -- the audit trail -----------------------------------------------------------------------------
@@ -560,7 +681,7 @@ def audit(request: Request, who: SignedIn = Depends(signed_in), after_seq: int |
     except InvalidInput:
         return page(request, "audit.html", 422, entries=[], older=None, after_seq=after_seq,
                     case_reference=case_reference,
-                    error="A case reference is 12 letters and digits, like ABCD-EFGH-JKMN.")
+                    error=_("A case reference is 12 letters and digits, like ABCD-EFGH-JKMN."))
     entries = callcentre.audit_trail(_ctx(request), who, after_seq, AUDIT_PAGE_SIZE + 1, wanted)
     older = entries[AUDIT_PAGE_SIZE - 1]["seq"] if len(entries) > AUDIT_PAGE_SIZE else None
     return page(request, "audit.html", entries=entries[:AUDIT_PAGE_SIZE], older=older, after_seq=after_seq,
