@@ -13,10 +13,14 @@ from pathlib import Path
 # Values that differ on every run: ids, serials, suspension codes, times. Each is learnt from the real
 # output at the same place in the same line, and replaced in the commands that follow.
 _VARYING = re.compile(
-    r"\b[0-9a-f]{30,40}\b"                                   # registration ids and certificate serials
-    r"|\b[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}\b"                # suspension codes
-    r"|\b\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2})?Z?\b"      # times
+    r"\b[0-9a-f]{24,40}\b"                                   # registration ids, certificate serials, subject CNs
+    r"|\b[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}\b"                # suspension codes, case references
+    r"|\b\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2})?(?:Z|[+-]\d{2}:\d{2})?"  # times
+    r"|\b[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4} GMT\b"      # times as openssl prints them
 )
+# A command the page shows failing: our CLIs' "error: ...", openssl verify's "error 23 at 0 depth lookup: ...",
+# openssl ocsp's "Responder Error: ...".
+_FAILURE = re.compile(r"^(error[: ]|Responder Error: )")
 
 
 @dataclass
@@ -27,7 +31,7 @@ class DocCommand:
 
     @property
     def expects_failure(self) -> bool:
-        return bool(self.promised) and self.promised[0].startswith("error:")
+        return any(_FAILURE.match(line) for line in self.promised)
 
 
 def commands(page: Path) -> list[DocCommand]:

@@ -1,6 +1,9 @@
 """A newcomer's shell: a fresh folder holding this repository's ``.venv`` and ``docs`` and nothing else,
 ``jpki-service serve`` run there on the embedded defaults (its data under ``./var``, the mock CA started
-with it), the documented commands run with bash, and both servers killed and started again."""
+with it) by :meth:`Newcomer.serve` or by the page's own commands, the documented commands run with bash,
+and both servers killed and started again. The port is free, never the documented 8000: the shell's
+``PORT`` says which (the walkthrough's port variable), and :meth:`Newcomer.localise` puts it in place of
+the documented ports where a page prints them."""
 from __future__ import annotations
 
 import os
@@ -62,7 +65,7 @@ class Newcomer:
         self.env = {key: value for key, value in os.environ.items() if not key.startswith("JPKI_")}
         self.env.update(PATH=f"{folder / '.venv' / 'bin'}:{os.environ['PATH']}", HOME=str(folder),
                         JPKI_SERVICE_URL=self.service_url, JPKI_OPERATOR_SERVICE=self.service_url,
-                        **environment)
+                        PORT=str(self.port), **environment)
         self.server: subprocess.Popen | None = None
 
     def serve(self) -> None:
@@ -86,6 +89,25 @@ class Newcomer:
         for pid in [*child_processes(self.server.pid), self.server.pid]:
             os.kill(pid, signal.SIGKILL)
         self.server.wait()
+
+    def kill_background(self) -> None:
+        """SIGKILL what the commands left running in the background (a ``jpki-service serve ... &`` and the
+        CA it started, in the same process group): no shutdown code runs. Returns once both ports refuse."""
+        for session in self._sessions:
+            try:
+                os.killpg(session, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._sessions.clear()
+        for url in (self.service_url, self.ca_url):
+            for _ in range(100):
+                try:
+                    httpx.get(f"{url}/healthz", timeout=1)
+                except httpx.TransportError:
+                    break
+                time.sleep(0.1)
+            else:
+                raise RuntimeError(f"{url} still answers after SIGKILL")
 
     def stop(self) -> None:
         for session in self._sessions:  # what the commands left running in the background
