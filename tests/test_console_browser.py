@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -60,8 +61,8 @@ def open_page(browser, service_server):
     """A fresh browser profile (its own cookies) on the running service, per signed-in person."""
     contexts = []
 
-    def make():
-        context = browser.new_context(base_url=service_server.url, viewport=VIEWPORT, locale="en-GB",
+    def make(locale: str = "en-GB", viewport: dict | None = None):
+        context = browser.new_context(base_url=service_server.url, viewport=viewport or VIEWPORT, locale=locale,
                                       timezone_id="UTC")
         context.set_default_timeout(20_000)
         contexts.append(context)
@@ -236,7 +237,8 @@ def test_operator_suspends_supervisor_lifts_auditor_reads(ca_server, service_ser
     assert state_of(service_server, document) == "active"
     supervisor.get_by_role("link", name="Back to the registration").click()
     newest = history_rows(supervisor)[0]
-    assert "supervisor-lifted" in newest and "sachiko" in newest and "ticket T-3002" in newest
+    assert "suspension lifted by a supervisor" in newest and "sachiko" in newest and "ticket T-3002" in newest
+    assert " JST" in newest  # Japan time, the zone named
 
     # -- the auditor: lands on the trail, sees both acts and the refused login ------------------
     auditor = open_page()
@@ -329,3 +331,87 @@ def test_keyboard_only_sign_in_find_and_suspend(ca_server, service_server, open_
     tab_to(page, lambda f: f["text"] == "Sign out")
     outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineWidth")
     assert outline == "3px"
+
+
+# How a caller in Japan says the same items: the birth date in the era the card prints, the address spoken.
+CALLER_SAYS_IN_JAPANESE = {"name": "山田 太郎", "birth": "平成２年１月２日",
+                           "address": "東京都千代田区千代田一丁目１番"}
+PHONE = {"width": 390, "height": 844}
+
+
+def fits_the_screen(page) -> bool:
+    """Nothing on the page is wider than the viewport (no sideways scrolling)."""
+    return page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_japanese_console_on_a_phone_sized_screen_finds_by_era_date_and_spoken_address(
+        ca_server, service_server, open_page):
+    """Japanese first: a browser asking for Japanese gets every page in Japanese, times in Japan time;
+    the caller's era date and spoken address find the card's registration; the result page reloads;
+    with the CA down the console says the suspension waits for the CA, and nothing is wider than 390 px."""
+    document = registered(ca_server, service_server)
+    case = document["case_reference"]
+    add_operator(service_server, "hanako", "operator")
+    page = open_page(locale="ja-JP", viewport=PHONE)
+    page.goto("/console")
+    assert page.get_by_role("heading", name="サインイン").is_visible()
+    assert page.locator("html").get_attribute("lang") == "ja"
+    page.get_by_label("ユーザー名").fill("hanako")
+    page.get_by_label("パスワード").fill(OPERATOR_PASSWORD)
+    page.get_by_role("button", name="サインイン").click()
+    page.wait_for_url("**/console/find")
+    assert fits_the_screen(page)
+
+    # An impossible era date is refused with the reason, the focus on the date.
+    page.get_by_label("氏名（カードの記載どおり）").fill(CALLER_SAYS_IN_JAPANESE["name"])
+    page.get_by_label("生年月日").fill("平成32年1月2日")
+    page.get_by_label("住所（カードの記載どおり）").fill(CALLER_SAYS_IN_JAPANESE["address"])
+    page.get_by_role("button", name="カードの記載事項で検索").first.click()
+    page.locator("[role=alert]").wait_for()
+    assert "平成" in page.locator("[role=alert]").inner_text()
+    assert autofocused(page)["id"] == "birth"
+
+    page.get_by_label("生年月日").fill(CALLER_SAYS_IN_JAPANESE["birth"])
+    page.get_by_role("button", name="カードの記載事項で検索").first.click()
+    page.get_by_role("heading", name="1件の登録が見つかりました").wait_for()
+    results = page.locator(".results table").inner_text()
+    assert "山* 太*" in results and "有効" in results and "日本時間" in results
+    assert fits_the_screen(page)
+    shoot(page, "ja-find-results", service_server)
+
+    # The CA goes down: the suspension is recorded and waits for the CA, and the console says so.
+    page.locator(".results a").first.click()
+    page.wait_for_url(f"**/console/registrations/{case}")
+    assert page.locator("#state").inner_text() == "有効"
+    assert fits_the_screen(page)
+    ca_server.stop()
+    try:
+        page.get_by_label("受付票番号").fill("T-5001")
+        page.get_by_role("button", name="一時利用停止…").click()
+        page.get_by_role("heading", name="確認してください").wait_for()
+        assert "両方の電子証明書" in page.locator(".confirm").inner_text()
+        page.get_by_role("button", name="一時利用停止を確定").click()
+        page.get_by_role("heading", name="一時利用停止を依頼しました（認証局の反映待ち）").wait_for()
+        result_url = page.url
+        assert result_url.endswith(f"/console/registrations/{case}/done/suspend")
+        assert page.locator("#state").inner_text() == "一時利用停止を依頼済み（認証局の反映待ち）"
+        assert "認証局の反映待ち" in page.locator(".certificate-status").first.inner_text()
+        assert fits_the_screen(page)
+        shoot(page, "ja-waiting-for-the-ca", service_server)
+        page.reload()  # a GET: no form is sent again
+        page.get_by_role("heading", name="一時利用停止を依頼しました（認証局の反映待ち）").wait_for()
+    finally:
+        ca_server.start()
+    # Once the CA has it, the same page says it is done.
+    deadline = time.monotonic() + 60
+    while page.locator("#state").inner_text() != "一時利用停止中" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        page.reload()
+    assert page.url == result_url and page.locator("#state").inner_text() == "一時利用停止中"
+    page.get_by_role("heading", name="一時利用停止しました").wait_for()
+    assert ocsp_status(ca_server.url, document["certificates"][0]["certificate_pem"]) == "revoked:certificateHold"
+    page.get_by_role("link", name="登録に戻る").click()
+    newest = history_rows(page)[0]
+    assert "一時利用停止" in newest and "hanako" in newest and "日本時間" in newest
+    assert fits_the_screen(page)
+    shoot(page, "ja-registration", service_server)
