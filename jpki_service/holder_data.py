@@ -33,11 +33,18 @@ the old one, ``cards/service.py``) both use it, and nothing else compares items.
 5. case-folded (Latin, Greek, Cyrillic letters).
 
 Variation selectors (the IVS of a kanji glyph variant) are kept: a card writes what J-LIS writes.
+
+Two items have Japanese forms on top of that rule (``jpki_service/japanese_items.py``): the date of
+birth (``normalise_birth_date``: ISO or an era date as the card prints it, 平成2年1月2日, in the ISO
+form) and the address (``normalise_address``: block numbers as said, 一丁目1番, 1丁目1番地, in the
+hyphen form 1-1). The name has no such rule. ``HOLDER_INDEX_RULES`` numbers the blind index's rules:
+a registration indexed under older rules keeps its index until the service recomputes it from its
+sealed signature certificate (``registrations/service.py``, ``reindex_holders``), and the search
+looks under both meanwhile.
 """
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import hmac
 import os
@@ -49,6 +56,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from jpki_service.common.problems import InvalidInput
+from jpki_service.japanese_items import ImpossibleDate, UnreadableDate, block_numbers, read_date
 
 # Crockford base32: no I, L, O, U, so a code read out over the phone is hard to mistake.
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -77,16 +85,32 @@ def normalise_item(text: str) -> str:
 
 
 def normalise_birth_date(text: str, field: str = "birth") -> str:
+    """The date of birth, written as ISO or as the card prints it in the Japanese era, in the ISO form."""
     try:
-        return dt.date.fromisoformat(unicodedata.normalize("NFKC", text).strip()).isoformat()
-    except ValueError:
-        raise InvalidInput(f"{field} must be a date as YYYY-MM-DD", field=field) from None
+        return read_date(normalise_item(text)).isoformat()
+    except UnreadableDate:
+        raise InvalidInput(f"{field} must be a date as YYYY-MM-DD or as the card prints it in the Japanese era "
+                           "(平成2年1月2日, 昭和六十年五月五日, 令和元年5月1日, H2.1.2)", field=field) from None
+    except ImpossibleDate as exc:
+        raise InvalidInput(f"{field} is not a real date: {exc}", field=field) from None
+
+
+def normalise_address(text: str) -> str:
+    """The address in ``normalise_item``'s form, its block numbers (丁目, 番地, 番, 号) in the hyphen form."""
+    return block_numbers(normalise_item(text))
 
 
 # -- blind indexes -------------------------------------------------------------------------------
-def holder_index(key: bytes, name: str, birth: str, address: str) -> str:
-    """The blind index of what a caller says (or what the card says): equal items, equal index."""
-    items = (normalise_item(name), normalise_birth_date(birth), normalise_item(address))
+# The rules of the blind index, numbered: 1 spelled the address by ``normalise_item`` alone; 2 (now)
+# by ``normalise_address``. Stored with each index (registrations.holder_index_rules).
+HOLDER_INDEX_RULES = 2
+_ADDRESS_RULES = {1: normalise_item, 2: normalise_address}
+
+
+def holder_index(key: bytes, name: str, birth: str, address: str, rules: int = HOLDER_INDEX_RULES) -> str:
+    """The blind index of what a caller says (or what the card says): equal items, equal index.
+    ``rules``: an older rule set, only to find registrations still indexed under it."""
+    items = (normalise_item(name), normalise_birth_date(birth), _ADDRESS_RULES[rules](address))
     if not all(items):
         raise InvalidInput("name, birth date and address are all needed to find a holder", field="name")
     return hmac.new(key, "\x1f".join(items).encode(), hashlib.sha256).hexdigest()

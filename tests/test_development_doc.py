@@ -38,6 +38,8 @@ def test_the_rule_families_in_the_table_are_the_configured_ones():
 def test_the_strict_modules_named_are_the_configured_ones():
     overrides = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mypy"]["overrides"]
     strict = next(o for o in overrides if o.get("disallow_untyped_defs"))
-    assert strict["module"] == ["jpki_common.*", "jpki_service.lifecycle", "jpki_service.holder_data"]
-    for path in ("`jpki_common`", "`jpki_service/lifecycle.py`", "`jpki_service/holder_data.py`"):
+    assert strict["module"] == ["jpki_common.*", "jpki_service.lifecycle", "jpki_service.holder_data",
+                                "jpki_service.japanese_items"]
+    for path in ("`jpki_common`", "`jpki_service/lifecycle.py`", "`jpki_service/holder_data.py`",
+                 "`jpki_service/japanese_items.py`"):
         assert path in _section("Style and types")

@@ -82,7 +82,7 @@ def test_each_part_loads_where_the_others_are_not_installed(part):
 # Each layer may import its own and the layers below it; the rooms (one package per domain
 # concept: registrations, callcentre, operators...) hold the use cases and their views.
 LAYERS = ("common", "domain", "adapters", "rooms", "entrypoints")
-DOMAIN = {"jpki_service.lifecycle", "jpki_service.holder_data"}
+DOMAIN = {"jpki_service.lifecycle", "jpki_service.holder_data", "jpki_service.japanese_items"}
 
 
 # Entry points besides entrypoints/: each room's HTTP views and CLI, ``python -m jpki_service``, and

@@ -3,7 +3,8 @@
 An empty database is made at head and matches the models; a database at revision 0003 holding a
 registration, a queued notice and an audit entry is upgraded: the registration gets a case
 reference (and no owner token until its phone proves its device key), the notice names the same
-case reference, the audit entry keeps what it recorded (the chain still verifies); and back down.
+case reference, the audit entry keeps what it recorded (the chain still verifies); and back down. A
+database at 0007 gets the rules its blind indexes were made under.
 """
 from __future__ import annotations
 
@@ -89,5 +90,37 @@ def test_registrations_of_revision_0003_get_case_references_and_notices_name_the
             audit_columns = {c["name"] for c in sa.inspect(connection).get_columns("audit_log")}
         assert "case_reference" not in columns and "owner_token_hash" not in columns
         assert "registration_id" in audit_columns
+    finally:
+        engine.dispose()
+
+
+def test_indexes_of_revision_0007_are_marked_as_made_under_the_first_rules(service_database_url):
+    """0008 records the rules a blind index was made under: 1 for every index made before it (the service
+    recomputes them at its start, registrations.service.reindex_holders), none where there is no index."""
+    command.upgrade(alembic_config(service_database_url), "0007")
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    engine = sa.create_engine(service_database_url)
+    try:
+        with engine.begin() as connection:
+            for registration_id, reference, index in (("a" * 32, "AAAA-AAAA-AAAA", "i" * 64),
+                                                      ("b" * 32, "BBBB-BBBB-BBBB", None)):
+                connection.execute(sa.text(
+                    "INSERT INTO registrations (id, case_reference, state, person_key, card_serial, device_model, "
+                    "device_public_key_pem, holder_index, created_at, updated_at) VALUES (:id, :reference, "
+                    "'active', 'k', 's', 'm', 'p', :index, :now, :now)"),
+                    {"id": registration_id, "reference": reference, "index": index, "now": now})
+
+        migrate(service_database_url)
+
+        with engine.connect() as connection:
+            rules = dict(connection.execute(sa.text("SELECT id, holder_index_rules FROM registrations")).all())
+            kept = connection.execute(sa.text("SELECT holder_index FROM registrations WHERE id = :id"),
+                                      {"id": "a" * 32}).scalar_one()
+        assert rules == {"a" * 32: 1, "b" * 32: None} and kept == "i" * 64
+
+        command.downgrade(alembic_config(service_database_url), "0007")
+        with engine.connect() as connection:
+            columns = {c["name"] for c in sa.inspect(connection).get_columns("registrations")}
+        assert "holder_index_rules" not in columns and "holder_index" in columns
     finally:
         engine.dispose()

@@ -73,8 +73,12 @@ class FindRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, min_length=1, max_length=200)
-    birth: str | None = Field(None, min_length=1, max_length=20, description="YYYY-MM-DD")
-    address: str | None = Field(None, min_length=1, max_length=400)
+    birth: str | None = Field(None, min_length=1, max_length=40,
+                              description="YYYY-MM-DD or an era date as the card prints it, such as 平成2年1月2日, "
+                                          "昭和六十年五月五日, 令和元年5月1日 or H2.1.2")
+    address: str | None = Field(None, min_length=1, max_length=400,
+                                description="As on the card or as said: 千代田一丁目1番, 千代田1丁目1番地 and "
+                                            "千代田1-1 are one address")
     code: str | None = Field(None, min_length=1, max_length=40, description="The suspension code the app shows")
 
     @model_validator(mode="after")

@@ -32,6 +32,7 @@ from jpki_service.registrations.transitions import (
     apply_event,
     carry_quietly,
     history,
+    holder_matches,
     load_by_case_reference,
     load_registration,
     signature_reissue_needed,
@@ -90,8 +91,7 @@ def find_registrations(ctx: ServiceContext, who: SignedIn, query: FindRequest) -
             ctx.keys.holder_index, query.code)
         by = "suspension code"
     else:
-        condition = Registration.holder_index == holder_data.holder_index(
-            ctx.keys.holder_index, query.name or "", query.birth or "", query.address or "")
+        condition = holder_matches(ctx.keys.holder_index, query.name or "", query.birth or "", query.address or "")
         by = "name, birth date and address"
     with ctx.store.transaction() as session:
         found = list(session.scalars(select(Registration).where(condition)
@@ -101,8 +101,10 @@ def find_registrations(ctx: ServiceContext, who: SignedIn, query: FindRequest) -
         audit.record(session, ctx.keys.audit_chain, who.actor, "find", None,
                      {"by": by, "results": len(found), "registrations": [r.case_reference for r in found]})
     if not results:
+        forms = "" if query.code is not None else (", takes an era date as the ISO one and an address's 丁目, "
+                                                    "番地, 番 and 号 as its hyphen form")
         raise NothingFound(f"no registration matches this {by}; check the spelling with the caller "
-                           "(the look-up ignores spaces and full-width/half-width differences)")
+                           f"(the look-up ignores spaces and full-width/half-width differences{forms})")
     return results
 
 

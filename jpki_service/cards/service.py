@@ -6,16 +6,20 @@ signed the challenge. What the service keeps of the card: its certificate serial
 hash of its four items (to find the same person's other phones), never the items themselves.
 
 The person key hashes the items as ``holder_data.normalise_item`` spells them (the birth date as
-``normalise_birth_date``, the gender code as it is), so a renewed card that writes the name with an
-ideographic space, or the address with full-width digits, is the same person. Keys made before
-that rule hashed the raw items: ``legacy_person_key`` is kept so the registration can find such a
-person and re-key them (``registrations/service.py``, ``_lock_person``).
+``normalise_birth_date``, the address as ``normalise_address``, the gender code as it is), so a
+renewed card that writes the name with an ideographic space, or the address with full-width digits
+or as 一丁目1番 for 1-1, is the same person. Keys made before that rule hashed the raw items, and keys
+made before spoken addresses spelled the address by ``normalise_item`` alone: ``legacy_person_key``
+and ``previous_person_key`` are kept so the registration can find such a person and re-key them
+(``registrations/service.py``, ``_lock_person``). An address that has no block number spoken out
+(1-1) keeps the key it had.
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -26,7 +30,7 @@ from jpki_common.profiles import PROFILES, personal_data_of
 from jpki_service.adapters.ca_client import CAClient, CAUnavailable
 from jpki_service.adapters.ocsp_verification import OCSPAnswerRefused
 from jpki_service.common.problems import CAUnreachable, InvalidInput, ProofRejected, StatusUnverified
-from jpki_service.holder_data import normalise_birth_date, normalise_item
+from jpki_service.holder_data import normalise_address, normalise_birth_date, normalise_item
 
 CARD_SIGNATURE_POLICY = x509.ObjectIdentifier(PROFILES["card-signature"].policy_oid)
 
@@ -37,6 +41,7 @@ class VerifiedCard:
     person: dict[str, str]  # the four items, for the phone signature certificate only; not stored
     person_key: str
     legacy_person_key: str  # the key as made before items were normalised; to find and re-key old rows
+    previous_person_key: str  # the key as made before spoken addresses (block numbers); likewise
 
 
 def load_certificate(pem: str, field: str) -> x509.Certificate:
@@ -68,12 +73,18 @@ def person_of_certificate(pem: str) -> dict[str, str] | None:
         return None
 
 
-def person_key(secret: bytes, person: dict[str, str]) -> str:
-    """The keyed hash of the four items, each in its one canonical spelling: equal person, equal key."""
+def person_key(secret: bytes, person: dict[str, str], address: Callable[[str], str] = normalise_address) -> str:
+    """The keyed hash of the four items, each in its one canonical spelling: equal person, equal key.
+    (``address``: the address's spelling; only ``previous_person_key`` passes another.)"""
     items = (normalise_item(person["name"]), normalise_birth_date(person["date_of_birth"], "date_of_birth"),
-             person["gender"], normalise_item(person["address"]))
+             person["gender"], address(person["address"]))
     material = "\x1f".join((_PERSON_KEY_VERSION, *items))
     return hmac.new(secret, material.encode(), hashlib.sha256).hexdigest()
+
+
+def previous_person_key(secret: bytes, person: dict[str, str]) -> str:
+    """The key as made before spoken addresses (the address by ``normalise_item`` alone); only to find old rows."""
+    return person_key(secret, person, address=normalise_item)
 
 
 def legacy_person_key(secret: bytes, person: dict[str, str]) -> str:
@@ -113,4 +124,4 @@ def verify_card_proof(ca: CAClient, certificate_pem: str, message: bytes, signat
                             + (f" ({answer.reason})" if answer.reason else ""))
     person = _person(card)
     return VerifiedCard(format(card.serial_number, "x"), person, person_key(secret, person),
-                        legacy_person_key(secret, person))
+                        legacy_person_key(secret, person), previous_person_key(secret, person))

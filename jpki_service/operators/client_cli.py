@@ -454,15 +454,19 @@ def _session_service(options: Options) -> str:
 def find(
     ctx: typer.Context,
     name: str | None = typer.Option(None, "--name", help="The holder's name as on the card."),
-    birth: str | None = typer.Option(None, "--birth", metavar="YYYY-MM-DD", help="Date of birth."),
-    address: str | None = typer.Option(None, "--address", help="The address as on the card."),
+    birth: str | None = typer.Option(None, "--birth", metavar="DATE",
+                                     help="Date of birth: YYYY-MM-DD or as the card prints it (平成2年1月2日, "
+                                          "昭和六十年五月五日, 令和元年5月1日, H2.1.2)."),
+    address: str | None = typer.Option(None, "--address", help="The address as on the card or as said "
+                                                               "(千代田一丁目1番 for 千代田1-1)."),
     code: str | None = typer.Option(None, "--code", help="The suspension code the owner's app showed."),
     as_json: bool = JSON,
 ) -> None:
     """Find the caller's registrations (operator, supervisor).
 
     By name + birth date + address as on the card (spaces and full-width/half-width differences do
-    not matter), or by the suspension code the owner's app showed.
+    not matter; the date as YYYY-MM-DD or in the Japanese era, the address's 丁目, 番地, 番 and 号 as
+    said or in the hyphen form), or by the suspension code the owner's app showed.
     """
     holder = {"name": name, "birth": birth, "address": address}
     if code is not None and any(v is not None for v in holder.values()):

@@ -30,6 +30,9 @@ class Registration(Base):
     # look-ups use keyed blind indexes, never the plain items (jpki_service/holder_data.py).
     holder_sealed: Mapped[str | None] = mapped_column(Text)
     holder_index: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The rules holder_index was made under (holder_data.HOLDER_INDEX_RULES): an older number is
+    # recomputed from the sealed signature certificate (registrations/service.py, reindex_holders).
+    holder_index_rules: Mapped[int | None] = mapped_column(Integer)
     suspension_code_index: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,10 +53,13 @@ from jpki_service.registrations.transitions import (
     carry_quietly,
     current_certificates,
     history,
+    holder_matches,
     issue_payload,
     load_registration,
     signature_reissue_needed,
 )
+
+log = logging.getLogger("jpki_service.registrations")
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -177,10 +181,12 @@ def _lock_person(session: Session, ctx: ServiceContext, card: VerifiedCard) -> N
 
     - the legacy key of this very card (its raw items): that ``people`` row is deleted (waiting for
       whoever still holds it) and the registrations under it move to the new key;
+    - the key of this very card as made before spoken addresses (its address by ``normalise_item``
+      alone: ``previous_person_key``), likewise;
     - a live registration of the same person under another raw spelling (the old card wrote
-      U+0020, the renewed one U+3000): found by the blind index (normalised since it exists) and
-      confirmed by the items of its signature certificate giving this very person key; its key
-      moves likewise.
+      U+0020, the renewed one U+3000, or 1-1 and 一丁目1番): found by the blind index (normalised
+      since it exists; under either rule set, ``holder_matches``) and confirmed by the items of its
+      signature certificate giving this very person key; its key moves likewise.
     """
     new_key = card.person_key
     try:
@@ -189,13 +195,13 @@ def _lock_person(session: Session, ctx: ServiceContext, card: VerifiedCard) -> N
     except IntegrityError:
         pass
     session.scalars(select(Person).where(Person.person_key == new_key).with_for_update()).one()
-    old_keys = {card.legacy_person_key} - {new_key}
-    index = holder_data.holder_index(ctx.keys.holder_index, card.person["name"], card.person["date_of_birth"],
-                                     card.person["address"])
+    old_keys = {card.legacy_person_key, card.previous_person_key} - {new_key}
+    same_holder = holder_matches(ctx.keys.holder_index, card.person["name"], card.person["date_of_birth"],
+                                 card.person["address"])
     for old_key, serial, stored in session.execute(
         select(Registration.person_key, PhoneCertificate.serial, PhoneCertificate.certificate_pem)
         .join(PhoneCertificate, PhoneCertificate.registration_id == Registration.id)
-        .where(Registration.holder_index == index, Registration.person_key != new_key,
+        .where(same_holder, Registration.person_key != new_key,
                Registration.state.in_([s.value for s in lifecycle.LIVE]),
                PhoneCertificate.kind == CertKind.SIGNATURE.value, PhoneCertificate.certificate_pem.is_not(None))
     ):
@@ -251,6 +257,7 @@ def register(ctx: ServiceContext, request: RegisterRequest) -> dict[str, Any]:
             holder_sealed=holder_data.seal_name(ctx.keys.holder_seal, card.person["name"]),
             holder_index=holder_data.holder_index(ctx.keys.holder_index, card.person["name"],
                                                   card.person["date_of_birth"], card.person["address"]),
+            holder_index_rules=holder_data.HOLDER_INDEX_RULES,
             suspension_code_index=holder_data.suspension_code_index(ctx.keys.holder_index, suspension_code),
         ))
         session.add(RegistrationEvent(registration_id=registration_id, at=now, event=Event.REGISTERED.value,
@@ -415,6 +422,62 @@ def report_device_event(ctx: ServiceContext, registration_id: str, proof: OwnerP
     if state.is_final and event is Event.STALE_CERTIFICATE:
         return get_registration(ctx, registration_id)  # already dead: the phone may delete its copy
     return _owner_event(ctx, registration_id, event)
+
+
+# -- the blind index under older rules ---------------------------------------------------------
+def _signature_items(session: Session, ctx: ServiceContext, registration_id: str) -> dict[str, str] | None:
+    """The four items a registration's signature certificate carries (the current one first), or None
+    when none is stored or none opens with the holder-data key."""
+    for serial, stored in session.execute(
+        select(PhoneCertificate.serial, PhoneCertificate.certificate_pem)
+        .where(PhoneCertificate.registration_id == registration_id, PhoneCertificate.kind == CertKind.SIGNATURE.value,
+               PhoneCertificate.certificate_pem.is_not(None))
+        .order_by(PhoneCertificate.current.desc(), PhoneCertificate.id.desc())
+    ):
+        pem = holder_data.open_certificate(ctx.keys.holder_seal, serial, stored)
+        items = person_of_certificate(pem) if pem else None
+        if items is not None:
+            return items
+    return None
+
+
+def reindex_holders(ctx: ServiceContext, batch: int = 200) -> tuple[int, int]:
+    """Recompute the blind index of registrations indexed under older rules (``holder_index_rules`` below
+    ``holder_data.HOLDER_INDEX_RULES``: made before era dates and spoken addresses) from the four items of
+    their sealed signature certificate; returns (recomputed, left). A start-up step, like
+    ``ca_commands.seal_clear_certificates`` and for the same reason not an Alembic revision (a migration
+    gets only the database URL, never the data key); idempotent, and cheap when there is nothing to do.
+
+    A registration whose signature certificate does not open (not issued yet, refused by the CA, sealed
+    under another key) is left under its old index, which the call-centre search still looks under
+    (``transitions.holder_matches``): it is found by what found it before, and recomputed at a later
+    start, once its certificate is there. The person key does not depend on the index; rows keyed before
+    spoken addresses are re-keyed when the person registers again (``_lock_person``)."""
+    old_rules = and_(Registration.holder_index.is_not(None),
+                     Registration.holder_index_rules < holder_data.HOLDER_INDEX_RULES)
+    recomputed = left = 0
+    after = ""
+    while True:
+        with ctx.store.transaction() as session:
+            rows = session.scalars(select(Registration).where(old_rules, Registration.id > after)
+                                   .order_by(Registration.id).limit(batch).with_for_update()).all()
+            for registration in rows:
+                items = _signature_items(session, ctx, registration.id)
+                if items is None:
+                    left += 1
+                    continue
+                registration.holder_index = holder_data.holder_index(
+                    ctx.keys.holder_index, items["name"], items["date_of_birth"], items["address"])
+                registration.holder_index_rules = holder_data.HOLDER_INDEX_RULES
+                recomputed += 1
+        if len(rows) < batch:
+            break
+        after = rows[-1].id
+    if recomputed or left:
+        log.info("blind index recomputed under rules %d for %d registrations; %d left under older rules "
+                 "(no signature certificate to read the items from yet)", holder_data.HOLDER_INDEX_RULES,
+                 recomputed, left)
+    return recomputed, left
 
 
 def apply_card_cascade(ctx: ServiceContext) -> int:

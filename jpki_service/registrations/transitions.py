@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from jpki_service import holder_data, lifecycle
@@ -72,6 +72,16 @@ def load_by_case_reference(session: Session, case_reference: str, lock: bool = F
     if registration is None:
         raise RegistrationNotFound(f"no registration with case reference {reference}", field="case_reference")
     return registration
+
+
+def holder_matches(key: bytes, name: str, birth: str, address: str) -> ColumnElement[bool]:
+    """The registrations of this holder by the blind index (``holder_data.holder_index``): made under
+    the rules now, or under older rules for a row the service has not recomputed yet (its signature
+    certificate not issued yet, or not opened: ``registrations/service.py``, ``reindex_holders``)."""
+    return or_(Registration.holder_index == holder_data.holder_index(key, name, birth, address),
+               *(and_(Registration.holder_index == holder_data.holder_index(key, name, birth, address, rules),
+                      Registration.holder_index_rules == rules)
+                 for rules in range(1, holder_data.HOLDER_INDEX_RULES)))
 
 
 def history(session: Session, registration_id: str) -> list[RegistrationEvent]:
