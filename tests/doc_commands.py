@@ -13,9 +13,9 @@ from pathlib import Path
 # Values that differ on every run: ids, serials, suspension codes, times. Each is learnt from the real
 # output at the same place in the same line, and replaced in the commands that follow.
 _VARYING = re.compile(
-    r"\b[0-9a-f]{24,40}\b"                                   # registration ids, certificate serials, subject CNs
+    r"\b[0-9a-f]{24,64}\b"                     # registration ids, certificate serials, subject CNs, fingerprints
     r"|\b[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}\b"                # suspension codes, case references
-    r"|\b\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2})?(?:Z|[+-]\d{2}:\d{2})?"  # times
+    r"|\b\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?"  # times
     r"|\b[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4} GMT\b"      # times as openssl prints them
 )
 # A command the page shows failing: our CLIs' "error: ...", openssl verify's "error 23 at 0 depth lookup: ...",
