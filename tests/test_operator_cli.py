@@ -153,6 +153,12 @@ def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
     assert "太郎" not in table
     found = op.json("find", "--name", SPOKEN_NAME, "--birth", SPOKEN_BIRTH, "--address", SPOKEN_ADDRESS)
     assert [r["case_reference"] for r in found["results"]] == [rid] and phone.registration_id not in table
+    # As a caller in Japan says it: the era date the card prints, the address's block numbers spoken.
+    said = op.json("find", "--name", SPOKEN_NAME, "--birth", "平成２年１月２日",
+                   "--address", "東京都千代田区千代田一丁目一番")
+    assert [r["case_reference"] for r in said["results"]] == [rid]
+    op.refused("find", "--name", SPOKEN_NAME, "--birth", "平成32年1月2日", "--address", SPOKEN_ADDRESS, code=1,
+               message="birth is not a real date: 平成 ended in its year 31")
     by_code = op.json("find", "--code", registered.json()["suspension_code"].lower())
     assert [r["case_reference"] for r in by_code["results"]] == [rid]
 
