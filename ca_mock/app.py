@@ -22,8 +22,16 @@ from ca_mock.ocsp.responder import OCSPResponder
 from ca_mock.ocsp.service import refresh_ageing_responses
 from ca_mock.settings import CASettings
 from ca_mock.tsa import views as tsa_views
-from jpki_common.http import PROBLEM_RESPONSES, BodySizeLimit, install_problem_handlers, problem_response
+from jpki_common.http import (
+    PROBLEM_RESPONSES,
+    BodySizeLimit,
+    documented_app,
+    install_problem_handlers,
+    problem_answer,
+    problem_responses,
+)
 from jpki_common.http_server import short_reason
+from jpki_common.problems import BodyTooLarge, StoreUnusable
 from jpki_common.store import Store
 
 log = logging.getLogger("ca_mock")
@@ -31,9 +39,11 @@ log = logging.getLogger("ca_mock")
 DESCRIPTION = """
 A real X.509 CA standing in for J-LIS: real keys, signatures, CRLs (RFC 5280) and OCSP (RFC 6960).
 
-* `/api/v1/...` is for the lifecycle service and needs `Authorization: Bearer <token>`.
+* `/api/v1/...` is for the lifecycle service and needs `Authorization: Bearer <token>` (Authorize, above:
+  the service credential, or the administrator's for card certificates).
 * `/ca/NAME.cer`, `/crl/NAME.crl`, `/crl/NAME-delta.crl`, `/ocsp` and `/tsa` (RFC 3161 time-stamping) are public.
-* Errors are `application/problem+json` (RFC 9457).
+* Errors are `application/problem+json` (RFC 9457); each operation lists its problems with their `type`.
+* These pages are served by the CA itself (no CDN): they work on a closed network.
 """
 
 
@@ -49,7 +59,9 @@ def _ocsp_openapi(app: FastAPI) -> dict:
         "tags": ["public"], "summary": "OCSP query (RFC 6960), DER body",
         "requestBody": {"required": True, "content": {
             "application/ocsp-request": {"schema": {"type": "string", "format": "binary"}}}},
-        "responses": ocsp_response}}
+        # Every refusal is an OCSP response (malformedRequest...); only the size limit in front answers a problem.
+        "responses": {**ocsp_response, **{str(status): answer
+                                           for status, answer in problem_responses(BodyTooLarge).items()}}}}
     schema["paths"]["/ocsp/{request}"] = {"get": {
         "tags": ["public"], "summary": "OCSP query, base64 DER in the path (RFC 5019)",
         "parameters": [{"name": "request", "in": "path", "required": True, "schema": {"type": "string"}}],
@@ -86,8 +98,8 @@ def build_fastapi(store: Store, settings: CASettings, credentials: Credentials, 
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    app = FastAPI(title="JPKI mock CA", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  responses=PROBLEM_RESPONSES, **settings.docs_urls())
+    app = documented_app(settings, title="JPKI mock CA", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                         responses=PROBLEM_RESPONSES)
     app.state.store, app.state.settings, app.state.credentials = store, settings, credentials
     app.include_router(certificate_views.router)
     app.include_router(crl_views.router)
@@ -96,12 +108,12 @@ def build_fastapi(store: Store, settings: CASettings, credentials: Credentials, 
     app.openapi = lambda: _ocsp_openapi(app)  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["public"], summary="Liveness, the store's health and the public URL",
-             responses={503: {"description": "The store is not usable: the problem says why"}})
+             responses=problem_responses(StoreUnusable))
     def healthz() -> Any:
         problem = store.problem()
         if problem is not None:
             log.error("health check: the store is not usable: %s", problem)
-            return problem_response(503, "Store unusable", problem, "store-unusable")
+            return problem_answer(StoreUnusable(problem))
         return {"status": "ok", "public_url": load_hierarchy(store).public_url}
 
     install_problem_handlers(app, log)

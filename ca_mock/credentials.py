@@ -28,6 +28,8 @@ class Credential(str, enum.Enum):
 
 class OutsideCredentialScope(CAProblem):
     status, title, slug = 403, "Not allowed for this credential", "outside-credential-scope"
+    example = "the service credential may not issue card-signature certificates: only phone certificates. ..."
+    example_members = {"credential": "service", "profile": "card-signature", "action": "issue"}
 
 
 class CredentialsMisconfigured(ValueError):

@@ -1,5 +1,6 @@
 """The HTTP pieces every server of the project shares: problem responses and their handlers, the
-OpenAPI description of a problem, and the request-body size limit.
+OpenAPI description of a problem and of each route's problems, the app with its own documentation
+pages (no CDN), and the request-body size limit.
 """
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jpki_common.http_server import short_reason
-from jpki_common.problems import Problem
+from jpki_common.http_server import HttpServerSettings, short_reason
+from jpki_common.problems import BodyTooLarge, InternalError, InvalidRequest, Problem, problem_type
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -30,18 +32,59 @@ class ProblemOut(BaseModel):
     detail: str
 
 
+
+
+def problem_responses(*kinds: type[Problem]) -> dict[int | str, dict[str, Any]]:
+    """For a route's ``responses=``: the problems it may answer, each status once, as problem documents
+    with one example per kind (its real ``type``); 401 and 429 with the headers they carry."""
+    by_status: dict[int, list[type[Problem]]] = {}
+    for kind in kinds:
+        by_status.setdefault(kind.status, []).append(kind)
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, group in sorted(by_status.items()):
+        examples = {kind.slug: {"summary": kind.title, "value": {
+            "type": problem_type(kind.slug), "title": kind.title, "status": kind.status,
+            "detail": kind.example or kind.title, **kind.example_members}} for kind in group}
+        responses[status] = {
+            "description": "; ".join(f"{kind.title} (`{kind.slug}`)" for kind in group),
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemOut"},
+                                             "examples": examples}},
+        }
+        if status == 401:
+            responses[status]["headers"] = {"WWW-Authenticate": {
+                "description": "Bearer realm=\"jpki\"", "schema": {"type": "string"}}}
+        if status == 429 or any("retry_after" in kind.example_members for kind in group):
+            responses[status]["headers"] = {"Retry-After": {
+                "description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
+    return responses
+
+
 _PROBLEM = {"description": "A problem document (RFC 9457)",
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemOut"}}}}
-# For FastAPI(responses=...): every operation may answer with a problem document, and a 422 is one.
+# For FastAPI(responses=...): every operation may answer with a problem document, and a 422 is one (each
+# route's responses=problem_responses(...) says which kinds it answers).
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     "4XX": {**_PROBLEM, "model": ProblemOut}, "5XX": {**_PROBLEM, "model": ProblemOut},
-    422: {**_PROBLEM, "model": ProblemOut},
+    **problem_responses(InvalidRequest),
 }
 
 
+def documented_app(settings: HttpServerSettings, **kwargs: Any) -> FastAPI:
+    """``FastAPI(**kwargs)`` with /docs (Swagger UI) and /redoc whose scripts and stylesheets the app serves
+    itself (fastapi-offline's copies, under /static-offline-docs): they work on a closed network. With
+    ``expose_docs`` off: no documentation pages and no OpenAPI document at all."""
+    if not settings.expose_docs:
+        return FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **kwargs)
+    return FastAPIOffline(swagger_ui_parameters={"persistAuthorization": True}, **kwargs)
+
+
+def problem_answer(problem: Problem) -> JSONResponse:
+    """The response that reports ``problem``."""
+    return problem_response(problem.status, problem.title, problem.detail, problem.slug, **problem.extra)
+
+
 def problem_response(status: int, title: str, detail: str, slug: str, **extra: Any) -> JSONResponse:
-    body = {"type": f"https://jpki-mock.invalid/problems/{slug}", "title": title, "status": status,
-            "detail": detail, **extra}
+    body = {"type": problem_type(slug), "title": title, "status": status, "detail": detail, **extra}
     headers = {"WWW-Authenticate": 'Bearer realm="jpki"'} if status == 401 else {}  # CA and service alike
     if status in (429, 503) and "retry_after" in extra:
         headers["Retry-After"] = str(extra["retry_after"])
@@ -58,28 +101,28 @@ def install_problem_handlers(app: FastAPI, log: logging.Logger) -> None:
 
     @app.exception_handler(Problem)
     async def _problem(_request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.title, exc.detail, exc.slug, **exc.extra)
+        return problem_answer(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         # The field and pydantic's plain message only: never its input, context or errors.pydantic.dev URL.
         errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": _plain(e["msg"])} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        return problem_response(422, "Invalid request", detail, "invalid-request", errors=errors)
+        return problem_answer(InvalidRequest(detail, errors=errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
             # FastAPI reports a body that is not UTF-8 as a bare 400; it is invalid input like any other.
-            return problem_response(422, "Invalid request", "body: not UTF-8 encoded JSON", "invalid-request",
-                                    errors=[{"field": "body", "message": "not UTF-8 encoded JSON"}])
+            return problem_answer(InvalidRequest("body: not UTF-8 encoded JSON",
+                                                 errors=[{"field": "body", "message": "not UTF-8 encoded JSON"}]))
         return problem_response(exc.status_code, "HTTP error", str(exc.detail), f"http-{exc.status_code}")
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         # Its type and place, not its text or traceback: a database error's text holds the SQL and parameters.
         log.error("unexpected error: %s", short_reason(exc))
-        return problem_response(500, "Internal error", "the server failed; nothing was changed", "internal")
+        return problem_answer(InternalError("the server failed; nothing was changed"))
 
 
 class BodySizeLimit:
@@ -115,8 +158,5 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem_response(
-            413, "Request body too large", f"request bodies are limited to {self.limit} bytes",
-            "body-too-large",
-        )
+        response = problem_answer(BodyTooLarge(f"request bodies are limited to {self.limit} bytes"))
         await response(scope, receive, send)

@@ -62,12 +62,6 @@ class HttpServerSettings(BaseSettings):
     expose_metrics: bool = Field(
         True, description="Serve /metrics (Prometheus; the service only); off: 404.")
 
-    def docs_urls(self) -> dict[str, Any]:
-        """FastAPI(**...): the documentation pages, or none of them."""
-        if self.expose_docs:
-            return {}
-        return {"docs_url": None, "redoc_url": None, "openapi_url": None}
-
 
 @dataclass(frozen=True)
 class HeadLimits:

@@ -6,11 +6,13 @@ from fastapi import APIRouter, Request, Response
 
 from ca_mock.authorities.service import load_hierarchy
 from ca_mock.problems import UnknownAuthority
+from jpki_common.http import problem_responses
 
 router = APIRouter(tags=["public"])
 
 
-@router.get("/ca/{filename}", summary="A CA certificate: NAME.cer (DER) or NAME.pem")
+@router.get("/ca/{filename}", summary="A CA certificate: NAME.cer (DER) or NAME.pem",
+            responses=problem_responses(UnknownAuthority))
 def ca_certificate(filename: str, request: Request) -> Response:
     name, dot, extension = filename.rpartition(".")
     if not dot or extension not in ("cer", "pem"):

@@ -23,7 +23,9 @@ class PersonIn(BaseModel):
 
 
 class IssueRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "operation_id": "svc:issue:41", "profile": "phone-signature", "card_serial": "3C1D9E",
+        "csr_pem": "-----BEGIN CERTIFICATE REQUEST-----\nMIIBHDCBwg...\n-----END CERTIFICATE REQUEST-----\n"}]})
 
     operation_id: str = OperationId
     profile: Literal["card-signature", "card-authentication", "phone-signature", "phone-authentication"]
@@ -41,7 +43,8 @@ class IssueRequest(BaseModel):
 
 
 class RevokeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"operation_id": "svc:revoke:42", "reason": "keyCompromise"}]})
 
     operation_id: str = OperationId
     reason: str = Field(description="RFC 5280 reason: keyCompromise, affiliationChanged, superseded, ...")
@@ -49,7 +52,7 @@ class RevokeRequest(BaseModel):
 
 
 class StatusChangeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"operation_id": "svc:hold:43"}]})
 
     operation_id: str = OperationId
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from ca_mock.crl.service import current_crl
 from ca_mock.problems import UnknownAuthority
+from jpki_common.http import problem_responses
 
 _PARTITION = re.compile(r"(?P<name>[a-z]+)-p(?P<partition>0|[1-9][0-9]{0,8})")
 
@@ -15,7 +16,8 @@ router = APIRouter(tags=["public"])
 
 
 @router.get("/crl/{filename}",
-            summary="NAME.crl (full) or NAME-delta.crl, or a partition's NAME-pN.crl / NAME-pN-delta.crl; DER")
+            summary="NAME.crl (full) or NAME-delta.crl, or a partition's NAME-pN.crl / NAME-pN-delta.crl; DER",
+            responses=problem_responses(UnknownAuthority))
 def crl(filename: str, request: Request) -> Response:
     stem, dot, extension = filename.rpartition(".")
     if not dot or extension != "crl":

@@ -51,6 +51,7 @@ class TimeStampResp(core.Sequence):
 
 class TimestampingUnavailable(CAProblem):
     status, title, slug = 404, "No time-stamping authority", "no-tsa"
+    example = "this CA has no time-stamping authority: its store was initialised before the TSA existed. ..."
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,22 @@ from fastapi import APIRouter, Request, Response
 
 from ca_mock.authorities.service import load_hierarchy
 from ca_mock.problems import CAProblem
-from ca_mock.tsa.service import REQUEST_MEDIA_TYPE, RESPONSE_MEDIA_TYPE, respond, tsa_authority
+from ca_mock.tsa.service import (
+    REQUEST_MEDIA_TYPE,
+    RESPONSE_MEDIA_TYPE,
+    TimestampingUnavailable,
+    respond,
+    tsa_authority,
+)
+from jpki_common.http import problem_responses
+from jpki_common.problems import BodyTooLarge
 
 router = APIRouter(tags=["public"])
 
 
 class UnsupportedMediaType(CAProblem):
     status, title, slug = 415, "Unsupported media type", "unsupported-media-type"
+    example = "send the DER TimeStampReq as application/timestamp-query, not application/json"
 
 
 @router.post(
@@ -28,8 +37,7 @@ class UnsupportedMediaType(CAProblem):
     responses={
         200: {"description": "A TimeStampResp, granted or rejected",
               "content": {RESPONSE_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
-        404: {"description": "This CA has no time-stamping authority (problem document)"},
-        415: {"description": "The body is not application/timestamp-query (problem document)"},
+        **problem_responses(TimestampingUnavailable, UnsupportedMediaType, BodyTooLarge),
     },
 )
 async def timestamp(request: Request) -> Response:

@@ -13,7 +13,15 @@ import anyio.to_thread
 from fastapi import FastAPI
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from jpki_common.http import PROBLEM_RESPONSES, BodySizeLimit, install_problem_handlers, problem_response
+from jpki_common.http import (
+    PROBLEM_RESPONSES,
+    BodySizeLimit,
+    documented_app,
+    install_problem_handlers,
+    problem_answer,
+    problem_responses,
+)
+from jpki_common.problems import StoreUnusable
 from jpki_service.adapters.ca_client import CAClient, CAUnavailable
 from jpki_service.adapters.db import Store
 from jpki_service.adapters.ocsp_verification import OCSPFreshness
@@ -22,6 +30,7 @@ from jpki_service.audit.anchors import scheduled_anchor
 from jpki_service.ca_commands.service import seal_clear_certificates
 from jpki_service.callcentre import views as callcentre_views
 from jpki_service.challenges.service import purge_expired_challenges
+from jpki_service.common.problems import StorageUnavailable
 from jpki_service.common.settings import ServiceSettings
 from jpki_service.entrypoints.metrics import metrics_endpoint
 from jpki_service.notifications import service as notifications
@@ -39,7 +48,10 @@ DESCRIPTION = """
 The lifecycle of JPKI smartphone certificates: registration from the My Number card, revocation,
 password reset, uninstall and stale certificates, with every change recorded here first and then
 carried to the CA. Owner requests are proven by signatures over single-use challenges
-(docs/service-api.md). Errors are `application/problem+json`.
+(docs/service-api.md). Errors are `application/problem+json`; each operation lists its problems with their
+`type`. Authorize (above) takes the owner token (reading a registration) and an operator session's token
+(`/api/v1/operator/...`, docs/operator-api.md). These pages are served by the service itself (no CDN): they
+work on a closed network.
 """
 
 
@@ -117,8 +129,8 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
         if on_shutdown is not None:
             on_shutdown()
 
-    app = FastAPI(title="JPKI smartphone certificate lifecycle", version="0.1.0", description=DESCRIPTION,
-                  lifespan=lifespan, responses=PROBLEM_RESPONSES, **settings.docs_urls())
+    app = documented_app(settings, title="JPKI smartphone certificate lifecycle", version="0.1.0",
+                         description=DESCRIPTION, lifespan=lifespan, responses=PROBLEM_RESPONSES)
     app.state.context = ctx
     app.include_router(registration_views.router)
     app.include_router(rp_views.router)
@@ -132,14 +144,14 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
         app.add_route("/metrics", metrics_endpoint(ctx.store), include_in_schema=False)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness, the store's health and the CA queue",
-             responses={503: {"description": "The store is not usable: the problem says why"}})
+             responses=problem_responses(StoreUnusable))
     def healthz() -> Any:
         from jpki_service.ca_commands.service import queue_summary
 
         problem = ctx.store.problem()
         if problem is not None:
             log.error("health check: the store is not usable: %s", problem)
-            return problem_response(503, "Store unusable", problem, "store-unusable")
+            return problem_answer(StoreUnusable(problem))
         return {"status": "ok", "ca_commands": queue_summary(ctx.store, waiting_only=True)}
 
     install_problem_handlers(app, log)
@@ -148,8 +160,8 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
     async def _storage_unavailable(_request, exc: OperationalError):
         # The database is away (restarting, failing over): nothing was committed; retrying is right.
         log.warning("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else exc)
-        return problem_response(503, "Storage unavailable", "the database did not answer; nothing was changed, "
-                                "try again", "storage-unavailable", retry_after=2)
+        return problem_answer(StorageUnavailable("the database did not answer; nothing was changed, try again",
+                                                 retry_after=2))
 
     return BodySizeLimit(app, settings.max_body_bytes)
 

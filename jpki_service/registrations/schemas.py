@@ -10,15 +10,28 @@ from jpki_common.owner_proof import Action
 RegistrationId = Field(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")
 Pem = Field(min_length=1, max_length=16_384)
 
+# Examples for the API documents (/docs, /redoc): shortened PEM blocks and signatures, real shapes.
+_ID = "5f0c9d1e2a3b4c5d6e7f8091a2b3c4d5"
+_CSR = "-----BEGIN CERTIFICATE REQUEST-----\nMIIBHDCBwgIBADAAMFkw...\n-----END CERTIFICATE REQUEST-----\n"
+_CERT = "-----BEGIN CERTIFICATE-----\nMIICrTCCAlOgAwIBAgIUX2...\n-----END CERTIFICATE-----\n"
+_KEY = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE...\n-----END PUBLIC KEY-----\n"
+_SIGNATURE = "MEUCIQDx3...b64...AiB0"
+_CHALLENGE = "9b2e4f0a6c8d1e3f5a7b9c0d2e4f6a8b"
+
 
 class ChallengeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"action": "register"}, {"action": "revoke", "registration_id": _ID}]})
 
     action: Action
     registration_id: str | None = Field(None, min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")
 
 
 class ChallengeOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"challenge_id": _CHALLENGE, "nonce": "q9T3yX0b8kVw1mZ4r7Lc2pN6sD5fG8hJ0aB3cE6dF9g", "action": "revoke",
+         "registration_id": _ID, "expires_at": "2026-04-01T03:05:00+00:00"}]})
+
     challenge_id: str
     nonce: str
     action: str
@@ -43,7 +56,10 @@ class DeviceIn(BaseModel):
 
 
 class RegisterRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "proof": {"challenge_id": _CHALLENGE, "signature": _SIGNATURE, "card_certificate_pem": _CERT},
+        "device": {"model": "Pixel 9", "device_public_key_pem": _KEY},
+        "signature_csr_pem": _CSR, "authentication_csr_pem": _CSR}]})
 
     proof: OwnerProof
     device: DeviceIn
@@ -52,13 +68,18 @@ class RegisterRequest(BaseModel):
 
 
 class ProofRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"proof": {"challenge_id": _CHALLENGE, "signature": _SIGNATURE}},
+        {"proof": {"challenge_id": _CHALLENGE, "signature": _SIGNATURE, "card_certificate_pem": _CERT}}]})
 
     proof: OwnerProof
 
 
 class LiftRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "proof": {"challenge_id": _CHALLENGE, "signature": _SIGNATURE, "card_certificate_pem": _CERT,
+                  "device_signature": _SIGNATURE},
+        "signature_csr_pem": _CSR}]})
 
     proof: OwnerProof
     signature_csr_pem: str = Field(min_length=1, max_length=16_384,
@@ -80,6 +101,19 @@ class CertificateOut(BaseModel):
 
 
 class RegistrationOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "registration_id": _ID, "case_reference": "ABCD-EFGH-JKMN", "state": "active", "reason": None,
+        "device_model": "Pixel 9", "created_at": "2026-04-01T03:00:12+00:00", "updated_at": "2026-04-01T03:00:13+00:00",
+        "certificates": [
+            {"kind": "signature", "serial": "4F2A91C0D3", "status": "good", "current": True, "certificate_pem": _CERT},
+            {"kind": "authentication", "serial": "4F2A91C0D4", "status": "good", "current": True,
+             "certificate_pem": _CERT}],
+        "ca_sync": "done", "ca_sync_reason": None, "pending_ca_operations": 0, "failed_ca_operations": 0,
+        "signature_reissue_needed": False,
+        "last_change": {"event": "certificates-issued", "actor": "system", "at": "2026-04-01T03:00:13+00:00"},
+        "superseded": [], "suspension_code": "7KQM-3XHD-PW9R",
+        "statement_key_pem": _KEY, "owner_token": "Rk3v0f9QH2m8yLz1cXwT6nB4pJ7sA5dE0gU2iO9aKqM"}]})
+
     registration_id: str
     case_reference: str = Field(description="What the call centre and the notices name this registration by "
                                             "(ABCD-EFGH-JKMN): give it when you call; it unlocks nothing")

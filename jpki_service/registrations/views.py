@@ -7,10 +7,26 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from jpki_common.http import problem_responses
 from jpki_common.owner_proof import Action
+from jpki_common.problems import BodyTooLarge
 from jpki_service.challenges.service import issue_challenge
 from jpki_service.common.faults import crash_point
-from jpki_service.common.problems import InvalidInput, ProofRejected
+from jpki_service.common.problems import (
+    CAUnreachable,
+    ChallengeExpired,
+    ChallengeMismatch,
+    ChallengeUnknown,
+    ChallengeUsed,
+    InvalidInput,
+    OwnerTokenMissing,
+    ProofRejected,
+    RegistrationNotFound,
+    StateConflict,
+    StatusUnverified,
+    StorageUnavailable,
+    TooManyAttempts,
+)
 from jpki_service.lifecycle import Event
 from jpki_service.rate_limits.service import count_challenge, count_failed_proof
 from jpki_service.registrations import service
@@ -44,6 +60,13 @@ RegistrationIdPath = Path(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$
 # The owner token (answer to registering): declared in the OpenAPI document, checked by the service.
 _owner_token = HTTPBearer(auto_error=False, scheme_name="ownerToken",
                           description="The owner token from the answer to registering (or to .../owner-token)")
+# An owner proof's problems: the challenge spent (unknown, used, expired, made for another act), the proof
+# refused (403; over the failed-proof limits 429 instead), bad input, the database away.
+_PROOF = (ChallengeUnknown, ChallengeUsed, ChallengeExpired, ChallengeMismatch, ProofRejected, TooManyAttempts,
+          InvalidInput, BodyTooLarge, StorageUnavailable)
+# ... on an existing registration; with the card, whose chain and status the CA must confirm; a lifecycle event.
+_ON_REGISTRATION = (*_PROOF, RegistrationNotFound)
+_CARD = (CAUnreachable, StatusUnverified)
 
 
 def _ctx(request: Request) -> service.ServiceContext:
@@ -57,7 +80,9 @@ def _synced(document: dict[str, Any], response: Response, done_status: int = 200
     return document
 
 
-@router.post("/challenges", status_code=201, response_model=ChallengeOut, summary="A fresh single-use challenge")
+@router.post("/challenges", status_code=201, response_model=ChallengeOut, summary="A fresh single-use challenge",
+             responses=problem_responses(InvalidInput, RegistrationNotFound, TooManyAttempts, BodyTooLarge,
+                                         StorageUnavailable))
 def new_challenge(body: ChallengeRequest, request: Request) -> dict[str, Any]:
     if body.action is Action.LOGIN:
         raise InvalidInput("login challenges come from the relying party: POST /rp/v1/login/challenge",
@@ -76,7 +101,8 @@ def new_challenge(body: ChallengeRequest, request: Request) -> dict[str, Any]:
 
 
 @router.post("/registrations", status_code=201, response_model=RegistrationOut,
-             responses={202: {"model": RegistrationOut, "description": "Recorded; the CA has not issued yet"}},
+             responses={202: {"model": RegistrationOut, "description": "Recorded; the CA has not issued yet"},
+                        **problem_responses(*_PROOF, *_CARD)},
              summary="Register this phone from the My Number card")
 def register(body: RegisterRequest, request: Request, response: Response) -> dict[str, Any]:
     return _synced(service.register(_ctx(request), body), response, done_status=201)
@@ -84,21 +110,22 @@ def register(body: RegisterRequest, request: Request, response: Response) -> dic
 
 @router.get("/registrations/{registration_id}", response_model=RegistrationOut,
             summary="State and certificates (the owner token: Authorization: Bearer)",
-            responses={401: {"description": "No owner token"},
-                       404: {"description": "No such registration, or not this token's"}})
+            responses=problem_responses(OwnerTokenMissing, RegistrationNotFound, InvalidInput, StorageUnavailable))
 def look_up(request: Request, registration_id: str = RegistrationIdPath,
             credentials: HTTPAuthorizationCredentials | None = Depends(_owner_token)) -> dict[str, Any]:
     return service.read_registration(_ctx(request), registration_id, credentials.credentials if credentials else None)
 
 
 @router.post("/registrations/{registration_id}/owner-token", response_model=RegistrationOut,
-             summary="A new owner token for this phone (device key); the previous one stops working")
+             summary="A new owner token for this phone (device key); the previous one stops working",
+             responses=problem_responses(*_ON_REGISTRATION))
 def owner_token(body: ProofRequest, request: Request, registration_id: str = RegistrationIdPath) -> dict[str, Any]:
     return service.issue_owner_token(_ctx(request), registration_id, body.proof)
 
 
 @router.post("/registrations/{registration_id}/revoke", response_model=RegistrationOut,
-             responses={202: {"model": RegistrationOut, "description": "Revoked here; on its way to the CA"}},
+             responses={202: {"model": RegistrationOut, "description": "Revoked here; on its way to the CA"},
+                        **problem_responses(*_ON_REGISTRATION, StateConflict)},
              summary="Revoke (phone signature key)")
 def revoke(body: ProofRequest, request: Request, response: Response,
            registration_id: str = RegistrationIdPath) -> dict[str, Any]:
@@ -106,7 +133,8 @@ def revoke(body: ProofRequest, request: Request, response: Response,
 
 
 @router.post("/registrations/{registration_id}/reset-password", response_model=PasswordResetOut,
-             summary="Authorise a password reset (card proof)")
+             summary="Authorise a password reset (card proof)",
+             responses=problem_responses(*_ON_REGISTRATION, *_CARD, StateConflict))
 def reset_password(body: ProofRequest, request: Request, registration_id: str = RegistrationIdPath) -> dict[str, Any]:
     return service.authorise_password_reset(_ctx(request), registration_id, body.proof)
 
@@ -118,7 +146,8 @@ def statement_key(request: Request) -> dict[str, str]:
 
 
 @router.post("/registrations/{registration_id}/uninstall", response_model=RegistrationOut,
-             responses={202: {"model": RegistrationOut, "description": "Expired here; on its way to the CA"}},
+             responses={202: {"model": RegistrationOut, "description": "Expired here; on its way to the CA"},
+                        **problem_responses(*_ON_REGISTRATION, StateConflict)},
              summary="The app is being uninstalled (device key)")
 def uninstall(body: ProofRequest, request: Request, response: Response,
               registration_id: str = RegistrationIdPath) -> dict[str, Any]:
@@ -127,7 +156,8 @@ def uninstall(body: ProofRequest, request: Request, response: Response,
 
 
 @router.post("/registrations/{registration_id}/stale-certificate", response_model=RegistrationOut,
-             responses={202: {"model": RegistrationOut, "description": "Expired here; on its way to the CA"}},
+             responses={202: {"model": RegistrationOut, "description": "Expired here; on its way to the CA"},
+                        **problem_responses(*_ON_REGISTRATION, StateConflict)},
              summary="A reinstalled app found this registration's certificates (device key)")
 def stale_certificate(body: ProofRequest, request: Request, response: Response,
                       registration_id: str = RegistrationIdPath) -> dict[str, Any]:
@@ -136,7 +166,8 @@ def stale_certificate(body: ProofRequest, request: Request, response: Response,
 
 
 @router.post("/registrations/{registration_id}/lift-suspension", response_model=RegistrationOut,
-             responses={202: {"model": RegistrationOut, "description": "Lifted here; on its way to the CA"}},
+             responses={202: {"model": RegistrationOut, "description": "Lifted here; on its way to the CA"},
+                        **problem_responses(*_ON_REGISTRATION, *_CARD, StateConflict)},
              summary="Lift a suspension, or finish a supervisor's lift (card proof + device key + new signature CSR)")
 def lift_suspension(body: LiftRequest, request: Request, response: Response,
                     registration_id: str = RegistrationIdPath) -> dict[str, Any]:

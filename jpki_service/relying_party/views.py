@@ -11,34 +11,56 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from jpki_common.http import problem_responses
 from jpki_common.owner_proof import NOTHING_AUTHORISED, Action
+from jpki_common.problems import BodyTooLarge
 from jpki_service.adapters.ca_client import CAUnavailable
 from jpki_service.adapters.context import ServiceContext
 from jpki_service.adapters.ocsp_verification import OCSPAnswerRefused
 from jpki_service.cards.service import load_certificate
 from jpki_service.challenges.service import issue_challenge, spend_challenge
-from jpki_service.common.problems import CAUnreachable, ProofRejected, StatusUnverified
+from jpki_service.common.problems import (
+    CAUnreachable,
+    ChallengeExpired,
+    ChallengeMismatch,
+    ChallengeUnknown,
+    ChallengeUsed,
+    InvalidInput,
+    ProofRejected,
+    StatusUnverified,
+    StorageUnavailable,
+    TooManyAttempts,
+)
 from jpki_service.rate_limits.service import count_failed_rp_login, count_rp_challenge
 
 router = APIRouter(prefix="/rp/v1", tags=["demo relying party"])
 
 
 class LoginRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "challenge_id": "9b2e4f0a6c8d1e3f5a7b9c0d2e4f6a8b",
+        "certificate_pem": "-----BEGIN CERTIFICATE-----\nMIICrTCCAlOgAwIBAgIUX2...\n-----END CERTIFICATE-----\n",
+        "signature": "MEUCIQDx3...b64...AiB0"}]})
 
     challenge_id: str = Field(min_length=1, max_length=64)
     certificate_pem: str = Field(min_length=1, max_length=16_384)
     signature: str = Field(min_length=1, max_length=2048)
 
 
-@router.post("/login/challenge", status_code=201, summary="A login challenge")
+@router.post("/login/challenge", status_code=201, summary="A login challenge",
+             responses=problem_responses(TooManyAttempts, StorageUnavailable))
 def login_challenge(request: Request) -> dict[str, Any]:
     ctx = request.app.state.context
     count_rp_challenge(ctx.store, ctx.settings, _client(request))  # a write: limited per client (429)
     return issue_challenge(ctx.store, ctx.settings.challenge_ttl_seconds, Action.LOGIN, None)
 
 
-@router.post("/login", summary="Log in with the user-authentication certificate")
+@router.post("/login", summary="Log in with the user-authentication certificate",
+             responses={200: {"content": {"application/json": {"example": {
+                 "authenticated": True, "serial": "4f2a91c0d4", "ocsp": "good"}}}},
+                 **problem_responses(ChallengeUnknown, ChallengeUsed, ChallengeExpired, ChallengeMismatch,
+                                     InvalidInput, ProofRejected, TooManyAttempts, CAUnreachable,
+                                     StatusUnverified, BodyTooLarge, StorageUnavailable)})
 def login(body: LoginRequest, request: Request) -> dict[str, Any]:
     ctx = request.app.state.context
     try:
