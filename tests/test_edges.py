@@ -218,7 +218,7 @@ def test_console_templates_get_only_what_they_show(monkeypatch):
     monkeypatch.setattr(views.templates, "TemplateResponse", capture)
     views.page(Request({"type": "http", "method": "GET", "path": "/console/login", "headers": []}), "login.html",
                error="x")
-    assert set(seen) == {"who", "nav", "error"}
+    assert set(seen) == {"who", "nav", "lang", "error"}
 
 
 def test_private_folders_and_logs_whatever_the_umask(tmp_path):
