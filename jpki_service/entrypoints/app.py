@@ -65,6 +65,7 @@ async def _worker(ctx: registrations.ServiceContext, sender: Sender, seal_first:
         nonlocal last_cascade, seal_first
         if seal_first:
             seal_clear_certificates(ctx.store, ctx.keys.holder_seal)
+            registrations.reindex_holders(ctx)
             seal_first = False
         # Every round, before anything that may meet an absent CA: an expired challenge leaves the table at once.
         purge_expired_challenges(ctx.store)
@@ -114,6 +115,9 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
         # a database that does not answer yet must not stop the start (requests get 503 until it does).
         try:
             await anyio.to_thread.run_sync(seal_clear_certificates, ctx.store, ctx.keys.holder_seal)
+            # Blind indexes made under older rules (before era dates and spoken addresses) are recomputed
+            # from the sealed signature certificates (registrations.reindex_holders).
+            await anyio.to_thread.run_sync(registrations.reindex_holders, ctx)
             seal_pending = False
         except DBAPIError as exc:
             log.warning("certificates stored in clear not looked for: the database does not answer (%s); "
