@@ -17,15 +17,14 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
 ROOT = Path(__file__).resolve().parent.parent
-KEYWORDS = {"_": None, "N_": None, "gettext": None, "ngettext": (1, 2), "plural": (1, 2)}
+KEYWORDS = {"_": None, "N_": None, "Sentence": None, "gettext": None, "ngettext": (1, 2), "plural": (1, 2)}
 
 
 @dataclass(frozen=True)
 class Domain:
-    """One program's catalogue: where its strings are marked (globs under ``source``) and its .po."""
+    """One program's catalogue: where its strings are marked (globs from the checkout's root) and its .po."""
 
     name: str
-    source: str
     patterns: tuple[tuple[str, str], ...]
     locale_dir: str
 
@@ -33,12 +32,19 @@ class Domain:
         return ROOT / self.locale_dir / language / "LC_MESSAGES" / f"{self.name}.po"
 
 
+# The service's catalogue holds what its pages and notices say, and the refusals its use cases
+# raise that a page shows (``Sentence``s and problem titles), wherever they are written.
+_SERVICE_SOURCES = ("console/**", "notifications/**", "callcentre/**", "registrations/**", "approvals/**",
+                    "operators/roles.py", "operators/service.py", "common/problems.py", "holder_data.py",
+                    "japanese_items.py", "lifecycle.py")
 DOMAINS = (
-    Domain("service", "jpki_service",
-           (("console/**.py", "python"), ("console/templates/**.html", "jinja2"),
-            ("notifications/**.py", "python")), "jpki_service/locale"),
-    Domain("operator_cli", "jpki_service", (("operators/client_cli.py", "python"),), "jpki_service/locale"),
-    Domain("app_client", "app_client", (("**.py", "python"),), "app_client/locale"),
+    Domain("service",
+           (("jpki_service/console/templates/**.html", "jinja2"),
+            *((f"jpki_service/{source}{'.py' if source.endswith('**') else ''}", "python")
+              for source in _SERVICE_SOURCES),
+            ("jpki_common/problems.py", "python")), "jpki_service/locale"),
+    Domain("operator_cli", (("jpki_service/operators/client_cli.py", "python"),), "jpki_service/locale"),
+    Domain("app_client", (("app_client/**.py", "python"),), "app_client/locale"),
 )
 
 
@@ -48,10 +54,16 @@ def extract(domain: Domain) -> Catalog:
     method_map = list(domain.patterns)
     options = {"**.html": {"extensions": "jinja2.ext.i18n", "trimmed": "true"}}
     for filename, line, message, comments, context in extract_from_dir(
-            ROOT / domain.source, method_map, options_map=options, keywords=KEYWORDS):
-        template.add(message, None, [(f"{domain.source}/{filename}", line)], auto_comments=comments,
-                     context=context)
+            ROOT, method_map, options_map=options, keywords=KEYWORDS, directory_filter=_only_sources):
+        template.add(message, None, [(filename, line)], auto_comments=comments, context=context)
     return template
+
+
+def _only_sources(dirpath: str) -> bool:
+    """Walk the three programs and the shared package only (not .venv, var/, tests/...)."""
+    relative = Path(dirpath).resolve().relative_to(ROOT).parts
+    return not relative or relative[0] in ("jpki_common", "jpki_service", "app_client") and not any(
+        part.startswith((".", "_")) for part in relative)
 
 
 def _read(path: Path, domain: Domain) -> Catalog:

@@ -21,13 +21,46 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 LANGUAGES = ("ja", "en")
 DEFAULT_LANGUAGE = "ja"
 JAPAN = ZoneInfo("Asia/Tokyo")
+
+
+def N_(message: str) -> str:
+    """Marks a string for the catalogue where it is defined; it is translated where it is shown."""
+    return message
+
+
+class Sentence:
+    """A catalogued English sentence and the values put into it: ``str()`` is the English (what the
+    APIs and the logs carry), :meth:`translate` the same sentence in a page's language, with the same
+    values (themselves translated when the catalogue knows them: a word such as ``lift``, or a nested
+    ``Sentence``). ``Sentence("no registration matches this {by}", by=N_("suspension code"))``."""
+
+    __slots__ = ("message", "values")
+
+    def __init__(self, message: str, /, **values: Any) -> None:
+        self.message, self.values = message, values
+
+    def __str__(self) -> str:
+        return self.message.format(**self.values)
+
+    def __repr__(self) -> str:
+        return f"Sentence({str(self)!r})"
+
+    def translate(self, gettext: Callable[[str], str]) -> str:
+        values = {key: value.translate(gettext) if isinstance(value, Sentence)
+                  else gettext(value) if isinstance(value, str) and value else value
+                  for key, value in self.values.items()}
+        try:
+            return gettext(self.message).format(**values)
+        except (KeyError, IndexError, ValueError):  # a translation that names a value the English does not
+            return str(self)
 
 
 class Translator(Protocol):

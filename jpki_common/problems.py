@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from jpki_common.i18n import N_, Sentence
+
 PROBLEM_TYPE_BASE = "https://jpki-mock.invalid/problems/"
 
 
@@ -21,14 +23,15 @@ class Problem(Exception):
     """
 
     status: int = 400
-    title: str = "Bad request"
+    title: str = N_("Bad request")
     slug: str = "bad-request"
     example: ClassVar[str] = ""
     example_members: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.detail = detail
+    def __init__(self, detail: str | Sentence, **extra: Any) -> None:
+        super().__init__(str(detail))
+        self.detail = str(detail)  # English, as the APIs answer it
+        self.sentence = detail if isinstance(detail, Sentence) else None  # for a page in another language
         self.extra = extra
 
     def to_dict(self) -> dict[str, Any]:
@@ -45,35 +48,35 @@ class PolicyViolation(Problem):
     """A key or a request the issuing policy does not allow (the CA refuses it, and the service
     refuses it before asking the CA)."""
 
-    status, title, slug = 422, "Refused by issuing policy", "policy-violation"
+    status, title, slug = 422, N_("Refused by issuing policy"), "policy-violation"
     example = "not_after 2040-01-01T00:00:00+00:00 is beyond the card signature certificate's not_after"
 
 
 class InvalidRequest(Problem):
     """A request FastAPI's validation refused (each server's own checks raise their own kind of the same type)."""
 
-    status, title, slug = 422, "Invalid request", "invalid-request"
+    status, title, slug = 422, N_("Invalid request"), "invalid-request"
     example = "body.proof.challenge_id: Field required"
     example_members: ClassVar[dict[str, Any]] = {
         "errors": [{"field": "body.proof.challenge_id", "message": "Field required"}]}
 
 
 class BodyTooLarge(Problem):
-    status, title, slug = 413, "Request body too large", "body-too-large"
+    status, title, slug = 413, N_("Request body too large"), "body-too-large"
     example = "request bodies are limited to 65536 bytes"
 
 
 class InternalError(Problem):
     """An unexpected failure: the answer says nothing of its cause (the log names its type and place)."""
 
-    status, title, slug = 500, "Internal error", "internal"
+    status, title, slug = 500, N_("Internal error"), "internal"
     example = "the server failed; nothing was changed"
 
 
 class StoreUnusable(Problem):
     """The health check found the store unusable: its file gone or replaced, or the database not answering."""
 
-    status, title, slug = 503, "Store unusable", "store-unusable"
+    status, title, slug = 503, N_("Store unusable"), "store-unusable"
     example = "the store file var/service.sqlite3 is gone"
 
 

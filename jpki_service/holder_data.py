@@ -55,6 +55,7 @@ import unicodedata
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from jpki_common.i18n import Sentence
 from jpki_service.common.problems import InvalidInput
 from jpki_service.japanese_items import ImpossibleDate, UnreadableDate, block_numbers, read_date
 
@@ -89,10 +90,12 @@ def normalise_birth_date(text: str, field: str = "birth") -> str:
     try:
         return read_date(normalise_item(text)).isoformat()
     except UnreadableDate:
-        raise InvalidInput(f"{field} must be a date as YYYY-MM-DD or as the card prints it in the Japanese era "
-                           "(平成2年1月2日, 昭和六十年五月五日, 令和元年5月1日, H2.1.2)", field=field) from None
+        raise InvalidInput(Sentence("{field} must be a date as YYYY-MM-DD or as the card prints it in the Japanese "
+                                    "era (平成2年1月2日, 昭和六十年五月五日, 令和元年5月1日, H2.1.2)", field=field),
+                           field=field) from None
     except ImpossibleDate as exc:
-        raise InvalidInput(f"{field} is not a real date: {exc}", field=field) from None
+        raise InvalidInput(Sentence("{field} is not a real date: {reason}", field=field, reason=exc.args[0]),
+                           field=field) from None
 
 
 def normalise_address(text: str) -> str:
@@ -112,7 +115,7 @@ def holder_index(key: bytes, name: str, birth: str, address: str, rules: int = H
     ``rules``: an older rule set, only to find registrations still indexed under it."""
     items = (normalise_item(name), normalise_birth_date(birth), _ADDRESS_RULES[rules](address))
     if not all(items):
-        raise InvalidInput("name, birth date and address are all needed to find a holder", field="name")
+        raise InvalidInput(Sentence("name, birth date and address are all needed to find a holder"), field="name")
     return hmac.new(key, "\x1f".join(items).encode(), hashlib.sha256).hexdigest()
 
 

@@ -55,6 +55,8 @@ from typing import Any
 from japanera import ERA_DATA_GENERAL, EraDate
 from kanjize import kanji2number
 
+from jpki_common.i18n import Sentence
+
 # -- era dates -------------------------------------------------------------------------------------
 _MEIJI = next(era for era in ERA_DATA_GENERAL if era.kanji == "明治")
 # The eras a living holder can be born in: 明治 and the eras after it, as japanera dates them.
@@ -128,30 +130,37 @@ def read_date(text: str) -> dt.date:
         relative = 1 if written == "元" else _date_number(written, text)
         shown = f"{era.kanji}{'元' if relative == 1 else relative}年"
         if relative < 1:
-            raise ImpossibleDate(f"the years of an era count from 1 (元年): there is no {era.kanji}{relative}年")
+            no_such_year = f"{era.kanji}{relative}年"
+            raise ImpossibleDate(Sentence("the years of an era count from 1 (元年): there is no {year}",
+                                          year=no_such_year))
         year = era.relative_year_to_absolute_year(relative)
         last = _last_day(era)
         if last is not None and year > last.year:
             final = era.absolute_year_to_relative_year(last.year)
-            raise ImpossibleDate(f"{era.kanji} ended in its year {final}, on {era_spelling(last)} "
-                                 f"({last.isoformat()}): there is no {shown}")
+            raise ImpossibleDate(Sentence("{era} ended in its year {final}, on {last} ({iso}): there is no {shown}",
+                                          era=era.kanji, final=final, last=era_spelling(last), iso=last.isoformat(),
+                                          shown=shown))
     if found["month"] is None or found["day"] is None:
         raise UnreadableDate(text)
     month, day = _date_number(found["month"], text), _date_number(found["day"], text)
+    shown_month, shown_day = f"{shown}{month}月", f"{shown}{month}月{day}日"
     if not 1 <= month <= 12:
-        raise ImpossibleDate(f"there is no month {month} ({shown}{month}月)")
+        raise ImpossibleDate(Sentence("there is no month {month} ({shown})", month=month, shown=shown_month))
     days = calendar.monthrange(year, month)[1]
     if not 1 <= day <= days:
-        raise ImpossibleDate(f"{shown}{month}月 has {days} days: there is no {shown}{month}月{day}日")
+        raise ImpossibleDate(Sentence("{month} has {days} days: there is no {date}", month=shown_month, days=days,
+                                      date=shown_day))
     date = dt.date(year, month, day)
     if era is not None and date not in era:
         if date < era.since:
-            raise ImpossibleDate(f"{era.kanji} began on {era.since.isoformat()} ({era_spelling(era.since)}): "
-                                 f"{date.isoformat()} is {era_spelling(date)}")
+            raise ImpossibleDate(Sentence("{era} began on {iso} ({since}): {date} is {spelled}", era=era.kanji,
+                                          iso=era.since.isoformat(), since=era_spelling(era.since),
+                                          date=date.isoformat(), spelled=era_spelling(date)))
         last = _last_day(era)
         assert last is not None  # an era without an end holds every day after its start
-        raise ImpossibleDate(f"{era.kanji} ended on {last.isoformat()} ({era_spelling(last)}): "
-                             f"{date.isoformat()} is {era_spelling(date)}")
+        raise ImpossibleDate(Sentence("{era} ended on {iso} ({last}): {date} is {spelled}", era=era.kanji,
+                                      iso=last.isoformat(), last=era_spelling(last), date=date.isoformat(),
+                                      spelled=era_spelling(date)))
     return date
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from jpki_common.i18n import Sentence
+
 
 class State(str, enum.Enum):
     PENDING = "pending"
@@ -143,7 +145,9 @@ ANSWERS_TO_THE_OWNER = (ProofKind.CA_RESULT,)
 class TransitionRefused(Exception):
     def __init__(self, event: Event, state: State) -> None:
         allowed = ", ".join(s.value for s in TRANSITIONS[event].sources)
-        super().__init__(f"{event.value} is not possible on a {state.value} registration (only from: {allowed})")
+        self.sentence = Sentence("{event} is not possible on a {state} registration (only from: {allowed})",
+                                 event=event.value, state=state.value, allowed=allowed)
+        super().__init__(str(self.sentence))
         self.event, self.state = event, state
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from jpki_common.i18n import Sentence
 from jpki_service.adapters.db import utcnow
 from jpki_service.approvals.models import Approval
 from jpki_service.common.problems import ApprovalExpired, ApprovalNotFound, SecondPersonNeeded, StateConflict
@@ -60,8 +61,9 @@ def ask(session: Session, settings: ServiceSettings, registration_id: str, case_
     """A new pending approval, in the caller's transaction (which holds the registration's row lock)."""
     already = waiting(session, registration_id, action)
     if already:
-        raise StateConflict(f"a {action} of this registration already waits for approval ({already[0].id}, asked by "
-                            f"{already[0].requested_by}): approve or reject that one", state="approval-pending")
+        raise StateConflict(Sentence("a {action} of this registration already waits for approval ({approval}, asked "
+                                     "by {by}): approve or reject that one", action=action, approval=already[0].id,
+                                     by=already[0].requested_by), state="approval-pending")
     now = utcnow()
     approval = Approval(id=secrets.token_hex(8), registration_id=registration_id, case_reference=case_reference,
                         action=action, request_json=json.dumps(request, sort_keys=True, ensure_ascii=False),
@@ -80,13 +82,16 @@ def take(session: Session, approval_id: str, username: str, approving: bool) -> 
         raise ApprovalNotFound(f"no approval {approval_id!r}", field="approval_id")
     state = state_of(approval)
     if state == EXPIRED:
-        raise ApprovalExpired(f"approval {approval.id} expired at {approval.expires_at.isoformat()}: the "
-                              f"{approval.action} was not done; ask for it again if it is still needed")
+        raise ApprovalExpired(Sentence("approval {approval} expired at {at}: the {action} was not done; ask for it "
+                                       "again if it is still needed", approval=approval.id,
+                                       at=approval.expires_at.isoformat(), action=approval.action))
     if state != PENDING:
-        raise StateConflict(f"approval {approval.id} was already {state} by {approval.decided_by}", state=state)
+        raise StateConflict(Sentence("approval {approval} was already {state} by {by}", approval=approval.id,
+                                     state=state, by=approval.decided_by), state=state)
     if approving and approval.requested_by == username:
-        raise SecondPersonNeeded(f"you asked for this {approval.action}: a second supervisor must approve it "
-                                 "(the two-person rule); you may reject it to withdraw it")
+        raise SecondPersonNeeded(Sentence("you asked for this {action}: a second supervisor must approve it (the "
+                                          "two-person rule); you may reject it to withdraw it",
+                                          action=approval.action))
     return approval
 
 

@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from jpki_common.i18n import N_, Sentence
 from jpki_common.profiles import REVOCATION_REASONS
 
 RevocationReason = Literal[REVOCATION_REASONS]  # type: ignore[valid-type]
@@ -33,7 +34,7 @@ class CalledIn(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    act: ClassVar[str] = "an act"  # as the refusal names it
+    act: ClassVar[str] = N_("an act")  # as the refusal names it
     proxy_may_ask: ClassVar[bool] = True
 
     caller: CallerKind
@@ -47,13 +48,13 @@ class CalledIn(BaseModel):
         return self
 
     @classmethod
-    def caller_problem(cls, caller: CallerKind, relationship: str | None) -> str | None:
+    def caller_problem(cls, caller: CallerKind, relationship: str | None) -> Sentence | None:
         """What is wrong with this caller for this act (None: nothing); the CLI asks it before sending."""
         if caller is CallerKind.PROXY and not cls.proxy_may_ask:
-            return (f"a proxy may ask for a suspension only, never {cls.act}: the owner must call "
-                    "(suspend now if the phone is lost, and have the owner call)")
+            return Sentence("a proxy may ask for a suspension only, never {act}: the owner must call (suspend "
+                            "now if the phone is lost, and have the owner call)", act=cls.act)
         if caller is CallerKind.PROXY and not relationship:
-            return "a proxy caller needs relationship (e.g. spouse, parent, child)"
+            return Sentence("a proxy caller needs relationship (e.g. spouse, parent, child)")
         return None
 
     def caller_text(self) -> str:
@@ -85,14 +86,14 @@ class FindRequest(BaseModel):
     def _one_way(self) -> FindRequest:
         holder = (self.name, self.birth, self.address)
         if self.code is not None and any(v is not None for v in holder):
-            raise ValueError("give either code, or name + birth + address, not both")
+            raise ValueError(Sentence("give either code, or name + birth + address, not both"))
         if self.code is None and not all(v is not None for v in holder):
-            raise ValueError("give name, birth and address (all three), or code")
+            raise ValueError(Sentence("give name, birth and address (all three), or code"))
         return self
 
 
 class SuspendRequest(CalledIn):
-    act: ClassVar[str] = "a suspension"
+    act: ClassVar[str] = N_("a suspension")
 
     reason: SuspensionReason
     ticket: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._/-]+$")
@@ -100,7 +101,7 @@ class SuspendRequest(CalledIn):
 
 
 class LiftRequest(CalledIn):
-    act: ClassVar[str] = "a lift"
+    act: ClassVar[str] = N_("a lift")
     proxy_may_ask: ClassVar[bool] = False
 
     reason: str = Field(min_length=3, max_length=200)
@@ -108,7 +109,7 @@ class LiftRequest(CalledIn):
 
 
 class RevokeRequest(CalledIn):
-    act: ClassVar[str] = "a revocation"
+    act: ClassVar[str] = N_("a revocation")
     proxy_may_ask: ClassVar[bool] = False
 
     reason: RevocationReason = "keyCompromise"

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from jpki_common.i18n import Sentence
 from jpki_service import holder_data
 from jpki_service.adapters.context import ServiceContext
 from jpki_service.approvals import service as approvals
@@ -101,10 +102,14 @@ def find_registrations(ctx: ServiceContext, who: SignedIn, query: FindRequest) -
         audit.record(session, ctx.keys.audit_chain, who.actor, "find", None,
                      {"by": by, "results": len(found), "registrations": [r.case_reference for r in found]})
     if not results:
-        forms = "" if query.code is not None else (", takes an era date as the ISO one and an address's 丁目, "
-                                                    "番地, 番 and 号 as its hyphen form")
-        raise NothingFound(f"no registration matches this {by}; check the spelling with the caller "
-                           f"(the look-up ignores spaces and full-width/half-width differences{forms})")
+        if query.code is not None:
+            raise NothingFound(Sentence("no registration matches this suspension code; check it with the caller "
+                                        "(the look-up ignores case, spaces and hyphens, and reads O as 0, I and L "
+                                        "as 1)"))
+        raise NothingFound(Sentence("no registration matches this name, birth date and address; check the spelling "
+                                    "with the caller (the look-up ignores spaces and full-width/half-width "
+                                    "differences, takes an era date as the ISO one and an address's 丁目, 番地, 番 "
+                                    "and 号 as its hyphen form)"))
     return results
 
 

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jpki_common.i18n import Messages
+from jpki_common.i18n import N_, Messages, Sentence
 
 TEXTS = Messages(Path(__file__).resolve().parent.parent / "locale", "service")
 
-
-def N_(message: str) -> str:
-    """Marks a string for the catalogue where it is defined; it is translated where it is shown."""
-    return message
+__all__ = ["TEXTS", "N_", "Sentence"]

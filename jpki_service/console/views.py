@@ -61,7 +61,7 @@ from jpki_service.common.problems import (
     StateConflict,
     TooManyAttempts,
 )
-from jpki_service.common.texts import N_, TEXTS
+from jpki_service.common.texts import N_, TEXTS, Sentence
 from jpki_service.holder_data import normalise_case_reference
 from jpki_service.lifecycle import Event, State, TransitionRefused, transition
 from jpki_service.operators import service as operators
@@ -147,6 +147,11 @@ def _state_text(registration: Mapping[str, Any]) -> str:
     return _(STATE_LABELS.get(state, state))
 
 
+def _detail(problem: Problem) -> str:
+    """A refusal's explanation in the page's language: its catalogued sentence translated, with its values."""
+    return problem.sentence.translate(_) if problem.sentence is not None else _(problem.detail)
+
+
 def _label(word: str | None) -> str:
     """One of the service's words (a state, an event, a role...) as the page's language says it."""
     word = word or ""
@@ -160,6 +165,7 @@ templates.env.policies["ext.i18n.trimmed"] = True
 templates.env.filters["when"] = _when
 templates.env.filters["label"] = _label
 templates.env.filters["state_text"] = _state_text
+templates.env.filters["detail"] = _detail
 templates.env.globals["PREFIX"] = PREFIX
 
 
@@ -340,7 +346,14 @@ def _error_field(error: Mapping[str, Any]) -> str:
 def _error_text(error: Mapping[str, Any]) -> str:
     where = _error_field(error)
     friendly = _FRIENDLY.get(error.get("type", ""))
-    message = _(friendly) if friendly else str(error.get("msg", _("not valid"))).removeprefix("Value error, ")
+    cause = (error.get("ctx") or {}).get("error")  # a validator's ValueError: its sentence, translated
+    sentence = cause.args[0] if isinstance(cause, ValueError) and cause.args else None
+    if friendly:
+        message = _(friendly)
+    elif isinstance(sentence, Sentence):
+        message = sentence.translate(_)
+    else:
+        message = _(str(error.get("msg", "not valid")).removeprefix("Value error, "))
     return f"{_(FIELD_LABELS.get(where, where))}: {message}" if where else message
 
 
@@ -403,7 +416,7 @@ def log_in(request: Request, fields: dict[str, str] = Depends(form_fields)) -> R
         who = operators.log_in(ctx.store, ctx.settings, ctx.keys.audit_chain, username, password,
                                request.client.host if request.client else "unknown")
     except (LoginRefused, TooManyAttempts) as problem:
-        refused = page(request, "login.html", problem.status, error=f"{_(problem.title)}: {problem.detail}.",
+        refused = page(request, "login.html", problem.status, error=f"{_(problem.title)}: {_detail(problem)}",
                        throttled=isinstance(problem, TooManyAttempts), username=username)
         if "retry_after" in problem.extra:
             refused.headers["Retry-After"] = str(problem.extra["retry_after"])
@@ -454,7 +467,7 @@ def change_password(request: Request, who: SignedIn = Depends(signed_in_to_chang
     try:
         operators.change_password(ctx.store, ctx.keys.audit_chain, who, request.cookies.get(COOKIE, ""), current, new)
     except InvalidInput as problem:
-        return page(request, "password.html", problem.status, error=problem.detail)
+        return page(request, "password.html", problem.status, error=_detail(problem))
     return RedirectResponse(f"{PREFIX}/password?changed=1", status_code=303)
 
 
@@ -486,7 +499,7 @@ def find(request: Request, who: SignedIn = Depends(signed_in),
         # The operator's own words come back only so a misspelling can be corrected.
         field = problem.extra.get("field") if isinstance(problem, InvalidInput) else None
         return page(request, "find.html", problem.status, values=values, by=by,
-                    error=problem.detail, error_title=_(problem.title),
+                    error=_detail(problem), error_title=_(problem.title),
                     error_field=field if field in _FIND_FIELDS else None)
     return page(request, "find.html", values={}, by=by, results=results)
 

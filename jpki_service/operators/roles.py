@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import enum
 
+from jpki_common.i18n import N_, Sentence
 from jpki_service.common.problems import RoleForbidden
 
 
@@ -13,13 +14,14 @@ class Role(str, enum.Enum):
 
 
 class Permission(str, enum.Enum):
-    FIND = "find registrations"
-    SUSPEND = "suspend"
-    HISTORY = "see a registration's history"
-    LIFT = "lift a suspension"
-    REVOKE = "revoke"
-    APPROVE = "approve or reject another supervisor's lift or revocation"
-    READ_AUDIT = "read the audit trail"
+    # What a refusal says may not be done (translated where a page shows it).
+    FIND = N_("find registrations")
+    SUSPEND = N_("suspend")
+    HISTORY = N_("see a registration's history")
+    LIFT = N_("lift a suspension")
+    REVOKE = N_("revoke")
+    APPROVE = N_("approve or reject another supervisor's lift or revocation")
+    READ_AUDIT = N_("read the audit trail")
 
 
 _CALL_CENTRE = frozenset({Permission.FIND, Permission.SUSPEND, Permission.HISTORY})
@@ -41,4 +43,5 @@ def require(role: Role, permission: Permission) -> None:
     if not may(role, permission):
         allowed = ", ".join(r.value for r in Role if may(r, permission))
         article = "an" if role.value[0] in "aeiou" else "a"
-        raise RoleForbidden(f"{article} {role.value} may not {permission.value} (only: {allowed})", role=role.value)
+        raise RoleForbidden(Sentence("{article} {role} may not {permission} (only: {allowed})", article=article,
+                                     role=role.value, permission=permission.value, allowed=allowed), role=role.value)

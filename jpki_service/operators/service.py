@@ -28,6 +28,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from jpki_common.i18n import N_, Sentence
 from jpki_service.adapters.db import Store, utcnow
 from jpki_service.audit import service as audit
 from jpki_service.common.problems import (
@@ -120,8 +121,9 @@ def log_in(store: Store, settings: ServiceSettings, chain_key: bytes, username: 
             seconds = throttle.retry_after(wait)
             audit.record(session, chain_key, actor, "login-refused", None,
                          {"client": client, "why": f"throttled for {seconds} s"})
-            refusal = TooManyAttempts(f"too many failed sign-ins with this username or from this address; try "
-                                      f"again in {seconds} s", retry_after=seconds, scope="operator-login")
+            refusal = TooManyAttempts(Sentence("too many failed sign-ins with this username or from this address; "
+                                               "try again in {seconds} s", seconds=seconds),
+                                      retry_after=seconds, scope="operator-login")
         elif not usable or not _verifies(operator.password_hash, password):  # type: ignore[union-attr]
             if not usable:
                 _verifies(dummy_hash, password)  # same cost as a real account
@@ -129,7 +131,7 @@ def log_in(store: Store, settings: ServiceSettings, chain_key: bytes, username: 
             throttle.count_failure(session, policy, throttle.SOURCE, client, moment)
             audit.record(session, chain_key, actor, "login-refused", None,
                          {"client": client, "why": "wrong password" if usable else "unknown or disabled account"})
-            refusal = LoginRefused("username or password wrong")
+            refusal = LoginRefused(N_("username or password wrong"))
         else:
             assert operator is not None
             throttle.clear(session, throttle.SOURCE, client)
@@ -170,7 +172,8 @@ def _remember_source(session: Session, operator_id: int, source: str, now: dt.da
 
 def _check_new_password(password: str, field: str = "password") -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(f"the password must be at least {MIN_PASSWORD_LENGTH} characters", field=field)
+        raise InvalidInput(Sentence("the password must be at least {length} characters", length=MIN_PASSWORD_LENGTH),
+                           field=field)
 
 
 def _verifies(password_hash: str, password: str) -> bool:
@@ -218,7 +221,7 @@ def change_password(store: Store, chain_key: bytes, who: SignedIn, token: str, c
     ``must_change_password`` and ends the account's other sessions (how many: returned)."""
     _check_new_password(new, "new_password")
     if new == current:
-        raise InvalidInput("the new password must differ from the current one", field="new_password")
+        raise InvalidInput(N_("the new password must differ from the current one"), field="new_password")
     with store.transaction() as session:
         operator = session.scalars(select(Operator).where(Operator.id == who.operator_id).with_for_update()).one()
         if not _verifies(operator.password_hash, current):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
+from jpki_common.i18n import Sentence
 from jpki_service import holder_data, lifecycle
 from jpki_service.adapters.ca_client import CAUnavailable
 from jpki_service.adapters.context import ServiceContext
@@ -70,7 +71,8 @@ def load_by_case_reference(session: Session, case_reference: str, lock: bool = F
     query = select(Registration).where(Registration.case_reference == reference)
     registration = session.scalars(query.with_for_update() if lock else query).one_or_none()
     if registration is None:
-        raise RegistrationNotFound(f"no registration with case reference {reference}", field="case_reference")
+        raise RegistrationNotFound(Sentence("no registration with case reference {reference}", reference=reference),
+                                   field="case_reference")
     return registration
 
 
@@ -105,7 +107,7 @@ def allowed_now(registration: Registration, event: Event) -> lifecycle.Transitio
     try:
         return lifecycle.transition(State(registration.state), event)
     except TransitionRefused as refused:
-        raise StateConflict(str(refused), state=registration.state) from None
+        raise StateConflict(refused.sentence, state=registration.state) from None
 
 
 def apply_event(session: Session, registration: Registration, event: Event, *, operator: str | None = None,
