@@ -1,0 +1,23 @@
+"""owner e-mail
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-07
+
+Reserved for issue 15 (owner e-mail); filled in by the change that needs it.
+"""
+from collections.abc import Sequence
+
+# revision identifiers, used by Alembic.
+revision: str = '0009'
+down_revision: str | Sequence[str] | None = '0008'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
