@@ -85,6 +85,8 @@ def main() -> int:
                "JPKI_CHALLENGES_PER_CLIENT_PER_MINUTE": "0", "JPKI_LOGIN_ATTEMPTS_PER_CLIENT_PER_MINUTE": "0",
                "JPKI_DISPATCH_INTERVAL_SECONDS": "0.2", "JPKI_MAX_RETRY_BACKOFF_SECONDS": "2"}
         jpki = str(Path(sys.executable).with_name("jpki-service"))
+        # Only migrate (or serve) makes the store; operator add refuses a database without one.
+        subprocess.run([jpki, "migrate"], env=env, check=True, capture_output=True)
         subprocess.run([jpki, "operator", "add", "--username", "bench.sup", "--role", "supervisor"], env=env,
                        check=True, capture_output=True)
         res.spawn([jpki, "serve", "--port", str(port)], log=work / "service.log", env=env)

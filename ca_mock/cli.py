@@ -1,6 +1,8 @@
 """``jpki-ca``: run and administer the mock CA on this machine (it works on the store directly).
 
 Every command exits non-zero with a one-line message on bad input; ``--help`` on each says more.
+The CA's libraries (pydantic, SQLAlchemy, cryptography, uvicorn) are imported inside the commands:
+``--help`` loads none of them.
 """
 from __future__ import annotations
 
@@ -9,15 +11,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic import ValidationError
 
-from ca_mock.certificates.status_rules import StatusAction
-from ca_mock.settings import CASettings
-from jpki_common.problems import Problem
-from jpki_common.profiles import REVOCATION_REASONS
+from jpki_common.revocation_reasons import REVOCATION_REASONS
+
+if TYPE_CHECKING:
+    from ca_mock.certificates.status_rules import StatusAction
+    from ca_mock.settings import CASettings
 
 app = typer.Typer(help="The JPKI mock certification authority (J-LIS stand-in).", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -35,7 +37,9 @@ class Context:
         self.overrides = overrides
 
     def settings(self, **more: Any) -> CASettings:
-        return CASettings(**self.overrides, **more)
+        from ca_mock.settings import CASettings
+
+        return _run(lambda: CASettings(**self.overrides, **more))
 
 
 def _store(settings: CASettings):
@@ -59,6 +63,10 @@ def fail(message: str, code: int = 1) -> None:
 
 def _run(action):
     """Run ``action``; turn a CA refusal or a settings error into a clear message and exit 1."""
+    from pydantic import ValidationError
+
+    from jpki_common.problems import Problem
+
     try:
         return action()
     except Problem as problem:
@@ -228,6 +236,8 @@ def revoke(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Revoke a certificate for good."""
+    from ca_mock.certificates.status_rules import StatusAction
+
     _change(ctx, serial, StatusAction.REVOKE, reason, operation_id, as_json)
 
 
@@ -239,6 +249,8 @@ def hold(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Suspend a certificate (certificateHold)."""
+    from ca_mock.certificates.status_rules import StatusAction
+
     _change(ctx, serial, StatusAction.HOLD, None, operation_id, as_json)
 
 
@@ -250,6 +262,8 @@ def release(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Lift the hold of a held certificate."""
+    from ca_mock.certificates.status_rules import StatusAction
+
     _change(ctx, serial, StatusAction.RELEASE, None, operation_id, as_json)
 
 

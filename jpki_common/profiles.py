@@ -11,6 +11,12 @@ from asn1crypto import core
 from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
+# RFC 5280 CRLReason names: in a light module of their own (the CLIs name them in --help), re-exported here.
+from jpki_common.revocation_reasons import HOLD_REASON as HOLD_REASON
+from jpki_common.revocation_reasons import KEY_COMPROMISE as KEY_COMPROMISE
+from jpki_common.revocation_reasons import REMOVE_FROM_CRL as REMOVE_FROM_CRL
+from jpki_common.revocation_reasons import REVOCATION_REASONS as REVOCATION_REASONS
+
 # The authorities of the hierarchy, as named in the CA's URLs (/ca/sign.cer, /crl/auth.crl).
 ROOT = "root"
 SIGNATURE_CA = "sign"
@@ -73,17 +79,3 @@ def personal_data_of(certificate: x509.Certificate) -> PersonalData:
     )
 
 
-# RFC 5280 section 5.3.1 CRLReason names, in the spelling of the RFC.
-REVOCATION_REASONS = (
-    "unspecified",
-    "keyCompromise",
-    "cACompromise",
-    "affiliationChanged",
-    "superseded",
-    "cessationOfOperation",
-    "privilegeWithdrawn",
-    "aACompromise",
-)
-HOLD_REASON = "certificateHold"
-REMOVE_FROM_CRL = "removeFromCRL"
-KEY_COMPROMISE = "keyCompromise"

@@ -193,6 +193,12 @@ def test_cli_exits_2_when_the_trail_cannot_be_read(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     result = CliRunner().invoke(audit_app, ["verify", "--data", str(tmp_path / "empty")])
     assert result.exit_code == 2, result.output
+    assert "no service store in" in result.output  # a wrong --data: nothing is made there (issue 14, item 8)
+    assert not (tmp_path / "empty").exists()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "service.sqlite3").touch()  # a database file, but no tables in it
+    result = CliRunner().invoke(audit_app, ["verify", "--data", str(tmp_path / "empty")])
+    assert result.exit_code == 2, result.output
     assert "no key file" in result.output and "wrong --data folder" in result.output
     assert not (tmp_path / "empty" / "data-key").exists()  # a read-only command makes no key
     monkeypatch.setenv("JPKI_DATA_KEY", "00" * 32)

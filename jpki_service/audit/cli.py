@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True,
                         pretty_exceptions_enable=False)
@@ -38,7 +37,7 @@ def verify(
     from jpki_service.audit.service import verify as verify_trail
     from jpki_service.entrypoints.cli import _settings
 
-    settings = _settings(data)
+    settings = _settings(data, missing_exit=2)  # 2: the trail could not be read
     try:
         keys = load_service_keys(settings, create=False)
     except MissingKey as exc:
@@ -86,6 +85,8 @@ def _store_and_ca(settings: Any, ca: Any, *refusals: type[Exception],
                   refused: str = "") -> Iterator[tuple[Any, Any]]:
     """The service's store and ``ca`` (or None) for one command, closed after it; ``refusals`` and an
     unreadable database end the command with exit 2 and one line saying why."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from jpki_service.adapters.db import Store
 
     store = Store(settings.resolved_database_url())
@@ -119,7 +120,7 @@ def anchor(
     from jpki_service.audit.anchors import AnchorFailed, NoTrustedRoot, anchor_dir, take_anchor
     from jpki_service.entrypoints.cli import _settings
 
-    settings = _settings(data)
+    settings = _settings(data, missing_exit=2)  # 2: the trail could not be read
     ca = _ca_client(settings, ca_url)
     if ca is None:
         _fail("no CA to timestamp with: set JPKI_CA_URL or give --ca-url")
@@ -144,7 +145,7 @@ def export(
     from jpki_service.audit.anchors import export as export_trail
     from jpki_service.entrypoints.cli import _settings
 
-    settings = _settings(data)
+    settings = _settings(data, missing_exit=2)  # 2: the trail could not be read
     with _store_and_ca(settings, _ca_client(settings), NoTrustedRoot) as (store, ca):
         entries, anchors = export_trail(store, settings, out, ca)
     typer.echo(f"exported {entries} entries and {anchors} anchors to {out}")

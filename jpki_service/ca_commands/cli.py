@@ -11,7 +11,6 @@ from enum import Enum
 from pathlib import Path
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
 ca_commands_app = typer.Typer(help="The changes waiting to reach the CA; re-queue the ones it refused.",
                               no_args_is_help=True, pretty_exceptions_enable=False)
@@ -55,6 +54,8 @@ def list_(
     data: Path | None = DataOption,
 ) -> None:
     """List commands in one state, oldest first, with why they are not done."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from jpki_service.ca_commands.service import list_commands
 
     store = _store(data)
@@ -88,6 +89,8 @@ def requeue(
 ) -> None:
     """Put failed commands back in the queue once the cause is fixed; the running service carries them.
     Audited (actor administrator:<account>)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from jpki_service.adapters.service_keys import MissingKey, load_service_keys
     from jpki_service.ca_commands.service import requeue_failed
     from jpki_service.entrypoints.cli import _settings

@@ -1,7 +1,6 @@
 """What the call-centre API takes and gives (docs/operator-api.md)."""
 from __future__ import annotations
 
-import enum
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -9,20 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from jpki_common.i18n import N_, Sentence
 from jpki_common.profiles import REVOCATION_REASONS
 
+# The choices, in a light module of their own (jpki-operator offers them in --help); re-exported here.
+from jpki_service.callcentre.choices import CallerKind as CallerKind
+from jpki_service.callcentre.choices import Channel as Channel
+from jpki_service.callcentre.choices import SuspensionReason as SuspensionReason
+
 RevocationReason = Literal[REVOCATION_REASONS]  # type: ignore[valid-type]
-
-
-class SuspensionReason(str, enum.Enum):
-    LOST = "lost"
-    STOLEN = "stolen"
-    SOLD = "sold"  # sold or given away without revoking
-    OTHER = "other"
-
-
-class CallerKind(str, enum.Enum):
-    SELF = "self"  # the owner
-    PROXY = "proxy"  # someone on the owner's behalf, e.g. family while the owner is abroad
-    INTERNAL = "internal"  # nobody called: the call centre's own decision (fraud team, a court order, ...)
 
 
 class CalledIn(BaseModel):
@@ -60,12 +51,6 @@ class CalledIn(BaseModel):
     def caller_text(self) -> str:
         """``self``, ``internal`` or ``proxy (spouse)``: for the history note."""
         return self.caller.value + (f" ({self.relationship})" if self.relationship else "")
-
-
-class Channel(str, enum.Enum):
-    PHONE = "phone"
-    COUNTER = "counter"
-    MAIL = "mail"
 
 
 class FindRequest(BaseModel):

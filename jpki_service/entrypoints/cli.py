@@ -1,4 +1,9 @@
-"""``jpki-service``: run the lifecycle service, migrate its database, show its queue."""
+"""``jpki-service``: run the lifecycle service, migrate its database, show its queue.
+
+Only ``serve`` and ``migrate`` make a store; every other command refuses a ``--data`` folder (or
+database) that holds none, rather than make an empty one that hides a typo. Heavy libraries
+(SQLAlchemy, Alembic, httpx, pydantic, uvicorn) are imported inside the commands: ``--help`` loads none.
+"""
 from __future__ import annotations
 
 import json
@@ -7,34 +12,72 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
-import httpx
 import typer
-from sqlalchemy import make_url
-from sqlalchemy.exc import OperationalError
 
 from jpki_common.private_files import private_folder, private_log
 from jpki_service.audit.cli import audit_app
 from jpki_service.ca_commands.cli import ca_commands_app
-from jpki_service.common.settings import ServiceSettings
+from jpki_service.carriers.cli import carrier_app
 from jpki_service.operators.cli import add_account_commands
+
+if TYPE_CHECKING:
+    from jpki_service.common.settings import ServiceSettings
 
 app = typer.Typer(help="The JPKI smartphone certificate lifecycle service.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 
 
-def fail(message: str) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(1)
+    raise typer.Exit(code)
 
 
-def _settings(data: Path | None) -> ServiceSettings:
+def _settings(data: Path | None, create: bool = False, missing_exit: int = 1) -> ServiceSettings:
+    """The settings of the data folder ``data`` (default ./var, or JPKI_DATA_DIR).
+
+    ``create``: the command makes the store if there is none (``serve``, ``migrate``); every other
+    command is refused (exit ``missing_exit``), naming the folder, when it holds no store."""
+    from jpki_service.common.settings import ServiceSettings
+
     settings = ServiceSettings(data_dir=data) if data else ServiceSettings()
+    if not create:
+        _require_store(settings, missing_exit)
     private_folder(settings.data_dir)  # 0700 (docs/security.md)
     return settings
 
 
+def _require_store(settings: ServiceSettings, code: int = 1) -> None:
+    """Refuse (exit 1, one line) when the data folder's database was never made: the default SQLite file
+    is missing, or the database of JPKI_DATABASE_URL has no schema (never migrated)."""
+    from sqlalchemy import create_engine, inspect, make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = make_url(settings.resolved_database_url())
+    where = (f"{settings.data_dir}" if not settings.database_url
+             else url.render_as_string(hide_password=True))
+    if url.get_backend_name() == "sqlite":
+        if not url.database or not Path(url.database).is_file():
+            fail(f"no service store in {where}: run `jpki-service migrate` (or `serve`) there first, or check "
+                 "--data (and JPKI_DATA_DIR)", code)
+        return
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            made = inspect(connection).has_table("alembic_version")
+    except SQLAlchemyError as exc:
+        fail(f"cannot reach the database {where}: {getattr(exc, 'orig', None) or exc}", code)
+    finally:
+        engine.dispose()
+    if not made:
+        fail(f"no service store in {where}: run `jpki-service migrate` (or `serve`) first, or check "
+             "JPKI_DATABASE_URL", code)
+
+
 def _migrate(settings: ServiceSettings) -> None:
+    from sqlalchemy.exc import OperationalError
+
     from jpki_service.adapters.db import migrate as run_migrations
 
     try:
@@ -46,6 +89,8 @@ def _migrate(settings: ServiceSettings) -> None:
 def _start_embedded_ca(settings: ServiceSettings, host: str, port: int) -> subprocess.Popen:
     """The mock CA on the embedded default: its own process and store under DATA/ca, made and started
     through its CLI (the service imports nothing of the mock CA: a real deployment has none)."""
+    import httpx
+
     ca_data = settings.data_dir / "ca"
     public_url = f"http://{host}:{port}"
     ca_env = {**os.environ, "JPKI_CA_DATA_DIR": str(ca_data)}
@@ -110,10 +155,12 @@ def serve(
                                 "requests scale with cores (each also runs the background dispatcher)."),
 ) -> None:
     """Serve the lifecycle API. With no JPKI_CA_URL, the mock CA is started too (port + 100)."""
+    from sqlalchemy import make_url
+
     from jpki_common import http_server
     from jpki_service.entrypoints.app import create_app
 
-    settings = _settings(data)
+    settings = _settings(data, create=True)
     _migrate(settings)
     ca_process = None
     if not settings.ca_url:
@@ -158,8 +205,11 @@ def serve(
 
 @app.command()
 def migrate(data: Path | None = typer.Option(None, "--data", help="Data folder (default ./var).")) -> None:
-    """Bring the database (JPKI_DATABASE_URL, default SQLite under --data) to the current schema."""
-    settings = _settings(data)
+    """Bring the database (JPKI_DATABASE_URL, default SQLite under --data) to the current schema; makes it
+    if there is none."""
+    from sqlalchemy import make_url
+
+    settings = _settings(data, create=True)
     _migrate(settings)
     typer.echo("database at the current schema: "
                f"{make_url(settings.resolved_database_url()).render_as_string(hide_password=True)}")
@@ -169,6 +219,7 @@ def migrate(data: Path | None = typer.Option(None, "--data", help="Data folder (
 def status(data: Path | None = typer.Option(None, "--data", help="Data folder (default ./var).")) -> None:
     """Registrations by state, the changes waiting to reach the CA, the owner notices waiting to go."""
     from sqlalchemy import func, select
+    from sqlalchemy.exc import OperationalError
 
     from jpki_service.adapters.db import Store
     from jpki_service.ca_commands.service import list_commands, queue_summary, retrying_summary
@@ -213,6 +264,7 @@ add_account_commands(operator_app)  # list, disable, enable, reset-password, set
 app.add_typer(audit_app, name="audit", help="The audit trail: verify (chain and anchors), anchor, export.")
 app.add_typer(ca_commands_app, name="ca-commands",
               help="The changes waiting to reach the CA: list them, re-queue the ones it refused.")
+app.add_typer(carrier_app, name="carrier")  # add, list, disable (docs/carriers.md)
 
 
 def _store(settings: ServiceSettings):
@@ -236,15 +288,33 @@ def operator_add(
         chosen = Role(role)
     except ValueError:
         fail(f"--role must be one of {', '.join(r.value for r in Role)}")
-    password = os.environ.get("JPKI_OPERATOR_PASSWORD") or typer.prompt(
-        f"password for {username}", hide_input=True, confirmation_prompt=True)
-    settings = _settings(data)
+    settings = _settings(data)  # before the password is asked: a wrong --data is refused at once
+    password = new_operator_password(f"password for {username}")
     _migrate(settings)
     try:
         add_operator(_store(settings), username, chosen, password)
     except Problem as problem:
         fail(problem.detail)
     typer.echo(f"{chosen.value} {username} added")
+
+
+def new_operator_password(prompt: str) -> str:
+    """A new account password: JPKI_OPERATOR_PASSWORD, else asked twice with its rule in the prompt;
+    with no terminal to ask at, one line naming the variable."""
+    from jpki_common.secret_prompt import NoTerminal, ask
+    from jpki_service.operators.service import MIN_PASSWORD_LENGTH
+
+    given = os.environ.get("JPKI_OPERATOR_PASSWORD")
+    if given:
+        return given
+    try:
+        while True:
+            password = ask(f"{prompt} (at least {MIN_PASSWORD_LENGTH} characters)", "JPKI_OPERATOR_PASSWORD")
+            if ask("Repeat for confirmation", "JPKI_OPERATOR_PASSWORD") == password:
+                return password
+            typer.echo("the two entries do not match; try again", err=True)
+    except NoTerminal:
+        fail("no terminal: set JPKI_OPERATOR_PASSWORD to give the password")
 
 
 def main() -> None:

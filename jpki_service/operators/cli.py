@@ -8,7 +8,6 @@ jpki_service/entrypoints/cli.py.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -117,12 +116,11 @@ def add_account_commands(operator_app: typer.Typer) -> None:
     def reset_password(username: str = UsernameOption, data: Path | None = DataOption) -> None:
         """Give the account a new password (prompted, or JPKI_OPERATOR_PASSWORD) that must be changed at the
         next sign-in; its sessions end and its sign-in throttle is cleared. Audited."""
+        from jpki_service.entrypoints.cli import new_operator_password
         from jpki_service.operators.service import reset_password as reset
 
-        password = os.environ.get("JPKI_OPERATOR_PASSWORD") or typer.prompt(
-            f"new password for {username} (to be changed at the next sign-in)", hide_input=True,
-            confirmation_prompt=True)
-        with _service(data) as (_, store, chain_key):
+        with _service(data) as (_, store, chain_key):  # a wrong --data is refused before the password is asked
+            password = new_operator_password(f"new password for {username} (to be changed at the next sign-in)")
             ended = reset(store, chain_key, _actor(), username, password)
         typer.echo(f"{username}: password reset, to be changed at the next sign-in; {ended} session(s) ended")
 
