@@ -9,7 +9,6 @@ Secrets are never logged, stored or echoed.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -19,23 +18,22 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from app_client import storage
 from app_client.errors import AppError
+from app_client.messages import _
+from app_client.owner_secrets import CARD_PASSWORD, CARD_PIN, OwnerSecret
 from app_client.retry_counter import spend_try
-from jpki_common.card_rules import CARD_FORMAT, check_pin, normalise_signature_password
+from jpki_common.card_rules import CARD_FORMAT
 from jpki_common.keys import CAPrivateKey
 from jpki_common.owner_proof import sign_message
-
-_LOCKED_REMEDY = "the municipal office can reset it"
 
 
 @dataclass(frozen=True)
 class _Slot:
     name: str
-    what: str
-    normalise: Callable[[str], str]
+    secret: OwnerSecret
 
 
-SIGNATURE = _Slot("signature", "card signature password", normalise_signature_password)
-AUTHENTICATION = _Slot("authentication", "card user-authentication PIN", check_pin)
+SIGNATURE = _Slot("signature", CARD_PASSWORD)
+AUTHENTICATION = _Slot("authentication", CARD_PIN)
 
 
 class CardReader:
@@ -60,24 +58,25 @@ class CardReader:
 
     def _unlock(self, slot: _Slot, secret: str) -> CAPrivateKey:
         # A secret that breaks the card's rule is refused by the app before the card sees it: no try spent.
-        candidate = slot.normalise(secret)
+        candidate = slot.secret.check(secret)
         with storage.exclusive(self.card_file.parent):
             card = self._read()
             data = card[slot.name]
             key = spend_try(data, lambda: storage.write_json(self.card_file, card),
-                            functools.partial(_decrypt, data["private_key_pem"], candidate), slot.what,
-                            _LOCKED_REMEDY)
+                            functools.partial(_decrypt, data["private_key_pem"], candidate), slot.secret.name,
+                            _("the municipal office can reset it"))
             return cast(CAPrivateKey, key)  # mypy cannot solve T | None against a two-type union
 
     def _read(self) -> dict[str, Any]:
         try:
             card = storage.read_json(self.card_file)
         except FileNotFoundError:
-            raise AppError(f"no card file at {self.card_file}") from None
+            raise AppError(_("no card file at {path}").format(path=self.card_file)) from None
         except ValueError as exc:
-            raise AppError(f"{self.card_file} is not a card file: {exc}") from None
+            raise AppError(_("{path} is not a card file: {reason}").format(path=self.card_file, reason=exc)) from None
         if card.get("format") != CARD_FORMAT:
-            raise AppError(f"{self.card_file} is not a card file of format {CARD_FORMAT}")
+            raise AppError(_("{path} is not a card file of format {format}").format(path=self.card_file,
+                                                                                  format=CARD_FORMAT))
         return card
 
 

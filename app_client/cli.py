@@ -8,51 +8,77 @@ secret among its locals).
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
+import enum
 import functools
 import json
 import logging
 import os
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from cryptography import x509
 
-from app_client import flows
-from app_client.app_data import EndedRegistration
-from app_client.card_reader import CardReader
+# Light imports only at module level: `jpki-app --help` must not load httpx, cryptography or pyHanko
+# (tests/test_cli_conventions.py). Each command imports the flows it runs.
+from app_client.defaults import DEFAULT_DEVICE_MODEL, DEFAULT_SERVICE_URL, DEFAULT_TIMEOUT
 from app_client.errors import AppError
-from app_client.pdf import http_timestamper, load_certificate
-from app_client.service_client import Registration
-from jpki_common.card_rules import SecretRuleViolation, check_pin, normalise_signature_password
+from app_client.messages import N_, _
+from app_client.owner_secrets import (
+    AUTH_PIN,
+    CARD_PASSWORD,
+    NEW_SIGN_PASSWORD,
+    SIGN_PASSWORD,
+    OwnerSecret,
+    SecretBreaksRule,
+)
+from jpki_common.card_rules import SecretRuleViolation
+from jpki_common.i18n import choose_language, japan_time
+from jpki_common.secret_prompt import NoTerminal, ask
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from app_client import flows
+    from app_client.app_data import EndedRegistration
+    from app_client.service_client import Registration
 
 LIFT_COMMAND = "jpki-app lift-suspension --card FILE"
 
-app = typer.Typer(help="The JPKI smartphone app (simulated phone, secure element and card reader).",
+app = typer.Typer(help="The JPKI smartphone app (simulated phone, secure element and card reader). "
+                       "Messages in Japanese by default; --lang en or JPKI_LANG=en for English.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-CARD_PASSWORD = ("JPKI_CARD_PASSWORD", "Card signature password")
-SIGN_PASSWORD = ("JPKI_SIGN_PASSWORD", "Phone signature password")
-NEW_SIGN_PASSWORD = ("JPKI_NEW_SIGN_PASSWORD", "New phone signature password")
-AUTH_PIN = ("JPKI_AUTH_PIN", "Phone user-authentication PIN (4 digits)")
+SECRETS = {secret.variable: secret for secret in (CARD_PASSWORD, SIGN_PASSWORD, NEW_SIGN_PASSWORD, AUTH_PIN)}
+
+
+class Language(str, enum.Enum):
+    JA = "ja"
+    EN = "en"
 
 
 @dataclass
 class Options:
     home: Path
     service_url: str | None
+    timeout: float = DEFAULT_TIMEOUT
 
     def phone(self) -> flows.Phone:
-        return flows.open_phone(self.home, self.service_url)
+        from app_client import flows
+
+        return flows.open_phone(self.home, self.service_url, timeout=self.timeout, on_slow=_say_still_waiting)
+
+
+def _say_still_waiting(url: str) -> None:
+    typer.echo(_("waiting for the service at {url}…").format(url=url), err=True)
 
 
 def fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    typer.secho(_("error: {message}").format(message=message), err=True, fg=typer.colors.RED)
     raise typer.Exit(code)
 
 
@@ -65,39 +91,58 @@ def command(name: str | None = None) -> Callable[[F], F]:
                 return function(*args, **kwargs)
             except (AppError, SecretRuleViolation) as exc:
                 fail(str(exc))
+            except NoTerminal as exc:
+                fail(_no_terminal(exc.variable))
             except (typer.Exit, typer.Abort, typer.TyperException):
                 raise
             except Exception as exc:
                 if os.environ.get("JPKI_APP_DEBUG"):
                     raise
-                fail(f"unexpected {type(exc).__name__}: {exc}")
+                fail(_("unexpected {kind}: {reason}").format(kind=type(exc).__name__, reason=exc))
 
         app.command(name)(run)
         return function
     return register
 
 
-def secret(source: tuple[str, str], new: bool = False, rule: Callable[[str], str] | None = None) -> str:
-    """The secret from its environment variable, else prompted without echo (twice when ``new``).
+def _no_terminal(variable: str) -> str:
+    which = SECRETS.get(variable)
+    name = which.name if which is not None else variable
+    return _("no terminal: set {variable} to give the {secret}").format(variable=variable, secret=name)
 
-    A prompted new secret that breaks ``rule`` is asked again, with the rule's message (which
-    never contains the secret); one from the environment is checked by the flow instead.
+
+def secret(which: OwnerSecret, new: bool = False) -> str:
+    """The secret from its environment variable, else prompted without echo, its rule in the prompt
+    (twice when ``new``: the two entries are compared as the card compares them, lower case folded).
+
+    A prompted new secret that breaks the rule is asked again, with the rule (never the secret); one
+    from the environment is checked by the flow instead. With no terminal and nothing on standard
+    input: :class:`NoTerminal`, naming the variable.
     """
-    env, prompt = source
-    value = os.environ.get(env)
+    value = os.environ.get(which.variable)
     if value is not None:
         return value
+    prompt = _("{secret} ({rule})").format(secret=_capitalised(which.name), rule=which.rule)
     while True:
-        value = typer.prompt(prompt, hide_input=True)
-        try:
-            if rule is not None:
-                rule(value)
-        except SecretRuleViolation as exc:
-            typer.echo(f"{exc}; try again", err=True)
-            continue
-        if not new or typer.prompt("Repeat for confirmation", hide_input=True) == value:
+        value = ask(prompt, which.variable)
+        if not new:
             return value
-        typer.echo("the two entries do not match; try again", err=True)
+        try:
+            folded = which.check(value)
+        except SecretBreaksRule as exc:
+            typer.echo(_("{problem}; try again").format(problem=exc), err=True)
+            continue
+        again = ask(_("Repeat for confirmation"), which.variable)
+        try:
+            if which.check(again) == folded:
+                return value
+        except SecretBreaksRule:
+            pass
+        typer.echo(_("the two entries do not match; try again"), err=True)
+
+
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _options(ctx: typer.Context) -> Options:
@@ -111,9 +156,14 @@ def main_options(
                               help="The simulated phone's folder: se/ (secure element) and app/ (app data)."),
     service: str | None = typer.Option(None, "--service", envvar="JPKI_SERVICE_URL",
                                           help=f"Lifecycle service URL (default: the one registered with, "
-                                               f"else {flows.DEFAULT_SERVICE_URL})."),
+                                               f"else {DEFAULT_SERVICE_URL})."),
+    timeout: float = typer.Option(DEFAULT_TIMEOUT, "--timeout", min=0.1, envvar="JPKI_APP_TIMEOUT",
+                                  help="Seconds to wait for each answer of the service."),
+    lang: Language | None = typer.Option(None, "--lang", help="Language of the messages: ja (default) or en; "
+                                         "else JPKI_LANG."),
 ) -> None:
-    ctx.obj = Options(home, service)
+    _.use(choose_language(lang.value if lang else None, os.environ.get("JPKI_LANG")))
+    ctx.obj = Options(home, service, timeout)
     _quiet_libraries()
 
 
@@ -127,36 +177,84 @@ def _quiet_libraries() -> None:
         root.addHandler(logging.NullHandler())
 
 
+# -- the words of the service, as the owner reads them -------------------------------------------
+
+WORDS = {
+    # registration states, certificate statuses, ca_sync
+    "active": N_("active"), "suspended": N_("suspended"), "revoked": N_("revoked"), "expired": N_("expired"),
+    "pending": N_("pending"), "good": N_("good"), "held": N_("held"), "done": N_("done"), "failed": N_("failed"),
+    # certificate kinds
+    "signature": N_("signature"), "authentication": N_("authentication"),
+    # reasons and events
+    "owner-revoked": N_("owner-revoked"), "superseded": N_("superseded"), "uninstalled": N_("uninstalled"),
+    "stale-certificate": N_("stale-certificate"), "card-revoked": N_("card-revoked"),
+    "supervisor-revoked": N_("supervisor-revoked"), "supervisor-lifted": N_("supervisor-lifted"),
+    "owner-lifted": N_("owner-lifted"), "signature-reissued": N_("signature-reissued"),
+    "issuance-refused": N_("issuance-refused"), "lost": N_("lost"), "stolen": N_("stolen"), "sold": N_("sold"),
+    "other": N_("other"), "registered": N_("registered"), "certificates-issued": N_("certificates-issued"),
+    "password-reset": N_("password-reset"),
+    # who acted
+    "owner": N_("owner"), "system": N_("system"), "operator": N_("operator"), "supervisor": N_("supervisor"),
+}
+
+
+def word(value: str | None) -> str:
+    """A state, status, kind, reason or actor of the service in the owner's language ("-" for none)."""
+    if not value:
+        return "-"
+    known = WORDS.get(value)
+    return _(known) if known is not None else value
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+
+def _pad(text: str, width: int) -> str:
+    """``text`` padded to ``width`` terminal columns (a kanji takes two)."""
+    return text + " " * max(0, width - _width(text))
+
+
+def _field(label: str, value: str, margin: int = 16) -> None:
+    """One line of a record: the label (marked with N_) in a margin of ``margin`` columns."""
+    typer.echo(f"{_pad(_(label), margin - 1)} {value}")
+
+
 # -- registration and status ---------------------------------------------------------------------
 
 @command()
 def register(
     ctx: typer.Context,
     card: Path = typer.Option(..., "--card", help="The My Number card file (jpki-ca card issue)."),
-    model: str = typer.Option(flows.DEFAULT_DEVICE_MODEL, "--model", help="Device model told to the service."),
+    model: str = typer.Option(DEFAULT_DEVICE_MODEL, "--model", help="Device model told to the service."),
     key_algorithm: str = typer.Option("rsa2048", "--key-algorithm", help="rsa2048 (default) or p256."),
 ) -> None:
     """Copy the card's certificates onto this phone. Secrets: JPKI_CARD_PASSWORD, JPKI_SIGN_PASSWORD, JPKI_AUTH_PIN."""
+    from app_client import flows
+    from app_client.card_reader import CardReader
+
     if key_algorithm not in ("rsa2048", "p256"):
-        fail(f"--key-algorithm {key_algorithm!r}: use rsa2048 or p256")
+        fail(_("--key-algorithm {value!r}: use rsa2048 or p256").format(value=key_algorithm))
     reader = CardReader(card)
     card_password = secret(CARD_PASSWORD)
-    new_password = secret(SIGN_PASSWORD, new=True, rule=normalise_signature_password)
-    new_pin = secret(AUTH_PIN, new=True, rule=check_pin)
+    new_password = secret(SIGN_PASSWORD, new=True)
+    new_pin = secret(AUTH_PIN, new=True)
     registration = flows.register(_options(ctx).phone(), reader, card_password, new_password, new_pin, model,
                                   key_algorithm)
-    typer.echo(f"registered this phone: registration {registration.registration_id} ({registration.state})")
+    typer.echo(_("registered this phone: registration {id} ({state})").format(
+        id=registration.registration_id, state=word(registration.state)))
     if registration.case_reference:
-        typer.echo(f"case reference: {registration.case_reference} (give it when you call the My Number line)")
+        typer.echo(_("case reference: {reference} (give it when you call the My Number line)").format(
+            reference=registration.case_reference))
     _print_certificates(registration)
     if registration.superseded:
-        typer.echo(f"  superseded (revoked, their phones delete their copy when next online): "
-                   f"{', '.join(registration.superseded)}")
+        typer.echo(_("  superseded (revoked, their phones delete their copy when next online): {ids}").format(
+            ids=", ".join(registration.superseded)))
     if registration.suspension_code:
-        typer.echo(f"Write down your suspension code: {registration.suspension_code} — the call centre asks "
-                   "for it if your phone is lost")
+        typer.echo(_("Write down your suspension code: {code} — the call centre asks for it if your phone is "
+                     "lost").format(code=registration.suspension_code))
     if registration.state == "pending":
-        typer.echo("the CA has not issued the certificates yet; `jpki-app status` fetches them when it has")
+        typer.echo(_("the CA has not issued the certificates yet; `jpki-app status` fetches them when it has"))
 
 
 @command()
@@ -167,6 +265,8 @@ def status(ctx: typer.Context,
     A registration that ended on this phone (revoke, found revoked or expired, stale) is still shown,
     with whether the CA has its end (ca sync), until `jpki-app forget`.
     """
+    from app_client import flows
+
     report = flows.status(_options(ctx).phone())
     ended = report.ended
     if as_json:
@@ -186,98 +286,107 @@ def status(ctx: typer.Context,
         _print_last_known(ended, report.check_error)
         return
     if report.registration is None:
-        typer.echo("this phone holds no JPKI certificates")
+        typer.echo(_("this phone holds no JPKI certificates"))
         return
     registration = report.registration
-    typer.echo(f"registration    {registration.registration_id}")
-    typer.echo(f"case reference  {registration.case_reference or '-'} (give it when you call the My Number line)")
+    _field(N_("registration"), registration.registration_id)
+    _field(N_("case reference"), _("{reference} (give it when you call the My Number line)").format(
+        reference=registration.case_reference or "-"))
     if ended is None:
-        code = report.suspension_code or "- (not kept on this phone: use the one you wrote down)"
-        typer.echo(f"suspension code {code}")
-        typer.echo(f"state           {registration.state}")
+        code = report.suspension_code or _("- (not kept on this phone: use the one you wrote down)")
+        _field(N_("suspension code"), code)
+        _field(N_("state"), word(registration.state))
     else:
-        typer.echo(f"state           {registration.state} ({_how_it_ended(ended)})")
-    typer.echo(f"reason          {registration.reason or '-'}")
+        _field(N_("state"), f"{word(registration.state)} ({_how_it_ended(ended)})")
+    _field(N_("reason"), word(registration.reason))
     if registration.last_change:
         change = registration.last_change
-        typer.echo(f"last change     {change.event} by {change.actor}, {_when(change.at)}")
+        _field(N_("last change"), _("{event} by {actor}, {when}").format(
+            event=word(change.event), actor=word(change.actor), when=_when(change.at)))
     pending = registration.document.get("pending_ca_operations")
-    typer.echo(f"ca sync         {_ca_sync(registration.ca_sync, pending if isinstance(pending, int) else None)}"
-               + (f" ({registration.ca_sync_reason})" if registration.ca_sync_reason else ""))
+    _field(N_("ca sync"), _ca_sync(registration.ca_sync, pending if isinstance(pending, int) else None)
+           + (f" ({registration.ca_sync_reason})" if registration.ca_sync_reason else ""))
     _print_certificates(registration, None if ended else report.in_secure_element)
     if report.copy_deleted:
-        typer.echo(f"the registration is {registration.state}: its copy in this phone's secure element was deleted")
+        typer.echo(_("the registration is {state}: its copy in this phone's secure element was deleted").format(
+            state=word(registration.state)))
     if ended is not None:
         _say_whether_the_ca_has_the_end(registration.ca_sync)
         return
     for kind in report.stored:
-        typer.echo(f"the {kind} certificate was written into the secure element")
+        typer.echo(_("the {kind} certificate was written into the secure element").format(kind=_kind(kind)))
     if registration.state == "suspended":
-        typer.echo(f"SUSPENDED by the call centre (reason: {registration.reason or '-'}) on "
-                   f"{_when(_changed_at(registration, 'suspended'))}. Lift it with: {LIFT_COMMAND}")
+        typer.echo(_("SUSPENDED by the call centre (reason: {reason}) on {when}. Lift it with: {command}").format(
+            reason=word(registration.reason), when=_when(_changed_at(registration, "suspended")),
+            command=LIFT_COMMAND))
     elif registration.signature_reissue_needed:
-        lifted_at = _when(_changed_at(registration, "supervisor-lifted"))
-        typer.echo(f"The call centre lifted the suspension on {lifted_at}: the user-authentication "
-                   "certificate is good again, but this phone has no valid signature certificate until you "
-                   f"prove your card and this phone. Reissue it with: {LIFT_COMMAND}")
+        typer.echo(_("The call centre lifted the suspension on {when}: the user-authentication certificate is good "
+                     "again, but this phone has no valid signature certificate until you prove your card and this "
+                     "phone. Reissue it with: {command}").format(
+            when=_when(_changed_at(registration, "supervisor-lifted")), command=LIFT_COMMAND))
 
 
 ENDED_BY = {
-    "owner-revoke": "revoked by you",
-    "found-ended": "found ended by status",
-    "stale-certificate": "certificates found left in the secure element, reported stale",
+    "owner-revoke": N_("revoked by you"),
+    "found-ended": N_("found ended by status"),
+    "stale-certificate": N_("certificates found left in the secure element, reported stale"),
 }
-FORGET_HINT = ("its keys and certificates are deleted from this phone's secure element; `jpki-app status` shows it "
-               "until you remove this record with `jpki-app forget`")
+
+
+def _forget_hint() -> str:
+    return _("its keys and certificates are deleted from this phone's secure element; `jpki-app status` shows it "
+             "until you remove this record with `jpki-app forget`")
 
 
 def _how_it_ended(ended: EndedRegistration) -> str:
-    return f"ended on this phone: {ENDED_BY.get(ended.ended_by, ended.ended_by)}, {_when(ended.ended_at)}"
+    how = ENDED_BY.get(ended.ended_by)
+    return _("ended on this phone: {how}, {when}").format(how=_(how) if how else ended.ended_by,
+                                                           when=_when(ended.ended_at))
 
 
 def _ca_sync(ca_sync: str | None, pending: int | None) -> str:
     """``done``, ``pending, 2 changes waiting``, ``failed``: the service's ca_sync with its waiting count."""
     if ca_sync == "pending" and pending:
-        return f"pending, {pending} change{'s' if pending != 1 else ''} waiting"
-    return ca_sync or "-"
+        return _.plural("pending, {n} change waiting", "pending, {n} changes waiting", pending).format(n=pending)
+    return word(ca_sync)
 
 
 def _say_whether_the_ca_has_the_end(ca_sync: str | None) -> None:
     if ca_sync == "done":
-        typer.echo("the CA has it (ca_sync done): relying parties see its certificates revoked")
+        typer.echo(_("the CA has it (ca_sync done): relying parties see its certificates revoked"))
     elif ca_sync == "pending":
-        typer.echo("the CA does not have it yet (ca_sync pending): the service keeps carrying it; "
-                   "check again with `jpki-app status`")
+        typer.echo(_("the CA does not have it yet (ca_sync pending): the service keeps carrying it; "
+                     "check again with `jpki-app status`"))
     elif ca_sync == "failed":
-        typer.echo("the CA refused a change (ca_sync failed): the service's operators can re-queue it; "
-                   "check again with `jpki-app status`")
-    typer.echo(f"this registration has ended: {FORGET_HINT}")
+        typer.echo(_("the CA refused a change (ca_sync failed): the service's operators can re-queue it; "
+                     "check again with `jpki-app status`"))
+    typer.echo(_("this registration has ended: {hint}").format(hint=_forget_hint()))
 
 
 def _print_last_known(ended: EndedRegistration, why: str | None) -> None:
     """The ended registration as the phone last knew it: the service could not be asked now."""
-    typer.echo(f"registration    {ended.registration_id}")
-    typer.echo(f"state           {ended.state} ({_how_it_ended(ended)})")
-    typer.echo(f"reason          {ended.reason or '-'}")
-    typer.echo(f"ca sync         {_ca_sync(ended.ca_sync, ended.pending_ca_operations)}"
-               + (f" ({ended.ca_sync_reason})" if ended.ca_sync_reason else ""))
+    _field(N_("registration"), ended.registration_id)
+    _field(N_("state"), f"{word(ended.state)} ({_how_it_ended(ended)})")
+    _field(N_("reason"), word(ended.reason))
+    _field(N_("ca sync"), _ca_sync(ended.ca_sync, ended.pending_ca_operations)
+           + (f" ({ended.ca_sync_reason})" if ended.ca_sync_reason else ""))
     for kind, serial in ended.serials.items():
-        typer.echo(f"  {kind:15} serial {serial}")
-    typer.echo(f"could not check with the service now ({why or 'no answer'}): this is what the phone last knew, "
-               f"as the service said on {_when(ended.checked_at)}")
-    typer.echo(f"this registration has ended: {FORGET_HINT}")
+        typer.echo(_("  {kind} serial {serial}").format(kind=_pad(_kind(kind), 15), serial=serial))
+    typer.echo(_("could not check with the service now ({why}): this is what the phone last knew, as the service "
+                 "said on {when}").format(why=why or _("no answer"), when=_when(ended.checked_at)))
+    typer.echo(_("this registration has ended: {hint}").format(hint=_forget_hint()))
 
 
 def _say_where_the_ca_stands(registration: Registration, change: str) -> None:
     """Only the CA's record makes a change count for relying parties: say whether it has it yet."""
     if registration.ca_sync == "pending":
-        typer.echo(f"{change} is recorded by the service and will be carried to the CA; the service keeps trying "
-                   "until the CA has it (ca_sync pending). Check with `jpki-app status`: `ca sync done` means "
-                   "the CA has it")
+        typer.echo(_("{change} is recorded by the service and will be carried to the CA; the service keeps trying "
+                     "until the CA has it (ca_sync pending). Check with `jpki-app status`: `ca sync done` means "
+                     "the CA has it").format(change=_capitalised(change)))
     elif registration.ca_sync == "failed":
-        typer.echo(f"{change} is recorded by the service, but the CA refused it (ca_sync failed: "
-                   f"{registration.ca_sync_reason or 'no reason given'}). The service's operators can re-queue "
-                   "it; check with `jpki-app status`")
+        typer.echo(_("{change} is recorded by the service, but the CA refused it (ca_sync failed: {reason}). The "
+                     "service's operators can re-queue it; check with `jpki-app status`").format(
+            change=_capitalised(change), reason=registration.ca_sync_reason or _("no reason given")))
 
 
 def _changed_at(registration: Registration, event: str) -> str:
@@ -289,14 +398,16 @@ def _changed_at(registration: Registration, event: str) -> str:
 
 
 def _when(iso: str) -> str:
-    """An ISO 8601 time as the owner reads it, in UTC to the minute (as given, if it does not parse)."""
-    try:
-        moment = dt.datetime.fromisoformat(iso)
-    except ValueError:
-        return iso or "an unknown date"
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    """An ISO 8601 time as the owner reads it: Japan time to the minute, the zone named."""
+    if not iso:
+        return _("an unknown date")
+    return japan_time(iso, _.language, seconds=False)
+
+
+def _kind(kind: str) -> str:
+    """A certificate kind as the owner reads it: in English the service's own word (signature,
+    authentication); in Japanese the certificate's name (署名用電子証明書...)."""
+    return word(kind)
 
 
 def _print_certificates(registration: Registration, in_se: dict[str, str] | None = None) -> None:
@@ -305,8 +416,11 @@ def _print_certificates(registration: Registration, in_se: dict[str, str] | None
             continue
         held = ""
         if in_se is not None:
-            held = "in SE" if certificate.serial and in_se.get(certificate.kind) == certificate.serial else "not in SE"
-        typer.echo(f"  {certificate.kind:15} serial {certificate.serial or '-':34} {certificate.status:8} {held}")
+            held = _("in SE") if certificate.serial and in_se.get(certificate.kind) == certificate.serial \
+                else _("not in SE")
+        typer.echo(_("  {kind} serial {serial} {status} {held}").format(
+            kind=_pad(_kind(certificate.kind), 15), serial=_pad(certificate.serial or "-", 34),
+            status=_pad(word(certificate.status), 8), held=held))
 
 
 # -- owner actions -------------------------------------------------------------------------------
@@ -314,27 +428,33 @@ def _print_certificates(registration: Registration, in_se: dict[str, str] | None
 @command()
 def revoke(ctx: typer.Context) -> None:
     """Revoke both certificates (e.g. before selling the phone). Secret: JPKI_SIGN_PASSWORD."""
+    from app_client import flows
+
     registration = flows.revoke(_options(ctx).phone(), secret(SIGN_PASSWORD))
-    typer.echo(f"revoked: registration {registration.registration_id} is {registration.state}"
-               f" ({registration.reason or 'owner-revoked'}); the certificates were deleted from the secure element")
-    _say_where_the_ca_stands(registration, "the revocation")
-    typer.echo("`jpki-app status` keeps showing this registration (and whether the CA has the revocation) "
-               "until you remove the record with `jpki-app forget`")
+    typer.echo(_("revoked: registration {id} is {state} ({reason}); the certificates were deleted from the "
+                 "secure element").format(id=registration.registration_id, state=word(registration.state),
+                                          reason=word(registration.reason or "owner-revoked")))
+    _say_where_the_ca_stands(registration, _("the revocation"))
+    typer.echo(_("`jpki-app status` keeps showing this registration (and whether the CA has the revocation) "
+                 "until you remove the record with `jpki-app forget`"))
 
 
 @command()
 def forget(ctx: typer.Context) -> None:
     """Remove the record of a registration that ended on this phone (revoked, expired, stale): `status` shows it
     until then. Refused while the phone holds a live registration."""
+    from app_client import flows
+
     ended = flows.forget_ended(_options(ctx).phone())
     if ended is None:
-        typer.echo("this phone keeps no ended registration: nothing to forget")
+        typer.echo(_("this phone keeps no ended registration: nothing to forget"))
         return
-    typer.echo(f"forgot registration {ended.registration_id} ({ended.state}, {ended.reason or '-'}): "
-               "`jpki-app status` no longer shows it")
+    typer.echo(_("forgot registration {id} ({state}, {reason}): `jpki-app status` no longer shows it").format(
+        id=ended.registration_id, state=word(ended.state), reason=word(ended.reason)))
     if ended.ca_sync != "done":
-        typer.echo(f"when last checked ({_when(ended.checked_at)}) the CA did not have all of it yet "
-                   f"(ca_sync {ended.ca_sync or '-'}); the service keeps carrying it all the same")
+        typer.echo(_("when last checked ({when}) the CA did not have all of it yet (ca_sync {ca_sync}); the "
+                     "service keeps carrying it all the same").format(when=_when(ended.checked_at),
+                                                                      ca_sync=ended.ca_sync or "-"))
 
 
 @command("reset-password")
@@ -343,11 +463,14 @@ def reset_password(
     card: Path = typer.Option(..., "--card", help="The card that registered this phone."),
 ) -> None:
     """Set a new phone signature password after a card proof. Secrets: JPKI_CARD_PASSWORD, JPKI_NEW_SIGN_PASSWORD."""
+    from app_client import flows
+    from app_client.card_reader import CardReader
+
     reader = CardReader(card)
     card_password = secret(CARD_PASSWORD)
-    new_password = secret(NEW_SIGN_PASSWORD, new=True, rule=normalise_signature_password)
+    new_password = secret(NEW_SIGN_PASSWORD, new=True)
     flows.reset_password(_options(ctx).phone(), reader, card_password, new_password)
-    typer.echo("the phone signature password is set anew and its lock is cleared")
+    typer.echo(_("the phone signature password is set anew and its lock is cleared"))
 
 
 @command("lift-suspension")
@@ -358,6 +481,9 @@ def lift_suspension(
 ) -> None:
     """The phone is found: lift the call centre's suspension, or reissue the signature certificate after a
     supervisor lifted it. The SE makes a new signature key (same password). Secret: JPKI_CARD_PASSWORD."""
+    from app_client import flows
+    from app_client.card_reader import CardReader
+
     reader = CardReader(card)
     phone = _options(ctx).phone()
     registration = flows.lift_suspension(phone, reader, secret(CARD_PASSWORD))
@@ -367,27 +493,32 @@ def lift_suspension(
                               indent=2, ensure_ascii=False))
         return
     reissued = registration.last_change is not None and registration.last_change.event == "signature-reissued"
-    typer.echo(f"{'reissued the signature certificate' if reissued else 'lifted the suspension'}: "
-               f"registration {registration.registration_id} is {registration.state}")
+    done = _("reissued the signature certificate") if reissued else _("lifted the suspension")
+    typer.echo(_("{done}: registration {id} is {state}").format(done=done, id=registration.registration_id,
+                                                              state=word(registration.state)))
     _print_certificates(registration, in_se)
     replaced = registration.replaced("signature")
-    old = f" (the old one, {replaced[-1].serial}, is {replaced[-1].status})" if replaced else ""
-    reinstated = "" if reissued else "the user-authentication certificate is reinstated (same serial); "
-    typer.echo(f"{reinstated}the signature certificate is new, for a new key made in the secure element, "
-               f"under the same phone signature password{old}")
+    old = _(" (the old one, {serial}, is {status})").format(serial=replaced[-1].serial,
+                                                          status=word(replaced[-1].status)) if replaced else ""
+    reinstated = "" if reissued else _("the user-authentication certificate is reinstated (same serial); ")
+    typer.echo(_("{reinstated}the signature certificate is new, for a new key made in the secure element, under "
+                 "the same phone signature password{old}").format(reinstated=reinstated, old=old))
     signature = registration.current("signature")
     if signature is None or not signature.certificate_pem:
-        typer.echo("the CA has not issued the new signature certificate yet; "
-                   "`jpki-app status` fetches it when it has")
+        typer.echo(_("the CA has not issued the new signature certificate yet; "
+                     "`jpki-app status` fetches it when it has"))
     else:
-        _say_where_the_ca_stands(registration, "the change")
+        _say_where_the_ca_stands(registration, _("the change"))
 
 
 @command()
 def login(ctx: typer.Context) -> None:
     """Log in to the demo relying party with the user-authentication key. Secret: JPKI_AUTH_PIN."""
+    from app_client import flows
+
     answer = flows.login(_options(ctx).phone(), secret(AUTH_PIN))
-    typer.echo(f"logged in: certificate {answer.get('serial')}, OCSP {answer.get('ocsp')}")
+    typer.echo(_("logged in: certificate {serial}, OCSP {ocsp}").format(serial=answer.get("serial"),
+                                                                       ocsp=word(answer.get("ocsp"))))
 
 
 # -- the phone's own life ------------------------------------------------------------------------
@@ -398,43 +529,51 @@ def uninstall(
     offline: bool = typer.Option(False, "--offline", help="Uninstall without network: the service is not told."),
 ) -> None:
     """Uninstall the app. Online: the certificates expire and leave the SE. Offline: they stay, live."""
+    from app_client import flows
+
     report = flows.uninstall(_options(ctx).phone(), offline)
     if offline:
-        typer.echo("uninstalled offline: the service was not told")
+        typer.echo(_("uninstalled offline: the service was not told"))
         if report.registration_id:
-            typer.echo(f"the secure element still holds the live certificates of registration "
-                       f"{report.registration_id}; reinstall the app and open it online to end them")
+            typer.echo(_("the secure element still holds the live certificates of registration {id}; reinstall the "
+                         "app and open it online to end them").format(id=report.registration_id))
         return
     if report.registration is not None:
-        typer.echo(f"registration {report.registration_id} is {report.registration.state}"
-                   f" ({report.registration.reason or '-'})")
-    typer.echo("uninstalled: " + ("the certificates were deleted from the secure element"
-                                  if report.copy_deleted else "the secure element held no certificates"))
+        typer.echo(_("registration {id} is {state} ({reason})").format(
+            id=report.registration_id, state=word(report.registration.state),
+            reason=word(report.registration.reason)))
+    typer.echo(_("uninstalled: the certificates were deleted from the secure element") if report.copy_deleted
+               else _("uninstalled: the secure element held no certificates"))
 
 
 @command("factory-reset")
 def factory_reset(ctx: typer.Context) -> None:
     """Initialise the phone: the app's data is erased, the secure element is not."""
+    from app_client import flows
+
     phone = _options(ctx).phone()
     flows.factory_reset(phone)
-    typer.echo("factory reset: the app's data is erased; the secure element was not touched")
+    typer.echo(_("factory reset: the app's data is erased; the secure element was not touched"))
     if phone.se.registration_id:
-        typer.echo(f"it still holds the certificates of registration {phone.se.registration_id}")
+        typer.echo(_("it still holds the certificates of registration {id}").format(id=phone.se.registration_id))
 
 
 @command()
 def install(ctx: typer.Context) -> None:
     """Install and open the app online: certificates left in the SE are reported stale and deleted."""
+    from app_client import flows
+
     report = flows.install(_options(ctx).phone())
     if report.stale_registration_id:
-        state = report.registration.state if report.registration else "?"
-        typer.echo(f"found the certificates of registration {report.stale_registration_id} left in the secure "
-                   f"element: the service was told (registration {state}) and they were deleted")
-        typer.echo("`jpki-app status` shows that registration (and whether the CA has its end) until you remove "
-                   "the record with `jpki-app forget`")
+        state = word(report.registration.state) if report.registration else "?"
+        typer.echo(_("found the certificates of registration {id} left in the secure element: the service was "
+                     "told (registration {state}) and they were deleted").format(
+            id=report.stale_registration_id, state=state))
+        typer.echo(_("`jpki-app status` shows that registration (and whether the CA has its end) until you remove "
+                     "the record with `jpki-app forget`"))
     elif report.discarded_unbound_keys:
-        typer.echo("deleted keys of an enrolment the service never accepted")
-    typer.echo("installed")
+        typer.echo(_("deleted keys of an enrolment the service never accepted"))
+    typer.echo(_("installed"))
 
 
 # -- documents -----------------------------------------------------------------------------------
@@ -455,14 +594,18 @@ def sign(
 ) -> None:
     ("PAdES-sign a PDF with the phone signature key, timestamped (B-LT). "  # still the docstring; one line in the help
      "Secret: JPKI_SIGN_PASSWORD (asked only to really sign).")
+    from app_client import flows
+    from app_client.pdf import http_timestamper
+
     if no_timestamp and tsa_url:
-        fail("--no-timestamp and --tsa-url (or JPKI_TSA_URL) contradict each other; give one")
+        fail(_("--no-timestamp and --tsa-url (or JPKI_TSA_URL) contradict each other; give one"))
     timestamper = http_timestamper(tsa_url) if tsa_url else None
     signed = flows.sign_pdf(_options(ctx).phone(), source, target, lambda: secret(SIGN_PASSWORD), timestamper,
                             _certificates(tsa_root), timestamp=not no_timestamp)
-    typer.echo(f"signed {signed.target} ({signed.level}) with phone signature certificate {signed.serial}")
+    typer.echo(_("signed {target} ({level}) with phone signature certificate {serial}").format(
+        target=signed.target, level=signed.level, serial=signed.serial))
     if signed.tsa:
-        typer.echo(f"  timestamp from {signed.tsa}")
+        typer.echo(_("  timestamp from {tsa}").format(tsa=signed.tsa))
 
 
 @command()
@@ -480,32 +623,43 @@ def verify(
     trusted signature timestamp: that one is judged at the timestamp, with the revocation
     information embedded when it was signed.
     """
+    from app_client import flows
+
     trusted = _certificates(root)
     verdict = flows.verify_pdf(_options(ctx).phone(), source, trusted[0] if trusted else None, _certificates(tsa_root))
     if not verdict.signatures:
-        typer.echo(f"{source}: no signature")
+        typer.echo(_("{source}: no signature").format(source=source))
     for signature in verdict.signatures:
         typer.echo(f"{signature.field_name}: {signature.summary}")
-        typer.echo(f"  signer       {signature.signer_name or '-'} (certificate {signature.serial})")
-        typer.echo(f"  signed at    {signature.signed_at.isoformat() if signature.signed_at else '-'}"
-                   " (as the signer says)")
+        _field(N_("  signer"), _("{name} (certificate {serial})").format(name=signature.signer_name or "-",
+                                                                         serial=signature.serial), 15)
+        _field(N_("  signed at"), _("{when} (as the signer says)").format(
+            when=_moment(signature.signed_at) if signature.signed_at else "-"), 15)
         if signature.timestamp:
-            trusted_word = "trusted" if signature.timestamp_trusted else "NOT trusted"
-            typer.echo(f"  timestamp    {signature.timestamp.isoformat()} ({trusted_word} TSA)")
-        judged = f"at its timestamp {signature.judged_at.isoformat()}" if signature.judged_at else "now"
-        typer.echo(f"  judged       {judged}")
-        typer.echo(f"  trust root   {signature.trust}")
+            trusted_word = _("trusted") if signature.timestamp_trusted else _("NOT trusted")
+            _field(N_("  timestamp"), _("{when} ({trusted} TSA)").format(when=_moment(signature.timestamp),
+                                                                        trusted=trusted_word), 15)
+        judged = (_("at its timestamp {when}").format(when=_moment(signature.judged_at)) if signature.judged_at
+                  else _("now"))
+        _field(N_("  judged"), judged, 15)
+        _field(N_("  trust root"), signature.trust, 15)
     if not verdict.valid:
         raise typer.Exit(1)
+
+
+def _moment(moment: Any) -> str:
+    return japan_time(moment, _.language)
 
 
 def _certificates(path: Path | None) -> list[x509.Certificate]:
     if path is None:
         return []
+    from app_client.pdf import load_certificate
+
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise AppError(f"cannot read {path}: {exc.strerror}") from None
+        raise AppError(_("cannot read {path}: {reason}").format(path=path, reason=exc.strerror)) from None
     return [load_certificate(data)]
 
 

@@ -29,14 +29,14 @@ from pyhanko.sign.timestamps import TimeStamper
 from app_client import pdf
 from app_client.app_data import AppData, EndedRegistration
 from app_client.card_reader import CardReader
+from app_client.defaults import DEFAULT_DEVICE_MODEL, DEFAULT_SERVICE_URL, DEFAULT_TIMEOUT
 from app_client.errors import AppError, NothingToLift, NotRegistered, StaleCertificates
+from app_client.messages import _
+from app_client.owner_secrets import AUTH_PIN, CARD_PASSWORD, NEW_SIGN_PASSWORD, SIGN_PASSWORD
 from app_client.secure_element import KeySlot, NoKey, SecureElement
 from app_client.service_client import Proof, Registration, ServiceClient, ServiceProblem, ServiceUnreachable
-from jpki_common.card_rules import check_pin, normalise_signature_password
 from jpki_common.owner_proof import Action, authorised_digest
 
-DEFAULT_SERVICE_URL = "http://127.0.0.1:8000"
-DEFAULT_DEVICE_MODEL = "jpki-app simulated phone"
 CERTIFICATE_SLOTS = (KeySlot.SIGNATURE, KeySlot.AUTHENTICATION)
 
 
@@ -49,14 +49,16 @@ class Phone:
     service: ServiceClient
 
 
-def open_phone(home: Path, service_url: str | None = None, http: httpx.Client | None = None) -> Phone:
+def open_phone(home: Path, service_url: str | None = None, http: httpx.Client | None = None,
+               timeout: float = DEFAULT_TIMEOUT, on_slow: Callable[[str], None] | None = None) -> Phone:
     """The phone whose SE and app data live under ``home``.
 
     The service URL is the one given, else the one the app saved at registration, else the default.
+    ``timeout``: seconds to wait for the service; ``on_slow(url)`` is called when a call takes long.
     """
     app_data = AppData(home / "app")
     url = service_url or app_data.load().service_url or DEFAULT_SERVICE_URL
-    return Phone(SecureElement(home / "se"), app_data, ServiceClient(url, http=http))
+    return Phone(SecureElement(home / "se"), app_data, ServiceClient(url, timeout=timeout, http=http, on_slow=on_slow))
 
 
 # -- registration --------------------------------------------------------------------------------
@@ -71,10 +73,11 @@ def register(phone: Phone, card: CardReader, card_password: str, new_password: s
     """
     _refuse_stale(phone)
     if phone.se.registration_id is not None:
-        raise AppError(f"this phone is already registered (registration {phone.se.registration_id}); "
-                       "revoke it before registering again")
-    # The new secrets' rules are checked before anything is spent (a challenge, a card try).
-    new_password, new_pin = normalise_signature_password(new_password), check_pin(new_pin)
+        raise AppError(_("this phone is already registered (registration {id}); revoke it before registering "
+                         "again").format(id=phone.se.registration_id))
+    # The secrets' rules are checked before anything is spent (a challenge, a card try).
+    CARD_PASSWORD.check(card_password)
+    new_password, new_pin = SIGN_PASSWORD.check(new_password), AUTH_PIN.check(new_pin)
     # The keys come first: the card signs them with the challenge, so none can be swapped on the way.
     enrolment = phone.se.enrol(new_password, new_pin, key_algorithm)
     try:
@@ -172,8 +175,8 @@ def forget_ended(phone: Phone) -> EndedRegistration | None:
     """
     held = phone.se.registration_id
     if held is not None:
-        raise AppError(f"this phone holds registration {held}, which has not ended: there is nothing to forget "
-                       "(revoke it first)")
+        raise AppError(_("this phone holds registration {id}, which has not ended: there is nothing to forget "
+                         "(revoke it first)").format(id=held))
     if not phone.app_data.exists():
         return None
     state = phone.app_data.load()
@@ -197,7 +200,8 @@ def revoke(phone: Phone, password: str) -> Registration:
 def reset_password(phone: Phone, card: CardReader, card_password: str, new_password: str) -> None:
     """Forgotten or locked phone signature password: prove the card, then set a new one (DESIGN.md 2.4)."""
     registration_id = _require_registration(phone)
-    new_password = normalise_signature_password(new_password)
+    CARD_PASSWORD.check(card_password)
+    new_password = NEW_SIGN_PASSWORD.check(new_password)
     challenge = phone.service.challenge(Action.RESET_PASSWORD, registration_id)
     proof = Proof(challenge.challenge_id, card.sign_proof(card_password, challenge.message()),
                   card_certificate_pem=card.signature_certificate_pem)
@@ -228,6 +232,7 @@ def lift_suspension(phone: Phone, card: CardReader, card_password: str) -> Regis
     it if a certificate for it turns up (the request did reach the service).
     """
     registration_id = _require_registration(phone)
+    CARD_PASSWORD.check(card_password)
     # Ask first, so a phone with nothing to lift spends neither a challenge nor a card read.
     registration = _read(phone, registration_id)
     if not registration.can_lift:
@@ -254,12 +259,15 @@ def lift_suspension(phone: Phone, card: CardReader, card_password: str) -> Regis
 
 
 def _nothing_to_lift(registration: Registration) -> str:
-    where = f"registration {registration.registration_id} is {registration.state}"
+    values = {"id": registration.registration_id, "state": registration.state, "reason": registration.reason or "-"}
     if registration.is_final:
-        return f"{where} ({registration.reason or '-'}): there is nothing to lift; status deletes its copy"
+        return _("registration {id} is {state} ({reason}): there is nothing to lift; status deletes its "
+                 "copy").format(**values)
     if registration.state == "pending":
-        return f"{where}: its certificates are not issued yet, there is nothing to lift"
-    return f"{where}, not suspended, and its signature certificate needs no reissue: there is nothing to lift"
+        return _("registration {id} is {state}: its certificates are not issued yet, there is nothing to "
+                 "lift").format(**values)
+    return _("registration {id} is {state}, not suspended, and its signature certificate needs no reissue: there is "
+             "nothing to lift").format(**values)
 
 
 def login(phone: Phone, pin: str) -> dict[str, Any]:
@@ -378,24 +386,25 @@ def _require_registration(phone: Phone) -> str:
     _refuse_stale(phone)
     registration_id = phone.se.registration_id
     if registration_id is None:
-        raise NotRegistered("this phone holds no JPKI certificates: register it first (register --card FILE)")
+        raise NotRegistered(_("this phone holds no JPKI certificates: register it first (jpki-app register --card "
+                              "FILE)"))
     return registration_id
 
 
 def _refuse_stale(phone: Phone) -> None:
     held = phone.se.registration_id
     if held is not None and held != phone.app_data.load().registration_id:
-        raise StaleCertificates(
-            f"the secure element holds the certificates of registration {held} from an earlier installation "
-            "of the app; open the app online (install) to have them revoked and deleted"
-        )
+        raise StaleCertificates(_(
+            "the secure element holds the certificates of registration {id} from an earlier installation of the app; "
+            "open the app online (jpki-app install) to have them revoked and deleted").format(id=held))
 
 
 def _certificate(phone: Phone, slot: KeySlot) -> str:
     _require_registration(phone)
     certificate_pem = phone.se.certificate_pem(slot)
     if certificate_pem is None:
-        raise NotRegistered(f"the phone {slot.value} certificate has not been issued yet; check with status")
+        raise NotRegistered(_("the phone {kind} certificate has not been issued yet; check with jpki-app "
+                              "status").format(kind=slot.value))
     return certificate_pem
 
 

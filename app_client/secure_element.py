@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,9 +47,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from app_client import storage
 from app_client.errors import AppError
+from app_client.messages import N_, _
+from app_client.owner_secrets import AUTH_PIN, SIGN_PASSWORD, OwnerSecret
 from app_client.retry_counter import spend_try
 from jpki_common import keys, reset_authorisation
-from jpki_common.card_rules import PIN_TRIES, SIGNATURE_PASSWORD_TRIES, check_pin, normalise_signature_password
+from jpki_common.card_rules import PIN_TRIES, SIGNATURE_PASSWORD_TRIES
 from jpki_common.owner_proof import sign_message
 
 SE_FORMAT = "jpki-app-se/1"
@@ -75,19 +77,28 @@ class KeySlot(str, enum.Enum):
 
 @dataclass(frozen=True)
 class _Guard:
-    """How a slot's secret is checked: its rule, its tries, and what to tell a locked-out owner."""
+    """How a slot's secret is checked: its name and rule, its tries, and what to tell a locked-out owner."""
 
-    what: str
+    secret: OwnerSecret
     max_tries: int
-    normalise: Callable[[str], str]
-    remedy: str
+    remedy_message: str  # marked with N_, translated when shown
+
+    @property
+    def what(self) -> str:
+        return self.secret.name
+
+    @property
+    def remedy(self) -> str:
+        return _(self.remedy_message)
+
+    def normalise(self, value: str) -> str:
+        return self.secret.check(value)
 
 
 _GUARDS: dict[KeySlot, _Guard] = {
-    KeySlot.SIGNATURE: _Guard("phone signature password", SIGNATURE_PASSWORD_TRIES, normalise_signature_password,
-                              "initialise it with your My Number card (reset-password)"),
-    KeySlot.AUTHENTICATION: _Guard("phone user-authentication PIN", PIN_TRIES, check_pin,
-                                   "revoke the certificates and register this phone again"),
+    KeySlot.SIGNATURE: _Guard(SIGN_PASSWORD, SIGNATURE_PASSWORD_TRIES,
+                              N_("initialise it with your My Number card (jpki-app reset-password)")),
+    KeySlot.AUTHENTICATION: _Guard(AUTH_PIN, PIN_TRIES, N_("revoke the certificates and register this phone again")),
 }
 
 

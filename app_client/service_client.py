@@ -6,24 +6,58 @@ title and detail, so the CLI can print exactly what the service said.
 """
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from app_client.defaults import DEFAULT_TIMEOUT, SLOW_AFTER
 from app_client.errors import AppError
+from app_client.messages import N_, _
 from jpki_common.owner_proof import NOTHING_AUTHORISED, Action, proof_message
 
 FINAL_STATES = ("revoked", "expired")
 
 
+# What each refusal of the service means to the owner, and what to do (by the problem type's last part).
+PLAIN_REFUSALS = {
+    "proof-rejected": N_("the service did not accept the proof from your card and phone: use the My Number card "
+                         "that registered this phone, or call the My Number line"),
+    "challenge-expired": N_("the request took too long and its one-time code expired: try again"),
+    "challenge-used": N_("the request's one-time code was used already: try again"),
+    "challenge-unknown": N_("the service does not know the request's one-time code (it expired, or the service "
+                            "was changed): try again"),
+    "challenge-mismatch": N_("the one-time code was made for another request: try again"),
+    "registration-unknown": N_("the service does not know this phone's registration: check the service address "
+                               "(--service), or register again"),
+    "owner-token-missing": N_("the service asks for this phone's owner token, which the phone does not hold: "
+                              "register again"),
+    "state-conflict": N_("not possible in the registration's present state"),
+    "invalid-request": N_("the service found the request invalid"),
+    "too-many-attempts": N_("too many attempts: wait a while, then try again"),
+    "ca-unreachable": N_("the certification authority does not answer at the moment: try again later"),
+    "status-unverified": N_("the certificate's status could not be checked at the moment: try again later"),
+    "store-unusable": N_("the service cannot use its records at the moment: try again later"),
+}
+
+
 class ServiceProblem(AppError):
-    """The service refused a request (RFC 9457 problem document)."""
+    """The service refused a request (RFC 9457 problem document): said in plain words, with the
+    service's own detail after it."""
 
     def __init__(self, status: int, title: str, detail: str, type_: str = "about:blank",
                  field: str | None = None) -> None:
-        super().__init__(f"{title} ({status}): {detail}" if detail else f"{title} ({status})")
         self.status, self.title, self.detail, self.type, self.field = status, title, detail, type_, field
+        plain = PLAIN_REFUSALS.get(self.slug)
+        if plain is not None:
+            message = _(plain)
+        else:
+            message = _("the service refused: {title}").format(title=title)
+        if detail:
+            message = _("{message} (the service said: {detail})").format(message=message, detail=detail)
+        super().__init__(message)
 
     @property
     def slug(self) -> str:
@@ -132,7 +166,8 @@ class Registration:
                 document=document,
             )
         except (KeyError, TypeError) as exc:
-            raise AppError(f"the service answered a registration document without {exc}") from None
+            raise AppError(_("the service answered a registration document without {field}").format(
+                field=exc)) from None
 
     @property
     def is_final(self) -> bool:
@@ -155,9 +190,13 @@ class Registration:
 class ServiceClient:
     """One lifecycle service. ``http`` lets a caller hand in its own client (e.g. a TestClient)."""
 
-    def __init__(self, base_url: str, timeout: float = 30.0, http: httpx.Client | None = None) -> None:
+    def __init__(self, base_url: str, timeout: float = DEFAULT_TIMEOUT, http: httpx.Client | None = None,
+                 on_slow: Callable[[str], None] | None = None, slow_after: float = SLOW_AFTER) -> None:
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
         self._http = http or httpx.Client(base_url=self.base_url, timeout=timeout)
+        # Told once per call that takes longer than ``slow_after`` seconds (the CLI says it still waits).
+        self._on_slow, self._slow_after = on_slow, slow_after
 
     def close(self) -> None:
         self._http.close()
@@ -223,7 +262,7 @@ class ServiceClient:
         answer = self._call("GET", "/api/v1/service-keys/statement")
         pem = answer.get("public_key_pem")
         if not isinstance(pem, str):
-            raise AppError("the service published no statement key")
+            raise AppError(_("the service published no statement key"))
         return pem
 
     # -- demo relying party ---------------------------------------------------------------------
@@ -245,19 +284,33 @@ class ServiceClient:
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
               owner_token: str | None = None) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {owner_token}"} if owner_token else None
+        slow = None
+        if self._on_slow is not None:
+            slow = threading.Timer(self._slow_after, self._on_slow, (self.base_url,))
+            slow.daemon = True
+            slow.start()
         try:
             response = self._http.request(method, path, json=body, headers=headers)
+        except httpx.TimeoutException:
+            raise ServiceUnreachable(
+                _("the lifecycle service at {url} did not answer within {seconds:g} s: check that it is running, "
+                  "or allow longer with --timeout").format(url=self.base_url, seconds=self.timeout)) from None
         except httpx.HTTPError as exc:
             raise ServiceUnreachable(
-                f"cannot reach the lifecycle service at {self.base_url}: {exc.__class__.__name__}: {exc}"
-            ) from None
+                _("cannot reach the lifecycle service at {url}: check the address (--service, JPKI_SERVICE_URL) "
+                  "and that the service is running ({reason})").format(
+                    url=self.base_url, reason=f"{exc.__class__.__name__}: {exc}")) from None
+        finally:
+            if slow is not None:
+                slow.cancel()
         if response.is_success:
             try:
                 answer = response.json()
             except ValueError:
                 answer = None
             if not isinstance(answer, dict):
-                raise AppError(f"{method} {path}: the service answered {response.status_code} without a JSON object")
+                raise AppError(_("the service answered {method} {path} with {status} but no JSON object").format(
+                    method=method, path=path, status=response.status_code))
             return answer
         raise problem_from(response)
 

@@ -57,7 +57,8 @@ def test_a_missing_card_file_is_one_line(run, tmp_path):
 def test_secrets_from_the_environment_are_checked_and_never_echoed(run, card_file):
     result = run("register", "--card", str(card_file), JPKI_CARD_PASSWORD=CARD_PASSWORD,
                  JPKI_SIGN_PASSWORD="weakpw", JPKI_AUTH_PIN=PHONE_PIN)
-    assert_one_line_error(result, "the signature password must contain both letters and digits")
+    # The refusal names the secret that breaks its rule, and states the rule.
+    assert_one_line_error(result, "the phone signature password must be 6-16 characters", "at least one of each")
     assert "weakpw" not in result.output and "WEAKPW" not in result.output and CARD_PASSWORD not in result.output
 
     # Good secrets: the service is the next step, and it is not there.
@@ -71,12 +72,15 @@ def test_prompted_secrets_are_hidden_confirmed_and_asked_again_when_wrong(run, c
              "123", PHONE_PIN, PHONE_PIN]
     result = run("register", "--card", str(card_file), input="\n".join(typed) + "\n")
 
-    assert "Card signature password:" in result.stdout
+    # Each prompt states the secret's rule (jpki_common/card_rules.py).
+    assert "Card signature password (6-16 characters, letters A-Z and digits 0-9, at least one of each" in result.stdout
+    assert "Phone user-authentication PIN (exactly 4 digits):" in result.stdout
     assert "Repeat for confirmation:" in result.stdout
     hints, final = result.stderr.splitlines()[:-1], result.stderr.splitlines()[-1]
-    assert hints == ["the signature password must contain both letters and digits; try again",
+    assert hints == ["the phone signature password must be 6-16 characters, letters A-Z and digits 0-9, at least one "
+                     "of each; lower case counts as upper case; try again",
                      "the two entries do not match; try again",
-                     "the PIN must be exactly 4 digits; try again"]
+                     "the phone user-authentication PIN must be exactly 4 digits; try again"]
     assert result.exit_code == 1 and final.startswith("error: cannot reach the lifecycle service")
     # The service URL's random port may contain any digits (a PIN too): mask it before looking.
     output = re.sub(r"http://127\.0\.0\.1:\d+", "<service>", result.output)
@@ -93,7 +97,7 @@ def test_left_certificates_after_a_factory_reset(run, se, tmp_path):
     assert result.exit_code == 0
     assert f"it still holds the certificates of registration {REGISTRATION}" in result.stdout
 
-    assert_one_line_error(run("status"), "from an earlier installation of the app", "(install)")
+    assert_one_line_error(run("status"), "from an earlier installation of the app", "(jpki-app install)")
     assert_one_line_error(run("revoke", JPKI_SIGN_PASSWORD=PHONE_PASSWORD), "from an earlier installation")
     assert_one_line_error(run("install"), "cannot reach the lifecycle service")
     assert SecureElement(se.folder).registration_id == REGISTRATION
@@ -131,7 +135,7 @@ def test_status_of_an_ended_registration_when_the_service_cannot_be_asked(run, t
     assert text.exit_code == 0, text.output
     assert text.stdout.splitlines() == [
         f"registration    {REGISTRATION}",
-        "state           revoked (ended on this phone: revoked by you, 2026-12-01 10:00 UTC)",
+        "state           revoked (ended on this phone: revoked by you, 2026-12-01 19:00 JST)",
         "reason          owner-revoked",
         "ca sync         pending, 2 changes waiting",
         "  signature       serial 5fcc",
@@ -142,7 +146,7 @@ def test_status_of_an_ended_registration_when_the_service_cannot_be_asked(run, t
     ]
     assert re.fullmatch(r"could not check with the service now \(cannot reach the lifecycle service at "
                         r"http://127\.0\.0\.1:\d+: .*\): this is what the phone last knew, as the service said on "
-                        r"2026-12-01 10:00 UTC", text.stdout.splitlines()[6])
+                        r"2026-12-01 19:00 JST", text.stdout.splitlines()[6])
     document = run("status", "--json")
     assert document.stdout.startswith('{\n  "registration": null')
     shown = json.loads(document.stdout)

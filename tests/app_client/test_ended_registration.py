@@ -93,7 +93,7 @@ def test_status_after_revoke_shows_the_revoked_registration_until_forget_then_re
     # The CA was up: the revocation reached it at once.
     text = _ok(jpki_app("status"))
     assert f"registration    {registration_id}\n" in text
-    assert re.search(r"state           revoked \(ended on this phone: revoked by you, [0-9-]+ [0-9:]+ UTC\)", text)
+    assert re.search(r"state           revoked \(ended on this phone: revoked by you, [0-9-]+ [0-9:]+ JST\)", text)
     assert "reason          owner-revoked" in text and "ca sync         done" in text
     for kind, serial in serials.items():
         assert re.search(rf"{kind}\s+serial {serial}\s+revoked", text), text
@@ -169,7 +169,7 @@ def test_a_revocation_the_ca_does_not_have_yet_is_pending_then_done(jpki_app, ca
         assert f"registration    {registration_id}" in text and "reason          owner-revoked" in text
         assert re.search(r"ca sync         pending, \d+ changes? waiting", text)
         assert re.search(r"could not check with the service now \(cannot reach the lifecycle service at "
-                         r".*\): this is what the phone last knew, as the service said on [0-9-]+ [0-9:]+ UTC", text)
+                         r".*\): this is what the phone last knew, as the service said on [0-9-]+ [0-9:]+ JST", text)
         offline = _status(jpki_app, service=nowhere)
         assert offline["registration"] is None and offline["checked"] is False
         assert "cannot reach the lifecycle service" in offline["check_error"]
@@ -200,7 +200,7 @@ def test_forget_tells_when_the_ca_had_not_confirmed_it(jpki_app, card, ca_server
         forgotten = _ok(jpki_app("forget"))
     finally:
         ca_server.start()
-    assert re.search(r"when last checked \([0-9-]+ [0-9:]+ UTC\) the CA did not have all of it yet "
+    assert re.search(r"when last checked \([0-9-]+ [0-9:]+ JST\) the CA did not have all of it yet "
                      r"\(ca_sync pending\); the service keeps carrying it all the same", forgotten), forgotten
     assert _status(jpki_app)["ended"] is None
 

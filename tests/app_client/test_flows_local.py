@@ -105,9 +105,9 @@ def test_register_checks_the_new_secrets_before_spending_a_challenge_or_a_card_t
                                                                                   offline_url):
     phone = flows.open_phone(tmp_path / "phone", offline_url)
     card = CardReader(card_file)
-    with pytest.raises(SecretRuleViolation, match="both letters and digits"):
+    with pytest.raises(SecretRuleViolation, match="phone signature password must be 6-16 .*at least one of each"):
         flows.register(phone, card, CARD_PASSWORD, "onlyletters", PHONE_PIN)
-    with pytest.raises(SecretRuleViolation, match="4 digits"):
+    with pytest.raises(SecretRuleViolation, match="phone user-authentication PIN must be exactly 4 digits"):
         flows.register(phone, card, CARD_PASSWORD, PHONE_PASSWORD, "12345")
     # Offline, with good secrets, it stops at the challenge: the card is not read, no key is made.
     with pytest.raises(ServiceUnreachable):

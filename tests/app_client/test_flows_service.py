@@ -359,7 +359,7 @@ def test_after_a_supervisors_lift_the_cli_reissues_the_signature_certificate(car
     _suspend(call_centre, case_reference, reason="stolen")
     status = run("status")
     assert f"suspension code {code}" in status.stdout
-    assert re.search(r"SUSPENDED by the call centre \(reason: stolen\) on [0-9-]+ [0-9:]+ UTC\. "
+    assert re.search(r"SUSPENDED by the call centre \(reason: stolen\) on [0-9-]+ [0-9:]+ JST\. "
                      r"Lift it with: jpki-app lift-suspension --card FILE", status.stdout), status.stdout
 
     callcentre.lift_suspension(call_centre, _staff(Role.SUPERVISOR), case_reference,

@@ -15,13 +15,15 @@ def test_a_problem_document_keeps_status_title_detail_type_and_field():
 
     problem = problem_from(response)
 
-    assert str(problem) == "Challenge already used (409): challenge 9d1c was spent at 21:02"
+    # Said in plain words, what to do included, with the service's own detail after it (no HTTP jargon).
+    assert str(problem) == ("the request's one-time code was used already: try again "
+                            "(the service said: challenge 9d1c was spent at 21:02)")
     assert (problem.status, problem.slug, problem.field) == (409, "challenge-used", "proof.challenge_id")
 
 
 def test_an_answer_that_is_no_problem_document_still_reads_clearly():
     bare = problem_from(httpx.Response(502, text="<html><body>Bad   gateway\n</body></html>"))
-    assert str(bare) == "Bad Gateway (502): <html><body>Bad gateway </body></html>"
+    assert str(bare) == "the service refused: Bad Gateway (the service said: <html><body>Bad gateway </body></html>)"
     listed = problem_from(httpx.Response(422, json={"detail": [{"loc": ["body"], "msg": "field required"}]}))
     assert listed.status == 422 and "field required" in listed.detail
 
