@@ -27,6 +27,8 @@ from ca_mock.settings import CASettings
 from jpki_common.store import Store
 from tests.helpers import reused_ca_keys, start_handing_out_keys_again
 
+# The programs speak Japanese by default (issue 14); the tests read their English unless they ask for Japanese.
+os.environ.setdefault("JPKI_LANG", "en")
 POSTGRES_URL = os.environ.get("JPKI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 

@@ -62,7 +62,9 @@ class Newcomer:
         self.port = _free_port_pair()
         self.service_url = f"http://127.0.0.1:{self.port}"
         self.ca_url = f"http://127.0.0.1:{self.port + 100}"
-        self.env = {key: value for key, value in os.environ.items() if not key.startswith("JPKI_")}
+        # JPKI_LANG is kept: the docs show the programs' English (tests/conftest.py sets it).
+        self.env = {key: value for key, value in os.environ.items()
+                    if not key.startswith("JPKI_") or key == "JPKI_LANG"}
         self.env.update(PATH=f"{folder / '.venv' / 'bin'}:{os.environ['PATH']}", HOME=str(folder),
                         JPKI_SERVICE_URL=self.service_url, JPKI_OPERATOR_SERVICE=self.service_url,
                         PORT=str(self.port), **environment)

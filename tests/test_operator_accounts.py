@@ -134,7 +134,7 @@ def _operator_cli(service, home: Path, *args: str, **env: str) -> subprocess.Com
     script = Path(sys.executable).parent / "jpki-operator"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "jpki_service.operators.client_cli"]
     environment = {**{k: v for k, v in os.environ.items() if not k.startswith("JPKI_")},
-                   "HOME": str(home), "NO_COLOR": "1", "JPKI_OPERATOR_SERVICE": service.url,
+                   "HOME": str(home), "NO_COLOR": "1", "JPKI_LANG": "en", "JPKI_OPERATOR_SERVICE": service.url,
                    "JPKI_OPERATOR_SESSION": str(home / "session.json"), **env}
     return subprocess.run([*command, *args], env=environment, capture_output=True, text=True, timeout=120,
                           start_new_session=True)

@@ -23,6 +23,7 @@ from jpki_service.adapters.db import Store
 from jpki_service.operators.roles import Role
 from jpki_service.operators.service import add_operator
 from tests.conftest import free_port
+from tests.japanese_output import untranslated
 from tests.service_helpers import PhoneForTests, make_card, register
 from tests.test_service_flows import ocsp_status, wait_for
 
@@ -61,7 +62,7 @@ class Operator:
 
     def run(self, *args: str, password: str | None = None, input: str | None = None,
             **extra_env: str) -> subprocess.CompletedProcess:
-        env = {**_clean_env(), "NO_COLOR": "1", "COLUMNS": "250", "HOME": str(self.home),
+        env = {**_clean_env(), "NO_COLOR": "1", "COLUMNS": "250", "HOME": str(self.home), "JPKI_LANG": "en",
                "JPKI_OPERATOR_SERVICE": self.service_url, "JPKI_OPERATOR_SESSION": str(self.session_file),
                "JPKI_OPERATOR_USER": self.username,
                "JPKI_OPERATOR_PASSWORD": password if password is not None else PASSWORDS[self.username],
@@ -161,6 +162,12 @@ def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
                message="birth is not a real date: 平成 ended in its year 31")
     by_code = op.json("find", "--code", registered.json()["suspension_code"].lower())
     assert [r["case_reference"] for r in by_code["results"]] == [rid]
+    # In Japanese, the default (here by --lang, and by JPKI_LANG): the service's words, Japan time.
+    for japanese in (op.ok("--lang", "ja", "find", "--code", registered.json()["suspension_code"]).stdout,
+                     op.ok("find", "--code", registered.json()["suspension_code"], JPKI_LANG="ja").stdout):
+        header, row = japanese.splitlines()
+        assert header.split() == ["受付番号", "氏名", "登録日時", "機種", "状態", "理由"]
+        assert rid in row and "有効" in row and "日本時間" in row and untranslated(japanese) == []
 
     # Suspend, for the owner's spouse: both certificates held, at the CA too.
     suspended = op.json("suspend", rid, "--reason", "lost", "--caller", "proxy", "--relationship", "spouse",
@@ -196,6 +203,11 @@ def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
     assert ocsp_status(ca_server.url, pems["signature"]) == "revoked:superseded"
 
     # History: each change with the operator who made it.
+    japanese = op.ok("--lang", "ja", "history", rid).stdout
+    assert f"登録 {rid}: 有効" in japanese and "署名用電子証明書" in japanese and "一時利用停止中" in japanese
+    # The notes are what the operators typed (here in English): values, as the case references are.
+    assert "管理者による一時利用停止の解除" in japanese
+    assert untranslated(japanese.replace("found at home", "")) == [], japanese
     history = op.ok("history", rid).stdout
     assert "suspended" in history and "operator:op.sato" in history and "supervisor:sv.suzuki" in history
     assert "lost; caller proxy (spouse); ticket CC-2024-0001" in history

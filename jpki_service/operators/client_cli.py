@@ -14,10 +14,13 @@ Every refusal is one line on stderr and a non-zero exit, never a traceback:
 With ``--json`` a command prints the API's JSON document on stdout, and a refusal as one line of
 JSON on stderr: the service's problem document as it came, or one made the same way here
 (``type`` ``urn:jpki-operator:...``) for not signed in, unreachable and unexpected answers.
+
+Messages are in Japanese by default, English with ``--lang en`` or ``JPKI_LANG=en`` (catalogue:
+jpki_service/locale/ja/LC_MESSAGES/operator_cli.po); times are Japan time with the zone named.
+Heavy libraries (httpx, pydantic, cryptography) are imported inside the commands: ``--help`` loads none.
 """
 from __future__ import annotations
 
-import datetime as dt
 import enum
 import functools
 import json
@@ -26,24 +29,24 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-import click
-import httpx
 import typer
 
-from jpki_common.profiles import REVOCATION_REASONS
-from jpki_service.callcentre.schemas import (
-    CalledIn,
-    CallerKind,
-    Channel,
-    LiftRequest,
-    RevokeRequest,
-    SuspendRequest,
-    SuspensionReason,
-)
-from jpki_service.common.problems import InvalidInput
-from jpki_service.holder_data import normalise_case_reference
+from jpki_common.i18n import Messages, choose_language, japan_time
+from jpki_common.revocation_reasons import REVOCATION_REASONS
+from jpki_common.secret_prompt import NoTerminal, ask
+from jpki_service.callcentre.choices import CallerKind, Channel, SuspensionReason
+
+if TYPE_CHECKING:
+    import httpx
+
+_ = Messages(Path(__file__).resolve().parent.parent / "locale", "operator_cli")
+_.use(choose_language(os.environ.get("JPKI_LANG")))  # the --lang option overrides it
+
+
+def N_(message: str) -> str:  # noqa: N802 - gettext's name for "mark only"
+    return message
 
 DEFAULT_SERVICE = "http://127.0.0.1:8000"
 DEFAULT_SESSION_FILE = Path("~/.config/jpki-operator/session.json")
@@ -51,10 +54,11 @@ API = "/api/v1/operator"
 USER_AGENT = "jpki-operator/0.1"
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
-NOT_SIGNED_IN = "not signed in: run jpki-operator login"
+NOT_SIGNED_IN = N_("not signed in: run jpki-operator login")
 
 app = typer.Typer(help="The call centre's command line: find, suspend, lift, revoke, history and audit, "
-                       "over the lifecycle service's operator API.",
+                       "over the lifecycle service's operator API. Messages in Japanese by default; --lang en "
+                       "or JPKI_LANG=en for English.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,13 +85,14 @@ def _local_problem(slug: str, title: str, detail: str, status: int | None = None
 
 
 def not_signed_in(why: str | None = None) -> Failure:
-    message = NOT_SIGNED_IN + (f" ({why})" if why else "")
+    message = _(NOT_SIGNED_IN) + (f" ({why})" if why else "")
     problem = _local_problem("not-signed-in", "Not signed in", why or NOT_SIGNED_IN, 401)
     return Failure(message, EXIT_USAGE, problem)
 
 
 def usage(message: str) -> Failure:
-    return Failure(f"error: {message}", EXIT_USAGE, _local_problem("usage", "Usage error", message))
+    return Failure(_("error: {message}").format(message=message), EXIT_USAGE,
+                   _local_problem("usage", "Usage error", message))
 
 
 def _emit_failure(failure: Failure, as_json: bool) -> NoReturn:
@@ -108,14 +113,17 @@ def command(name: str | None = None) -> Callable[[F], F]:
                 return function(*args, **kwargs)
             except Failure as failure:
                 _emit_failure(failure, as_json)
-            except (typer.Exit, typer.Abort, click.ClickException):
+            except NoTerminal as exc:
+                _emit_failure(usage(_("no terminal: set {variable}").format(variable=exc.variable)), as_json)
+            except (typer.Exit, typer.Abort, typer.TyperException):
                 raise
             except Exception as exc:
                 if os.environ.get("JPKI_OPERATOR_DEBUG"):
                     raise
                 # The type only: an exception's text could hold a header or a body.
                 problem = _local_problem("internal", "Unexpected error", type(exc).__name__)
-                unexpected = Failure(f"error: unexpected {type(exc).__name__}", EXIT_REFUSED, problem)
+                unexpected = Failure(_("error: unexpected {kind}").format(kind=type(exc).__name__), EXIT_REFUSED,
+                                     problem)
                 _emit_failure(unexpected, as_json)
 
         app.command(name)(run)
@@ -129,6 +137,11 @@ class Options:
     service: str | None  # given by --service or JPKI_SERVICE_URL; None: the session's, else the default
     session_file: Path
     timeout: float
+
+
+class Language(str, enum.Enum):
+    JA = "ja"
+    EN = "en"
 
 
 def _options(ctx: typer.Context) -> Options:
@@ -147,7 +160,10 @@ def main_options(
         help="Where login keeps the service URL and the session token (never the password)."),
     timeout: float = typer.Option(30.0, "--timeout", min=1, envvar="JPKI_OPERATOR_TIMEOUT",
                                   help="Seconds to wait for the service."),
+    lang: Language | None = typer.Option(None, "--lang", help="Language of the messages: ja (default) or en; "
+                                         "else JPKI_LANG."),
 ) -> None:
+    _.use(choose_language(lang.value if lang else None, os.environ.get("JPKI_LANG")))
     ctx.obj = Options(service.rstrip("/") if service else None, session_file.expanduser(), timeout)
 
 
@@ -176,10 +192,10 @@ def _read_session(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
-        raise not_signed_in(f"the session file {path} is unreadable") from None
+        raise not_signed_in(_("the session file {path} is unreadable").format(path=path)) from None
     if not isinstance(document, dict) or not isinstance(document.get("token"), str) \
             or not isinstance(document.get("service"), str):
-        raise not_signed_in(f"the session file {path} is not one jpki-operator wrote")
+        raise not_signed_in(_("the session file {path} is not one jpki-operator wrote").format(path=path))
     return document
 
 
@@ -197,13 +213,16 @@ def _session(options: Options) -> Session:
         raise not_signed_in()
     service = document["service"].rstrip("/")
     if options.service and options.service != service:
-        raise not_signed_in(f"the session in {options.session_file} is for {service}, not {options.service}")
+        raise not_signed_in(_("the session in {path} is for {service}, not {other}").format(
+            path=options.session_file, service=service, other=options.service))
     return Session(service, document["token"], document.get("username"), document.get("role"))
 
 
 # -- HTTP ----------------------------------------------------------------------------------------
 def _request(service: str, method: str, path: str, timeout: float, token: str | None = None,
              **kwargs: Any) -> httpx.Response:
+    import httpx
+
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json, application/problem+json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
@@ -211,13 +230,14 @@ def _request(service: str, method: str, path: str, timeout: float, token: str | 
         with httpx.Client(base_url=service, timeout=timeout, headers=headers) as client:
             return client.request(method, path, **kwargs)
     except httpx.UnsupportedProtocol:
-        raise usage(f"--service must be an http:// or https:// URL, not {service!r}") from None
+        raise usage(_("--service must be an http:// or https:// URL, not {url!r}").format(url=service)) from None
     except httpx.InvalidURL:
-        raise usage(f"--service is not a URL: {service!r}") from None
+        raise usage(_("--service is not a URL: {url!r}").format(url=service)) from None
     except httpx.TransportError as exc:
         reason = type(exc).__name__ + (f": {exc}" if str(exc) else "")
         detail = f"cannot reach the service at {service} ({reason})"
-        raise Failure(f"service unreachable: {detail}", EXIT_UNREACHABLE,
+        raise Failure(_("service unreachable: cannot reach the service at {url} ({reason}); check --service or "
+                        "JPKI_SERVICE_URL").format(url=service, reason=reason), EXIT_UNREACHABLE,
                       _local_problem("service-unreachable", "Service unreachable", detail)) from None
 
 
@@ -245,7 +265,8 @@ def _answer(response: httpx.Response, session_file: Path | None = None) -> Any:
         except ValueError:
             problem = _local_problem("unexpected-answer", "Unexpected answer", "the answer is not JSON",
                                      response.status_code)
-            message = f"error: unexpected answer from the service (HTTP {response.status_code}, not JSON)"
+            message = _("error: unexpected answer from the service (HTTP {status}, not JSON)").format(
+                status=response.status_code)
             raise Failure(message, EXIT_REFUSED, problem) from None
     problem = _problem_of(response)
     if response.status_code == 401 and session_file is not None:
@@ -255,7 +276,8 @@ def _answer(response: httpx.Response, session_file: Path | None = None) -> Any:
         raise failure
     title = problem.get("title") or "Refused"
     detail = problem.get("detail") or ""
-    raise Failure(f"refused ({response.status_code} {title}): {detail}".rstrip(": "), EXIT_REFUSED, problem)
+    said = _("refused ({status} {title}): {detail}") if detail else _("refused ({status} {title})")
+    raise Failure(said.format(status=response.status_code, title=title, detail=detail), EXIT_REFUSED, problem)
 
 
 def _call(options: Options, method: str, path: str, **kwargs: Any) -> tuple[Any, httpx.Response]:
@@ -283,58 +305,92 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
 
 
 def _when(iso: str | None) -> str:
-    """An ISO timestamp to the minute, in UTC as the service gives it."""
+    """An ISO timestamp as the operator reads it out: Japan time, the zone named."""
     if not iso:
         return "-"
-    try:
-        return dt.datetime.fromisoformat(iso).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    except ValueError:
-        return iso
+    return japan_time(iso, _.language)
+
+
+# The service's words (states, statuses, kinds, reasons, acts, roles) as the operator reads them.
+WORDS = {
+    "active": N_("active"), "suspended": N_("suspended"), "revoked": N_("revoked"), "expired": N_("expired"),
+    "pending": N_("pending"), "good": N_("good"), "held": N_("held"),
+    "signature": N_("signature"), "authentication": N_("authentication"),
+    "lost": N_("lost"), "stolen": N_("stolen"), "sold": N_("sold"), "other": N_("other"),
+    "owner-revoked": N_("owner-revoked"), "superseded": N_("superseded"), "uninstalled": N_("uninstalled"),
+    "stale-certificate": N_("stale-certificate"), "card-revoked": N_("card-revoked"),
+    "supervisor-revoked": N_("supervisor-revoked"), "supervisor-lifted": N_("supervisor-lifted"),
+    "owner-lifted": N_("owner-lifted"), "signature-reissued": N_("signature-reissued"),
+    "registered": N_("registered"), "certificates-issued": N_("certificates-issued"),
+    "password-reset": N_("password-reset"), "issuance-refused": N_("issuance-refused"),
+    "suspend": N_("suspend"), "lift": N_("lift"), "revoke": N_("revoke"),
+    "operator": N_("operator"), "supervisor": N_("supervisor"), "auditor": N_("auditor"),
+    "owner": N_("owner"), "system": N_("system"),
+    "approved": N_("approved"), "rejected": N_("rejected"), "withdrawn": N_("withdrawn"),
+}
+
+
+def word(value: str | None) -> str:
+    if not value:
+        return "-"
+    known = WORDS.get(value)
+    return _(known) if known is not None else value
 
 
 def _ca_sync_text(summary: dict[str, Any]) -> str:
     state = summary.get("ca_sync")
     if state == "done":
-        return "ca_sync done: the CA has it"
+        return _("ca_sync done: the CA has it")
     if state == "pending":
-        return "ca_sync pending: recorded, on its way to the CA"
+        return _("ca_sync pending: recorded, on its way to the CA")
     why = f" ({summary['ca_sync_reason']})" if summary.get("ca_sync_reason") else ""
-    return (f"ca_sync {state}: recorded, but the CA refused a change{why}; "
-            "see `jpki-service ca-commands list --state failed` on the service")
+    return _("ca_sync {state}: recorded, but the CA refused a change{why}; see `jpki-service ca-commands list "
+             "--state failed` on the service").format(state=state, why=why)
 
 
 def _print_approval(approval: dict[str, Any]) -> None:
     asked = ", ".join(f"{k} {v}" for k, v in sorted(approval.get("request", {}).items()) if v)
-    typer.echo(f"approval {approval['approval_id']}: {approval['action']} of {approval['case_reference']}, "
-               f"{approval['state']}; asked by {approval['requested_by']} {_when(approval.get('requested_at'))}, "
-               f"until {_when(approval.get('expires_at'))} ({asked})")
+    typer.echo(_("approval {id}: {action} of {case}, {state}; asked by {who} {when}, until {until} ({asked})").format(
+        id=approval["approval_id"], action=word(approval["action"]), case=approval["case_reference"],
+        state=word(approval["state"]), who=approval["requested_by"], when=_when(approval.get("requested_at")),
+        until=_when(approval.get("expires_at")), asked=asked))
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
     waiting = summary.get("awaiting_approval")
     if waiting:
-        typer.echo(f"NOT DONE YET: the {waiting['action']} waits for a second supervisor's approval (the two-person "
-                   f"rule): `jpki-operator approve {waiting['approval_id']}` by another supervisor, until "
-                   f"{_when(waiting.get('expires_at'))}")
-    reason = f" ({summary['reason']})" if summary.get("reason") else ""
-    typer.echo(f"registration {summary['case_reference']}: {summary['state']}{reason}")
-    typer.echo(f"  holder {summary.get('masked_name', '-')}, {summary.get('device_model', '-')}, "
-               f"registered {_when(summary.get('registered_at'))}")
+        typer.echo(_("NOT DONE YET: the {action} waits for a second supervisor's approval (the two-person rule): "
+                     "`jpki-operator approve {id}` by another supervisor, until {until}").format(
+            action=word(waiting["action"]), id=waiting["approval_id"], until=_when(waiting.get("expires_at"))))
+    reason = f" ({word(summary['reason'])})" if summary.get("reason") else ""
+    typer.echo(_("registration {case}: {state}{reason}").format(case=summary["case_reference"],
+                                                               state=word(summary["state"]), reason=reason))
+    typer.echo(_("  holder {name}, {model}, registered {when}").format(
+        name=summary.get("masked_name", "-"), model=summary.get("device_model", "-"),
+        when=_when(summary.get("registered_at"))))
     for certificate in summary.get("certificates", []):
-        superseded = "" if certificate.get("current", True) else " (superseded)"
-        typer.echo(f"  {certificate['kind']:<15} {certificate['status']:<8} "
-                   f"serial {certificate.get('serial') or '-'}{superseded}")
+        superseded = "" if certificate.get("current", True) else _(" (superseded)")
+        typer.echo(_("  {kind} {status} serial {serial}{superseded}").format(
+            kind=_pad(word(certificate["kind"]), 15), status=_pad(word(certificate["status"]), 8),
+            serial=certificate.get("serial") or "-", superseded=superseded))
     typer.echo(f"  {_ca_sync_text(summary)}")
     if summary.get("signature_reissue_needed"):
-        typer.echo("  the owner's app must get a new signature certificate (card + phone, in the app)")
+        typer.echo(_("  the owner's app must get a new signature certificate (card + phone, in the app)"))
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - _width(text))
 
 
 # -- arguments -----------------------------------------------------------------------------------
 def _case_reference(value: str) -> str:
+    from jpki_service.common.problems import InvalidInput
+    from jpki_service.holder_data import normalise_case_reference
+
     try:
         return normalise_case_reference(value, "CASE")
     except InvalidInput as exc:
-        raise typer.BadParameter(f"{exc.detail} (as `find` shows it)") from None
+        raise typer.BadParameter(_("{reason} (as `find` shows it)").format(reason=exc.detail)) from None
 
 
 CASE = typer.Argument(..., metavar="CASE", callback=_case_reference,
@@ -354,15 +410,16 @@ def login(ctx: typer.Context, as_json: bool = JSON) -> None:
     """
     options = _options(ctx)
     service = options.service or DEFAULT_SERVICE
-    username = os.environ.get("JPKI_OPERATOR_USER") or typer.prompt("user", err=True)
-    password = os.environ.get("JPKI_OPERATOR_PASSWORD") or typer.prompt("password", hide_input=True, err=True)
+    username = os.environ.get("JPKI_OPERATOR_USER") or ask(_("user"), "JPKI_OPERATOR_USER", hide_input=False,
+                                                            err=True)
+    password = os.environ.get("JPKI_OPERATOR_PASSWORD") or ask(_("password"), "JPKI_OPERATOR_PASSWORD", err=True)
     previous = _read_session_quietly(options.session_file)
     response = _request(service, "POST", f"{API}/session", options.timeout,
                         json={"username": username.strip(), "password": password})
     document = _answer(response)
     token = document.pop("token", None) if isinstance(document, dict) else None
     if not token:
-        raise Failure("error: the service's login answer holds no token", EXIT_REFUSED,
+        raise Failure(_("error: the service's login answer holds no token"), EXIT_REFUSED,
                       _local_problem("unexpected-answer", "Unexpected answer", "no token in the answer"))
     _write_session(options.session_file, {
         "service": service, "username": document.get("username"), "role": document.get("role"),
@@ -372,11 +429,12 @@ def login(ctx: typer.Context, as_json: bool = JSON) -> None:
     if as_json:
         _print_json({**document, "service": service})
     else:
-        typer.echo(f"signed in to {service} as {document.get('username')} ({document.get('role')}); "
-                   f"the session ends at the latest {_when(document.get('expires_at'))}")
+        typer.echo(_("signed in to {service} as {user} ({role}); the session ends at the latest {until}").format(
+            service=service, user=document.get("username"), role=word(document.get("role")),
+            until=_when(document.get("expires_at"))))
         if document.get("must_change_password"):
-            typer.echo("your password was reset: change it now with `jpki-operator password` (nothing else is "
-                       "possible until then)")
+            typer.echo(_("your password was reset: change it now with `jpki-operator password` (nothing else is "
+                         "possible until then)"))
 
 
 def _read_session_quietly(path: Path) -> dict[str, Any] | None:
@@ -407,22 +465,23 @@ def logout(ctx: typer.Context, as_json: bool = JSON) -> None:
     if as_json:
         _print_json({"signed_out": True, "service": session.service, "session_had_ended": already})
     else:
-        ended = " (the session had already ended)" if already else ""
-        typer.echo(f"signed out of {session.service}{ended}")
+        ended = _(" (the session had already ended)") if already else ""
+        typer.echo(_("signed out of {service}{ended}").format(service=session.service, ended=ended))
 
 
 @command("whoami")
 def whoami(ctx: typer.Context, as_json: bool = JSON) -> None:
     """Who the session belongs to, and when it ends."""
     options = _options(ctx)
-    document, _ = _call(options, "GET", f"{API}/session")
+    document, _response = _call(options, "GET", f"{API}/session")
     document.pop("token", None)
     service = _session_service(options)
     if as_json:
         _print_json({**document, "service": service})
     else:
-        typer.echo(f"{document['username']} ({document['role']}) at {service}; "
-                   f"the session ends at the latest {_when(document.get('expires_at'))}")
+        typer.echo(_("{user} ({role}) at {service}; the session ends at the latest {until}").format(
+            user=document["username"], role=word(document["role"]), service=service,
+            until=_when(document.get("expires_at"))))
 
 
 @command("password")
@@ -433,16 +492,30 @@ def password(ctx: typer.Context, as_json: bool = JSON) -> None:
     JPKI_OPERATOR_PASSWORD and JPKI_OPERATOR_NEW_PASSWORD. The account's other sessions end.
     """
     options = _options(ctx)
-    current = os.environ.get("JPKI_OPERATOR_PASSWORD") or typer.prompt("current password", hide_input=True,
-                                                                        err=True)
-    new = os.environ.get("JPKI_OPERATOR_NEW_PASSWORD") or typer.prompt(
-        "new password (at least 12 characters)", hide_input=True, confirmation_prompt=True, err=True)
-    document, _ = _call(options, "POST", f"{API}/password", json={"current_password": current, "new_password": new})
+    current = os.environ.get("JPKI_OPERATOR_PASSWORD") or ask(_("current password"), "JPKI_OPERATOR_PASSWORD",
+                                                              err=True)
+    new = os.environ.get("JPKI_OPERATOR_NEW_PASSWORD") or _new_password()
+    document, _response = _call(options, "POST", f"{API}/password",
+                                json={"current_password": current, "new_password": new})
     if as_json:
         _print_json(document)
     else:
-        typer.echo(f"password of {document['username']} changed; "
-                   f"{document['other_sessions_ended']} other session(s) ended")
+        typer.echo(_.plural("password of {user} changed; {n} other session ended",
+                            "password of {user} changed; {n} other sessions ended",
+                            document["other_sessions_ended"]).format(user=document["username"],
+                                                                     n=document["other_sessions_ended"]))
+
+
+def _new_password() -> str:
+    """The new password asked twice, its rule in the prompt (the service's, jpki_service/operators/service.py)."""
+    from jpki_service.operators.service import MIN_PASSWORD_LENGTH
+
+    while True:
+        new = ask(_("new password (at least {n} characters)").format(n=MIN_PASSWORD_LENGTH),
+                  "JPKI_OPERATOR_NEW_PASSWORD", err=True)
+        if ask(_("Repeat for confirmation"), "JPKI_OPERATOR_NEW_PASSWORD", err=True) == new:
+            return new
+        typer.echo(_("the two entries do not match; try again"), err=True)
 
 
 def _session_service(options: Options) -> str:
@@ -470,31 +543,35 @@ def find(
     """
     holder = {"name": name, "birth": birth, "address": address}
     if code is not None and any(v is not None for v in holder.values()):
-        raise usage("give either --code, or --name, --birth and --address; not both")
+        raise usage(_("give either --code, or --name, --birth and --address; not both"))
     if code is None and not all(v is not None for v in holder.values()):
         missing = ", ".join(f"--{k}" for k, v in holder.items() if v is None)
-        raise usage(f"give --name, --birth and --address (missing: {missing}), or --code")
+        raise usage(_("give --name, --birth and --address (missing: {missing}), or --code").format(missing=missing))
     body = {"code": code} if code is not None else holder
-    document, _ = _call(_options(ctx), "POST", f"{API}/registrations/search", json=body)
+    document, _response = _call(_options(ctx), "POST", f"{API}/registrations/search", json=body)
     if as_json:
         _print_json(document)
         return
     results = document.get("results", [])
-    _table(["CASE", "NAME", "REGISTERED", "MODEL", "STATE", "REASON"],
+    _table([_("CASE"), _("NAME"), _("REGISTERED"), _("MODEL"), _("STATE"), _("REASON")],
            [[r["case_reference"], r.get("masked_name") or "-", _when(r.get("registered_at")),
-             r.get("device_model") or "-", r["state"], r.get("reason") or "-"] for r in results])
+             r.get("device_model") or "-", word(r["state"]), word(r.get("reason"))] for r in results])
 
 
 def _act(ctx: typer.Context, case: str, action: str, body: dict[str, Any], as_json: bool) -> None:
-    document, _ = _call(_options(ctx), "POST", f"{API}/registrations/{case}/{action}", json=body)
+    document, _response = _call(_options(ctx), "POST", f"{API}/registrations/{case}/{action}", json=body)
     if as_json:
         _print_json(document)
     else:
         _print_summary(document)
 
 
-def _caller(request: type[CalledIn], caller: CallerKind, relationship: str | None) -> dict[str, str]:
+def _caller(act: str, caller: CallerKind, relationship: str | None) -> dict[str, str]:
     """The caller members of an act's body, checked by the service's own rule first (usage error, exit 2)."""
+    from jpki_service.callcentre.schemas import CalledIn, LiftRequest, RevokeRequest, SuspendRequest
+
+    requests: dict[str, type[CalledIn]] = {"suspend": SuspendRequest, "lift": LiftRequest, "revoke": RevokeRequest}
+    request = requests[act]
     problem = request.caller_problem(caller, relationship)
     if problem:
         raise usage(f"--caller {caller.value}: {problem}")
@@ -519,7 +596,7 @@ def suspend(
 ) -> None:
     """Suspend a registration: both certificates on hold at the CA (operator, supervisor)."""
     body = {"reason": reason.value, "ticket": ticket, "channel": channel.value,
-            **_caller(SuspendRequest, caller, relationship)}
+            **_caller("suspend", caller, relationship)}
     _act(ctx, case, "suspend", body, as_json)
 
 
@@ -539,7 +616,7 @@ def lift(
     then gets a new signature certificate (card + phone). Under the two-person rule it waits for a
     second supervisor (`jpki-operator approve`).
     """
-    _act(ctx, case, "lift", {"reason": reason, "ticket": ticket, **_caller(LiftRequest, caller, relationship)},
+    _act(ctx, case, "lift", {"reason": reason, "ticket": ticket, **_caller("lift", caller, relationship)},
          as_json)
 
 
@@ -558,7 +635,7 @@ def revoke(
 ) -> None:
     """Revoke both certificates for good (supervisor). Under the two-person rule (keyCompromise, by
     default) it waits for a second supervisor (`jpki-operator approve`)."""
-    body: dict[str, Any] = {"reason": reason.value, "ticket": ticket, **_caller(RevokeRequest, caller, relationship)}
+    body: dict[str, Any] = {"reason": reason.value, "ticket": ticket, **_caller("revoke", caller, relationship)}
     if note is not None:
         body["note"] = note
     _act(ctx, case, "revoke", body, as_json)
@@ -569,21 +646,22 @@ def approvals(ctx: typer.Context,
               all_states: bool = typer.Option(False, "--all", help="Decided and expired ones too."),
               as_json: bool = JSON) -> None:
     """Lifts and revocations waiting for a second supervisor (supervisor)."""
-    document, _ = _call(_options(ctx), "GET", f"{API}/approvals", params={"all": "true"} if all_states else None)
+    document, _response = _call(_options(ctx), "GET", f"{API}/approvals",
+                                params={"all": "true"} if all_states else None)
     if as_json:
         _print_json(document)
         return
     for approval in document.get("approvals", []):
         _print_approval(approval)
     if not document.get("approvals"):
-        typer.echo("nothing waits for approval")
+        typer.echo(_("nothing waits for approval"))
 
 
 APPROVAL = typer.Argument(..., metavar="APPROVAL", help="The approval id (16 hex digits, from `approvals`).")
 
 
 def _decide(ctx: typer.Context, approval: str, decision: str, as_json: bool) -> None:
-    document, _ = _call(_options(ctx), "POST", f"{API}/approvals/{approval.strip().lower()}/{decision}")
+    document, _response = _call(_options(ctx), "POST", f"{API}/approvals/{approval.strip().lower()}/{decision}")
     if as_json:
         _print_json(document)
         return
@@ -607,15 +685,15 @@ def reject(ctx: typer.Context, approval: str = APPROVAL, as_json: bool = JSON) -
 @command("history")
 def history(ctx: typer.Context, case: str = CASE, as_json: bool = JSON) -> None:
     """A registration's state, certificates and changes, with who made them."""
-    document, _ = _call(_options(ctx), "GET", f"{API}/registrations/{case}/history")
+    document, _response = _call(_options(ctx), "GET", f"{API}/registrations/{case}/history")
     if as_json:
         _print_json(document)
         return
     _print_summary(document["registration"])
     typer.echo("")
-    _table(["AT", "EVENT", "STATE", "BY", "NOTE"],
-           [[_when(e.get("at")), e["event"], f"{e['from_state']} -> {e['to_state']}",
-             e["actor"] + (f":{e['operator']}" if e.get("operator") else ""), e.get("note") or ""]
+    _table([_("AT"), _("EVENT"), _("STATE"), _("BY"), _("NOTE")],
+           [[_when(e.get("at")), word(e["event"]), f"{word(e['from_state'])} -> {word(e['to_state'])}",
+             word(e["actor"]) + (f":{e['operator']}" if e.get("operator") else ""), e.get("note") or ""]
             for e in document.get("events", [])])
 
 
@@ -637,16 +715,16 @@ def audit(
         params["after_seq"] = before
     if case is not None:
         params["case_reference"] = case
-    document, _ = _call(_options(ctx), "GET", f"{API}/audit", params=params)
+    document, _response = _call(_options(ctx), "GET", f"{API}/audit", params=params)
     if as_json:
         _print_json(document)
         return
     entries = document.get("entries", [])
-    _table(["SEQ", "AT", "ACTOR", "ACTION", "CASE", "DETAILS"],
+    _table([_("SEQ"), _("AT"), _("ACTOR"), _("ACTION"), _("CASE"), _("DETAILS")],
            [[str(e["seq"]), _when(e.get("at")), e["actor"], e["action"], e.get("case_reference") or "-",
              json.dumps(e.get("details") or {}, ensure_ascii=False, separators=(",", ":"))] for e in entries])
     if len(entries) == limit:
-        typer.echo(f"(older entries: --before {entries[-1]['seq']})", err=True)
+        typer.echo(_("(older entries: --before {seq})").format(seq=entries[-1]["seq"]), err=True)
 
 
 def main() -> None:
