@@ -37,6 +37,7 @@ class Actor(str, enum.Enum):
     SYSTEM = "system"
     OPERATOR = "operator"
     SUPERVISOR = "supervisor"
+    CARRIER = "carrier"  # a mobile carrier's system reporting a lost or stolen phone (jpki_service/carriers)
 
 
 class ProofKind(str, enum.Enum):
@@ -47,6 +48,7 @@ class ProofKind(str, enum.Enum):
     OPERATOR_SESSION = "operator session with the role, caller identified, ticket"
     CA_RESULT = "the CA's answer"
     CARD_AT_CA = "the card certificate revoked at the CA"
+    CARRIER_TOKEN = "carrier's access token (OAuth2 client credentials), subscriber's items as verified at contract"
 
 
 class Event(str, enum.Enum):
@@ -89,6 +91,14 @@ class Transition:
     notify_owner: bool = False  # told through another channel than the phone: someone else may have acted
 
 
+    also_by: tuple[tuple[Actor, ProofKind], ...] = ()  # other actors who may cause it, each with its proof
+
+    def proof_of(self, actor: Actor) -> ProofKind:
+        """The proof ``actor`` gives for this transition; ValueError if ``actor`` may not cause it."""
+        proofs = {self.actor: self.proof, **dict(self.also_by)}
+        if actor not in proofs:
+            raise ValueError(f"{actor.value} may not cause {self.event.value}")
+        return proofs[actor]
 LIVE = (State.PENDING, State.ACTIVE, State.SUSPENDED)
 
 TRANSITIONS: dict[Event, Transition] = {
@@ -116,7 +126,7 @@ TRANSITIONS: dict[Event, Transition] = {
         Transition(Event.PASSWORD_RESET, (State.ACTIVE, State.SUSPENDED), None, Actor.OWNER, ProofKind.CARD),
         # The call centre (DESIGN.md 2.7): both certificates on hold at once, OCSP says certificateHold.
         Transition(Event.SUSPENDED, (State.ACTIVE,), State.SUSPENDED, Actor.OPERATOR, ProofKind.OPERATOR_SESSION,
-                   hold=BOTH, notify_owner=True),
+                   hold=BOTH, notify_owner=True, also_by=((Actor.CARRIER, ProofKind.CARRIER_TOKEN),)),
         # Found again (DESIGN.md 2.8): authentication reinstated, signature revoked and reissued.
         Transition(Event.OWNER_LIFTED, (State.SUSPENDED,), State.ACTIVE, Actor.OWNER, ProofKind.CARD_AND_DEVICE_KEY,
                    (CertKind.SIGNATURE,), "superseded", release=(CertKind.AUTHENTICATION,),

@@ -19,7 +19,9 @@ def _rows() -> list[str]:
             if kinds
         ) or "-"
         reason = t.ca_reason or ("chosen by the supervisor" if t.revoke else "-")
-        rows.append(f"| `{t.event.value}` | {sources} | {target} | {t.actor.value} | {t.proof.value} | "
+        actors = " or ".join(a.value for a in (t.actor, *(a for a, _ in t.also_by)))
+        proofs = " or ".join(p.value for p in (t.proof, *(p for _, p in t.also_by)))
+        rows.append(f"| `{t.event.value}` | {sources} | {target} | {actors} | {proofs} | "
                     f"{at_ca} | {reason} | {'yes' if t.notify_owner else '-'} |")
     return rows
 

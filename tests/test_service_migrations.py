@@ -21,6 +21,7 @@ from jpki_service.adapters.db import Base, alembic_config, migrate
 from jpki_service.approvals import models as _approvals  # noqa: F401
 from jpki_service.audit import models as _audit  # noqa: F401  (each registers its tables, as the env does)
 from jpki_service.ca_commands import models as _ca_commands  # noqa: F401
+from jpki_service.carriers import models as _carriers  # noqa: F401
 from jpki_service.challenges import models as _challenges  # noqa: F401
 from jpki_service.notifications import models as _notifications  # noqa: F401
 from jpki_service.operators import models as _operators  # noqa: F401

@@ -130,3 +130,37 @@ class ApprovalExpired(Problem):
 class SecondPersonNeeded(Problem):
     status, title, slug = 403, N_("A second supervisor must approve"), "second-person-needed"
     example = "you asked for this revoke: a second supervisor must approve it"
+
+
+class CarrierClientRefused(Problem):
+    """The token endpoint's client authentication failed (RFC 6749 section 5.2, ``invalid_client``)."""
+
+    status, title, slug = 401, N_("Carrier client authentication failed"), "carrier-client-refused"
+    example = "client id or secret wrong, or the carrier is disabled"
+    example_members: ClassVar[dict[str, Any]] = {"error": "invalid_client"}
+
+
+class CarrierTokenRefused(Problem):
+    """A carrier call without a live access token (RFC 6750 section 3.1, ``invalid_token``)."""
+
+    status, title, slug = 401, N_("Carrier access token needed"), "carrier-token-refused"
+    example = "the access token is unknown, expired, or its carrier is disabled; get a new one"
+    example_members: ClassVar[dict[str, Any]] = {"error": "invalid_token"}
+
+
+class UnsupportedGrant(Problem):
+    """A token request for another grant than client credentials (RFC 6749 section 5.2)."""
+
+    status, title, slug = 400, N_("Unsupported grant type"), "unsupported-grant-type"
+    example = "grant_type must be client_credentials"
+    example_members: ClassVar[dict[str, Any]] = {"error": "unsupported_grant_type", "field": "grant_type"}
+
+
+class CarrierExists(Problem):
+    status, title, slug = 409, N_("Carrier exists"), "carrier-exists"
+    example = "a carrier named docomo exists"
+
+
+class CarrierNotFound(Problem):
+    status, title, slug = 404, N_("Unknown carrier"), "carrier-unknown"
+    example = "no carrier named docomo"

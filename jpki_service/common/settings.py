@@ -134,6 +134,18 @@ class ServiceSettings(HttpServerSettings):  # + the HTTP limits and exposure (jp
         10, ge=1, le=200, description="Threads answering requests in each server process (docs/benchmarks-history.md: "
                                       "40 made requests queue on the audit chain's lock; 10 did not)."
     )
+    carrier_token_seconds: int = Field(
+        600, ge=30, le=86400, description="A carrier's access token (POST /api/v1/carrier/token) is good this long "
+                                          "(docs/carriers.md)."
+    )
+    carrier_reports_per_minute: int = Field(
+        60, description="Reports one carrier may send per minute (POST /api/v1/carrier/reports, repeats included); "
+                        "over it 429; 0: no limit."
+    )
+    carrier_token_requests_per_client_per_minute: int = Field(
+        20, description="Carrier token requests one client address may make per minute (each costs an argon2 "
+                        "check); 0: no limit."
+    )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -29,6 +29,7 @@ from jpki_service.adapters.service_keys import load_service_keys
 from jpki_service.audit.anchors import scheduled_anchor
 from jpki_service.ca_commands.service import seal_clear_certificates
 from jpki_service.callcentre import views as callcentre_views
+from jpki_service.carriers import views as carrier_views
 from jpki_service.challenges.service import purge_expired_challenges
 from jpki_service.common.problems import StorageUnavailable
 from jpki_service.common.settings import ServiceSettings
@@ -142,6 +143,7 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
     app.include_router(callcentre_views.router)
     from jpki_service.console import views as console_views  # the operator web console (docs/console.md)
 
+    app.include_router(carrier_views.router)
     app.include_router(console_views.router)
 
     if settings.expose_metrics:  # JPKI_EXPOSE_METRICS (docs/deployment.md)

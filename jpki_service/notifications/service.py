@@ -38,6 +38,7 @@ _WHO = {
     "supervisor": N_("a JPKI call-centre supervisor"),
     "owner": N_("a request made with your card or phone"),
     "system": N_("the JPKI service"),
+    "carrier": N_("your mobile carrier, on a report of a lost or stolen phone"),
 }
 # What happened, per event; {who} is filled from _WHO. Events whose cause is the card or another
 # phone name that cause instead of an actor.

@@ -88,7 +88,7 @@ class LiftRequest(BaseModel):
 
 class LastChange(BaseModel):
     event: str
-    actor: Literal["owner", "system", "operator", "supervisor"]
+    actor: Literal["owner", "system", "operator", "supervisor", "carrier"]
     at: str
 
 

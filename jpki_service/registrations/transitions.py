@@ -24,7 +24,7 @@ from jpki_service.adapters.db import utcnow
 from jpki_service.ca_commands import service as ca_commands
 from jpki_service.common.faults import crash_point
 from jpki_service.common.problems import InvalidInput, RegistrationNotFound, StateConflict
-from jpki_service.lifecycle import CertKind, Event, State, TransitionRefused
+from jpki_service.lifecycle import Actor, CertKind, Event, State, TransitionRefused
 from jpki_service.notifications import service as notifications
 from jpki_service.registrations.models import PhoneCertificate, Registration, RegistrationEvent
 
@@ -112,10 +112,13 @@ def allowed_now(registration: Registration, event: Event) -> lifecycle.Transitio
 
 def apply_event(session: Session, registration: Registration, event: Event, *, operator: str | None = None,
                 note: str | None = None, suspension_reason: str | None = None, ca_reason: str | None = None,
-                reissue: Reissue | None = None) -> None:
-    """Apply ``event`` per :mod:`jpki_service.lifecycle`: state, history, CA commands, notice."""
+                reissue: Reissue | None = None, actor: Actor | None = None) -> None:
+    """Apply ``event`` per :mod:`jpki_service.lifecycle`: state, history, CA commands, notice.
+    ``actor``: who causes it when the table lets another than its first actor (a carrier's suspension)."""
     source = State(registration.state)
     rule = allowed_now(registration, event)
+    acting = rule.actor if actor is None else actor
+    rule.proof_of(acting)  # a use case naming an actor the table does not allow is a bug, not a refusal
     if rule.revoke and rule.ca_reason is None and ca_reason is None:
         raise InvalidInput(f"{event.value} needs a revocation reason", field="reason")
     if rule.reissue and (reissue is None or set(reissue.keys) != set(rule.reissue)):
@@ -131,7 +134,7 @@ def apply_event(session: Session, registration: Registration, event: Event, *, o
             registration.reason = suspension_reason if target is State.SUSPENDED else event.value
     if note is not None and len(note) > NOTE_MAX:  # the audit entry keeps the whole of what was said
         note = note[:NOTE_MAX - 1] + "…"
-    session.add(RegistrationEvent(registration_id=registration.id, at=now, event=event.value, actor=rule.actor.value,
+    session.add(RegistrationEvent(registration_id=registration.id, at=now, event=event.value, actor=acting.value,
                                   from_state=source.value, to_state=target.value, operator=operator, note=note))
     revocation_reason = rule.ca_reason or ca_reason
     for certificate in current_certificates(session, registration.id):
@@ -160,8 +163,8 @@ def apply_event(session: Session, registration: Registration, event: Event, *, o
             ca_commands.enqueue(session, replacement, "issue",
                                 payload=issue_payload(kind, key.csr_pem, reissue.card_serial))
     if rule.notify_owner:
-        actor = f"{rule.actor.value}:{operator}" if operator else rule.actor.value
-        notifications.enqueue(session, registration.id, registration.case_reference, event.value, actor)
+        who = f"{acting.value}:{operator}" if operator else acting.value
+        notifications.enqueue(session, registration.id, registration.case_reference, event.value, who)
 
 
 def _on_issued(session: Session, registration_id: str) -> None:
