@@ -136,6 +136,7 @@ WORD_LABELS = {
     "signature-reissued": N_("signature certificate reissued"), "supervisor-revoked": N_("revoked by a supervisor"),
     "operator": N_("operator"), "supervisor": N_("supervisor"), "auditor": N_("auditor"), "owner": N_("owner"),
     "system": N_("system"), "suspend": N_("suspension"), "lift": N_("lift"), "revoke": N_("revocation"),
+    "carrier": N_("mobile carrier"),
 }
 
 
