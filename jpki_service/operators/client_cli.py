@@ -325,7 +325,7 @@ WORDS = {
     "password-reset": N_("password-reset"), "issuance-refused": N_("issuance-refused"),
     "suspend": N_("suspend"), "lift": N_("lift"), "revoke": N_("revoke"),
     "operator": N_("operator"), "supervisor": N_("supervisor"), "auditor": N_("auditor"),
-    "owner": N_("owner"), "system": N_("system"),
+    "owner": N_("owner"), "system": N_("system"), "carrier": N_("carrier"), "remote-wipe": N_("remote-wipe"),
     "approved": N_("approved"), "rejected": N_("rejected"), "withdrawn": N_("withdrawn"),
 }
 
