@@ -665,3 +665,8 @@ def _certificates(path: Path | None) -> list[x509.Certificate]:
 
 def main() -> None:
     app()
+
+
+from app_client.email_commands import email_app  # noqa: E402 - `jpki-app email ...`, app_client/email_commands.py
+
+app.add_typer(email_app, name="email")

@@ -65,6 +65,7 @@ class Action(str, enum.Enum):
     LIFT_SUSPENSION = "lift-suspension"
     OWNER_TOKEN = "owner-token"  # the device key asks for a new owner token (reads the registration)
     LOGIN = "login"
+    EMAIL = "email"  # the card sets (or clears) the e-mail address owner notices go to
 
 
 def _sha256_hex(data: bytes) -> str:
@@ -97,6 +98,17 @@ def authorised_digest(*, signature_csr_pem: str | None = None, authentication_cs
     if all(der is None for _, der in items):
         return NOTHING_AUTHORISED
     lines = [AUTHORISED_FORMAT] + [f"{label} {_sha256_hex(der) if der is not None else '-'}" for label, der in items]
+    return _sha256_hex("\n".join(lines).encode())
+
+
+EMAIL_FORMAT = "jpki-notice-address/1"
+
+
+def email_digest(email: str | None, login_notices: bool) -> str:
+    """The *authorised* line of an e-mail change (action ``email``): the lower-case hex SHA-256 of
+    ``jpki-notice-address/1``, the address (or "-" to remove it) and ``login-notices yes|no``, UTF-8,
+    joined by "\n", no trailing newline: an address swapped after the card signed no longer matches."""
+    lines = [EMAIL_FORMAT, email if email is not None else "-", f"login-notices {'yes' if login_notices else 'no'}"]
     return _sha256_hex("\n".join(lines).encode())
 
 

@@ -3,6 +3,8 @@
 The service keeps as little as it can (DESIGN.md 3, "minimised and protected"):
 
 - the holder's **name**, sealed with AES-256-GCM, only so the console can show it masked;
+- the owner's **e-mail address** for notices, if the owner gave one, sealed the same way and bound to
+  its registration (``seal_email``): only the notice sender opens it;
 - the phone **certificates** the CA issued (a signature certificate carries the four items in its
   subjectAltName), sealed with the same key and function, the associated data naming what is
   sealed (a certificate also its serial), so a sealed name and a sealed certificate cannot be swapped;
@@ -74,6 +76,7 @@ DASHES = (
 _DASHES = re.compile(f"[{DASHES}]")
 _NAME_AAD = b"jpki-service/holder-name/1"
 _CERTIFICATE_AAD = b"jpki-service/phone-certificate/1"
+_EMAIL_AAD = b"jpki-service/owner-email/1"
 
 
 # -- normalisation -------------------------------------------------------------------------------
@@ -182,6 +185,19 @@ def open_name(key: bytes, sealed: str | None) -> str | None:
     if not sealed:
         return None
     plain = _open(key, sealed, _NAME_AAD)
+    return plain.decode() if plain is not None else None
+
+
+def seal_email(key: bytes, registration_id: str, address: str) -> str:
+    """The owner's notice address, sealed and bound to its registration (never stored in clear)."""
+    return _seal(key, address.encode(), _EMAIL_AAD + b"\x1f" + registration_id.encode())
+
+
+def open_email(key: bytes, registration_id: str, sealed: str | None) -> str | None:
+    """The owner's notice address, or None when there is none or it does not open (another key or registration)."""
+    if not sealed:
+        return None
+    plain = _open(key, sealed, _EMAIL_AAD + b"\x1f" + registration_id.encode())
     return plain.decode() if plain is not None else None
 
 

@@ -1,7 +1,7 @@
 """The privacy scan: where a holder's items could lie in the service's store, and a search for them.
 
 What it looks for, per holder: the name (whole and each part), the address (whole and without its
-number), the date of birth as ISO
+number), the owner's e-mail address if given (whole and its local part), the date of birth as ISO
 (1990-01-02) and as a certificate writes it (19900102); each as UTF-8, as a DER UTF8String (tag 0x0C,
 length, bytes) and as a JSON ``\\uXXXX`` escape. Every base64 run (a PEM body, a JSON-escaped PEM, a
 base64 field) is decoded at each alignment and searched too: a certificate stored in clear is base64,
@@ -32,6 +32,7 @@ class Holder:
     name: str
     birth: str  # YYYY-MM-DD
     address: str
+    email: str | None = None  # the notice address the owner gave (sealed at rest, never in clear)
 
 
 def needles(holders: Iterable[Holder]) -> dict[bytes, str]:
@@ -42,6 +43,9 @@ def needles(holders: Iterable[Holder]) -> dict[bytes, str]:
                  f"birth date {holder.birth}": holder.birth, f"birth date {holder.birth} as YYYYMMDD":
                      holder.birth.replace("-", "")}
         items.update({f"name part {part!r}": part for part in holder.name.split()})
+        if holder.email:
+            items[f"e-mail {holder.email!r}"] = holder.email
+            items[f"e-mail's local part {holder.email.partition('@')[0]!r}"] = holder.email.partition("@")[0]
         street = re.sub(r"[0-9０-９\-‐－ー丁目番地号 ]+$", "", holder.address)
         if street and street != holder.address:
             items[f"address without its number {street!r}"] = street

@@ -59,6 +59,15 @@ def test_the_scan_finds_the_items_inside_a_certificate_in_clear_and_not_inside_a
     assert scan({"sealed": sealed.encode()}, [HOLDER]) == []
 
 
+def test_the_scan_finds_an_email_address_in_clear_and_not_a_sealed_one():
+    holder = Holder(HOLDER.name, HOLDER.birth, HOLDER.address, "taro.yamada@example.jp")
+    assert any("e-mail 'taro.yamada@example.jp'" in f
+               for f in scan({"row": b'{"email": "taro.yamada@example.jp"}'}, [holder]))
+    assert any("local part 'taro.yamada'" in f for f in scan({"log": b"mail for taro.yamada failed"}, [holder]))
+    sealed = holder_data.seal_email(os.urandom(32), "ab" * 16, "taro.yamada@example.jp")
+    assert scan({"sealed": sealed.encode()}, [holder]) == []
+
+
 def test_the_scan_finds_the_items_in_clear_and_json_escaped():
     assert scan({"log": "holder at 東京都千代田区千代田 registered".encode()}, [HOLDER])
     assert scan({"notice": json.dumps({"name": "山田 太郎"}).encode()}, [HOLDER])  # \\u5c71\\u7530

@@ -67,6 +67,16 @@ class ServiceSettings(HttpServerSettings):  # + the HTTP limits and exposure (jp
     notification_file: Path | None = Field(
         None, description="The file sender's file; default data_dir/notifications.jsonl."
     )
+    smtp_host: str | None = Field(
+        None, description="SMTP server that sends owner notices by e-mail to owners who gave an address; unset: "
+                          "every notice goes to the notification sender (docs/deployment.md, \"Owner notices\")."
+    )
+    smtp_port: int = Field(25, ge=1, le=65535, description="The SMTP server's port.")
+    smtp_from: str = Field("jpki-notices@localhost", description="The From address of the notice e-mails.")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS before sending.")
+    smtp_username: str | None = Field(None, description="SMTP AUTH user name (after STARTTLS); unset: no AUTH.")
+    smtp_password: str | None = Field(None, description="SMTP AUTH password.")
+    smtp_timeout_seconds: float = Field(10.0, gt=0, description="Per-connection timeout towards the SMTP server.")
     operator_login_free_failures: int = Field(
         5, ge=1, description="Failed operator sign-ins per username, and per client address, answered without a "
                              "wait; each further one makes the next sign-in wait (jpki_service/operators/throttle.py)."

@@ -35,7 +35,7 @@ from jpki_service.common.problems import StorageUnavailable
 from jpki_service.common.settings import ServiceSettings
 from jpki_service.entrypoints.metrics import metrics_endpoint
 from jpki_service.notifications import service as notifications
-from jpki_service.notifications.senders import Sender, make_sender
+from jpki_service.notifications.senders import Sender, make_mail_sender, make_sender
 from jpki_service.operators import views as operator_views
 from jpki_service.rate_limits.service import purge_expired_counters
 from jpki_service.registrations import service as registrations
@@ -60,6 +60,7 @@ async def _worker(ctx: registrations.ServiceContext, sender: Sender, seal_first:
     """Carry waiting changes to the CA, tell owners, follow card revocations, forget old challenges;
     ``seal_first``: the start could not seal certificates stored in clear, so the first round does."""
     settings = ctx.settings
+    mail = make_mail_sender(settings)  # owners who gave an e-mail address get their notices there
     last_cascade = 0.0
 
     def one_round() -> None:
@@ -70,7 +71,8 @@ async def _worker(ctx: registrations.ServiceContext, sender: Sender, seal_first:
             seal_first = False
         # Every round, before anything that may meet an absent CA: an expired challenge leaves the table at once.
         purge_expired_challenges(ctx.store)
-        notifications.send_due(ctx.store, sender, max_backoff=dt.timedelta(seconds=settings.max_retry_backoff_seconds))
+        notifications.send_due(ctx.store, sender, max_backoff=dt.timedelta(seconds=settings.max_retry_backoff_seconds),
+                               mail=mail, seal_key=ctx.keys.holder_seal)
         transitions.carry_to_ca(ctx)
         if time.monotonic() - last_cascade >= settings.cascade_interval_seconds:
             last_cascade = time.monotonic()

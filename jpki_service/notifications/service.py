@@ -12,6 +12,12 @@ claim runs out; the message carries its ``notification_id`` so a receiver can dr
 
 Messages hold no personal data: no name, address, birth date, secret or Individual Number,
 only the registration id, what happened and who (by role, never an operator's user name) did it.
+
+A notice for an owner who gave an e-mail address goes by e-mail (``senders.SmtpSender``, when
+``JPKI_SMTP_HOST`` is set) to that address, opened from its seal only to send it; the e-mail adds the
+masked name (``holder_data.mask_name``) and nothing more. Any other notice goes to the configured
+sender (file or log). The owner may also ask for a notice of each log-in with the phone's
+user-authentication certificate at the relying party (``LOGIN``, ``enqueue_login``).
 """
 from __future__ import annotations
 
@@ -21,12 +27,15 @@ import logging
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from jpki_common.i18n import japan_time
+from jpki_service import holder_data
 from jpki_service.adapters.db import Store, utcnow
 from jpki_service.common.retry import retry_delay
 from jpki_service.common.texts import N_, TEXTS
 from jpki_service.lifecycle import Event
 from jpki_service.notifications.models import OwnerNotification
-from jpki_service.notifications.senders import Sender
+from jpki_service.notifications.senders import MailSender, OwnerMail, Sender
+from jpki_service.registrations.models import PhoneCertificate, Registration
 
 log = logging.getLogger("jpki_service.notifications")
 
@@ -38,6 +47,7 @@ _WHO = {
     "supervisor": N_("a JPKI call-centre supervisor"),
     "owner": N_("a request made with your card or phone"),
     "system": N_("the JPKI service"),
+    "relying-party": N_("the demo relying party of the JPKI service"),
     "carrier": N_("your mobile carrier, on a report of a lost or stolen phone"),
 }
 # What happened, per event; {who} is filled from _WHO. Events whose cause is the card or another
@@ -60,15 +70,26 @@ _WHAT = {
         "The signature certificate on your phone was revoked because the signature certificate of your "
         "My Number Card was revoked."),
 }
+# A log-in at the relying party with the phone's user-authentication certificate: not a lifecycle
+# event, told only to owners who asked for it (Registration.login_notices), as Mynaportal's access notices.
+LOGIN = "login"
+RELYING_PARTY = "relying-party"
+_WHAT[LOGIN] = N_("The user-authentication certificate on your phone was used to log in at {who} at {time}.")
 _OTHER = N_("The status of your JPKI smartphone certificates was changed by {who}.")
 _IF_NOT_YOU = N_("If this was not you, call the JPKI call centre.")
+# The e-mail around the notice's sentence (owner_mail).
+_SUBJECT = N_("Notice about your JPKI smartphone certificates")
+_DEAR = N_("To {name},")
+_CASE = N_("Case reference: {reference}")
+_WHEN = N_("Time: {time}")
+_NO_REPLY = N_("This e-mail is sent automatically by the JPKI service; replies are not read.")
 
 
-def _text(event: str, role: str, language: str) -> str:
+def _text(event: str, role: str, language: str, at: dt.datetime | None = None) -> str:
     """The notice's sentence in one language (the catalogue's Japanese, or the English source)."""
     texts = TEXTS.for_language(language)
     who = texts.gettext(_WHO.get(role, _WHO["system"]))
-    what = texts.gettext(_WHAT.get(event, _OTHER)).format(who=who)
+    what = texts.gettext(_WHAT.get(event, _OTHER)).format(who=who, time=japan_time(at, language))
     return f"{what}{'' if language == 'ja' else ' '}{texts.gettext(_IF_NOT_YOU)}"
 
 
@@ -86,9 +107,27 @@ def owner_message(notification: OwnerNotification) -> dict:
         "event": notification.event,
         "actor": role,
         "at": notification.created_at.isoformat(),
-        "text_en": _text(notification.event, role, "en"),
-        "text_ja": _text(notification.event, role, "ja"),
+        "text_en": _text(notification.event, role, "en", notification.created_at),
+        "text_ja": _text(notification.event, role, "ja", notification.created_at),
     }
+
+
+def owner_mail(message: dict, to: str, masked_name: str) -> OwnerMail:
+    """The e-mail of one notice: Japanese first, then English; the subject in both; the case reference and
+    the time in Japan time. The masked name is the only personal item in it (and the address it goes to)."""
+    at = dt.datetime.fromisoformat(message["at"])
+
+    def part(language: str, text: str) -> str:
+        texts = TEXTS.for_language(language)
+        return "\n".join((
+            texts.gettext(_DEAR).format(name=masked_name), "", text, "",
+            texts.gettext(_CASE).format(reference=message["case_reference"]),
+            texts.gettext(_WHEN).format(time=japan_time(at, language)), "", texts.gettext(_NO_REPLY)))
+
+    subject = (f"{TEXTS.for_language('ja').gettext(_SUBJECT)} / {TEXTS.for_language('en').gettext(_SUBJECT)} "
+               f"({message['case_reference']})")
+    body = f"{part('ja', message['text_ja'])}\n\n{'-' * 40}\n\n{part('en', message['text_en'])}\n"
+    return OwnerMail(to=to, subject=subject, body=body, notification_id=message["notification_id"], at=at)
 
 
 def enqueue(session: Session, registration_id: str, case_reference: str, event: str, actor: str
@@ -100,6 +139,30 @@ def enqueue(session: Session, registration_id: str, case_reference: str, event: 
     session.add(notification)
     session.flush()
     return notification
+
+
+def enqueue_login(session: Session, authentication_serial: str) -> OwnerNotification | None:
+    """A log-in at the relying party with this user-authentication certificate: a notice for its owner
+    if the owner asked for log-in notices (in the caller's transaction), else nothing."""
+    registration = session.scalars(
+        select(Registration).join(PhoneCertificate, PhoneCertificate.registration_id == Registration.id)
+        .where(PhoneCertificate.serial == authentication_serial, PhoneCertificate.kind == "authentication")
+    ).first()
+    if registration is None or not registration.login_notices:
+        return None
+    return enqueue(session, registration.id, registration.case_reference, LOGIN, RELYING_PARTY)
+
+
+def _recipient(store: Store, notification: OwnerNotification, seal_key: bytes) -> tuple[str, str] | None:
+    """The owner's e-mail address and masked name, when the owner gave an address (and it opens)."""
+    with store.sessions() as session:
+        registration = session.get(Registration, notification.registration_id)
+        if registration is None:
+            return None
+        address = holder_data.open_email(seal_key, registration.id, registration.email_sealed)
+        if address is None:
+            return None
+        return address, holder_data.mask_name(holder_data.open_name(seal_key, registration.holder_sealed))
 
 
 def _claim(store: Store, limit: int) -> list[OwnerNotification]:
@@ -144,8 +207,12 @@ def _release(store: Store, notification_ids: list[int]) -> None:
 
 
 def send_due(store: Store, sender: Sender, limit: int = 200, *,
-             max_backoff: dt.timedelta = dt.timedelta(seconds=30)) -> int:
+             max_backoff: dt.timedelta = dt.timedelta(seconds=30), mail: MailSender | None = None,
+             seal_key: bytes | None = None) -> int:
     """Send due notifications in order; returns how many were sent.
+
+    With ``mail`` (and the holder-data ``seal_key`` that opens addresses), a notice whose owner gave an
+    e-mail address goes there; every other notice goes to ``sender``.
 
     The first failure defers that notification and stops the round (the sender is likely down;
     the rest of the batch is released for the next round, not counted as attempts).
@@ -154,7 +221,12 @@ def send_due(store: Store, sender: Sender, limit: int = 200, *,
     sent = 0
     for position, notification in enumerate(claimed):
         try:
-            sender.send(owner_message(notification))
+            message = owner_message(notification)
+            recipient = _recipient(store, notification, seal_key) if mail and seal_key else None
+            if mail and recipient:
+                mail.send_mail(owner_mail(message, *recipient))
+            else:
+                sender.send(message)
         except Exception as exc:  # any failure of any sender: keep the notification and retry it
             log.warning("owner notification %s not sent: %s: %s", notification.id, type(exc).__name__, exc)
             _defer(store, notification.id, f"{type(exc).__name__}: {exc}", max_backoff)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from jpki_service.adapters.db import Base, UTCDateTime
@@ -34,6 +34,10 @@ class Registration(Base):
     # recomputed from the sealed signature certificate (registrations/service.py, reindex_holders).
     holder_index_rules: Mapped[int | None] = mapped_column(Integer)
     suspension_code_index: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
+    # The owner's e-mail address for notices, if given (holder_data.seal_email): sealed, never in clear.
+    email_sealed: Mapped[str | None] = mapped_column(Text)
+    # The owner asked to be told of each log-in with the phone's user-authentication certificate.
+    login_notices: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 

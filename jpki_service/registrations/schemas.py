@@ -1,14 +1,18 @@
 """What the owner's phone sends and gets back (docs/service-api.md)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from jpki_common.owner_proof import Action
 
 RegistrationId = Field(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")
 Pem = Field(min_length=1, max_length=16_384)
+# Where owner notices go (checked by email-validator, no DNS look-up): sealed at rest (holder_data.seal_email).
+NoticeAddress = Annotated[EmailStr, Field(max_length=254, description="The owner's e-mail address for notices")]
+LoginNotices = Field(False, description="Also tell the owner, by e-mail, of each log-in with the phone's "
+                                        "user-authentication certificate at the relying party (needs email)")
 
 # Examples for the API documents (/docs, /redoc): shortened PEM blocks and signatures, real shapes.
 _ID = "5f0c9d1e2a3b4c5d6e7f8091a2b3c4d5"
@@ -65,6 +69,21 @@ class RegisterRequest(BaseModel):
     device: DeviceIn
     signature_csr_pem: str = Pem
     authentication_csr_pem: str = Pem
+    email: NoticeAddress | None = None
+    login_notices: bool = LoginNotices
+
+
+class EmailRequest(BaseModel):
+    """Set, change or remove (``email: null``) the notice address, with the card that registered the phone."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "proof": {"challenge_id": _CHALLENGE, "signature": _SIGNATURE, "card_certificate_pem": _CERT},
+        "email": "hanako@example.jp", "login_notices": True}]})
+
+    proof: OwnerProof
+    email: NoticeAddress | None
+    login_notices: bool = LoginNotices
+
 
 
 class ProofRequest(BaseModel):
@@ -133,6 +152,9 @@ class RegistrationOut(BaseModel):
         description="A supervisor lifted the suspension: prove card + phone (lift-suspension) for a new signature "
                     "certificate")
     last_change: LastChange | None
+    email: str | None = Field(None, description="The notice address; only in the answers to registering and to "
+                                                "changing it (it is kept sealed, never shown elsewhere)")
+    login_notices: bool = Field(False, description="Whether each log-in at the relying party is told by e-mail")
     superseded: list[str] = []
     suspension_code: str | None = Field(
         None, description="Only in the answer to a registration: give it to the call centre if the phone is lost")

@@ -27,6 +27,7 @@ from jpki_common.owner_proof import (
     Action,
     ProofChallenge,
     authorised_digest,
+    email_digest,
     version_accepted,
 )
 from jpki_common.problems import pem_reason
@@ -45,7 +46,7 @@ from jpki_service.common.problems import (
 )
 from jpki_service.lifecycle import Actor, CertKind, Event, State
 from jpki_service.registrations.models import Person, PhoneCertificate, Registration, RegistrationEvent
-from jpki_service.registrations.schemas import LiftRequest, OwnerProof, RegisterRequest
+from jpki_service.registrations.schemas import EmailRequest, LiftRequest, OwnerProof, RegisterRequest
 from jpki_service.registrations.transitions import (
     NewKey,
     Reissue,
@@ -89,6 +90,7 @@ def registration_document(session: Session, registration: Registration, seal_key
             State(registration.state), [Event(e.event) for e in events]),
         # Who changed it last, so the phone can say "suspended by the call centre"; never the note.
         "last_change": {"event": last.event, "actor": last.actor, "at": last.at.isoformat()} if last else None,
+        "login_notices": registration.login_notices,
     }
 
 
@@ -217,6 +219,7 @@ def _lock_person(session: Session, ctx: ServiceContext, card: VerifiedCard) -> N
 # -- use cases -----------------------------------------------------------------------------
 def register(ctx: ServiceContext, request: RegisterRequest) -> dict[str, Any]:
     """Register this phone from the card; supersede the same person's other phones."""
+    _check_login_notices(request.email, request.login_notices)
     challenge = spend_challenge(ctx.store, request.proof.challenge_id, Action.REGISTER, None)
     if not request.proof.card_certificate_pem:
         raise InvalidInput("registering needs proof.card_certificate_pem", field="proof.card_certificate_pem")
@@ -259,6 +262,9 @@ def register(ctx: ServiceContext, request: RegisterRequest) -> dict[str, Any]:
                                                   card.person["date_of_birth"], card.person["address"]),
             holder_index_rules=holder_data.HOLDER_INDEX_RULES,
             suspension_code_index=holder_data.suspension_code_index(ctx.keys.holder_index, suspension_code),
+            email_sealed=holder_data.seal_email(ctx.keys.holder_seal, registration_id, request.email)
+            if request.email else None,
+            login_notices=request.login_notices,
         ))
         session.add(RegistrationEvent(registration_id=registration_id, at=now, event=Event.REGISTERED.value,
                                       actor=Actor.OWNER.value, from_state="-", to_state=initial.target.value))
@@ -274,6 +280,7 @@ def register(ctx: ServiceContext, request: RegisterRequest) -> dict[str, Any]:
         carry_quietly(ctx, affected)
     document = get_registration(ctx, registration_id)
     document["superseded"] = superseded
+    document["email"] = request.email  # echoed once, so the owner sees where notices go; kept sealed
     document["suspension_code"] = suspension_code  # shown once; only its keyed hash is kept
     document["owner_token"] = owner_token  # shown once; only its hash is kept
     # The SE pins it: only statements signed with it may reset its password (authorise_password_reset).
@@ -355,6 +362,33 @@ def authorise_password_reset(ctx: ServiceContext, registration_id: str, proof: O
     statement = reset_authorisation.issue(ctx.keys.statement, registration_id,
                                           reset_authorisation.key_fingerprint(signature_key), challenge.challenge_id)
     return {"registration_id": registration_id, "reset_allowed": True, "authorisation": statement.to_json()}
+
+
+def _check_login_notices(email: str | None, login_notices: bool) -> None:
+    if login_notices and not email:
+        raise InvalidInput("login_notices needs an email address: log-in notices go by e-mail", field="login_notices")
+
+
+def set_email(ctx: ServiceContext, registration_id: str, request: EmailRequest) -> dict[str, Any]:
+    """The owner sets, changes or removes the notice address (and the log-in notices) with the card that
+    registered this phone; the card signs the address with the challenge (``owner_proof.email_digest``).
+    Not a lifecycle event: the certificates and the state stay as they are."""
+    _check_login_notices(request.email, request.login_notices)
+    with ctx.store.sessions() as session:
+        registration = load_registration(session, registration_id)
+        card_serial, state = registration.card_serial, State(registration.state)
+    challenge = spend_challenge(ctx.store, request.proof.challenge_id, Action.EMAIL, registration_id)
+    _registering_card(ctx, request.proof, challenge, email_digest(request.email, request.login_notices), card_serial)
+    if state.is_final:
+        raise StateConflict(f"the registration is {state.value}: it gets no more notices", state=state.value)
+    with ctx.store.transaction() as session:
+        registration = load_registration(session, registration_id, lock=True)
+        registration.email_sealed = (holder_data.seal_email(ctx.keys.holder_seal, registration_id, request.email)
+                                     if request.email else None)
+        registration.login_notices = request.login_notices
+    document = get_registration(ctx, registration_id)
+    document["email"] = request.email
+    return document
 
 
 def statement_key(ctx: ServiceContext) -> dict[str, str]:

@@ -33,6 +33,7 @@ from jpki_service.registrations import service
 from jpki_service.registrations.schemas import (
     ChallengeOut,
     ChallengeRequest,
+    EmailRequest,
     LiftRequest,
     PasswordResetOut,
     ProofRequest,
@@ -172,3 +173,11 @@ def stale_certificate(body: ProofRequest, request: Request, response: Response,
 def lift_suspension(body: LiftRequest, request: Request, response: Response,
                     registration_id: str = RegistrationIdPath) -> dict[str, Any]:
     return _synced(service.lift_suspension(_ctx(request), registration_id, body), response)
+
+
+@router.post("/registrations/{registration_id}/email", response_model=RegistrationOut,
+             summary="Set, change or remove the e-mail address owner notices go to (card proof)",
+             responses=problem_responses(*_ON_REGISTRATION, *_CARD, StateConflict))
+def set_email(body: EmailRequest, request: Request, registration_id: str = RegistrationIdPath) -> dict[str, Any]:
+    return service.set_email(_ctx(request), registration_id, body)
+

@@ -31,6 +31,7 @@ from jpki_service.common.problems import (
     StorageUnavailable,
     TooManyAttempts,
 )
+from jpki_service.notifications import service as notifications
 from jpki_service.rate_limits.service import count_failed_rp_login, count_rp_challenge
 
 router = APIRouter(prefix="/rp/v1", tags=["demo relying party"])
@@ -97,4 +98,7 @@ def _login(ctx: ServiceContext, body: LoginRequest) -> dict[str, Any]:
         raise StatusUnverified(f"the certificate's status could not be verified: {exc}") from None
     if answer.status != "good":
         raise ProofRejected(f"OCSP says {answer.status}" + (f" ({answer.reason})" if answer.reason else ""))
-    return {"authenticated": True, "serial": format(certificate.serial_number, "x"), "ocsp": answer.status}
+    serial = format(certificate.serial_number, "x")
+    with ctx.store.transaction() as session:  # the owner asked to be told of each log-in: a notice
+        notifications.enqueue_login(session, serial)
+    return {"authenticated": True, "serial": serial, "ocsp": answer.status}

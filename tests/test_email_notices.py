@@ -1,0 +1,336 @@
+"""Owner notices by e-mail (issue 15, item 4), against a real SMTP server (aiosmtpd), the real service
+process and the real CA: the owner gives an address at registration or later with the card; a change
+made by others (here the call centre's suspension) arrives by e-mail with the case reference, the
+Japanese and English texts and the masked name, and nothing else of the person; an SMTP outage delays
+the notice, never loses it; a log-in at the relying party is told only to an owner who asked; bad input
+is refused naming the field, with nothing changed."""
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+
+from jpki_common.owner_proof import email_digest, proof_message, sign_message
+from tests.conftest import free_port, start_service, stop_process
+from tests.helpers import PERSON
+from tests.privacy_scan import Holder, scan, service_sources
+from tests.service_helpers import (
+    CardForTests,
+    PhoneForTests,
+    challenge,
+    make_card,
+    operator_client,
+    register_body,
+    signed,
+)
+from tests.test_api_bad_input import assert_problem
+from tests.test_service_flows import wait_for
+from tests.test_service_proofs import snapshot
+
+pytestmark = pytest.mark.e2e
+
+ADDRESS = "taro.yamada@example.jp"
+LOST = {"reason": "lost", "caller": "self", "ticket": "T-2001"}
+OTHER_PERSON = {"name": "佐藤 花子", "date_of_birth": "1985-05-05", "gender": "2", "address": "大阪府大阪市北区梅田2-2"}
+
+
+@dataclass
+class Inbox:
+    """An aiosmtpd handler keeping every message it accepts, with its envelope recipients."""
+
+    received: list[tuple[list[str], EmailMessage]] = field(default_factory=list)
+
+    async def handle_DATA(self, _server, _session, envelope) -> str:  # noqa: N802 (aiosmtpd's hook name)
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.received.append((list(envelope.rcpt_tos), message))
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [message for rcpt, message in self.received if address in rcpt]
+
+
+@dataclass
+class SmtpServer:
+    port: int
+    inbox: Inbox
+    controller: Controller | None = None
+
+    def start(self) -> None:
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer(free_port(), Inbox())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def service(ca_server, service_database_url: str, tmp_path: Path, smtp: SmtpServer):
+    running = start_service(ca_server, service_database_url, tmp_path, settings={
+        "JPKI_SMTP_HOST": "127.0.0.1", "JPKI_SMTP_PORT": str(smtp.port), "JPKI_SMTP_FROM": "notices@jpki.example.jp",
+        "JPKI_SMTP_TIMEOUT_SECONDS": "2"})
+    yield running
+    stop_process(running.process)
+
+
+def _register(client: httpx.Client, card: CardForTests, phone: PhoneForTests, **extra) -> dict:
+    answer = client.post("/api/v1/registrations", json={**register_body(client, card, phone), **extra})
+    assert answer.status_code == 201, answer.text
+    document = answer.json()
+    phone.registration_id, phone.owner_token = document["registration_id"], document["owner_token"]
+    phone.case_reference = document["case_reference"]
+    return document
+
+
+def _email_body(client: httpx.Client, card: CardForTests, phone: PhoneForTests, address: str | None,
+                login_notices: bool = False) -> dict:
+    """The owner's e-mail change, signed by the card over the address (owner_proof.email_digest)."""
+    c = challenge(client, "email", phone.registration_id)
+    return {"proof": {"challenge_id": c["challenge_id"], "card_certificate_pem": card.certificate_pem,
+                      "signature": signed(c, card.key, email_digest(address, login_notices))},
+            "email": address, "login_notices": login_notices}
+
+
+def _suspend(service, phone: PhoneForTests) -> None:
+    with operator_client(service, "olivia", "operator") as operator:
+        answer = operator.post(f"/api/v1/operator/registrations/{phone.case_reference}/suspend", json=LOST)
+    assert answer.status_code in (200, 202), answer.text
+
+
+def _login(client: httpx.Client, document: dict, phone: PhoneForTests) -> None:
+    pem = next(c["certificate_pem"] for c in document["certificates"]
+               if c["kind"] == "authentication" and c["current"])
+    c = client.post("/rp/v1/login/challenge").json()
+    message = proof_message("login", None, c["challenge_id"], c["nonce"])
+    answer = client.post("/rp/v1/login", json={"challenge_id": c["challenge_id"], "certificate_pem": pem,
+                                                "signature": sign_message(phone.authentication_key, message)})
+    assert answer.status_code == 200, answer.text
+
+
+def _notifications(database_url: str, registration_id: str) -> list[dict]:
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(sa.text(
+                "SELECT event, state, attempts, last_error FROM owner_notifications WHERE registration_id = :r "
+                "ORDER BY id"), {"r": registration_id})]
+    finally:
+        engine.dispose()
+
+
+def _file_notices(service) -> list[dict]:
+    path = service.data_dir / "notifications.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_suspension_by_the_call_centre_arrives_by_email_with_no_personal_data(ca_server, service, smtp, tmp_path):
+    card, phone = make_card(ca_server.store, ca_server.settings), PhoneForTests()
+    with service.client() as client:
+        registered = _register(client, card, phone, email=ADDRESS)
+    assert registered["email"] == ADDRESS and registered["login_notices"] is False
+    _suspend(service, phone)
+
+    [message] = wait_for(lambda: smtp.inbox.to(ADDRESS))
+    assert message["From"] == "notices@jpki.example.jp" and message["To"] == ADDRESS
+    subject = message["Subject"]
+    assert "スマホ用電子証明書に関するお知らせ" in subject
+    assert "Notice about your JPKI smartphone certificates" in subject
+    assert phone.case_reference in subject
+    assert subject.index("スマホ") < subject.index("Notice")  # Japanese first
+    body = message.get_content()
+    ja, en = body.index("一時利用停止"), body.index("temporarily suspended by the JPKI call centre")
+    assert ja < en  # Japanese first, then English
+    assert body.count(phone.case_reference) == 2 and "日本時間" in body and "JST" in body
+    assert body.count("山* 太*") == 2  # the masked name, and nothing more of the person
+    for personal in ("山田", "太郎", PERSON["date_of_birth"], "19900102", "東京都", "千代田", "1-1", card.serial):
+        assert personal not in body and personal not in subject, personal
+    assert _file_notices(service) == []  # an owner with an address gets the notice there, not in the file
+    # Nothing of the person, the address included, is kept in clear by the service (store, files, logs).
+    holder = Holder(PERSON["name"], PERSON["date_of_birth"], PERSON["address"], ADDRESS)
+    assert scan(service_sources(service.database_url, service.data_dir, [tmp_path / "service.log"]), [holder]) == []
+
+
+def test_an_smtp_outage_delays_the_notice_and_it_arrives_when_the_server_is_back(ca_server, service, smtp):
+    card, phone = make_card(ca_server.store, ca_server.settings), PhoneForTests()
+    with service.client() as client:
+        _register(client, card, phone, email=ADDRESS)
+    smtp.stop()
+    _suspend(service, phone)
+    failed = wait_for(lambda: [n for n in _notifications(service.database_url, phone.registration_id)
+                               if n["attempts"] >= 2])
+    assert failed[0]["state"] == "pending" and "Connection" in failed[0]["last_error"]
+    assert ADDRESS not in failed[0]["last_error"]
+    assert smtp.inbox.received == [] and _file_notices(service) == []  # kept for the owner's address, not lost
+
+    smtp.start()  # the same port: the outbox's next retry reaches it
+    [message] = wait_for(lambda: smtp.inbox.to(ADDRESS), timeout=30)
+    assert phone.case_reference in message["Subject"]
+    assert [n["state"] for n in _notifications(service.database_url, phone.registration_id)] == ["sent"]
+
+
+def test_a_login_notice_arrives_only_for_an_owner_who_asked(ca_server, service, smtp):
+    asked, quiet = "hanako.sato@example.jp", ADDRESS
+    asking_card = make_card(ca_server.store, ca_server.settings, OTHER_PERSON)
+    quiet_card = make_card(ca_server.store, ca_server.settings)
+    asking, not_asking = PhoneForTests(), PhoneForTests()
+    with service.client() as client:
+        asking_doc = _register(client, asking_card, asking, email=asked, login_notices=True)
+        quiet_doc = _register(client, quiet_card, not_asking, email=quiet)
+        assert asking_doc["login_notices"] is True and quiet_doc["login_notices"] is False
+        _login(client, quiet_doc, not_asking)  # first: the outbox sends in order
+        _login(client, asking_doc, asking)
+
+    [message] = wait_for(lambda: smtp.inbox.to(asked))
+    body = message.get_content()
+    assert "the demo relying party of the JPKI service" in body and "ログイン" in body
+    assert "JST" in body and asking.case_reference in body and "佐* 花*" in body
+    assert smtp.inbox.to(quiet) == []
+    assert _notifications(service.database_url, not_asking.registration_id) == []
+
+
+def test_the_owner_sets_and_changes_the_address_with_the_card(ca_server, service, smtp):
+    card, phone = make_card(ca_server.store, ca_server.settings), PhoneForTests()
+    other_card = make_card(ca_server.store, ca_server.settings, OTHER_PERSON)
+    with service.client() as client:
+        registered = _register(client, card, phone)
+        assert registered["email"] is None
+        # Without an address, notices go to the configured sender (the file), as before.
+        _suspend(service, phone)
+        wait_for(lambda: _file_notices(service))
+        assert [n["event"] for n in _file_notices(service)] == ["suspended"] and smtp.inbox.received == []
+
+        # Another person's card may not set it: refused, nothing changed.
+        before = snapshot(service.database_url)
+        refused = client.post(f"/api/v1/registrations/{phone.registration_id}/email",
+                              json=_email_body(client, other_card, phone, "thief@example.jp", True))
+        assert_problem(refused, 403, "not the one that registered this phone")
+        after = snapshot(service.database_url)
+        assert {t: h for t, h in after.items() if t != "challenges"} == \
+            {t: h for t, h in before.items() if t != "challenges"}
+
+        # An address signed for another one than sent: the card's signature does not cover it.
+        body = _email_body(client, card, phone, ADDRESS, True)
+        assert_problem(client.post(f"/api/v1/registrations/{phone.registration_id}/email",
+                                   json={**body, "email": "thief@example.jp"}), 403, "did not sign")
+
+        answer = client.post(f"/api/v1/registrations/{phone.registration_id}/email",
+                             json=_email_body(client, card, phone, ADDRESS, True))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["email"] == ADDRESS and answer.json()["login_notices"] is True
+        changed = client.post(f"/api/v1/registrations/{phone.registration_id}/email",
+                              json=_email_body(client, card, phone, "new.taro@example.jp", False))
+        assert changed.status_code == 200 and changed.json()["login_notices"] is False
+    # The next notice goes to the new address only.
+    with operator_client(service, "sam", "supervisor") as supervisor:
+        lifted = supervisor.post(f"/api/v1/operator/registrations/{phone.case_reference}/lift",
+                                 json={"reason": "owner found the phone, identity checked", "caller": "self",
+                                       "ticket": "T-2002"})
+    assert lifted.status_code in (200, 202), lifted.text
+    [message] = wait_for(lambda: smtp.inbox.to("new.taro@example.jp"))
+    assert "lifted" in message.get_content() and smtp.inbox.to(ADDRESS) == []
+
+
+@pytest.mark.parametrize(("extra", "field_", "why"), [
+    ({"email": "not an address"}, "body.email", "not a valid email address"),
+    ({"email": "a" * 250 + "@example.jp"}, "body.email", "too long"),
+    ({"email": 12}, "body.email", ""),
+    ({"email": None, "login_notices": True}, "login_notices", "needs an email address"),
+])
+def test_bad_input_is_refused_naming_the_field_and_nothing_changes(ca_server, service, extra, field_, why):
+    card, phone = make_card(ca_server.store, ca_server.settings), PhoneForTests()
+    with service.client() as client:
+        before = snapshot(service.database_url)
+        refused = client.post("/api/v1/registrations", json={**register_body(client, card, phone), **extra})
+        problem = assert_problem(refused, 422, field_, why)
+        assert problem.get("field", field_) == field_ or any(e["field"] == field_ for e in problem.get("errors", []))
+        after = snapshot(service.database_url)
+        assert {t: h for t, h in after.items() if t != "challenges"} == \
+            {t: h for t, h in before.items() if t != "challenges"}
+
+        _register(client, card, phone, email=ADDRESS)
+        before = snapshot(service.database_url)
+        body = {**_email_body(client, card, phone, ADDRESS), **extra}
+        refused = client.post(f"/api/v1/registrations/{phone.registration_id}/email", json=body)
+        assert_problem(refused, 422, field_, why)
+        after = snapshot(service.database_url)
+        assert {t: h for t, h in after.items() if t != "challenges"} == \
+            {t: h for t, h in before.items() if t != "challenges"}
+
+
+def test_the_app_sets_the_address_with_the_card_and_a_log_in_is_told(ca_server, service, smtp, tmp_path):
+    from typer.testing import CliRunner
+
+    from app_client.cli import app
+    from ca_mock.cards.service import issue_card, write_card
+    from ca_mock.certificates.schemas import PersonIn
+    from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
+
+    card_file = tmp_path / "card.json"
+    write_card(issue_card(ca_server.store, ca_server.settings, PersonIn(**PERSON), CARD_PASSWORD, CARD_PIN), card_file)
+    runner = CliRunner()
+    env = {"JPKI_CARD_PASSWORD": CARD_PASSWORD, "JPKI_SIGN_PASSWORD": PHONE_PASSWORD, "JPKI_AUTH_PIN": PHONE_PIN,
+           "JPKI_APP_HOME": str(tmp_path / "cli-phone"), "JPKI_SERVICE_URL": service.url, "JPKI_LANG": "en"}
+
+    def run(*args: str):
+        result = runner.invoke(app, list(args), env=env)
+        assert CARD_PASSWORD not in result.output
+        return result
+
+    assert run("register", "--card", str(card_file)).exit_code == 0
+    refused = run("email", "set", "not an address", "--card", str(card_file))
+    assert refused.exit_code == 1 and "not a valid email address" in refused.output, refused.output
+    answer = run("email", "set", ADDRESS, "--card", str(card_file), "--login-notices")
+    assert answer.exit_code == 0, answer.output
+    assert f"now go to {ADDRESS}" in answer.stdout and "log-in notices: on" in answer.stdout
+
+    assert run("login").exit_code == 0
+    [message] = wait_for(lambda: smtp.inbox.to(ADDRESS))
+    assert "was used to log in at the demo relying party" in message.get_content()
+
+    removed = run("email", "remove", "--card", str(card_file))
+    assert removed.exit_code == 0 and "no longer sent by e-mail" in removed.stdout, removed.output
+    assert run("login").exit_code == 0
+    registration = json.loads(run("status", "--json").stdout)["registration"]
+    assert registration["login_notices"] is False
+    assert [n["event"] for n in _notifications(service.database_url, registration["registration_id"])] == ["login"]
+
+
+class RefusingInbox(Inbox):
+    async def handle_RCPT(self, _server, _session, _envelope, address, _options) -> str:  # noqa: N802
+        return f"550 5.1.1 <{address}>: no such user"
+
+
+def test_a_refused_address_is_reported_by_its_code_never_its_text():
+    from jpki_service.notifications.senders import MailRefused, OwnerMail, SmtpSender
+
+    server = SmtpServer(free_port(), RefusingInbox())
+    server.start()
+    try:
+        sender = SmtpSender("127.0.0.1", server.port, "notices@jpki.example.jp", timeout=5)
+        mail = OwnerMail(to=ADDRESS, subject="s", body="b", notification_id=1, at=dt.datetime.now(dt.UTC))
+        with pytest.raises(MailRefused) as refused:
+            sender.send_mail(mail)
+    finally:
+        server.stop()
+    assert str(refused.value) == "the SMTP server refused the owner's address (SMTP 550)"
+    assert server.inbox.received == []
