@@ -193,6 +193,7 @@ WORDS = {
     "issuance-refused": N_("issuance-refused"), "lost": N_("lost"), "stolen": N_("stolen"), "sold": N_("sold"),
     "other": N_("other"), "registered": N_("registered"), "certificates-issued": N_("certificates-issued"),
     "password-reset": N_("password-reset"),
+    "owner-card-revoked": N_("owner-card-revoked"), "owner-suspended": N_("owner-suspended"),
     # who acted
     "owner": N_("owner"), "system": N_("system"), "operator": N_("operator"), "supervisor": N_("supervisor"),
 }
@@ -315,7 +316,11 @@ def status(ctx: typer.Context,
         return
     for kind in report.stored:
         typer.echo(_("the {kind} certificate was written into the secure element").format(kind=_kind(kind)))
-    if registration.state == "suspended":
+    last = registration.last_change
+    if registration.state == "suspended" and last is not None and last.event == "owner-suspended":
+        typer.echo(_("SUSPENDED with your My Number card (reason: {reason}) on {when}. Lift it with: {command}").format(
+            reason=word(registration.reason), when=_when(last.at), command=LIFT_COMMAND))
+    elif registration.state == "suspended":
         typer.echo(_("SUSPENDED by the call centre (reason: {reason}) on {when}. Lift it with: {command}").format(
             reason=word(registration.reason), when=_when(_changed_at(registration, "suspended")),
             command=LIFT_COMMAND))
@@ -666,6 +671,10 @@ def _certificates(path: Path | None) -> list[x509.Certificate]:
 def main() -> None:
     app()
 
+
+from app_client.card_commands import card_app  # noqa: E402 - `jpki-app card ...`, app_client/card_commands.py
+
+app.add_typer(card_app, name="card")
 
 from app_client.email_commands import email_app  # noqa: E402 - `jpki-app email ...`, app_client/email_commands.py
 

@@ -187,6 +187,25 @@ class Registration:
         return tuple(c for c in self.certificates if c.kind == kind and not c.current)
 
 
+@dataclass(frozen=True)
+class CardRegistration:
+    """What the card sees of one registration of its person: nothing more."""
+
+    case_reference: str  # what the card's revoke and suspend name it by
+    device_model: str
+    registered_at: str  # ISO 8601
+    state: str
+    ca_sync: str  # done: the CA has every change | pending: on its way there | failed: the CA refused one
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> CardRegistration:
+        try:
+            return cls(str(document["case_reference"]), str(document["device_model"]),
+                       str(document["registered_at"]), str(document["state"]), str(document["ca_sync"]))
+        except (KeyError, TypeError) as exc:
+            raise AppError(_("the service answered a card listing without {field}").format(field=exc)) from None
+
+
 class ServiceClient:
     """One lifecycle service. ``http`` lets a caller hand in its own client (e.g. a TestClient)."""
 
@@ -264,6 +283,32 @@ class ServiceClient:
         if not isinstance(pem, str):
             raise AppError(_("the service published no statement key"))
         return pem
+
+    # -- the card as the owner's master key: no phone needed --------------------------------------
+
+    def card_challenge(self, action: Action, case_reference: str | None = None) -> Challenge:
+        """A challenge for the card's own acts: ``card-list`` (no target), ``card-revoke`` and ``card-suspend``
+        (the registration named by its case reference). The answer's case reference, as the service spells
+        it, is the proof's target: it stands where other proofs name a registration id."""
+        body = {"action": Action(action).value}
+        if case_reference is not None:
+            body["case_reference"] = case_reference
+        answer = self._call("POST", "/api/v1/challenges", body)
+        return Challenge(answer["challenge_id"], answer["nonce"], answer["action"], answer.get("case_reference"),
+                         answer["expires_at"])
+
+    def card_registrations(self, proof: Proof) -> tuple[CardRegistration, ...]:
+        """The registrations of the person the card names, oldest first (``card-list`` proof)."""
+        answer = self._call("POST", "/api/v1/card/registrations", {"proof": proof.to_json()})
+        return tuple(CardRegistration.from_json(entry) for entry in answer.get("registrations") or ())
+
+    def card_act(self, act: str, case_reference: str, proof: Proof, reason: str | None = None) -> CardRegistration:
+        """``act``: revoke or suspend (``reason``: lost, stolen, sold, other) the registration ``case_reference``."""
+        body: dict[str, Any] = {"proof": proof.to_json()}
+        if reason is not None:
+            body["reason"] = reason
+        return CardRegistration.from_json(self._call("POST", f"/api/v1/card/registrations/{case_reference}/{act}",
+                                                     body))
 
     # -- demo relying party ---------------------------------------------------------------------
 

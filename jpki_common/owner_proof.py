@@ -8,7 +8,8 @@ UTF-8, lines joined by "\n", no trailing newline::
 
     jpki-lifecycle-proof/2
     <action>
-    <registration id, or "-" when registering>
+    <target: the registration id; the case reference for card-revoke and card-suspend; "-" when
+     registering and for card-list>
     <challenge id>
     <nonce, base64url>
     <authorised: lower-case hex SHA-256 of what the request authorises, or "-" when it carries no key>
@@ -65,6 +66,11 @@ class Action(str, enum.Enum):
     LIFT_SUSPENSION = "lift-suspension"
     OWNER_TOKEN = "owner-token"  # the device key asks for a new owner token (reads the registration)
     LOGIN = "login"
+    # The card alone, from any phone or PC with a card reader (docs/service-api.md, "The card as the owner's
+    # master key"): the owner's registrations found by the card's person key, each named by its case reference.
+    CARD_LIST = "card-list"
+    CARD_REVOKE = "card-revoke"
+    CARD_SUSPEND = "card-suspend"
     EMAIL = "email"  # the card sets (or clears) the e-mail address owner notices go to
 
 
@@ -114,7 +120,8 @@ def email_digest(email: str | None, login_notices: bool) -> str:
 
 def proof_message(action: Action | str, registration_id: str | None, challenge_id: str, nonce: str,
                   authorised: str = NOTHING_AUTHORISED, *, version: str = PROOF_VERSION) -> bytes:
-    """The exact bytes an owner signs. ``authorised``: :func:`authorised_digest` of the request."""
+    """The exact bytes an owner signs. ``authorised``: :func:`authorised_digest` of the request.
+    ``registration_id``: the target (for card-revoke and card-suspend, the case reference)."""
     action = Action(action)
     lines = [version, action.value, registration_id or "-", challenge_id, nonce]
     if version == PROOF_VERSION:

@@ -66,6 +66,8 @@ class Event(str, enum.Enum):
     SUPERVISOR_LIFTED = "supervisor-lifted"
     SIGNATURE_REISSUED = "signature-reissued"
     SUPERVISOR_REVOKED = "supervisor-revoked"
+    OWNER_CARD_REVOKED = "owner-card-revoked"  # the owner with the card alone, from any phone or PC
+    OWNER_SUSPENDED = "owner-suspended"  # likewise
 
 
 class CertKind(str, enum.Enum):
@@ -140,6 +142,13 @@ TRANSITIONS: dict[Event, Transition] = {
         # The phone is gone for good, or its key is compromised: the supervisor names the RFC 5280 reason.
         Transition(Event.SUPERVISOR_REVOKED, LIVE, State.REVOKED, Actor.SUPERVISOR, ProofKind.OPERATOR_SESSION,
                    BOTH, None, notify_owner=True),
+        # The card as the owner's master key (issue 15): with the card alone, from any phone or PC with a card
+        # reader, the owner revokes or suspends any of the person's phones; lifting still needs card and phone
+        # (owner-lifted). Told to the owner: the card and its password may be in another's hands.
+        Transition(Event.OWNER_CARD_REVOKED, LIVE, State.REVOKED, Actor.OWNER, ProofKind.CARD,
+                   BOTH, "cessationOfOperation", notify_owner=True),
+        Transition(Event.OWNER_SUSPENDED, (State.ACTIVE,), State.SUSPENDED, Actor.OWNER, ProofKind.CARD,
+                   hold=BOTH, notify_owner=True),
     )
 }
 

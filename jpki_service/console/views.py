@@ -134,6 +134,8 @@ WORD_LABELS = {
     "password-reset": N_("password reset"), "owner-lifted": N_("suspension lifted by the owner"),
     "supervisor-lifted": N_("suspension lifted by a supervisor"),
     "signature-reissued": N_("signature certificate reissued"), "supervisor-revoked": N_("revoked by a supervisor"),
+    "owner-card-revoked": N_("revoked by the owner with the card"),
+    "owner-suspended": N_("suspended by the owner with the card"),
     "operator": N_("operator"), "supervisor": N_("supervisor"), "auditor": N_("auditor"), "owner": N_("owner"),
     "system": N_("system"), "suspend": N_("suspension"), "lift": N_("lift"), "revoke": N_("revocation"),
     "carrier": N_("mobile carrier"),

@@ -69,6 +69,13 @@ _WHAT = {
     Event.CARD_REVOKED.value: N_(
         "The signature certificate on your phone was revoked because the signature certificate of your "
         "My Number Card was revoked."),
+    Event.OWNER_CARD_REVOKED.value: N_(
+        "The JPKI smartphone certificates on one of your phones were revoked with your My Number Card, from a "
+        "phone or computer with a card reader."),
+    Event.OWNER_SUSPENDED.value: N_(
+        "The JPKI smartphone certificates on one of your phones were temporarily suspended with your My Number "
+        "Card, from a phone or computer with a card reader. To lift the suspension, use the app on that phone "
+        "with your My Number Card."),
 }
 # A log-in at the relying party with the phone's user-authentication certificate: not a lifecycle
 # event, told only to owners who asked for it (Registration.login_notices), as Mynaportal's access notices.

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from jpki_common.owner_proof import Action
+from jpki_service.callcentre.schemas import SuspensionReason
 
 RegistrationId = Field(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")
 Pem = Field(min_length=1, max_length=16_384)
@@ -25,10 +26,15 @@ _CHALLENGE = "9b2e4f0a6c8d1e3f5a7b9c0d2e4f6a8b"
 
 class ChallengeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"action": "register"}, {"action": "revoke", "registration_id": _ID}]})
+        {"action": "register"}, {"action": "revoke", "registration_id": _ID},
+        {"action": "card-revoke", "case_reference": "ABCD-EFGH-JKMN"}]})
 
     action: Action
     registration_id: str | None = Field(None, min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")
+    case_reference: str | None = Field(
+        None, min_length=1, max_length=32,
+        description="Only for card-revoke and card-suspend: the registration the card acts on, by its case reference "
+                    "(as `POST /api/v1/card/registrations` lists it; any case, width or hyphens)")
 
 
 class ChallengeOut(BaseModel):
@@ -40,6 +46,9 @@ class ChallengeOut(BaseModel):
     nonce: str
     action: str
     registration_id: str | None
+    case_reference: str | None = Field(
+        None, description="card-revoke and card-suspend: the case reference the proof names (the message's third "
+                          "line), as the service spells it")
     expires_at: str
 
 
@@ -191,3 +200,32 @@ class StatementKeyOut(BaseModel):
     public_key_pem: str
     fingerprint: str
     purpose: str
+
+
+# -- the card as the owner's master key (docs/service-api.md) ---------------------------------------
+class CardSuspendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "proof": {"challenge_id": _CHALLENGE, "signature": _SIGNATURE, "card_certificate_pem": _CERT},
+        "reason": "lost"}]})
+
+    proof: OwnerProof
+    reason: SuspensionReason = Field(SuspensionReason.LOST, description="Why the owner suspends the phone")
+
+
+class CardRegistrationOut(BaseModel):
+    """What the card sees of one registration of its person: nothing else (no id, no certificate)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "case_reference": "ABCD-EFGH-JKMN", "device_model": "Pixel 9", "registered_at": "2026-04-01T03:00:12+00:00",
+        "state": "active", "ca_sync": "done"}]})
+
+    case_reference: str = Field(description="What the card's revoke and suspend requests name it by")
+    device_model: str
+    registered_at: str
+    state: Literal["pending", "active", "suspended", "revoked", "expired"]
+    ca_sync: Literal["done", "pending", "failed"] = Field(
+        description="done: the CA has every change; pending: on its way to the CA; failed: the CA refused one")
+
+
+class CardRegistrationsOut(BaseModel):
+    registrations: list[CardRegistrationOut] = Field(description="Oldest first")

@@ -398,13 +398,18 @@ def statement_key(ctx: ServiceContext) -> dict[str, str]:
             "purpose": reset_authorisation.PURPOSE_PASSWORD_RESET}
 
 
-def _registering_card(ctx: ServiceContext, proof: OwnerProof, challenge: ProofChallenge, authorised: str,
-                      card_serial: str) -> VerifiedCard:
-    """The card's proof, from the very card that registered this phone."""
+def _proven_card(ctx: ServiceContext, proof: OwnerProof, challenge: ProofChallenge, authorised: str) -> VerifiedCard:
+    """The card's proof: a card signature certificate of the CA, good at OCSP, whose key signed the challenge."""
     if not proof.card_certificate_pem:
         raise InvalidInput("this request needs proof.card_certificate_pem", field="proof.card_certificate_pem")
     message = _card_message(challenge, proof, authorised)
-    card = verify_card_proof(ctx.ca, proof.card_certificate_pem, message, proof.signature, ctx.keys.person_index)
+    return verify_card_proof(ctx.ca, proof.card_certificate_pem, message, proof.signature, ctx.keys.person_index)
+
+
+def _registering_card(ctx: ServiceContext, proof: OwnerProof, challenge: ProofChallenge, authorised: str,
+                      card_serial: str) -> VerifiedCard:
+    """The card's proof, from the very card that registered this phone."""
+    card = _proven_card(ctx, proof, challenge, authorised)
     if card.serial != card_serial:
         raise ProofRejected("this card is not the one that registered this phone", field="proof.card_certificate_pem")
     return card
@@ -456,6 +461,61 @@ def report_device_event(ctx: ServiceContext, registration_id: str, proof: OwnerP
     if state.is_final and event is Event.STALE_CERTIFICATE:
         return get_registration(ctx, registration_id)  # already dead: the phone may delete its copy
     return _owner_event(ctx, registration_id, event)
+
+
+# -- the card as the owner's master key ---------------------------------------------------------
+# From any phone or PC with a card reader, the card alone (card password, card good at OCSP) lists the
+# registrations of the person it names and revokes or suspends any of them (docs/service-api.md). They
+# are found by the person key, as registering finds the phones it supersedes (``_lock_person``: a renewed
+# card of the same person finds them too), and named by their case reference, which unlocks nothing.
+CARD_NOTE = "with the card"  # the history's note on the owner's act
+CARD_EVENTS = {Action.CARD_REVOKE: Event.OWNER_CARD_REVOKED, Action.CARD_SUSPEND: Event.OWNER_SUSPENDED}
+
+
+def card_summary(session: Session, registration: Registration) -> dict[str, Any]:
+    """What the card sees of a registration: the phone model, when it was registered, its state and whether
+    the CA has it all; nothing else (no id, no certificate, no history)."""
+    return {"case_reference": registration.case_reference, "device_model": registration.device_model,
+            "registered_at": registration.created_at.isoformat(), "state": registration.state,
+            "ca_sync": ca_commands.registration_sync(session, registration.id).state}
+
+
+def list_with_card(ctx: ServiceContext, proof: OwnerProof) -> list[dict[str, Any]]:
+    """The registrations of the person the card names, oldest first (``card-list``)."""
+    challenge = spend_challenge(ctx.store, proof.challenge_id, Action.CARD_LIST, None)
+    card = _proven_card(ctx, proof, challenge, NOTHING_AUTHORISED)
+    with ctx.store.transaction() as session:
+        _lock_person(session, ctx, card)  # older rows of this person come under the card's person key
+        return [card_summary(session, registration) for registration in session.scalars(
+            select(Registration).where(Registration.person_key == card.person_key)
+            .order_by(Registration.created_at, Registration.id))]
+
+
+def act_with_card(ctx: ServiceContext, action: Action, case_reference: str, proof: OwnerProof,
+                  suspension_reason: str | None = None) -> dict[str, Any]:
+    """Revoke (``card-revoke``) or suspend (``card-suspend``) one of the person's registrations with the card.
+
+    The challenge names the action and the case reference, so a proof serves neither another act nor another
+    registration. A registration of another person answers exactly as an unknown case reference does (404).
+    """
+    event = CARD_EVENTS[action]
+    reference = holder_data.normalise_case_reference(case_reference)
+    challenge = spend_challenge(ctx.store, proof.challenge_id, action, reference)
+    card = _proven_card(ctx, proof, challenge, NOTHING_AUTHORISED)
+    with ctx.store.transaction() as session:
+        _lock_person(session, ctx, card)
+        registration = session.scalars(
+            select(Registration).where(Registration.case_reference == reference,
+                                       Registration.person_key == card.person_key).with_for_update()
+        ).one_or_none()
+        if registration is None:
+            raise RegistrationNotFound(f"no registration with case reference {reference} answers to this card",
+                                       field="case_reference")
+        apply_event(session, registration, event, note=CARD_NOTE, suspension_reason=suspension_reason)
+        registration_id = registration.id
+    carry_quietly(ctx, registration_id)
+    with ctx.store.sessions() as session:
+        return card_summary(session, load_registration(session, registration_id))
 
 
 # -- the blind index under older rules ---------------------------------------------------------

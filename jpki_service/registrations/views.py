@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jpki_common.http import problem_responses
 from jpki_common.owner_proof import Action
 from jpki_common.problems import BodyTooLarge
+from jpki_service import holder_data
 from jpki_service.challenges.service import issue_challenge
 from jpki_service.common.faults import crash_point
 from jpki_service.common.problems import (
@@ -31,6 +32,9 @@ from jpki_service.lifecycle import Event
 from jpki_service.rate_limits.service import count_challenge, count_failed_proof
 from jpki_service.registrations import service
 from jpki_service.registrations.schemas import (
+    CardRegistrationOut,
+    CardRegistrationsOut,
+    CardSuspendRequest,
     ChallengeOut,
     ChallengeRequest,
     EmailRequest,
@@ -88,9 +92,21 @@ def new_challenge(body: ChallengeRequest, request: Request) -> dict[str, Any]:
     if body.action is Action.LOGIN:
         raise InvalidInput("login challenges come from the relying party: POST /rp/v1/login/challenge",
                            field="action")
-    if body.action is Action.REGISTER:
+    # The card's acts on a registration name it by case reference; the card proves first, so the challenge
+    # says nothing of whether the reference exists (404 only after the proof, the same as another person's).
+    case_reference = None
+    if body.action in service.CARD_EVENTS:
         if body.registration_id is not None:
-            raise InvalidInput("a register challenge takes no registration_id", field="registration_id")
+            raise InvalidInput(f"a {body.action.value} challenge names the registration by case_reference, not "
+                               "registration_id", field="registration_id")
+        if body.case_reference is None:
+            raise InvalidInput(f"a {body.action.value} challenge needs case_reference", field="case_reference")
+        case_reference = holder_data.normalise_case_reference(body.case_reference)
+    elif body.case_reference is not None:
+        raise InvalidInput(f"a {body.action.value} challenge takes no case_reference", field="case_reference")
+    elif body.action in (Action.REGISTER, Action.CARD_LIST):
+        if body.registration_id is not None:
+            raise InvalidInput(f"a {body.action.value} challenge takes no registration_id", field="registration_id")
     else:
         if body.registration_id is None:
             raise InvalidInput(f"a {body.action.value} challenge needs registration_id", field="registration_id")
@@ -98,6 +114,9 @@ def new_challenge(body: ChallengeRequest, request: Request) -> dict[str, Any]:
     ctx = _ctx(request)
     # A write: limited per client (429), never per registration (anyone may ask for one).
     count_challenge(ctx.store, ctx.settings, request.client.host if request.client else "unknown")
+    if case_reference is not None:  # the proof's target line is the case reference
+        answer = issue_challenge(ctx.store, ctx.settings.challenge_ttl_seconds, body.action, case_reference)
+        return {**answer, "registration_id": None, "case_reference": case_reference}
     return issue_challenge(ctx.store, ctx.settings.challenge_ttl_seconds, body.action, body.registration_id)
 
 
@@ -181,3 +200,33 @@ def lift_suspension(body: LiftRequest, request: Request, response: Response,
 def set_email(body: EmailRequest, request: Request, registration_id: str = RegistrationIdPath) -> dict[str, Any]:
     return service.set_email(_ctx(request), registration_id, body)
 
+
+# -- the card as the owner's master key: from any phone or PC with a card reader, no phone needed --------
+CaseReferencePath = Path(min_length=1, max_length=32, description="The case reference, as the list gives it")
+
+
+@router.post("/card/registrations", response_model=CardRegistrationsOut,
+             summary="The registrations of the person the card names (card proof, card-list challenge)",
+             responses=problem_responses(*_PROOF, *_CARD))
+def card_list(body: ProofRequest, request: Request) -> dict[str, Any]:
+    return {"registrations": service.list_with_card(_ctx(request), body.proof)}
+
+
+@router.post("/card/registrations/{case_reference}/revoke", response_model=CardRegistrationOut,
+             responses={202: {"model": CardRegistrationOut, "description": "Revoked here; on its way to the CA"},
+                        **problem_responses(*_ON_REGISTRATION, *_CARD, StateConflict)},
+             summary="Revoke one of the person's phones with the card alone (card-revoke challenge)")
+def card_revoke(body: ProofRequest, request: Request, response: Response,
+                case_reference: str = CaseReferencePath) -> dict[str, Any]:
+    return _synced(service.act_with_card(_ctx(request), Action.CARD_REVOKE, case_reference, body.proof), response)
+
+
+@router.post("/card/registrations/{case_reference}/suspend", response_model=CardRegistrationOut,
+             responses={202: {"model": CardRegistrationOut, "description": "Suspended here; on its way to the CA"},
+                        **problem_responses(*_ON_REGISTRATION, *_CARD, StateConflict)},
+             summary="Suspend one of the person's phones with the card alone (card-suspend challenge); lifting "
+                     "needs the card and the phone")
+def card_suspend(body: CardSuspendRequest, request: Request, response: Response,
+                 case_reference: str = CaseReferencePath) -> dict[str, Any]:
+    return _synced(service.act_with_card(_ctx(request), Action.CARD_SUSPEND, case_reference, body.proof,
+                                         body.reason.value), response)
