@@ -43,7 +43,9 @@ DOMAINS = (
             *((f"jpki_service/{source}{'.py' if source.endswith('**') else ''}", "python")
               for source in _SERVICE_SOURCES),
             ("jpki_common/problems.py", "python")), "jpki_service/locale"),
-    Domain("operator_cli", (("jpki_service/operators/client_cli.py", "python"),), "jpki_service/locale"),
+    Domain("operator_cli", (("jpki_service/operators/client_cli.py", "python"),
+                            ("jpki_service/lifecycle.py", "python")),  # the state words it shares with the console
+           "jpki_service/locale"),
     Domain("app_client", (("app_client/**.py", "python"),), "app_client/locale"),
 )
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from jpki_common.i18n import Sentence
+from jpki_common.i18n import N_, Sentence
 
 
 class State(str, enum.Enum):
@@ -91,8 +91,6 @@ class Transition:
     release: tuple[CertKind, ...] = ()  # held certificates made good again
     reissue: tuple[CertKind, ...] = ()  # new certificates to new keys, replacing the current ones
     notify_owner: bool = False  # told through another channel than the phone: someone else may have acted
-
-
     also_by: tuple[tuple[Actor, ProofKind], ...] = ()  # other actors who may cause it, each with its proof
 
     def proof_of(self, actor: Actor) -> ProofKind:
@@ -101,6 +99,8 @@ class Transition:
         if actor not in proofs:
             raise ValueError(f"{actor.value} may not cause {self.event.value}")
         return proofs[actor]
+
+
 LIVE = (State.PENDING, State.ACTIVE, State.SUSPENDED)
 
 TRANSITIONS: dict[Event, Transition] = {
@@ -127,6 +127,7 @@ TRANSITIONS: dict[Event, Transition] = {
                    (CertKind.SIGNATURE,), "affiliationChanged", notify_owner=True),
         Transition(Event.PASSWORD_RESET, (State.ACTIVE, State.SUSPENDED), None, Actor.OWNER, ProofKind.CARD),
         # The call centre (DESIGN.md 2.7): both certificates on hold at once, OCSP says certificateHold.
+        # A carrier's lost-phone report does the same (docs/carriers.md); it can never lift nor revoke.
         Transition(Event.SUSPENDED, (State.ACTIVE,), State.SUSPENDED, Actor.OPERATOR, ProofKind.OPERATOR_SESSION,
                    hold=BOTH, notify_owner=True, also_by=((Actor.CARRIER, ProofKind.CARRIER_TOKEN),)),
         # Found again (DESIGN.md 2.8): authentication reinstated, signature revoked and reissued.
@@ -159,6 +160,26 @@ TRANSITIONS: dict[Event, Transition] = {
 OWNER_SECRET_PROOFS = (ProofKind.CARD, ProofKind.PHONE_SIGNATURE_KEY, ProofKind.CARD_AND_DEVICE_KEY)
 # The CA's answer to a registration the owner just proved with the card: the owner's own app receives it.
 ANSWERS_TO_THE_OWNER = (ProofKind.CA_RESULT,)
+
+
+# What a person is told of a state the CA does not have yet (the service's queue to the CA, ``ca_sync``,
+# still pending): that it was asked for, not that it is done, since relying parties still get the
+# CA's old answer (issue 14: "held" before the CA has it). Translated where it is shown.
+REQUESTED_WORDING = {
+    State.SUSPENDED: N_("suspension requested, waiting for the CA"),
+    State.REVOKED: N_("revocation requested, waiting for the CA"),
+    State.ACTIVE: N_("lift requested, waiting for the CA"),
+}
+
+
+def requested_wording(state: str, ca_sync: str | None) -> str | None:
+    """The words for ``state`` while the CA does not have it yet; None when the CA has it (or refused it)."""
+    if ca_sync != "pending":
+        return None
+    try:
+        return REQUESTED_WORDING.get(State(state))
+    except ValueError:
+        return None
 
 
 class TransitionRefused(Exception):

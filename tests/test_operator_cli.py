@@ -191,8 +191,9 @@ def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
 
     # The supervisor lifts: authentication released, signature revoked (the app reissues it).
     text = sv.ok("lift", rid, "--reason", "found at home", "--caller", "self", "--ticket", "CC-2024-0002").stdout
-    assert f"registration {rid}: active" in text
-    assert "ca_sync done: the CA has it" in text or "recorded, on its way to the CA" in text
+    assert ((f"registration {rid}: active" in text and "ca_sync done: the CA has it" in text)
+            or (f"registration {rid}: lift requested, waiting for the CA" in text
+                and "recorded, on its way to the CA" in text)), text
     assert "new signature certificate" in text
     lifted = _state(sv, rid)["registration"]
     assert lifted["state"] == "active" and lifted["signature_reissue_needed"] is True
@@ -260,6 +261,33 @@ def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
     assert httpx.get(f"{service_server.url}/api/v1/operator/session",
                      headers={"Authorization": f"Bearer {token}"}).status_code == 401
     _no_secret_shown(call_centre)
+
+
+def test_with_the_ca_down_the_cli_says_the_suspension_waits_for_it(ca_server, service_server, call_centre):
+    """Honest status: until the CA has the hold, jpki-operator says it was requested, never that it is done
+    (relying parties still get `good` from the CA meanwhile); once the CA has it, `history` says suspended."""
+    op = call_centre["op.sato"]
+    phone = PhoneForTests()
+    with service_server.client() as client:
+        registered = register(client, make_card(ca_server.store, ca_server.settings), phone)
+    assert registered.status_code == 201, registered.text
+    pems = [c["certificate_pem"] for c in registered.json()["certificates"]]
+    op.ok("login")
+    ca_server.stop()
+    try:
+        text = op.ok("suspend", phone.case_reference, "--reason", "lost", "--caller", "self",
+                     "--ticket", "CC-2024-0100").stdout
+        assert f"registration {phone.case_reference}: suspension requested, waiting for the CA (lost)" in text, text
+        assert text.count("held requested, waiting for the CA") == 2, text  # both certificates
+        assert "recorded, on its way to the CA" in text
+        assert f"registration {phone.case_reference}: suspended" not in text
+        japanese = op.ok("--lang", "ja", "history", phone.case_reference).stdout
+        assert "一時利用停止を依頼済み（認証局の反映待ち）" in japanese and untranslated(japanese) == []
+    finally:
+        ca_server.start()
+    _ca_sync_done(service_server.url, phone)
+    assert f"registration {phone.case_reference}: suspended (lost)" in op.ok("history", phone.case_reference).stdout
+    assert {ocsp_status(ca_server.url, pem) for pem in pems} == {"revoked:certificateHold"}
 
 
 def test_sign_in_refusals(service_server, call_centre):

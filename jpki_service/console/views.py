@@ -63,7 +63,7 @@ from jpki_service.common.problems import (
 )
 from jpki_service.common.texts import N_, TEXTS, Sentence
 from jpki_service.holder_data import normalise_case_reference
-from jpki_service.lifecycle import Event, State, TransitionRefused, transition
+from jpki_service.lifecycle import Event, State, TransitionRefused, requested_wording, transition
 from jpki_service.operators import service as operators
 from jpki_service.operators.roles import Permission, Role, may
 from jpki_service.operators.service import SignedIn
@@ -117,12 +117,6 @@ STATE_LABELS = {
     "active": N_("active"), "suspended": N_("suspended"), "revoked": N_("revoked"),
     "pending": N_("being issued"), "expired": N_("expired"),
 }
-# The state as the CA has it, or what was asked of the CA and is not confirmed yet (ca_sync pending).
-REQUESTED_LABELS = {
-    "suspended": N_("suspension requested, waiting for the CA"),
-    "revoked": N_("revocation requested, waiting for the CA"),
-    "active": N_("lift requested, waiting for the CA"),
-}
 # The service's other words a page shows (the ``label`` filter): certificates, events, roles, actors.
 WORD_LABELS = {
     "signature": N_("signature certificate"), "authentication": N_("user-authentication certificate"),
@@ -145,14 +139,18 @@ WORD_LABELS = {
 def _state_text(registration: Mapping[str, Any]) -> str:
     """What the console says of a registration's state: only what the CA has confirmed is stated as done."""
     state = str(registration.get("state", ""))
-    if registration.get("ca_sync") == "pending" and state in REQUESTED_LABELS:
-        return _(REQUESTED_LABELS[state])
-    return _(STATE_LABELS.get(state, state))
+    requested = requested_wording(state, registration.get("ca_sync"))
+    return _(requested) if requested else _(STATE_LABELS.get(state, state))
 
 
 def _detail(problem: Problem) -> str:
     """A refusal's explanation in the page's language: its catalogued sentence translated, with its values."""
     return problem.sentence.translate(_) if problem.sentence is not None else _(problem.detail)
+
+
+def _event_label(event: str | None) -> str:
+    """An event of the history: the event ``suspended`` is the act (一時利用停止), not the state (一時利用停止中)."""
+    return _label("suspend" if event == "suspended" else event)
 
 
 def _label(word: str | None) -> str:
@@ -169,6 +167,7 @@ templates.env.filters["when"] = _when
 templates.env.filters["label"] = _label
 templates.env.filters["state_text"] = _state_text
 templates.env.filters["detail"] = _detail
+templates.env.filters["event_label"] = _event_label
 templates.env.globals["PREFIX"] = PREFIX
 
 

@@ -362,16 +362,23 @@ def _print_summary(summary: dict[str, Any]) -> None:
         typer.echo(_("NOT DONE YET: the {action} waits for a second supervisor's approval (the two-person rule): "
                      "`jpki-operator approve {id}` by another supervisor, until {until}").format(
             action=word(waiting["action"]), id=waiting["approval_id"], until=_when(waiting.get("expires_at"))))
+    from jpki_service.lifecycle import requested_wording
+
     reason = f" ({word(summary['reason'])})" if summary.get("reason") else ""
-    typer.echo(_("registration {case}: {state}{reason}").format(case=summary["case_reference"],
-                                                               state=word(summary["state"]), reason=reason))
+    # Only what the CA has confirmed is said to be done (the state waits for the CA while ca_sync is pending).
+    requested = requested_wording(summary["state"], summary.get("ca_sync"))
+    typer.echo(_("registration {case}: {state}{reason}").format(
+        case=summary["case_reference"], state=_(requested) if requested else word(summary["state"]), reason=reason))
     typer.echo(_("  holder {name}, {model}, registered {when}").format(
         name=summary.get("masked_name", "-"), model=summary.get("device_model", "-"),
         when=_when(summary.get("registered_at"))))
     for certificate in summary.get("certificates", []):
         superseded = "" if certificate.get("current", True) else _(" (superseded)")
+        status = word(certificate["status"])
+        if requested and certificate.get("current", True):
+            status = _("{status} requested, waiting for the CA").format(status=status)
         typer.echo(_("  {kind} {status} serial {serial}{superseded}").format(
-            kind=_pad(word(certificate["kind"]), 15), status=_pad(word(certificate["status"]), 8),
+            kind=_pad(word(certificate["kind"]), 15), status=_pad(status, 8),
             serial=certificate.get("serial") or "-", superseded=superseded))
     typer.echo(f"  {_ca_sync_text(summary)}")
     if summary.get("signature_reissue_needed"):
