@@ -156,7 +156,7 @@ def _event_label(event: str | None) -> str:
 def _label(word: str | None) -> str:
     """One of the service's words (a state, an event, a role...) as the page's language says it."""
     word = word or ""
-    return _(STATE_LABELS.get(word) or WORD_LABELS.get(word) or word)
+    return _(STATE_LABELS.get(word) or WORD_LABELS.get(word) or OPTION_LABELS.get(word) or word)
 
 
 templates = Jinja2Templates(directory=str(_HERE / "templates"))
