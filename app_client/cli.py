@@ -194,8 +194,10 @@ WORDS = {
     "other": N_("other"), "registered": N_("registered"), "certificates-issued": N_("certificates-issued"),
     "password-reset": N_("password-reset"),
     "owner-card-revoked": N_("owner-card-revoked"), "owner-suspended": N_("owner-suspended"),
+    "remote-wipe": N_("remote-wipe"),
     # who acted
     "owner": N_("owner"), "system": N_("system"), "operator": N_("operator"), "supervisor": N_("supervisor"),
+    "carrier": N_("carrier"),
 }
 
 
