@@ -321,6 +321,7 @@ WORDS = {
     "stale-certificate": N_("stale-certificate"), "card-revoked": N_("card-revoked"),
     "supervisor-revoked": N_("supervisor-revoked"), "supervisor-lifted": N_("supervisor-lifted"),
     "owner-lifted": N_("owner-lifted"), "signature-reissued": N_("signature-reissued"),
+    "owner-card-revoked": N_("owner-card-revoked"), "owner-suspended": N_("owner-suspended"),
     "registered": N_("registered"), "certificates-issued": N_("certificates-issued"),
     "password-reset": N_("password-reset"), "issuance-refused": N_("issuance-refused"),
     "suspend": N_("suspend"), "lift": N_("lift"), "revoke": N_("revoke"),
