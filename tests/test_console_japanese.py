@@ -71,8 +71,8 @@ def test_every_page_of_a_call_reads_in_japanese(make_console, ca_server):  # noq
     assert '<html lang="ja">' in login and "サインイン" in login
     operator, csrf = console.signed_in("hanako", Role.OPERATOR)
     read(operator, "/console/find")
-    nothing = operator.post("/console/find", data={"csrf_token": csrf, "by": "items", "name": "佐藤 花子",
-                                                   "birth": "昭和60年5月5日", "address": "大阪府大阪市北区梅田一丁目1番"})
+    nobody = {"name": "佐藤 花子", "birth": "昭和60年5月5日", "address": "大阪府大阪市北区梅田一丁目1番"}
+    nothing = operator.post("/console/find", data={"csrf_token": csrf, "by": "items", **nobody})
     assert nothing.status_code == 404 and not english_left(nothing.text), english_left(nothing.text)
     impossible = operator.post("/console/find", data={"csrf_token": csrf, "by": "items", "name": "佐藤 花子",
                                                       "birth": "平成32年1月2日", "address": "大阪府"})

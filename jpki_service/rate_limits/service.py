@@ -22,7 +22,7 @@ refused proof is counted where it is refused (the owner and relying-party views 
 | ``rp-failed-login-client`` | refused RP logins, client | 30 / min | ``RP_FAILED_LOGINS_PER_CLIENT_PER_MINUTE`` |
 | ``login-client`` | operator logins, client | 20 / min | ``LOGIN_ATTEMPTS_PER_CLIENT_PER_MINUTE`` |
 | ``carrier-reports`` | carrier reports, carrier | 60 / min | ``CARRIER_REPORTS_PER_MINUTE`` |
-| ``carrier-token-client`` | carrier token requests, client | 20 / min | ``CARRIER_TOKEN_REQUESTS_PER_CLIENT_PER_MINUTE`` |
+| ``carrier-token-client`` | carrier tokens, client | 20 / min | ``CARRIER_TOKEN_REQUESTS_PER_CLIENT_PER_MINUTE`` |
 
 "Client" is the address that really connected (``JPKI_TRUSTED_PROXIES``); "RP" the demo relying party;
 "carrier" a mobile carrier's credential (``jpki_service/carriers``, docs/carriers.md).
