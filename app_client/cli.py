@@ -322,6 +322,10 @@ def status(ctx: typer.Context,
     if registration.state == "suspended" and last is not None and last.event == "owner-suspended":
         typer.echo(_("SUSPENDED with your My Number card (reason: {reason}) on {when}. Lift it with: {command}").format(
             reason=word(registration.reason), when=_when(last.at), command=LIFT_COMMAND))
+    elif registration.state == "suspended" and last is not None and last.actor == "carrier":
+        typer.echo(_("SUSPENDED on your mobile carrier's lost-phone report (reason: {reason}) on {when}. Lift it "
+                     "with: {command}").format(reason=word(registration.reason), when=_when(last.at),
+                                               command=LIFT_COMMAND))
     elif registration.state == "suspended":
         typer.echo(_("SUSPENDED by the call centre (reason: {reason}) on {when}. Lift it with: {command}").format(
             reason=word(registration.reason), when=_when(_changed_at(registration, "suspended")),
@@ -681,3 +685,5 @@ app.add_typer(card_app, name="card")
 from app_client.email_commands import email_app  # noqa: E402 - `jpki-app email ...`, app_client/email_commands.py
 
 app.add_typer(email_app, name="email")
+
+import app_client.dealer_commands  # noqa: E402,F401 - `jpki-app dealer-check`, app_client/dealer_commands.py

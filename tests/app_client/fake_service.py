@@ -94,12 +94,12 @@ class FakeService:
 
     # -- what the call centre and the CA do --------------------------------------------------------
 
-    def suspend(self, registration_id: str, reason: str = "lost") -> None:
+    def suspend(self, registration_id: str, reason: str = "lost", actor: str = "operator") -> None:
         registration = self.registrations[registration_id]
         registration.state, registration.reason = "suspended", reason
         for certificate in self._current(registration):
             certificate.status = "held"
-        registration.last_change = self._change("suspended", "operator")
+        registration.last_change = self._change("suspended", actor)
 
     def supervisor_lift(self, registration_id: str) -> None:
         registration = self.registrations[registration_id]

@@ -265,6 +265,18 @@ def run(service: FakeService, tmp_path: Path, monkeypatch):
     return invoke
 
 
+def test_the_cli_names_a_carriers_suspension(run, service, card_file):
+    assert run("register", "--card", str(card_file)).exit_code == 0
+    (registration_id,) = service.registrations
+    service.suspend(registration_id, reason="lost", actor="carrier")
+    status = run("status")
+    assert re.search(r"SUSPENDED on your mobile carrier's lost-phone report \(reason: lost\) on \d{4}-\d\d-\d\d "
+                     r"\d\d:\d\d JST\. Lift it with: jpki-app lift-suspension --card FILE\n", status.stdout), status.stdout
+    assert "call centre" not in status.stdout.split("suspension code")[-1]
+    japanese = run("--lang", "ja", "status")
+    assert "携帯電話会社からの紛失の届出により一時利用停止されました" in japanese.stdout, japanese.stdout
+
+
 def test_the_cli_shows_the_code_the_suspension_and_the_lift(run, service, card_file):
     registered = run("register", "--card", str(card_file))
     assert registered.exit_code == 0, registered.output
