@@ -52,3 +52,7 @@ class StaleCertificates(AppError):
 
 class NothingToLift(AppError):
     """The registration is not suspended and its signature certificate needs no reissue."""
+
+
+class NoReceipt(AppError):
+    """No erasure receipt: the secure element, or the service's records for it, still show a live JPKI certificate."""

@@ -16,6 +16,7 @@ What lives where, and so what each event erases:
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from app_client import pdf
 from app_client.app_data import AppData, EndedRegistration
 from app_client.card_reader import CardReader
 from app_client.defaults import DEFAULT_DEVICE_MODEL, DEFAULT_SERVICE_URL, DEFAULT_TIMEOUT
-from app_client.errors import AppError, NothingToLift, NotRegistered, StaleCertificates
+from app_client.errors import AppError, NoReceipt, NothingToLift, NotRegistered, StaleCertificates
 from app_client.messages import _
 from app_client.owner_secrets import AUTH_PIN, CARD_PASSWORD, NEW_SIGN_PASSWORD, SIGN_PASSWORD
 from app_client.secure_element import KeySlot, NoKey, SecureElement
@@ -348,6 +349,53 @@ def install(phone: Phone) -> InstallReport:
     phone.app_data.save(state.replace(registration_id=kept, service_url=phone.service.base_url,
                                       suspension_code=code))
     return InstallReport(stale, registration, discarded)
+
+
+# -- a dealer's erasure receipt ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DealerReport:
+    receipt: bytes  # CMS SignedData, DER: the service's signed receipt (docs/dealers.md)
+    document: dict[str, Any]  # what it says: device, checked_at, no_live_jpki_certificates, challenge, ...
+    certificate_pem: str  # the receipt authority's certificate, to verify it with (openssl cms -CAfile)
+    revoked_now: Registration | None  # the registration the stale-certificate flow ended in this check
+
+
+def dealer_check(phone: Phone) -> DealerReport:
+    """A dealer's check of a phone brought in (docs/dealers.md): no secret needed.
+
+    If the SE still holds a registration's keys, the stale-certificate flow runs, as on a reinstall
+    (:func:`install`): the device key tells the service, which revokes the certificates at the CA; the SE
+    copy is deleted only once the CA has the end (``ca_sync: done``), so a phone whose certificates could
+    not be revoked keeps them and gets no receipt. Keys of an enrolment the service never accepted are
+    deleted. Then the SE's attestation key signs what it holds for a fresh service challenge, and the
+    service, if the SE holds nothing and no registration it held is live, signs a receipt.
+    """
+    registration = None
+    held = phone.se.registration_id
+    if held is not None:
+        registration = _device_notice(phone, Action.STALE_CERTIFICATE, held, phone.service.stale_certificate)
+        if registration.is_final and registration.ca_sync == "done":
+            owner_token = _owner_token_to_keep(phone, held)
+            phone.se.delete_registration()
+            state = phone.app_data.load()
+            phone.app_data.save(state.replace(registration_id=None, suspension_code=None,
+                                              ended=_ended_record(registration, "stale-certificate", owner_token)))
+    elif phone.se.holds_keys():
+        phone.se.delete_registration()
+    challenge = phone.service.challenge(Action.DEALER_RECEIPT)
+    statement, signature = phone.se.attest(challenge.challenge_id, challenge.nonce)
+    revoked = [registration.registration_id] if registration is not None and phone.se.registration_id is None else []
+    try:
+        answer = phone.service.dealer_receipt(challenge.challenge_id, statement, signature,
+                                              phone.se.attestation_certificate_pem(), revoked)
+    except ServiceProblem as problem:
+        if problem.status != 409:
+            raise
+        raise NoReceipt(_("no erasure receipt: this phone may still hold a live JPKI certificate. The service "
+                          "says: {reason}").format(reason=problem.detail)) from None
+    return DealerReport(base64.b64decode(answer["receipt"]), answer["document"], answer["certificate_pem"],
+                        registration if revoked else None)
 
 
 # -- documents -----------------------------------------------------------------------------------

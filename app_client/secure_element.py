@@ -50,7 +50,7 @@ from app_client.errors import AppError
 from app_client.messages import N_, _
 from app_client.owner_secrets import AUTH_PIN, SIGN_PASSWORD, OwnerSecret
 from app_client.retry_counter import spend_try
-from jpki_common import keys, reset_authorisation
+from jpki_common import keys, reset_authorisation, se_attestation
 from jpki_common.card_rules import PIN_TRIES, SIGNATURE_PASSWORD_TRIES
 from jpki_common.owner_proof import sign_message
 
@@ -65,6 +65,12 @@ _OWNER_TOKEN = "owner_token"
 # The reset authorisations already acted on (their statement ids), so none serves twice.
 _USED_RESET_STATEMENTS = "used_reset_statements"
 _USED_RESET_STATEMENTS_KEPT = 32
+# The attestation key, made once with its maker's certificate (app_client/se_maker.py); never deleted: it is
+# the chip's, not a registration's. And the registrations whose keys this SE deleted (it tells them in its
+# attested statement, docs/dealers.md), the newest last.
+_ATTESTATION = "attestation"
+_ENDED_REGISTRATIONS = "ended_registrations"
+_ENDED_REGISTRATIONS_KEPT = 32
 
 
 class KeySlot(str, enum.Enum):
@@ -258,11 +264,45 @@ class SecureElement:
     def delete_registration(self) -> None:
         """Delete every key and certificate, and the registration id (revoke, uninstall, stale)."""
         with self._changing() as state:
+            if state["registration_id"] is not None:
+                ended = [e for e in state.get(_ENDED_REGISTRATIONS, []) if e != state["registration_id"]]
+                state[_ENDED_REGISTRATIONS] = [*ended, state["registration_id"]][-_ENDED_REGISTRATIONS_KEPT:]
             state["registration_id"] = None
             state["slots"] = {}
             state.pop(_STAGED_SIGNATURE_KEY, None)
             state.pop(_SERVICE_STATEMENT_KEY, None)  # pinned for that registration; the next one brings its own
             state.pop(_OWNER_TOKEN, None)  # the app's record of the ended registration keeps its own copy
+
+    # -- attestation: what the SE holds, signed by the chip's own key -------------------------------
+
+    def attestation_certificate_pem(self) -> str:
+        """The maker's certificate for this SE's attestation key (the key is made, and certified, once)."""
+        with self._changing() as state:
+            return self._attestation(state)["certificate_pem"]
+
+    def attest(self, challenge_id: str, nonce: str) -> tuple[bytes, str]:
+        """The statement of what this SE holds, for a service challenge, and the attestation key's signature
+        over it (jpki_common/se_attestation.py): the bytes and the base64 signature. Needs no secret."""
+        with self._changing() as state:
+            attestation = self._attestation(state)
+            held = []
+            if state["slots"] or state["registration_id"] is not None:
+                slots = sorted(state["slots"]) + ([_STAGED_SIGNATURE_KEY] if state.get(_STAGED_SIGNATURE_KEY) else [])
+                held.append({"registration_id": state["registration_id"], "slots": slots})
+            statement = se_attestation.statement_bytes(challenge_id, nonce, held,
+                                                       list(state.get(_ENDED_REGISTRATIONS, [])))
+        return statement, sign_message(self._private_key(attestation), statement)
+
+    def _attestation(self, state: dict[str, Any]) -> dict[str, Any]:
+        attestation = state.get(_ATTESTATION)
+        if attestation is None:
+            from app_client.se_maker import certify_attestation_key
+
+            key, attestation = self._new_key("p256")
+            assert isinstance(key, ec.EllipticCurvePrivateKey)
+            attestation["certificate_pem"] = certify_attestation_key(key.public_key())
+            state[_ATTESTATION] = attestation
+        return attestation
 
     # -- a new signature key (lifting a suspension) ----------------------------------------------
 

@@ -6,6 +6,7 @@ title and detail, so the CLI can print exactly what the service said.
 """
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -111,7 +112,7 @@ class LastChange:
     """The registration's latest lifecycle event: the owner sees who else changed it (DESIGN.md 7)."""
 
     event: str  # e.g. suspended, supervisor-lifted, owner-lifted
-    actor: str  # owner | system | operator | supervisor
+    actor: str  # owner | system | operator | supervisor | carrier
     at: str  # ISO 8601
 
     @classmethod
@@ -309,6 +310,16 @@ class ServiceClient:
             body["reason"] = reason
         return CardRegistration.from_json(self._call("POST", f"/api/v1/card/registrations/{case_reference}/{act}",
                                                      body))
+
+    # -- a dealer's erasure receipt: no secret, the SE's attestation key --------------------------
+
+    def dealer_receipt(self, challenge_id: str, statement: bytes, signature: str, attestation_certificate_pem: str,
+                       revoked_now: list[str]) -> dict[str, Any]:
+        """The service's receipt (``receipt``: CMS DER, base64; ``document``; ``certificate_pem``) for the SE's
+        attested statement; 409 (ServiceProblem) when the SE or the service's records show a live certificate."""
+        return self._call("POST", "/api/v1/receipts", {
+            "challenge_id": challenge_id, "statement": base64.b64encode(statement).decode(), "signature": signature,
+            "attestation_certificate_pem": attestation_certificate_pem, "revoked_now": revoked_now})
 
     # -- demo relying party ---------------------------------------------------------------------
 

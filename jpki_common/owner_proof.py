@@ -72,6 +72,9 @@ class Action(str, enum.Enum):
     CARD_REVOKE = "card-revoke"
     CARD_SUSPEND = "card-suspend"
     EMAIL = "email"  # the card sets (or clears) the e-mail address owner notices go to
+    # A dealer's erasure receipt: the secure element's attestation key signs what it holds (no registration;
+    # jpki_common/se_attestation.py, docs/dealers.md).
+    DEALER_RECEIPT = "dealer-receipt"
 
 
 def _sha256_hex(data: bytes) -> str:

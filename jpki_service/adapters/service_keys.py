@@ -24,17 +24,27 @@ password-reset authorisations the phone's secure element checks (jpki_common/res
 Its public half is published at ``GET /api/v1/service-keys/statement`` and in the answer to a
 registration, where the phone pins it. Every instance serving one database must share the file;
 replacing it makes the phones registered before refuse resets until they register again.
+
+The *receipt key* (file ``receipt-key``, an owner-only ECDSA P-256 private key, made once) signs the
+dealers' erasure receipts (CMS, jpki_service/receipts); its certificate, ``receipt-certificate.pem``, is a
+self-signed "receipt authority" certificate made from it at the same time and published at
+``GET /api/v1/receipts/certificate``: a verifier trusts that certificate (openssl cms -CAfile). Like the
+statement key, every instance shares the files; a new key makes a new certificate, which verifies only the
+receipts signed after it (docs/dealers.md).
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.x509.oid import NameOID
 
 from jpki_common.private_files import private_folder
 from jpki_service.common.settings import ServiceSettings
@@ -75,28 +85,74 @@ def _key_file(path: Path, create: bool) -> str:
     return path.read_text().strip()
 
 
+def _write_once(path: Path, content: bytes) -> None:
+    """Write ``path`` owner-only, whole before it appears; if another process made it first, theirs is kept."""
+    private_folder(path.parent)
+    draft = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content)
+    try:
+        os.link(draft, path)  # fails if another process made it first: theirs is kept
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
+
+
 def _statement_key(path: Path, create: bool) -> ed25519.Ed25519PrivateKey | None:
     """The Ed25519 statement key in ``path``, made once (owner-only, whole before it appears)."""
     if not path.exists():
         if not create:
             return None
-        private_folder(path.parent)
-        pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        draft = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-        try:
-            os.link(draft, path)  # fails if another process made it first: theirs is kept
-        except FileExistsError:
-            pass
-        finally:
-            draft.unlink()
+        _write_once(path, ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise MissingKey(f"{path} does not hold an Ed25519 private key")
     return key
+
+
+RECEIPT_AUTHORITY = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "JPKI smartphone certificate lifecycle"),
+                               x509.NameAttribute(NameOID.COMMON_NAME, "Erasure receipt authority")])
+
+
+@dataclass(frozen=True)
+class ReceiptSigner:
+    key: ec.EllipticCurvePrivateKey
+    certificate: x509.Certificate
+
+
+def receipt_signer(data_dir: Path, create: bool = True) -> ReceiptSigner:
+    """The receipt key and its self-signed receipt-authority certificate, made once under ``data_dir``."""
+    key_path, certificate_path = data_dir / "receipt-key", data_dir / "receipt-certificate.pem"
+    if not key_path.exists():
+        if not create:
+            raise MissingKey(f"no receipt key {key_path}: wrong --data folder?")
+        _write_once(key_path, ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise MissingKey(f"{key_path} does not hold an EC private key")
+    if not certificate_path.exists():
+        if not create:
+            raise MissingKey(f"no receipt certificate {certificate_path}")
+        now = dt.datetime.now(dt.UTC)
+        certificate = (
+            x509.CertificateBuilder().subject_name(RECEIPT_AUTHORITY).issuer_name(RECEIPT_AUTHORITY)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=True, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+        _write_once(certificate_path, certificate.public_bytes(serialization.Encoding.PEM))
+    certificate = x509.load_pem_x509_certificate(certificate_path.read_bytes())
+    if certificate.public_key() != key.public_key():
+        raise MissingKey(f"{certificate_path} does not certify the key in {key_path}")
+    return ReceiptSigner(key, certificate)
 
 
 def _derive(root: bytes, purpose: str) -> bytes:

@@ -49,6 +49,10 @@ class ServiceSettings(HttpServerSettings):  # + the HTTP limits and exposure (jp
                           "(made owner-only at the first start if absent); unset: derived from the data key "
                           "(docs/security.md)."
     )
+    se_maker_ca_file: Path | None = Field(
+        None, description="PEM file of the secure-element makers' attestation root certificates a dealer check "
+                          "trusts (docs/dealers.md); unset: the simulated maker of jpki-app's secure element."
+    )
     audit_anchor_interval_seconds: float = Field(
         3600.0, ge=0, description="How often the background worker has the audit chain's head timestamped by the "
                                   "CA's RFC 3161 TSA, when it moved; 0: only `jpki-service audit anchor`."

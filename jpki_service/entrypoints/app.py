@@ -38,6 +38,7 @@ from jpki_service.notifications import service as notifications
 from jpki_service.notifications.senders import Sender, make_mail_sender, make_sender
 from jpki_service.operators import views as operator_views
 from jpki_service.rate_limits.service import purge_expired_counters
+from jpki_service.receipts import views as receipt_views
 from jpki_service.registrations import service as registrations
 from jpki_service.registrations import transitions
 from jpki_service.registrations import views as registration_views
@@ -143,6 +144,7 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
     app.include_router(rp_views.router)
     app.include_router(operator_views.router)
     app.include_router(callcentre_views.router)
+    app.include_router(receipt_views.router)  # the dealer's erasure receipt (docs/dealers.md)
     from jpki_service.console import views as console_views  # the operator web console (docs/console.md)
 
     app.include_router(carrier_views.router)

@@ -21,6 +21,7 @@ from jpki_service.audit.cli import audit_app
 from jpki_service.ca_commands.cli import ca_commands_app
 from jpki_service.carriers.cli import carrier_app
 from jpki_service.operators.cli import add_account_commands
+from jpki_service.receipts.cli import verify_receipt
 
 if TYPE_CHECKING:
     from jpki_service.common.settings import ServiceSettings
@@ -265,6 +266,7 @@ app.add_typer(audit_app, name="audit", help="The audit trail: verify (chain and 
 app.add_typer(ca_commands_app, name="ca-commands",
               help="The changes waiting to reach the CA: list them, re-queue the ones it refused.")
 app.add_typer(carrier_app, name="carrier")  # add, list, disable (docs/carriers.md)
+app.command("verify-receipt")(verify_receipt)  # a dealer's erasure receipt, offline (docs/dealers.md)
 
 
 def _store(settings: ServiceSettings):

@@ -104,7 +104,7 @@ def new_challenge(body: ChallengeRequest, request: Request) -> dict[str, Any]:
         case_reference = holder_data.normalise_case_reference(body.case_reference)
     elif body.case_reference is not None:
         raise InvalidInput(f"a {body.action.value} challenge takes no case_reference", field="case_reference")
-    elif body.action in (Action.REGISTER, Action.CARD_LIST):
+    elif body.action in (Action.REGISTER, Action.CARD_LIST, Action.DEALER_RECEIPT):
         if body.registration_id is not None:
             raise InvalidInput(f"a {body.action.value} challenge takes no registration_id", field="registration_id")
     else:
