@@ -23,6 +23,10 @@ the only code that touches the folder, and it keeps the same promises in softwar
 
 Every change is one atomic rewrite of ``state.json`` under a folder lock.
 
+The chip's own *attestation key*, made once and certified by its (simulated) maker (app_client/se_maker.py),
+signs what the SE holds for a service challenge (``attest``: a dealer's check, docs/dealers.md); it is never
+deleted, and the SE keeps the ids of the registrations whose keys it deleted, which the statement lists.
+
 Lifting a suspension replaces the phone signature key (DESIGN.md 2.8: the signature certificate is
 reissued to a new key, never reinstated). The new key is made here and *staged* beside the
 working one; it takes the signature slot only when the service has accepted its CSR, so a refused
