@@ -32,6 +32,7 @@ from jpki_common.owner_proof import sign_message
 from jpki_common.se_attestation import statement_bytes
 from jpki_service.entrypoints.cli import app as service_cli
 from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
+from tests.conftest import start_service, stop_process
 from tests.helpers import PERSON, openssl_ocsp
 from tests.test_service_flows import wait_for
 from tests.test_service_proofs import assert_problem, snapshot
@@ -247,3 +248,29 @@ def test_an_attestation_from_an_unknown_maker_or_for_another_challenge_is_refuse
         assert assert_problem(refused, 422, "invalid-request")["field"] == "statement"
     assert snapshot(service_server.database_url) == before
     assert se.holds_keys()
+
+
+def test_a_service_configured_with_other_makers_refuses_the_simulated_one(ca_server, service_database_url, tmp_path):
+    """JPKI_SE_MAKER_CA_FILE replaces the simulated maker: the simulator's SE is then a stranger, and nothing
+    changes."""
+    maker_key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "A real SE maker's attestation root")])
+    now = dt.datetime.now(dt.UTC)
+    root = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(maker_key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(maker_key, hashes.SHA256()))
+    makers = tmp_path / "makers.pem"
+    makers.write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "configured").mkdir()
+    service = start_service(ca_server, service_database_url, tmp_path / "configured",
+                            settings={"JPKI_SE_MAKER_CA_FILE": str(makers)})
+    try:
+        refused = CliRunner().invoke(app, ["--lang", "en", "--home", str(tmp_path / "phone"), "--service", service.url,
+                                           "dealer-check", "--out", str(tmp_path / "receipt.p7s")])
+        assert refused.exit_code == 1, refused.output
+        assert "not a secure-element maker this service trusts" in refused.output
+        assert not (tmp_path / "receipt.p7s").exists()
+    finally:
+        stop_process(service.process)
