@@ -231,6 +231,10 @@ def register(
     card: Path = typer.Option(..., "--card", help="The My Number card file (jpki-ca card issue)."),
     model: str = typer.Option(DEFAULT_DEVICE_MODEL, "--model", help="Device model told to the service."),
     key_algorithm: str = typer.Option("rsa2048", "--key-algorithm", help="rsa2048 (default) or p256."),
+    email: str | None = typer.Option(None, "--email", help="Where the service sends notices (optional; "
+                                     "change it later with `jpki-app email set`)."),
+    login_notices: bool = typer.Option(False, "--login-notices", help="Also be told of each log-in with this "
+                                       "phone at the relying party (needs --email)."),
 ) -> None:
     """Copy the card's certificates onto this phone. Secrets: JPKI_CARD_PASSWORD, JPKI_SIGN_PASSWORD, JPKI_AUTH_PIN."""
     from app_client import flows
@@ -243,7 +247,7 @@ def register(
     new_password = secret(SIGN_PASSWORD, new=True)
     new_pin = secret(AUTH_PIN, new=True)
     registration = flows.register(_options(ctx).phone(), reader, card_password, new_password, new_pin, model,
-                                  key_algorithm)
+                                  key_algorithm, email=email, login_notices=login_notices)
     typer.echo(_("registered this phone: registration {id} ({state})").format(
         id=registration.registration_id, state=word(registration.state)))
     if registration.case_reference:
@@ -256,6 +260,9 @@ def register(
     if registration.suspension_code:
         typer.echo(_("Write down your suspension code: {code} — the call centre asks for it if your phone is "
                      "lost").format(code=registration.suspension_code))
+    if email:
+        typer.echo(_("notices go to {address}").format(address=email))
+        typer.echo(_("log-in notices: on") if login_notices else _("log-in notices: off"))
     if registration.state == "pending":
         typer.echo(_("the CA has not issued the certificates yet; `jpki-app status` fetches them when it has"))
 

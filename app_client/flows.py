@@ -65,7 +65,8 @@ def open_phone(home: Path, service_url: str | None = None, http: httpx.Client | 
 # -- registration --------------------------------------------------------------------------------
 
 def register(phone: Phone, card: CardReader, card_password: str, new_password: str, new_pin: str,
-             device_model: str = DEFAULT_DEVICE_MODEL, key_algorithm: str = "rsa2048") -> Registration:
+             device_model: str = DEFAULT_DEVICE_MODEL, key_algorithm: str = "rsa2048", *,
+             email: str | None = None, login_notices: bool = False) -> Registration:
     """Copy the card's certificates onto this phone (DESIGN.md 2.1).
 
     The card proves the owner (card password), the SE makes the three key pairs and the CSRs,
@@ -89,7 +90,8 @@ def register(phone: Phone, card: CardReader, card_password: str, new_password: s
         proof = Proof(challenge.challenge_id, card.sign_proof(card_password, challenge.message(authorised)),
                       card_certificate_pem=card.signature_certificate_pem)
         registration = phone.service.register(proof, device_model, enrolment.device_public_key_pem,
-                                              enrolment.signature_csr_pem, enrolment.authentication_csr_pem)
+                                              enrolment.signature_csr_pem, enrolment.authentication_csr_pem,
+                                              email=email, login_notices=login_notices)
     except Exception:
         # Not registered (or not known to be): keys no service knows of are useless; a registration
         # that did happen unseen holds certificates nobody can use and is superseded by the next.

@@ -232,13 +232,18 @@ class ServiceClient:
     # -- registrations -------------------------------------------------------------------------
 
     def register(self, proof: Proof, device_model: str, device_public_key_pem: str,
-                 signature_csr_pem: str, authentication_csr_pem: str) -> Registration:
-        return Registration.from_json(self._call("POST", "/api/v1/registrations", {
+                 signature_csr_pem: str, authentication_csr_pem: str, *, email: str | None = None,
+                 login_notices: bool = False) -> Registration:
+        """Register; ``email`` (optional) is where the service sends the owner's notices."""
+        body: dict[str, Any] = {
             "proof": proof.to_json(),
             "device": {"model": device_model, "device_public_key_pem": device_public_key_pem},
             "signature_csr_pem": signature_csr_pem,
             "authentication_csr_pem": authentication_csr_pem,
-        }))
+        }
+        if email is not None:
+            body.update(email=email, login_notices=login_notices)
+        return Registration.from_json(self._call("POST", "/api/v1/registrations", body))
 
     def registration(self, registration_id: str, owner_token: str) -> Registration:
         """The registration as the service has it: only with its owner token."""

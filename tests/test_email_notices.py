@@ -296,7 +296,10 @@ def test_the_app_sets_the_address_with_the_card_and_a_log_in_is_told(ca_server, 
         assert CARD_PASSWORD not in result.output
         return result
 
-    assert run("register", "--card", str(card_file)).exit_code == 0
+    refused = run("register", "--card", str(card_file), "--email", "not an address")
+    assert refused.exit_code == 1 and "email" in refused.output, refused.output
+    registered = run("register", "--card", str(card_file), "--email", "first@example.jp")
+    assert registered.exit_code == 0 and "notices go to first@example.jp\nlog-in notices: off" in registered.stdout
     refused = run("email", "set", "not an address", "--card", str(card_file))
     assert refused.exit_code == 1 and "not a valid email address" in refused.output, refused.output
     answer = run("email", "set", ADDRESS, "--card", str(card_file), "--login-notices")

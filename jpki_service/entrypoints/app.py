@@ -145,9 +145,9 @@ def create_app(settings: ServiceSettings, ca: CAClient | None = None, background
     app.include_router(operator_views.router)
     app.include_router(callcentre_views.router)
     app.include_router(receipt_views.router)  # the dealer's erasure receipt (docs/dealers.md)
+    app.include_router(carrier_views.router)
     from jpki_service.console import views as console_views  # the operator web console (docs/console.md)
 
-    app.include_router(carrier_views.router)
     app.include_router(console_views.router)
 
     if settings.expose_metrics:  # JPKI_EXPOSE_METRICS (docs/deployment.md)

@@ -94,7 +94,6 @@ class EmailRequest(BaseModel):
     login_notices: bool = LoginNotices
 
 
-
 class ProofRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"proof": {"challenge_id": _CHALLENGE, "signature": _SIGNATURE}},
