@@ -11,25 +11,22 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import typer
 
+from app_client.cli import command
 from app_client.messages import N_, _
 
 if TYPE_CHECKING:
     from app_client.service_client import CardRegistration, ServiceClient
 
-card_app = typer.Typer(help="The My Number card alone, from any phone or PC with a card reader (no phone needed): "
-                            "list your registrations, revoke or suspend any of them.",
-                       no_args_is_help=True)
+card_app: typer.Typer = typer.Typer(
+    help="The My Number card alone, from any phone or PC with a card reader (no phone needed): list your "
+         "registrations, revoke or suspend any of them.", no_args_is_help=True)
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Reason(str, enum.Enum):  # the call centre's reasons for a suspension (jpki_service/callcentre/choices.py)
@@ -48,35 +45,6 @@ CARD_REFUSALS = {
                                "with `jpki-app card list`"),
     "proof-rejected": N_("the service did not accept the card's proof"),
 }
-
-
-def _command(name: str) -> Callable[[F], F]:
-    """A ``card`` command whose refusals are what every jpki-app command's are (cli.command, which registers on
-    the main app only): one line on stderr, exit 1, no traceback (set JPKI_APP_DEBUG=1 for one)."""
-    def register(function: F) -> F:
-        @functools.wraps(function)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            from app_client import cli
-            from app_client.errors import AppError
-            from jpki_common.card_rules import SecretRuleViolation
-            from jpki_common.secret_prompt import NoTerminal
-
-            try:
-                return function(*args, **kwargs)
-            except (AppError, SecretRuleViolation) as exc:
-                cli.fail(_card_refusal(exc))
-            except NoTerminal as exc:
-                cli.fail(cli._no_terminal(exc.variable))
-            except (typer.Exit, typer.Abort, typer.TyperException):
-                raise
-            except Exception as exc:
-                if os.environ.get("JPKI_APP_DEBUG"):
-                    raise
-                cli.fail(_("unexpected {kind}: {reason}").format(kind=type(exc).__name__, reason=exc))
-
-        card_app.command(name)(run)
-        return function
-    return register
 
 
 def _card_refusal(exc: Exception) -> str:
@@ -102,7 +70,7 @@ def _card_password() -> str:
     return cli.secret(CARD_PASSWORD)
 
 
-@_command("list")
+@command("list", on=card_app, refusal=_card_refusal)
 def list_registrations(
     ctx: typer.Context,
     card: Path = CardOption,
@@ -132,7 +100,7 @@ def list_registrations(
     typer.echo(_("revoke or suspend one with `jpki-app card revoke CASE` or `jpki-app card suspend CASE`"))
 
 
-@_command("revoke")
+@command("revoke", on=card_app, refusal=_card_refusal)
 def revoke(
     ctx: typer.Context,
     case_reference: str = typer.Argument(..., help="The registration's case reference (`jpki-app card list`)."),
@@ -149,7 +117,7 @@ def revoke(
     _say_where_the_ca_stands(registration)
 
 
-@_command("suspend")
+@command("suspend", on=card_app, refusal=_card_refusal)
 def suspend(
     ctx: typer.Context,
     case_reference: str = typer.Argument(..., help="The registration's case reference (`jpki-app card list`)."),

@@ -82,15 +82,17 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def command(name: str | None = None) -> Callable[[F], F]:
-    """Register a command whose refusals become one line on stderr (set JPKI_APP_DEBUG=1 for tracebacks)."""
+def command(name: str | None = None, on: typer.Typer | None = None,
+            refusal: Callable[[Exception], str] = str) -> Callable[[F], F]:
+    """Register a command (on ``app``, or the sub-app ``on``: ``jpki-app card ...``) whose refusals become one
+    line on stderr, worded by ``refusal`` (set JPKI_APP_DEBUG=1 for tracebacks)."""
     def register(function: F) -> F:
         @functools.wraps(function)
         def run(*args: Any, **kwargs: Any) -> Any:
             try:
                 return function(*args, **kwargs)
             except (AppError, SecretRuleViolation) as exc:
-                fail(str(exc))
+                fail(refusal(exc))
             except NoTerminal as exc:
                 fail(_no_terminal(exc.variable))
             except (typer.Exit, typer.Abort, typer.TyperException):
@@ -100,7 +102,7 @@ def command(name: str | None = None) -> Callable[[F], F]:
                     raise
                 fail(_("unexpected {kind}: {reason}").format(kind=type(exc).__name__, reason=exc))
 
-        app.command(name)(run)
+        (on or app).command(name)(run)
         return function
     return register
 

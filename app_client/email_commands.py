@@ -10,52 +10,21 @@ password) is cli.py's, imported when a command runs (``jpki-app --help`` must st
 """
 from __future__ import annotations
 
-import functools
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from app_client.cli import command
 from app_client.messages import _
 
 if TYPE_CHECKING:
     from app_client.card_reader import CardReader
     from app_client.flows import Phone
 
-email_app = typer.Typer(help="The e-mail address the service sends your notices to (set or removed with the card).",
-                        no_args_is_help=True)
+email_app: typer.Typer = typer.Typer(
+    help="The e-mail address the service sends your notices to (set or removed with the card).", no_args_is_help=True)
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _command(name: str) -> Callable[[F], F]:
-    """An ``email`` command whose refusals are every jpki-app command's: one line on stderr, exit 1, no traceback."""
-    def register(function: F) -> F:
-        @functools.wraps(function)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            from app_client import cli
-            from app_client.errors import AppError
-            from jpki_common.card_rules import SecretRuleViolation
-            from jpki_common.secret_prompt import NoTerminal
-
-            try:
-                return function(*args, **kwargs)
-            except (AppError, SecretRuleViolation) as exc:
-                cli.fail(str(exc))
-            except NoTerminal as exc:
-                cli.fail(cli._no_terminal(exc.variable))
-            except (typer.Exit, typer.Abort, typer.TyperException):
-                raise
-            except Exception as exc:
-                if os.environ.get("JPKI_APP_DEBUG"):
-                    raise
-                cli.fail(_("unexpected {kind}: {reason}").format(kind=type(exc).__name__, reason=exc))
-
-        email_app.command(name)(run)
-        return function
-    return register
 
 
 def set_email(phone: Phone, card: CardReader, card_password: str, address: str | None,
@@ -85,7 +54,7 @@ def _change(ctx: typer.Context, card: Path, address: str | None, login_notices: 
     return set_email(cli._options(ctx).phone(), reader, cli.secret(CARD_PASSWORD), address, login_notices)
 
 
-@_command("set")
+@command("set", on=email_app)
 def set_command(
     ctx: typer.Context,
     address: str = typer.Argument(..., help="Your e-mail address for the notices."),
@@ -101,7 +70,7 @@ def set_command(
     typer.echo(_("log-in notices: on") if answer.get("login_notices") else _("log-in notices: off"))
 
 
-@_command("remove")
+@command("remove", on=email_app)
 def remove_command(
     ctx: typer.Context,
     card: Path = typer.Option(..., "--card", help="The card that registered this phone."),
