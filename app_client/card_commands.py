@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from app_client.cli import command
 from app_client.messages import N_, _
 
 if TYPE_CHECKING:
@@ -26,7 +25,8 @@ if TYPE_CHECKING:
 card_app: typer.Typer = typer.Typer(
     help="The My Number card alone, from any phone or PC with a card reader (no phone needed): list your "
          "registrations, revoke or suspend any of them.", no_args_is_help=True)
-
+# After the sub-app exists: app_client.cli registers it at its end, whichever module is imported first.
+from app_client.cli import command  # noqa: E402
 
 
 class Reason(str, enum.Enum):  # the call centre's reasons for a suspension (jpki_service/callcentre/choices.py)

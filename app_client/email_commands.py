@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from app_client.cli import command
 from app_client.messages import _
 
 if TYPE_CHECKING:
@@ -24,7 +23,8 @@ if TYPE_CHECKING:
 
 email_app: typer.Typer = typer.Typer(
     help="The e-mail address the service sends your notices to (set or removed with the card).", no_args_is_help=True)
-
+# After the sub-app exists: app_client.cli registers it at its end, whichever module is imported first.
+from app_client.cli import command  # noqa: E402
 
 
 def set_email(phone: Phone, card: CardReader, card_password: str, address: str | None,
