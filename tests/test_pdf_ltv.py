@@ -44,6 +44,7 @@ from ca_mock.authorities.models import Authority
 from ca_mock.certificates.service import change_status
 from ca_mock.certificates.status_rules import StatusAction
 from ca_mock.tsa.service import TimeStampResp
+from jpki_common.i18n import japan_time
 from tests.app_client.conftest import PHONE_PASSWORD
 from tests.pdf_fixtures import PasswordAsked, document, phone, pyhanko_ltv, pyhanko_now  # noqa: F401 (fixtures)
 
@@ -154,7 +155,7 @@ def test_signed_before_revocation_stays_valid_and_after_it_is_impossible(
     shown = _cli(home, "verify", str(stamped.target))
     assert shown.exit_code == 0, shown.output
     assert "revoked later" in shown.stdout
-    assert f"judged       at its timestamp {after.timestamp.isoformat()}" in shown.stdout
+    assert f"judged       at its timestamp {japan_time(after.timestamp, 'en')}" in shown.stdout  # Japan time
     assert "(trusted TSA)" in shown.stdout
     refused = _cli(home, "verify", str(bare.target))
     assert refused.exit_code == 1 and f"REVOKED ({reason_native})" in refused.stdout
