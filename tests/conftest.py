@@ -88,6 +88,17 @@ def _fresh_keys_per_test():
     start_handing_out_keys_again()
 
 
+@pytest.fixture(autouse=True)
+def _app_language_per_test():
+    """``jpki-app --lang ja`` (or JPKI_LANG=ja) switches the app's words for the whole process: each test
+    starts in the language of the suite, whatever the test before it ran in."""
+    from app_client.messages import _ as app_words
+
+    language = app_words.language
+    yield
+    app_words.use(language)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path: Path):
     """A database URL for an empty CA store, once per backend."""
