@@ -422,7 +422,7 @@ def verify_pdf(phone: Phone, source: Path, root: x509.Certificate | None = None,
     """Judge the signatures in ``source`` against ``root``, else the root pinned at registration,
     else the root found through the signer certificate's caIssuers URLs."""
     if root is not None:
-        trust: pdf.Trust | None = pdf.Trust(root, (), "given")
+        trust: pdf.Trust | None = pdf.Trust(root, (), _("given"))
     else:
         chain = phone.app_data.load().ca_chain
         trust = _pinned(chain) if chain else None
@@ -520,7 +520,7 @@ def _read(phone: Phone, registration_id: str) -> Registration:
         return phone.service.registration(registration_id, owner_token)
     answer = _device_notice(phone, Action.OWNER_TOKEN, registration_id, phone.service.owner_token)
     if not answer.owner_token:
-        raise AppError("the service answered the owner-token request without a token")
+        raise AppError(_("the service answered the owner-token request without a token"))
     phone.se.keep_owner_token(answer.owner_token)
     return answer
 
@@ -557,4 +557,4 @@ def _trust(phone: Phone, certificate_pem: str) -> pdf.Trust:
 
 def _pinned(chain: dict[str, str]) -> pdf.Trust:
     return pdf.Trust.from_pems(chain["root"], [pem for name, pem in chain.items() if name != "root"],
-                               "pinned from the card at registration")
+                               _("pinned from the card at registration"))

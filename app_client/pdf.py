@@ -53,6 +53,7 @@ from pyhanko_certvalidator.errors import RevokedError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from app_client.errors import AppError
+from app_client.messages import _
 from app_client.secure_element import KeySlot, SecureElement
 
 OID_JPKI_NAME = "1.2.392.200149.8.5.5.1"  # the holder's name in a JPKI signature certificate's SAN
@@ -76,7 +77,8 @@ class Trust:
 
     def describe(self) -> str:
         fingerprint = hashlib.sha256(self.root.public_bytes(serialization.Encoding.DER)).hexdigest()
-        return f"{self.root.subject.rfc4514_string()} ({self.source}; SHA-256 {fingerprint})"
+        return _("{subject} ({source}; SHA-256 {fingerprint})").format(
+            subject=self.root.subject.rfc4514_string(), source=self.source, fingerprint=fingerprint)
 
     def validation_context(self, extra_roots: Sequence[x509.Certificate] = ()) -> ValidationContext:
         """For judging at the current time: revocation information fetched now, hard-fail."""
@@ -102,15 +104,16 @@ def trust_from_aia(certificate: x509.Certificate) -> Trust:
     """
     intermediates: list[x509.Certificate] = []
     current = certificate
-    for _ in range(_MAX_AIA_HOPS):
+    for _hop in range(_MAX_AIA_HOPS):
         url = _ca_issuers_url(current)
         issuer = _fetch_certificate(url)
         if issuer.subject == issuer.issuer:
             return Trust(issuer, tuple(intermediates),
-                         f"fetched from {url}, named in the certificate itself: not pinned")
+                         _("fetched from {url}, named in the certificate itself: not pinned").format(url=url))
         intermediates.append(issuer)
         current = issuer
-    raise AppError(f"no self-signed root within {_MAX_AIA_HOPS} caIssuers hops; give the root with --root")
+    raise AppError(_("no self-signed root within {n} caIssuers hops; give the root with --root").format(
+        n=_MAX_AIA_HOPS))
 
 
 def _ca_issuers_url(certificate: x509.Certificate) -> str:
@@ -121,7 +124,8 @@ def _ca_issuers_url(certificate: x509.Certificate) -> str:
     for description in aia:
         if description.access_method == x509.AuthorityInformationAccessOID.CA_ISSUERS:
             return str(description.access_location.value)
-    raise AppError(f"certificate {certificate.serial_number:x} names no caIssuers URL; give the root with --root")
+    raise AppError(_("certificate {serial} names no caIssuers URL; give the root with --root").format(
+        serial=format(certificate.serial_number, "x")))
 
 
 def ca_tsa_url(certificate: x509.Certificate) -> str:
@@ -144,8 +148,9 @@ def ca_tsa_url(certificate: x509.Certificate) -> str:
                 if match:
                     bases.append(match.group(1))
     if not bases:
-        raise AppError(f"cannot tell the CA's time-stamping authority from certificate {certificate.serial_number:x}; "
-                       "give it with --tsa-url (or sign without a timestamp: --no-timestamp)")
+        raise AppError(_("cannot tell the CA's time-stamping authority from certificate {serial}; give it with "
+                         "--tsa-url (or sign without a timestamp: --no-timestamp)").format(
+            serial=format(certificate.serial_number, "x")))
     return f"{bases[0]}/tsa"
 
 
@@ -154,7 +159,7 @@ def _fetch_certificate(url: str) -> x509.Certificate:
         response = httpx.get(url, timeout=10, follow_redirects=True)
         response.raise_for_status()
     except httpx.HTTPError as exc:
-        raise AppError(f"cannot fetch the CA certificate at {url}: {exc}") from None
+        raise AppError(_("cannot fetch the CA certificate at {url}: {reason}").format(url=url, reason=exc)) from None
     return load_certificate(response.content)
 
 
@@ -164,7 +169,7 @@ def load_certificate(data: bytes) -> x509.Certificate:
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
     except ValueError as exc:
-        raise AppError(f"not an X.509 certificate: {exc}") from None
+        raise AppError(_("not an X.509 certificate: {reason}").format(reason=exc)) from None
 
 
 def _asn1(certificate: x509.Certificate) -> asn1_x509.Certificate:
@@ -188,7 +193,8 @@ class SecureElementSigner(signers.Signer):
         if dry_run:  # sizing only: no password, no use of the key
             return bytes(self._se.signature_size(KeySlot.SIGNATURE))
         if digest_algorithm != "sha256":
-            raise SigningError(f"the secure element signs with SHA-256 only, not {digest_algorithm}")
+            raise SigningError(_("the secure element signs with SHA-256 only, not {algorithm}").format(
+                algorithm=digest_algorithm))
         return self._se.sign(KeySlot.SIGNATURE, self._password(), data)
 
 
@@ -212,14 +218,14 @@ def sign_pdf(se: SecureElement, password: Callable[[], str], source: Path, targe
     """
     certificate_pem = se.certificate_pem(KeySlot.SIGNATURE)
     if certificate_pem is None:
-        raise AppError("the secure element holds no phone signature certificate yet (run status to fetch it)")
+        raise AppError(_("the secure element holds no phone signature certificate yet (run status to fetch it)"))
     certificate = load_certificate(certificate_pem.encode())
     source_bytes = _read(source)
     field_name = f"JPKI-Signature-{len(_signature_fields(source_bytes)) + 1}"
     signer = SecureElementSigner(se, password, certificate, (*trust.intermediates, trust.root))
     output = asyncio.run(_sign(source_bytes, signer, field_name, trust, timestamper, tsa_roots))
     target.write_bytes(output)
-    level = "PAdES B-LT" if timestamper else "PAdES B-B with validation information (no signature timestamp)"
+    level = "PAdES B-LT" if timestamper else _("PAdES B-B with validation information (no signature timestamp)")
     tsa = getattr(timestamper, "url", type(timestamper).__name__) if timestamper else None
     return SignedPdf(target, field_name, format(certificate.serial_number, "x"), level, tsa)
 
@@ -238,9 +244,10 @@ async def _sign(source: bytes, signer: SecureElementSigner, field_name: str, tru
     except SigningError as exc:
         raise AppError(_refusal(exc)) from None
     except TimestampRequestError as exc:
-        url = getattr(timestamper, "url", "the timestamp authority")
+        url = getattr(timestamper, "url", None) or _("the timestamp authority")
         cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
-        raise AppError(f"no signature timestamp from {url}: {exc}{cause}") from None
+        raise AppError(_("no signature timestamp from {url}: {reason}").format(url=url, reason=f"{exc}{cause}")) \
+            from None
     finally:
         await vc.aclose()
 
@@ -251,9 +258,10 @@ def _refusal(exc: SigningError) -> str:
         return str(cause)
     if isinstance(cause, RevokedError):
         reason = cause.reason.native if cause.reason is not None else "unspecified"
-        word = "suspended (certificateHold)" if reason == "certificate_hold" else f"revoked ({reason})"
-        return f"signing refused: the phone signature certificate is {word}"
-    return f"signing refused: {cause or exc}"
+        if reason == "certificate_hold":
+            return _("signing refused: the phone signature certificate is suspended (certificateHold)")
+        return _("signing refused: the phone signature certificate is revoked ({reason})").format(reason=reason)
+    return _("signing refused: {reason}").format(reason=cause or exc)
 
 
 def http_timestamper(url: str) -> TimeStamper:
@@ -354,23 +362,26 @@ async def _judge_at_timestamp(embedded, reader: PdfFileReader, judge: Trust, ts_
         return False, revoked_now, None
     moment = _trusted_timestamp(now)
     if moment is None:
-        return False, f"{revoked_now}; no trusted signature timestamp shows it was signed before", None
+        return False, _("{verdict}; no trusted signature timestamp shows it was signed before").format(
+            verdict=revoked_now), None
     if details.revocation_date <= moment:
-        return False, f"{revoked_now}; its signature timestamp {moment.isoformat()} is not earlier", None
+        return False, _("{verdict}; its signature timestamp {moment} is not earlier").format(
+            verdict=revoked_now, moment=moment.isoformat()), None
     signer_cert = x509.load_der_x509_certificate(embedded.signer_cert.dump())
     try:
         invalid_since = _invalidity_date(signer_cert, _issuer_candidates(judge, embedded))
     except AppError as exc:
-        return False, f"{revoked_now}; {exc}", None
+        return False, _("{verdict}; {reason}").format(verdict=revoked_now, reason=exc), None
     if invalid_since is not None and invalid_since <= moment:
-        return False, (f"{revoked_now}, with the key compromised or invalid since {invalid_since.isoformat()} "
-                       f"(CRL invalidity date); its signature timestamp {moment.isoformat()} is not earlier"), None
+        return False, _("{verdict}, with the key compromised or invalid since {since} (CRL invalidity date); its "
+                        "signature timestamp {moment} is not earlier").format(
+            verdict=revoked_now, since=invalid_since.isoformat(), moment=moment.isoformat()), None
     try:
         dss = DocumentSecurityStore.read_dss(reader)
     except NoDSSFoundError:
-        return False, (f"{revoked_now}; its signature timestamp {moment.isoformat()} is earlier, but the document "
-                       "carries no revocation information from signing time (DSS) to show the certificate "
-                       "good then"), None
+        return False, _("{verdict}; its signature timestamp {moment} is earlier, but the document carries no "
+                        "revocation information from signing time (DSS) to show the certificate good then").format(
+            verdict=revoked_now, moment=moment.isoformat()), None
     vc_then = judge.validation_context_at(moment, dss)
     try:
         then = await async_validate_pdf_signature(embedded, signer_validation_context=vc_then,
@@ -378,12 +389,15 @@ async def _judge_at_timestamp(embedded, reader: PdfFileReader, judge: Trust, ts_
     finally:
         await vc_then.aclose()
     if not then.bottom_line:
-        return False, (f"{revoked_now}; at its signature timestamp {moment.isoformat()} it does not validate either: "
-                       f"{_summary(then).removeprefix('INVALID: ')}"), None
-    word = "suspended" if _reason(details) == "certificate_hold" else "revoked"
-    return True, (f"VALID at its timestamp {moment.isoformat()}: intact, chains to the trusted root, certificate good "
-                  f"then (revocation information embedded at signing, hard-fail); the certificate was {word} later "
-                  f"({details.revocation_date.isoformat()}, {_reason_text(details)})"), moment
+        return False, _("{verdict}; at its signature timestamp {moment} it does not validate either: {problem}").format(
+            verdict=revoked_now, moment=moment.isoformat(), problem=_problem(then)), None
+    later = (_("VALID at its timestamp {moment}: intact, chains to the trusted root, certificate good then (revocation "
+               "information embedded at signing, hard-fail); the certificate was suspended later ({date}, {reason})")
+             if _reason(details) == "certificate_hold" else
+             _("VALID at its timestamp {moment}: intact, chains to the trusted root, certificate good then (revocation "
+               "information embedded at signing, hard-fail); the certificate was revoked later ({date}, {reason})"))
+    return True, later.format(moment=moment.isoformat(), date=details.revocation_date.isoformat(),
+                              reason=_reason_text(details)), moment
 
 
 def _issuer_candidates(judge: Trust, embedded) -> list[x509.Certificate]:
@@ -400,11 +414,11 @@ def _invalidity_date(certificate: x509.Certificate, candidates: Sequence[x509.Ce
     """
     issuer = next((c for c in candidates if c.subject == certificate.issuer and _issued_by(certificate, c)), None)
     if issuer is None:
-        raise AppError("the issuer certificate is not at hand, so the CRL's invalidity date cannot be checked")
+        raise AppError(_("the issuer certificate is not at hand, so the CRL's invalidity date cannot be checked"))
     try:
         points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     except x509.ExtensionNotFound:
-        raise AppError("the certificate names no CRL, so an invalidity date cannot be checked") from None
+        raise AppError(_("the certificate names no CRL, so an invalidity date cannot be checked")) from None
     urls = [str(name.value) for point in points for name in (point.full_name or ())
             if isinstance(name, x509.UniformResourceIdentifier)]
     # ``_issued_by`` verified the certificate's signature with this key: it is a signing key.
@@ -420,13 +434,14 @@ def _invalidity_date(certificate: x509.Certificate, candidates: Sequence[x509.Ce
             continue
         entry = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
         if entry is None:
-            raise AppError(f"the CRL at {url} does not list the revoked certificate yet; try again shortly")
+            raise AppError(_("the CRL at {url} does not list the revoked certificate yet; try again shortly").format(
+                url=url))
         try:
             return entry.extensions.get_extension_for_class(x509.InvalidityDate).value.invalidity_date_utc
         except x509.ExtensionNotFound:
             return None
-    raise AppError(f"no CRL signed by the issuer could be fetched from {', '.join(urls) or 'the certificate'} "
-                   "to check an invalidity date")
+    raise AppError(_("no CRL signed by the issuer could be fetched from {urls} to check an invalidity date").format(
+        urls=", ".join(urls) or _("the certificate")))
 
 
 def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -447,24 +462,36 @@ def _reason_text(details) -> str:
 
 
 def _summary(status) -> str:  # a pyhanko PdfSignatureStatus
+    """One line: VALID and why, or INVALID and the first problem (:func:`_problem`)."""
+    problem = _problem(status)
+    if problem is not None:
+        return _("INVALID: {problem}").format(problem=problem)
+    return _("VALID: intact, chains to the trusted root, certificate good now (hard-fail revocation check)")
+
+
+def _problem(status) -> str | None:  # a pyhanko PdfSignatureStatus
+    """Why the signature is invalid (None: it is valid), the first of its problems."""
     if not status.intact:
-        return "INVALID: the signed content was altered after signing"
+        return _("the signed content was altered after signing")
     if not status.valid:
-        return "INVALID: the signature value does not verify with the signer's certificate"
+        return _("the signature value does not verify with the signer's certificate")
     if status.revoked:
         details = status.revocation_details
         reason = _reason(details)
-        word = "SUSPENDED (certificateHold)" if reason == "certificate_hold" else f"REVOKED ({reason})"
-        whose = "a CA certificate above the signer's" if details.ca_revoked else "the signer's certificate"
-        return f"INVALID: {whose} is {word} since {details.revocation_date.isoformat()}"
+        word = (_("SUSPENDED (certificateHold)") if reason == "certificate_hold"
+                else _("REVOKED ({reason})").format(reason=reason))
+        whose = _("a CA certificate above the signer's") if details.ca_revoked else _("the signer's certificate")
+        return _("{whose} is {state} since {date}").format(whose=whose, state=word,
+                                                           date=details.revocation_date.isoformat())
     if not status.trusted:
-        return f"INVALID: the signer's certificate could not be validated: {status.trust_problem_indic}"
+        return _("the signer's certificate could not be validated: {reason}").format(reason=status.trust_problem_indic)
     ts = status.timestamp_validity
     if ts is not None and not (ts.intact and ts.valid and ts.trusted):
-        return "INVALID: the signature timestamp is not trusted (give its TSA root with --tsa-root)"
+        return _("the signature timestamp is not trusted (give its TSA root with --tsa-root)")
     if not status.bottom_line:
-        return f"INVALID: the document was modified after signing in a way not allowed ({status.modification_level})"
-    return "VALID: intact, chains to the trusted root, certificate good now (hard-fail revocation check)"
+        return _("the document was modified after signing in a way not allowed ({level})").format(
+            level=status.modification_level)
+    return None
 
 
 def _holder_name(certificate: x509.Certificate) -> str | None:
@@ -487,7 +514,7 @@ def _read(source: Path) -> bytes:
         data = source.read_bytes()
         PdfFileReader(io.BytesIO(data))
     except OSError as exc:
-        raise AppError(f"cannot read {source}: {exc.strerror}") from None
+        raise AppError(_("cannot read {path}: {reason}").format(path=source, reason=exc.strerror)) from None
     except (PdfError, ValueError) as exc:
-        raise AppError(f"{source} is not a readable PDF: {exc}") from None
+        raise AppError(_("{source} is not a readable PDF: {reason}").format(source=source, reason=exc)) from None
     return data

@@ -112,6 +112,21 @@ _GUARDS: dict[KeySlot, _Guard] = {
 }
 
 
+# The owner's words for a slot's certificate (the same words as the CLI's: "signature" reads 署名用電子証明書).
+_CERTIFICATE_WORDS = {KeySlot.SIGNATURE: N_("signature"), KeySlot.AUTHENTICATION: N_("authentication")}
+# What an empty slot is told with, per slot (one sentence each: the key's name is part of the sentence).
+_NO_KEY = {
+    KeySlot.SIGNATURE: N_("the secure element holds no phone signature key; register this phone first"),
+    KeySlot.AUTHENTICATION: N_("the secure element holds no phone authentication key; register this phone first"),
+    KeySlot.DEVICE: N_("the secure element holds no phone device key; register this phone first"),
+}
+
+
+def _certificate_word(slot: KeySlot) -> str:
+    word = _CERTIFICATE_WORDS.get(slot)
+    return _(word) if word is not None else slot.value
+
+
 class NoKey(AppError):
     """The slot holds no key (nothing registered, or deleted)."""
 
@@ -194,8 +209,8 @@ class SecureElement:
         }
         with self._changing() as state:
             if state["registration_id"] is not None:
-                raise AppError(f"the secure element already holds registration {state['registration_id']}; "
-                               "revoke it before registering again")
+                raise AppError(_("the secure element already holds registration {id}; revoke it before registering "
+                                 "again").format(id=state["registration_id"]))
             csrs: dict[KeySlot, str] = {}
             state["slots"] = {}
             state.pop(_STAGED_SIGNATURE_KEY, None)
@@ -218,7 +233,7 @@ class SecureElement:
         keep the owner token that reads the registration."""
         with self._changing() as state:
             if not state["slots"]:
-                raise NoKey("the secure element holds no keys to bind")
+                raise NoKey(_("the secure element holds no keys to bind"))
             state["registration_id"] = registration_id
             if service_statement_key_pem is not None:
                 state[_SERVICE_STATEMENT_KEY] = _checked_statement_key(service_statement_key_pem)
@@ -234,7 +249,7 @@ class SecureElement:
         """A new owner token for the bound registration (the device key asked for it)."""
         with self._changing() as state:
             if state["registration_id"] is None:
-                raise NoKey("the secure element holds no registration to keep a token for")
+                raise NoKey(_("the secure element holds no registration to keep a token for"))
             state[_OWNER_TOKEN] = owner_token
 
     @property
@@ -251,8 +266,8 @@ class SecureElement:
         with self._changing() as state:
             pinned = state.get(_SERVICE_STATEMENT_KEY)
             if pinned is not None and pinned != pem:
-                raise ResetRefused("the secure element already trusts another service statement key; it is "
-                                   "never replaced (register again to trust a new one)")
+                raise ResetRefused(_("the secure element already trusts another service statement key; it is "
+                                     "never replaced (register again to trust a new one)"))
             state[_SERVICE_STATEMENT_KEY] = pem
 
     def store_certificate(self, slot: KeySlot, certificate_pem: str) -> None:
@@ -261,8 +276,9 @@ class SecureElement:
         with self._changing() as state:
             data = self._slot(state, slot)
             if _public_pem(certificate) != data["public_key_pem"]:
-                raise CertificateMismatch(f"the {slot.value} certificate {certificate.serial_number:x} does not "
-                                          f"certify the {slot.value} key in the secure element")
+                raise CertificateMismatch(_("the {kind} certificate {serial} does not certify the {kind} key in the "
+                                            "secure element").format(kind=_certificate_word(slot),
+                                                                     serial=format(certificate.serial_number, "x")))
             data["certificate_pem"] = certificate_pem
 
     def delete_registration(self) -> None:
@@ -368,10 +384,11 @@ class SecureElement:
             working = self._slot(state, KeySlot.SIGNATURE)
             staged = state.get(_STAGED_SIGNATURE_KEY)
             if staged is None:
-                raise NoKey("the secure element holds no new signature key to install")
+                raise NoKey(_("the secure element holds no new signature key to install"))
             if certificate is not None and _public_pem(certificate) != staged["public_key_pem"]:
-                raise CertificateMismatch(f"the signature certificate {certificate.serial_number:x} does not "
-                                          "certify the new signature key in the secure element")
+                raise CertificateMismatch(_("the signature certificate {serial} does not certify the new signature "
+                                            "key in the secure element").format(
+                    serial=format(certificate.serial_number, "x")))
             working.update(algorithm=staged["algorithm"], public_key_pem=staged["public_key_pem"],
                            private_key_pem=staged["private_key_pem"], certificate_pem=certificate_pem)
             del state[_STAGED_SIGNATURE_KEY]
@@ -392,17 +409,17 @@ class SecureElement:
             data = self._slot(state, KeySlot.SIGNATURE)
             pinned, registration_id = state.get(_SERVICE_STATEMENT_KEY), state["registration_id"]
             if pinned is None or registration_id is None:
-                raise ResetRefused("the secure element holds no service statement key to check a reset "
-                                   "authorisation with: the password is unchanged")
+                raise ResetRefused(_("the secure element holds no service statement key to check a reset "
+                                     "authorisation with: the password is unchanged"))
             try:
                 statement = reset_authorisation.ResetAuthorisation.from_json(authorisation)
                 reset_authorisation.verify(statement, pinned, registration_id,
                                            reset_authorisation.key_fingerprint(data["public_key_pem"]), now)
             except reset_authorisation.StatementRefused as exc:
-                raise ResetRefused(f"{exc}; the password is unchanged") from None
+                raise ResetRefused(_("{reason}; the password is unchanged").format(reason=exc)) from None
             used = state.setdefault(_USED_RESET_STATEMENTS, [])
             if statement.statement_id in used:
-                raise ResetRefused("this reset authorisation was already used; the password is unchanged")
+                raise ResetRefused(_("this reset authorisation was already used; the password is unchanged"))
             used[:] = [*used, statement.statement_id][-_USED_RESET_STATEMENTS_KEPT:]
             data.update(verifier=verifier, tries_left=guard.max_tries)
 
@@ -469,7 +486,7 @@ class SecureElement:
         try:
             return state["slots"][slot.value]
         except KeyError:
-            raise NoKey(f"the secure element holds no phone {slot.value} key; register this phone first") from None
+            raise NoKey(_(_NO_KEY[slot])) from None
 
     @property
     def _state_file(self) -> Path:
@@ -480,7 +497,8 @@ class SecureElement:
             return {"format": SE_FORMAT, "registration_id": None, "slots": {}}
         state = storage.read_json(self._state_file)
         if state.get("format") != SE_FORMAT:
-            raise AppError(f"{self._state_file} is not a secure element of format {SE_FORMAT}")
+            raise AppError(_("{path} is not a secure element of format {format}").format(path=self._state_file,
+                                                                                       format=SE_FORMAT))
         return state
 
     def _save(self, state: dict[str, Any]) -> None:
@@ -498,7 +516,7 @@ class SecureElement:
 def _checked_statement_key(public_key_pem: str) -> str:
     key = serialization.load_pem_public_key(public_key_pem.encode())
     if not isinstance(key, ed25519.Ed25519PublicKey):
-        raise ResetRefused("the service statement key is not an Ed25519 public key")
+        raise ResetRefused(_("the service statement key is not an Ed25519 public key"))
     return public_key_pem
 
 

@@ -1,8 +1,8 @@
 """A heuristic for the Japanese output of the command lines: English sentences left untranslated.
 
 Values stay as they are in either language (URLs, commands and options, serials, case references,
-file paths, ALL-CAPS names such as SE or OCSP), and so does what the service itself said (after
-サービスの説明:). What is left must hold no run of three or more English words."""
+file paths, ALL-CAPS names such as SE or OCSP, a certificate's distinguished name), and so does what
+the service itself said (after サービスの説明:). What is left must hold no run of three or more English words."""
 from __future__ import annotations
 
 import re
@@ -11,6 +11,7 @@ _VALUES = (
     r"`[^`]*`",  # a command to type
     r"https?://\S+",
     r"（サービスの説明: [^）]*）",  # the service's own detail, quoted
+    r"\bCN=.*?,C=[A-Z]{2}\b",  # a distinguished name, as RFC 4514 writes it (a trust root's subject)
     r"(?<![\w-])(?:jpki-[\w-]+|--[\w-]+|[\w./-]*/[\w./-]+|[A-Z][A-Z0-9_]+|\w*\d\w*)(?![\w-])",
 )
 _ENGLISH_RUN = re.compile(r"[A-Za-z]+(?:[ ,]+[A-Za-z]+){2,}")
