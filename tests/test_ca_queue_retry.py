@@ -350,7 +350,7 @@ def test_the_owner_is_not_told_nothing_more_to_do_before_the_ca_has_it(capsys):
     from app_client.service_client import Registration
 
     for sync, reason, expected in (
-            ("pending", "recorded here, not yet at the CA", "the revocation is recorded by the service and will be "
+            ("pending", "recorded here, not yet at the CA", "The revocation is recorded by the service and will be "
                                                             "carried to the CA"),
             ("failed", "the CA refused the revoke (422 ...)", "the CA refused it (ca_sync failed: the CA refused")):
         _say_where_the_ca_stands(Registration("ab" * 16, "revoked", "owner-revoked", sync, (), ca_sync_reason=reason),
