@@ -270,8 +270,9 @@ def test_the_cli_names_a_carriers_suspension(run, service, card_file):
     (registration_id,) = service.registrations
     service.suspend(registration_id, reason="lost", actor="carrier")
     status = run("status")
-    assert re.search(r"SUSPENDED on your mobile carrier's lost-phone report \(reason: lost\) on \d{4}-\d\d-\d\d "
-                     r"\d\d:\d\d JST\. Lift it with: jpki-app lift-suspension --card FILE\n", status.stdout), status.stdout
+    said = (r"SUSPENDED on your mobile carrier's lost-phone report \(reason: lost\) on \d{4}-\d\d-\d\d \d\d:\d\d JST\. "
+            r"Lift it with: jpki-app lift-suspension --card FILE\n")
+    assert re.search(said, status.stdout), status.stdout
     assert "call centre" not in status.stdout.split("suspension code")[-1]
     japanese = run("--lang", "ja", "status")
     assert "携帯電話会社からの紛失の届出により一時利用停止されました" in japanese.stdout, japanese.stdout
