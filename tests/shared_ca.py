@@ -9,6 +9,7 @@ conftest's for the module) and names every accepted write with :func:`unique`.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import sys
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from ca_mock.authorities.service import initialise
 from ca_mock.db import migrate
 from ca_mock.settings import CASettings
 from jpki_common.store import Store
-from tests.conftest import RunningCA, _empty_database, free_port, serve_ca, stop_process
+from tests.conftest import RunningCA, RunningService, _empty_database, free_port, serve_ca, start_service, stop_process
 from tests.helpers import reused_ca_keys, start_handing_out_keys_again
 
 
@@ -56,3 +57,45 @@ def _fresh_keys_per_test():
 def unique(operation_id: str) -> str:
     """``operation_id`` made unique on the module's CA: operation ids are the CA's, shared by its tests."""
     return f"{operation_id}-{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def module_service_server(ca: RunningCA, kind: str, tmp_path: Path, **settings: str) -> Iterator[RunningService]:
+    """``jpki-service serve`` on a new database on ``kind``, talking to ``ca``, as conftest's ``service_server``,
+    once for a whole module (``settings``: JPKI_* variables, as :func:`tests.conftest.start_service`'s)."""
+    with _empty_database(kind, tmp_path, "svc") as database_url:
+        running = start_service(ca, database_url, tmp_path, settings=settings or None)
+        try:
+            yield running
+        finally:
+            stop_process(running.process)
+
+
+def shared_servers(prefix: str, **settings: str):
+    """The ``ca_server`` and ``service_server`` fixtures of a module whose tests share one CA and one service
+    per backend: ``ca_server, service_server = shared_servers("my-module")`` at the module's top level, and
+    import :func:`_fresh_keys_per_test` too. Its tests must not depend on being alone on them: each issues
+    cards for persons of its own (:func:`unique_person`), names writes with :func:`unique`, and counts only
+    what it made."""
+
+    @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+    def ca_server(request, tmp_path_factory):
+        with module_ca_server(request.param, tmp_path_factory.mktemp(f"{prefix}-{request.param}")) as running:
+            yield running
+
+    @pytest.fixture(scope="module")
+    def service_server(ca_server, tmp_path_factory):
+        kind = "sqlite" if ca_server.store.url.startswith("sqlite") else "postgresql"
+        with module_service_server(ca_server, kind, tmp_path_factory.mktemp(f"{prefix}-svc-{kind}"),
+                                   **settings) as running:
+            yield running
+
+    return ca_server, service_server
+
+
+def unique_person(name: str = "山田 太郎") -> dict[str, str]:
+    """A person no other test on the module's servers is: the same name, born on a day of their own (the
+    person key is name, birth and address, so two tests' cards never supersede each other's phones)."""
+    day = uuid.uuid4().int % 20000
+    return {"name": name, "birth": (dt.date(1940, 1, 1) + dt.timedelta(days=day)).isoformat(),
+            "address": f"東京都千代田区千代田1-{uuid.uuid4().int % 9000 + 1}"}
