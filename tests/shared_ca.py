@@ -94,8 +94,9 @@ def shared_servers(prefix: str, **settings: str):
 
 
 def unique_person(name: str = "山田 太郎") -> dict[str, str]:
-    """A person no other test on the module's servers is: the same name, born on a day of their own (the
-    person key is name, birth and address, so two tests' cards never supersede each other's phones)."""
+    """As tests.helpers.PERSON, a person no other test on the module's servers is: the same name, born on a
+    day of their own (the person key is name, birth and address, so two tests' cards never supersede each
+    other's phones)."""
     day = uuid.uuid4().int % 20000
-    return {"name": name, "birth": (dt.date(1940, 1, 1) + dt.timedelta(days=day)).isoformat(),
+    return {"name": name, "date_of_birth": (dt.date(1940, 1, 1) + dt.timedelta(days=day)).isoformat(), "gender": "1",
             "address": f"東京都千代田区千代田1-{uuid.uuid4().int % 9000 + 1}"}
