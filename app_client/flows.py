@@ -21,13 +21,11 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from cryptography import x509
-from pyhanko.sign.timestamps import TimeStamper
 
-from app_client import pdf
 from app_client.app_data import AppData, EndedRegistration
 from app_client.card_reader import CardReader
 from app_client.defaults import DEFAULT_DEVICE_MODEL, DEFAULT_SERVICE_URL, DEFAULT_TIMEOUT
@@ -37,6 +35,11 @@ from app_client.owner_secrets import AUTH_PIN, CARD_PASSWORD, NEW_SIGN_PASSWORD,
 from app_client.secure_element import KeySlot, NoKey, SecureElement
 from app_client.service_client import Proof, Registration, ServiceClient, ServiceProblem, ServiceUnreachable
 from jpki_common.owner_proof import Action, authorised_digest
+
+if TYPE_CHECKING:  # pyhanko costs every command a third of a second; only sign and verify load it
+    from pyhanko.sign.timestamps import TimeStamper
+
+    from app_client import pdf
 
 CERTIFICATE_SLOTS = (KeySlot.SIGNATURE, KeySlot.AUTHENTICATION)
 
@@ -411,6 +414,8 @@ def sign_pdf(phone: Phone, source: Path, target: Path, password: Callable[[], st
     TSA, whose URL the signature certificate names (:func:`pdf.ca_tsa_url`); ``timestamp=False``
     (and no ``timestamper``) signs without a timestamp (B-B), which cannot outlive a revocation.
     """
+    from app_client import pdf
+
     certificate_pem = _certificate(phone, KeySlot.SIGNATURE)
     if timestamper is None and timestamp:
         timestamper = pdf.http_timestamper(pdf.ca_tsa_url(x509.load_pem_x509_certificate(certificate_pem.encode())))
@@ -421,6 +426,8 @@ def verify_pdf(phone: Phone, source: Path, root: x509.Certificate | None = None,
                tsa_roots: Sequence[x509.Certificate] = ()) -> pdf.Verdict:
     """Judge the signatures in ``source`` against ``root``, else the root pinned at registration,
     else the root found through the signer certificate's caIssuers URLs."""
+    from app_client import pdf
+
     if root is not None:
         trust: pdf.Trust | None = pdf.Trust(root, (), _("given"))
     else:
@@ -549,6 +556,8 @@ def _device_notice(phone: Phone, action: Action, registration_id: str,
 
 
 def _trust(phone: Phone, certificate_pem: str) -> pdf.Trust:
+    from app_client import pdf
+
     chain = phone.app_data.load().ca_chain
     if chain:
         return _pinned(chain)
@@ -556,5 +565,7 @@ def _trust(phone: Phone, certificate_pem: str) -> pdf.Trust:
 
 
 def _pinned(chain: dict[str, str]) -> pdf.Trust:
+    from app_client import pdf
+
     return pdf.Trust.from_pems(chain["root"], [pem for name, pem in chain.items() if name != "root"],
                                _("pinned from the card at registration"))

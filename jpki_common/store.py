@@ -14,9 +14,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, DateTime, Dialect, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +24,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeDecorator
 
 from jpki_common.private_files import private_folder
+
+if TYPE_CHECKING:  # Alembic is loaded by the commands that migrate, not by every process that opens a store
+    from alembic.config import Config as AlembicConfig
 
 log = logging.getLogger("jpki_common.store")
 
@@ -298,6 +300,8 @@ class Store:
 
 def migrations_config(migrations: Path, database_url: str) -> AlembicConfig:
     """The Alembic configuration of one part's migrations folder for one database (no alembic.ini)."""
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(migrations))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))  # ConfigParser interpolation

@@ -6,12 +6,14 @@ time type are the shared ones of :mod:`jpki_common.store`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.orm import DeclarativeBase
 
 from jpki_common.store import Store, UTCDateTime, migrations_config, utcnow
+
+if TYPE_CHECKING:  # Alembic is loaded by the commands that migrate (serve, migrate), not by every store user
+    from alembic.config import Config
 
 __all__ = ["Base", "Store", "UTCDateTime", "utcnow", "migrate", "alembic_config"]
 
@@ -26,4 +28,6 @@ def alembic_config(database_url: str) -> Config:
 
 def migrate(database_url: str) -> None:
     """Bring the database to the current schema (``jpki-service migrate``)."""
+    from alembic import command
+
     command.upgrade(alembic_config(database_url), "head")

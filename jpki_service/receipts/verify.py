@@ -16,7 +16,6 @@ from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from pyhanko.sign.validation.generic_cms import validate_sig_integrity
 
 RECEIPT_FORMAT = "jpki-dealer-receipt/1"  # the document inside every receipt (docs/dealers.md)
 
@@ -53,6 +52,9 @@ def verify_receipt(der: bytes, trusted: list[x509.Certificate]) -> dict[str, Any
                    and c.serial_number == wanted["serial_number"].native), None)
     if signer is None:
         raise ReceiptRefused("the receipt does not include its signer's certificate")
+    # pyHanko is loaded here, not at import: the service imports this module at every start.
+    from pyhanko.sign.validation.generic_cms import validate_sig_integrity
+
     digest = hashlib.new(signer_info["digest_algorithm"]["algorithm"].native, content).digest()
     try:
         intact, valid = validate_sig_integrity(signer_info, signer, "data", digest)
