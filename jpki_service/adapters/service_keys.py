@@ -74,15 +74,14 @@ def _key_file(path: Path, create: bool) -> str:
     if not path.exists() and not create:
         raise MissingKey(f"no key file {path} (and no key in the environment): wrong --data folder?")
     if not path.exists():
-        private_folder(path.parent)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
-    return path.read_text().strip()
+        # Whole before it appears: two worker processes starting on a new folder once made it at the same
+        # time, and the one that lost read the file before the other had written it (an empty key).
+        _write_once(path, secrets.token_hex(32).encode())
+    key = path.read_text().strip()
+    if not key:
+        raise MissingKey(f"the key file {path} is empty: restore it from a copy of the data folder; a new key would "
+                         "make the sealed data and the indexes unreadable")
+    return key
 
 
 def _write_once(path: Path, content: bytes) -> None:

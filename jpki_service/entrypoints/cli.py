@@ -190,6 +190,10 @@ def serve(
             http_server.run(create_app(settings, on_shutdown=stop_embedded_ca), settings, host=host, port=port,
                             log_level="warning", proxy_headers=bool(trusted), forwarded_allow_ips=trusted)
             return
+        # The keys are made here, once, before the workers start: each worker loads them (service_keys.py).
+        from jpki_service.adapters.service_keys import load_service_keys
+
+        load_service_keys(settings)
         # Worker processes build their own app from the environment: hand them this command's choices
         # (the embedded CA's URL and token included). This process supervises them and stops the CA.
         os.environ.update({"JPKI_DATA_DIR": str(settings.data_dir),
