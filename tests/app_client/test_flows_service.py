@@ -34,16 +34,32 @@ from jpki_service.common.settings import ServiceSettings
 from jpki_service.operators.roles import Role
 from jpki_service.operators.service import SignedIn
 from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
-from tests.helpers import PERSON
+from tests.shared_ca import _fresh_keys_per_test, module_ca_server, module_service_server, unique, unique_person  # noqa: F401 (a fixture)
 from tests.test_service_flows import ocsp_status, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
+# One CA and one service for the module, on SQLite alone as this folder's tests/app_client/conftest.py has it (the
+# store is not what these tests are about): each test registers with a card of its own, for a person of its own
+# (a new registration supersedes the person's earlier ones), and changes the CA only under operation ids of its own.
+@pytest.fixture(scope="module")
+def ca_server(tmp_path_factory):
+    with module_ca_server("sqlite", tmp_path_factory.mktemp("flows-service")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def service_server(ca_server, tmp_path_factory):
+    with module_service_server(ca_server, "sqlite", tmp_path_factory.mktemp("flows-service-svc")) as running:
+        yield running
+
+
 @pytest.fixture
 def card(ca_server, tmp_path: Path) -> CardReader:
     path = tmp_path / "card.json"
-    write_card(issue_card(ca_server.store, ca_server.settings, PersonIn(**PERSON), CARD_PASSWORD, CARD_PIN), path)
+    write_card(issue_card(ca_server.store, ca_server.settings, PersonIn(**unique_person()), CARD_PASSWORD, CARD_PIN),
+               path)
     return CardReader(path)
 
 
@@ -176,7 +192,8 @@ def test_a_card_refused_by_the_service_leaves_no_keys(new_phone, card, ca_server
     from ca_mock.certificates.status_rules import StatusAction
 
     serial = json.loads(card.card_file.read_text())["signature"]["serial"]
-    change_status(ca_server.store, ca_server.settings, serial, StatusAction.REVOKE, "card-gone", "keyCompromise")
+    change_status(ca_server.store, ca_server.settings, serial, StatusAction.REVOKE, unique("card-gone"),
+                  "keyCompromise")
     phone = new_phone("phone")
 
     with pytest.raises(ServiceProblem) as refused:
