@@ -1,7 +1,11 @@
 """The call centre over the HTTP API, against the real CA and service processes: suspension and
 its lifting (by the owner with card + phone, and by a supervisor), revocation while suspended,
 the owner's notices, the audit trail, and every refusal leaving nothing changed. Each outcome
-is checked at the CA's OCSP responder, as a relying party sees it."""
+is checked at the CA's OCSP responder, as a relying party sees it.
+
+The tests share one CA and one service per backend (tests/shared_ca.py): each registers persons of its own,
+signs in operators of its own and looks only at the notices and audit entries of its own cases and operators.
+The one that stops the CA has servers of its own."""
 from __future__ import annotations
 
 import json
@@ -12,6 +16,7 @@ import sys
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.conftest import serve_ca, start_service, stop_process
 from tests.service_helpers import (
     PhoneForTests,
     lift_body,
@@ -21,15 +26,37 @@ from tests.service_helpers import (
     read,
     register,
 )
+from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique, unique_person  # noqa: F401 (a fixture)
 from tests.test_service_flows import ocsp_status, wait_for
 
 pytestmark = pytest.mark.e2e
 
 LOST = {"reason": "lost", "caller": "self", "ticket": "T-1001"}
 
+ca_server, service_server = shared_servers("call-centre")
+
+_FULL_WIDTH_DIGITS = str.maketrans("0123456789-", "０１２３４５６７８９－")
+
+
+@pytest.fixture
+def own_ca_server(ca_settings, store, hierarchy, tmp_path):
+    """``jpki-ca serve`` for one test (conftest's ``ca_server``), for a test that stops it: the test keys go
+    on from where the module's CA left them (a key this new store certifies is never given to that CA)."""
+    running = serve_ca(ca_settings, store, tmp_path)
+    yield running
+    stop_process(running.process)
+
+
+@pytest.fixture
+def own_service_server(own_ca_server, service_database_url, tmp_path):
+    """``jpki-service serve`` for one test, talking to ``own_ca_server`` (conftest's ``service_server``)."""
+    running = start_service(own_ca_server, service_database_url, tmp_path)
+    yield running
+    stop_process(running.process)
+
 
 def _registered(ca_server, service_server, person=None):
-    card = make_card(ca_server.store, ca_server.settings, person)
+    card = make_card(ca_server.store, ca_server.settings, person or unique_person())
     phone = PhoneForTests()
     with service_server.client() as client:
         answer = register(client, card, phone)
@@ -45,26 +72,29 @@ def _serials(document) -> dict[str, str]:
     return {c["kind"]: c["serial"] for c in document["certificates"] if c["current"]}
 
 
-def _notices(service_server) -> list[dict]:
+def _notices(service_server, case_reference: str) -> list[dict]:
+    """The notices about ``case_reference`` (the shared service's file has every test's)."""
     path = service_server.data_dir / "notifications.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    notices = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [n for n in notices if n.get("case_reference") == case_reference]
 
 
 def test_lost_phone_suspended_then_found_and_lifted_in_the_app(ca_server, service_server):
-    card, phone, registered = _registered(ca_server, service_server)
+    person = unique_person()
+    card, phone, registered = _registered(ca_server, service_server, person)
     code = registered["suspension_code"]
     old = _pems(registered)
-    with operator_client(service_server, "olivia", "operator") as operator, service_server.client() as owner:
+    with operator_client(service_server, unique("olivia"), "operator") as operator, service_server.client() as owner:
         # The owner calls: the operator finds the registration from what the caller says, spelt
         # with a full-width space and full-width digits.
         found = operator.post("/api/v1/operator/registrations/search",
-                              json={"name": "山田　太郎", "birth": "1990-01-02",
-                                    "address": "東京都千代田区千代田１－１"})
+                              json={"name": "山田　太郎", "birth": person["date_of_birth"],
+                                    "address": person["address"].translate(_FULL_WIDTH_DIGITS)})
         assert found.status_code == 200, found.text
         [hit] = found.json()["results"]
         assert hit["case_reference"] == phone.case_reference and hit["masked_name"] == "山* 太*"
         assert "registration_id" not in hit and phone.registration_id not in found.text  # staff never see the id
-        assert "東京" not in found.text and "1990" not in found.text  # nothing more than needed
+        assert "東京" not in found.text and person["date_of_birth"][:4] not in found.text  # nothing more than needed
         by_code = operator.post("/api/v1/operator/registrations/search", json={"code": code.lower().replace("-", " ")})
         assert by_code.json()["results"][0]["case_reference"] == phone.case_reference
 
@@ -94,7 +124,7 @@ def test_lost_phone_suspended_then_found_and_lifted_in_the_app(ca_server, servic
         assert ocsp_status(ca_server.url, _pems(document)["signature"]) == "good"
 
     # Told through another channel than the phone: the suspension, not the owner's own lift.
-    notices = wait_for(lambda: _notices(service_server) or None)
+    notices = wait_for(lambda: _notices(service_server, phone.case_reference) or None)
     assert [(n["case_reference"], n["event"]) for n in notices] == [(phone.case_reference, "suspended")]
     assert phone.registration_id not in json.dumps(notices)  # a notice names the case, never the id
 
@@ -102,8 +132,9 @@ def test_lost_phone_suspended_then_found_and_lifted_in_the_app(ca_server, servic
 def test_lost_abroad_a_family_member_calls_with_the_code(ca_server, service_server):
     _card, phone, registered = _registered(ca_server, service_server)
     proxy_call = {"reason": "stolen", "caller": "proxy", "relationship": "spouse", "ticket": "T-2002"}
-    with operator_client(service_server, "oscar", "operator") as operator, \
-            operator_client(service_server, "aiko", "auditor") as auditor:
+    oscar = unique("oscar")
+    with operator_client(service_server, oscar, "operator") as operator, \
+            operator_client(service_server, unique("aiko"), "auditor") as auditor:
         [hit] = operator.post("/api/v1/operator/registrations/search",
                               json={"code": registered["suspension_code"]}).json()["results"]
         without_relationship = operator.post(f"/api/v1/operator/registrations/{hit['case_reference']}/suspend",
@@ -115,16 +146,17 @@ def test_lost_abroad_a_family_member_calls_with_the_code(ca_server, service_serv
                    for pem in _pems(registered).values())
 
         history = operator.get(f"/api/v1/operator/registrations/{phone.case_reference}/history").json()
-        assert history["events"][-1]["operator"] == "oscar"
+        assert history["events"][-1]["operator"] == oscar
         assert "proxy (spouse)" in history["events"][-1]["note"]
         trail = auditor.get("/api/v1/operator/audit").json()["entries"]
-        act = next(e for e in trail if e["action"] == "suspend")
-        assert act["actor"] == "operator:oscar" and act["case_reference"] == phone.case_reference
+        # This test's acts: oscar's (the other tests' operators act on the same service).
+        act = next(e for e in trail if e["action"] == "suspend" and e["actor"].endswith(f":{oscar}"))
+        assert act["actor"] == f"operator:{oscar}" and act["case_reference"] == phone.case_reference
         assert phone.registration_id not in json.dumps(trail)  # the audit trail names cases, never ids
         assert act["details"] == {"reason": "stolen", "caller": "proxy", "relationship": "spouse",
                                   "ticket": "T-2002", "channel": "phone"}
         # The look-up is audited without what was searched for.
-        find = next(e for e in trail if e["action"] == "find")
+        find = next(e for e in trail if e["action"] == "find" and e["actor"].endswith(f":{oscar}"))
         assert find["details"]["by"] == "suspension code" and registered["suspension_code"] not in json.dumps(trail)
 
 
@@ -132,7 +164,8 @@ def test_supervisor_lift_then_the_app_reissues_the_signature(ca_server, service_
     card, phone, registered = _registered(ca_server, service_server)
     old = _pems(registered)
     registration, case = phone.registration_id, phone.case_reference
-    with operator_client(service_server, "sara", "supervisor") as supervisor, service_server.client() as owner:
+    with operator_client(service_server, unique("sara"), "supervisor") as supervisor, \
+            service_server.client() as owner:
         assert supervisor.post(f"/api/v1/operator/registrations/{case}/suspend", json=LOST).status_code == 200
         lifted = supervisor.post(f"/api/v1/operator/registrations/{case}/lift",
                                  json={"reason": "owner found the phone, identity checked", "ticket": "T-3003",
@@ -150,16 +183,16 @@ def test_supervisor_lift_then_the_app_reissues_the_signature(ca_server, service_
         again = owner.post(f"/api/v1/registrations/{registration}/lift-suspension",
                            json=lift_body(owner, card, phone, rsa.generate_private_key(65537, 2048)))
         assert again.status_code == 409 and again.json()["state"] == "active"
-    events = [n["event"] for n in wait_for(lambda: len(_notices(service_server)) >= 2 and _notices(service_server))]
+    events = [n["event"] for n in wait_for(lambda: len(_notices(service_server, case)) >= 2
+                                           and _notices(service_server, case))]
     assert events == ["suspended", "supervisor-lifted"]
 
 
 def test_revoke_while_suspended_by_a_supervisor_or_from_a_new_phone(ca_server, service_server):
     card, lost, first = _registered(ca_server, service_server)
-    _card2, gone, second = _registered(ca_server, service_server,
-                                       {"name": "佐藤 花子", "date_of_birth": "1985-05-05", "gender": "2",
-                                        "address": "大阪府大阪市北区1-1"})
-    with operator_client(service_server, "sven", "supervisor") as supervisor, service_server.client() as owner:
+    _card2, gone, second = _registered(ca_server, service_server, dict(unique_person("佐藤 花子"), gender="2"))
+    with operator_client(service_server, unique("sven"), "supervisor") as supervisor, \
+            service_server.client() as owner:
         for case in (lost.case_reference, gone.case_reference):
             assert supervisor.post(f"/api/v1/operator/registrations/{case}/suspend",
                                    json=LOST).status_code == 200
@@ -179,9 +212,10 @@ def test_misuse_is_refused_and_changes_nothing(ca_server, service_server):
     registration = phone.registration_id
     path = f"/api/v1/operator/registrations/{phone.case_reference}"
     lift = {"reason": "found again", "ticket": "T-5005", "caller": "self"}
-    with operator_client(service_server, "otto", "operator") as operator, \
-            operator_client(service_server, "sue", "supervisor") as supervisor, \
-            operator_client(service_server, "ada", "auditor") as auditor, service_server.client() as anonymous:
+    otto, ada = unique("otto"), unique("ada")
+    with operator_client(service_server, otto, "operator") as operator, \
+            operator_client(service_server, unique("sue"), "supervisor") as supervisor, \
+            operator_client(service_server, ada, "auditor") as auditor, service_server.client() as anonymous:
         def state() -> tuple:
             document = read(anonymous, phone)
             return document["state"], tuple(c["status"] for c in document["certificates"])
@@ -218,7 +252,7 @@ def test_misuse_is_refused_and_changes_nothing(ca_server, service_server):
         assert state() == suspended
         refusals = [e for e in auditor.get("/api/v1/operator/audit").json()["entries"] if e["action"] == "refused"]
         assert {(e["actor"], e["details"]["attempted"]) for e in refusals} >= {
-            ("operator:otto", "lift a suspension"), ("operator:otto", "revoke"), ("auditor:ada", "suspend")}
+            (f"operator:{otto}", "lift a suspension"), (f"operator:{otto}", "revoke"), (f"auditor:{ada}", "suspend")}
 
         assert supervisor.post(f"{path}/revoke",
                                json={"reason": "keyCompromise", "ticket": "T-6", "caller": "self"}).status_code == 200
@@ -238,11 +272,12 @@ def test_misuse_is_refused_and_changes_nothing(ca_server, service_server):
 
 
 def test_only_the_owner_token_reads_a_registration_and_staff_see_a_case_reference(ca_server, service_server):
-    _card, phone, registered = _registered(ca_server, service_server)
+    person = unique_person()
+    _card, phone, registered = _registered(ca_server, service_server, person)
     url = f"/api/v1/registrations/{phone.registration_id}"
-    holder_items = ("山田", "1990", "東京", "BEGIN CERTIFICATE")
-    with operator_client(service_server, "otis", "operator") as operator, \
-            operator_client(service_server, "ayu", "auditor") as auditor, service_server.client() as anonymous:
+    holder_items = ("山田", person["date_of_birth"][:4], "東京", "BEGIN CERTIFICATE")
+    with operator_client(service_server, unique("otis"), "operator") as operator, \
+            operator_client(service_server, unique("ayu"), "auditor") as auditor, service_server.client() as anonymous:
         # Nobody without the owner token reads it: no token, a wrong one, a staff session's token.
         missing = anonymous.get(url)
         assert missing.status_code == 401 and missing.json()["type"].endswith("owner-token-missing")
@@ -287,18 +322,21 @@ def test_operator_login_is_throttled_never_locked(service_server):
     after them, strangers and owners: tests/test_operator_accounts.py."""
     from tests.service_helpers import add_operator
 
-    add_operator(service_server, "lena", "operator")
+    lena = unique("lena")
+    add_operator(service_server, lena, "operator")
     with service_server.client() as client:
-        answers = [client.post("/api/v1/operator/session", json={"username": "lena", "password": f"wrong-{i}"})
+        answers = [client.post("/api/v1/operator/session", json={"username": lena, "password": f"wrong-{i}"})
                    for i in range(3)]
         assert [a.status_code for a in answers] == [401] * 3
         unknown = client.post("/api/v1/operator/session", json={"username": "nobody", "password": "x"})
         assert unknown.status_code == 401 and unknown.json() == answers[0].json()
-        right = client.post("/api/v1/operator/session", json={"username": "lena", "password": "correct horse battery"})
+        right = client.post("/api/v1/operator/session", json={"username": lena, "password": "correct horse battery"})
         assert right.status_code == 201, right.text  # 4 failures from this address: no wait, and no lock
 
 
-def test_lifting_needs_the_ca_to_check_the_card_and_changes_nothing_without_it(ca_server, service_server):
+def test_lifting_needs_the_ca_to_check_the_card_and_changes_nothing_without_it(own_ca_server, own_service_server):
+    """It stops its CA: a CA and a service of its own."""
+    ca_server, service_server = own_ca_server, own_service_server
     card, phone, registered = _registered(ca_server, service_server)
     registration = phone.registration_id
     with operator_client(service_server, "omar", "operator") as operator, service_server.client() as owner:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from jpki_service.adapters.db import Store
 from jpki_service.cards.service import legacy_person_key, person_key
@@ -28,6 +28,7 @@ from jpki_service.lifecycle import LIVE
 from jpki_service.registrations.models import Person, Registration
 from tests.helpers import PERSON
 from tests.service_helpers import PhoneForTests, make_card, operator_client, read, register, register_body
+from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique, unique_person  # noqa: F401 (a fixture)
 
 SPACED = dict(PERSON, name="山田\u3000太郎")  # the renewed card: ideographic space
 FULL_WIDTH = dict(PERSON, address="東京都千代田区千代田１－１")  # full-width digits and hyphen-minus
@@ -142,40 +143,73 @@ def test_the_legacy_key_is_the_raw_items_hash_and_differs_from_the_new_one():
 
 
 # -- through the service ---------------------------------------------------------------------
+# One CA and one service per backend for the tests below: each registers a person of its own (born on a day
+# and living at an address no other test's person has), with the spellings it compares, and looks only at the
+# rows it made (the registrations and people that were not there when it began).
+ca_server, service_server = shared_servers("person-matching")
+
+_FULL_WIDTH_DIGITS = str.maketrans("0123456789-", "０１２３４５６７８９－")
+
+
+def _full_width(address: str) -> str:
+    """``address`` with full-width digits and hyphen-minus, as FULL_WIDTH spells PERSON's."""
+    return address.translate(_FULL_WIDTH_DIGITS)
+
+
+def _spaced(person: dict) -> dict:
+    """As SPACED: ``person``'s renewed card, U+3000 between the names."""
+    return dict(person, name=person["name"].replace(" ", "\u3000"))
+
+
 def _secret(service_server) -> bytes:
     return (service_server.data_dir / "person-key").read_text().strip().encode()
 
 
-def _live(store: Store) -> list[Registration]:
+def _before(store: Store) -> tuple[set[str], set[str]]:
+    """The people and the registrations there are before the test makes any: the other tests'."""
     with store.sessions() as session:
-        return list(session.scalars(select(Registration).where(Registration.state.in_([s.value for s in LIVE]))))
+        return set(session.scalars(select(Person.person_key))), set(session.scalars(select(Registration.id)))
 
 
-def _as_before_the_change(store: Store, secret: bytes, person: dict) -> str:
-    """Every row keyed the way the service keyed it before issue 12: the raw items of ``person``'s card."""
+def _live(store: Store, before: tuple[set[str], set[str]]) -> list[Registration]:
+    """The live registrations this test made."""
+    with store.sessions() as session:
+        return list(session.scalars(select(Registration).where(Registration.state.in_([s.value for s in LIVE]),
+                                                               Registration.id.not_in(before[1]))))
+
+
+def _as_before_the_change(store: Store, secret: bytes, person: dict, before: tuple[set[str], set[str]]) -> str:
+    """Every row this test made keyed the way the service keyed it before issue 12: the raw items of
+    ``person``'s card (the other tests' rows are left as they are)."""
     legacy = legacy_person_key(secret, person)
     with store.transaction() as session:
-        session.execute(update(Registration).values(person_key=legacy))
-        for row in session.scalars(select(Person)):
-            session.delete(row)
+        session.execute(update(Registration).where(Registration.id.not_in(before[1])).values(person_key=legacy))
+        session.execute(delete(Person).where(Person.person_key.not_in(before[0])))
         session.flush()
         session.add(Person(person_key=legacy))
     return legacy
 
 
-def _keys(store: Store) -> tuple[set[str], set[str]]:
+def _keys(store: Store, before: tuple[set[str], set[str]]) -> tuple[set[str], set[str]]:
+    """The keys of the people and of the registrations this test made."""
     with store.sessions() as session:
-        return (set(session.scalars(select(Person.person_key))),
-                set(session.scalars(select(Registration.person_key))))
+        return (set(session.scalars(select(Person.person_key))) - before[0],
+                set(session.scalars(select(Registration.person_key).where(Registration.id.not_in(before[1])))))
 
 
-@pytest.mark.parametrize("renewed", [SPACED, FULL_WIDTH], ids=["name-U+3000", "address-full-width"])
+RENEWED = {"name-U+3000": _spaced, "address-full-width": lambda person: dict(person, address=_full_width(
+    person["address"]))}
+
+
+@pytest.mark.parametrize("renewed", list(RENEWED), ids=list(RENEWED))
 def test_a_renewed_card_spelling_the_person_differently_supersedes_the_old_phone(ca_server, service_server, renewed):
-    old_card, new_card = make_card(ca_server.store, ca_server.settings), make_card(
-        ca_server.store, ca_server.settings, renewed)
+    person = unique_person()
+    old_card, new_card = make_card(ca_server.store, ca_server.settings, person), make_card(
+        ca_server.store, ca_server.settings, RENEWED[renewed](person))
     old_phone, new_phone = PhoneForTests(), PhoneForTests()
     store = Store(service_server.database_url)
     try:
+        before = _before(store)
         with service_server.client() as client:
             assert register(client, old_card, old_phone).status_code == 201
             second = register(client, new_card, new_phone)
@@ -183,28 +217,30 @@ def test_a_renewed_card_spelling_the_person_differently_supersedes_the_old_phone
             assert second.json()["superseded"] == [old_phone.registration_id]
             old = read(client, old_phone)
             assert old["state"] == "revoked" and old["reason"] == "superseded"
-        assert [r.id for r in _live(store)] == [new_phone.registration_id]
-        assert _keys(store) == ({person_key(_secret(service_server), PERSON)},) * 2
+        assert [r.id for r in _live(store, before)] == [new_phone.registration_id]
+        assert _keys(store, before) == ({person_key(_secret(service_server), person)},) * 2
     finally:
         store.dispose()
 
 
 def test_a_person_registered_before_the_change_is_recognised_and_re_keyed(ca_server, service_server):
-    card = make_card(ca_server.store, ca_server.settings)
+    person = unique_person()
+    card = make_card(ca_server.store, ca_server.settings, person)
     old_phone, new_phone = PhoneForTests(), PhoneForTests()
     store = Store(service_server.database_url)
     secret = _secret(service_server)
     try:
+        before = _before(store)
         with service_server.client() as client:
             assert register(client, card, old_phone).status_code == 201
-            legacy = _as_before_the_change(store, secret, PERSON)
-            assert _keys(store) == ({legacy},) * 2
+            legacy = _as_before_the_change(store, secret, person, before)
+            assert _keys(store, before) == ({legacy},) * 2
             second = register(client, card, new_phone)
             assert second.status_code == 201, second.text
             assert second.json()["superseded"] == [old_phone.registration_id]
-        assert [r.id for r in _live(store)] == [new_phone.registration_id]
+        assert [r.id for r in _live(store, before)] == [new_phone.registration_id]
         # Re-keyed in that transaction: the old row is gone, every registration of the person is under the new key.
-        assert _keys(store) == ({person_key(secret, PERSON)},) * 2
+        assert _keys(store, before) == ({person_key(secret, person)},) * 2
     finally:
         store.dispose()
 
@@ -212,58 +248,68 @@ def test_a_person_registered_before_the_change_is_recognised_and_re_keyed(ca_ser
 def test_a_person_registered_before_the_change_with_the_other_spelling_is_recognised(ca_server, service_server):
     """The old card wrote U+0020 (stored under its raw key), the renewed card U+3000: its own raw key finds
     nothing, the blind index and the old phone's signature certificate find the person."""
-    old_card, new_card = make_card(ca_server.store, ca_server.settings), make_card(
-        ca_server.store, ca_server.settings, SPACED)
+    person = unique_person()
+    old_card, new_card = make_card(ca_server.store, ca_server.settings, person), make_card(
+        ca_server.store, ca_server.settings, _spaced(person))
     old_phone, new_phone = PhoneForTests(), PhoneForTests()
     store = Store(service_server.database_url)
     secret = _secret(service_server)
     try:
+        before = _before(store)
         with service_server.client() as client:
             assert register(client, old_card, old_phone).status_code == 201
-            _as_before_the_change(store, secret, PERSON)
+            _as_before_the_change(store, secret, person, before)
             second = register(client, new_card, new_phone)
             assert second.status_code == 201, second.text
             assert second.json()["superseded"] == [old_phone.registration_id]
-        assert [r.id for r in _live(store)] == [new_phone.registration_id]
-        assert _keys(store) == ({person_key(secret, PERSON)},) * 2
+        assert [r.id for r in _live(store, before)] == [new_phone.registration_id]
+        assert _keys(store, before) == ({person_key(secret, person)},) * 2
     finally:
         store.dispose()
 
 
-@pytest.mark.parametrize("other", [dict(PERSON, name="山田 花子", gender="2"),
-                                   dict(PERSON, name="山田　太郎", gender="2")],
-                         ids=["other-name", "same-name-other-gender"])
+OTHERS = {"other-name": {"name": "山田 花子", "gender": "2"},
+          "same-name-other-gender": {"name": "山田　太郎", "gender": "2"}}
+
+
+@pytest.mark.parametrize("other", list(OTHERS), ids=list(OTHERS))
 def test_a_different_person_at_the_same_address_is_not_superseded(ca_server, service_server, other):
     """The second: the blind index (no gender) points at the old phone, whose certificate says another person."""
-    mine, theirs = make_card(ca_server.store, ca_server.settings), make_card(ca_server.store, ca_server.settings, other)
+    person = unique_person()
+    mine, theirs = make_card(ca_server.store, ca_server.settings, person), make_card(
+        ca_server.store, ca_server.settings, dict(person, **OTHERS[other]))
     store = Store(service_server.database_url)
     try:
+        before = _before(store)
         with service_server.client() as client:
             assert register(client, mine, PhoneForTests()).status_code == 201
-            _as_before_the_change(store, _secret(service_server), PERSON)
+            _as_before_the_change(store, _secret(service_server), person, before)
             answer = register(client, theirs, PhoneForTests())
             assert answer.status_code == 201, answer.text
             assert answer.json()["superseded"] == []
-        assert len(_live(store)) == 2
+        assert len(_live(store, before)) == 2
     finally:
         store.dispose()
 
 
 def test_the_call_centre_finds_the_person_however_the_caller_spells_them(ca_server, service_server):
-    card = make_card(ca_server.store, ca_server.settings, SPACED)
+    person = unique_person()
+    card = make_card(ca_server.store, ca_server.settings, _spaced(person))
     phone = PhoneForTests()
     with service_server.client() as client:
         assert register(client, card, phone).status_code == 201
-    with operator_client(service_server, "olga", "operator") as operator:
-        for name, address in [("山田 太郎", "東京都千代田区千代田1-1"),
-                              ("山田\u200b\u3000太郎", "東京都千代田区千代田１−１"),
-                              ("山田太郎", "東京都千代田区千代田1\u20101")]:
+    address, birth = person["address"], person["date_of_birth"]
+    assert address.startswith("東京都千代田区千代田1-")
+    with operator_client(service_server, unique("olga"), "operator") as operator:
+        for name, spelt in [("山田 太郎", address),
+                            ("山田\u200b\u3000太郎", _full_width(address).replace("－", "−")),
+                            ("山田太郎", address.replace("-", "\u2010"))]:
             found = operator.post("/api/v1/operator/registrations/search",
-                                  json={"name": name, "birth": "1990-01-02", "address": address})
-            assert found.status_code == 200, (name, address, found.text)
+                                  json={"name": name, "birth": birth, "address": spelt})
+            assert found.status_code == 200, (name, spelt, found.text)
             assert [hit["case_reference"] for hit in found.json()["results"]] == [phone.case_reference]
         missed = operator.post("/api/v1/operator/registrations/search",
-                               json={"name": "山田 太朗", "birth": "1990-01-02", "address": "東京都千代田区千代田1-1"})
+                               json={"name": "山田 太朗", "birth": birth, "address": address})
         assert missed.status_code == 404
 
 
@@ -274,20 +320,22 @@ def _post(url: str, body: dict, barrier: threading.Barrier, answers: list[httpx.
 
 
 @pytest.mark.e2e
-def test_a_legacy_keyed_and_a_new_keyed_request_racing_end_with_one_live_registration(
-        ca_server, service_server, database_url):
+def test_a_legacy_keyed_and_a_new_keyed_request_racing_end_with_one_live_registration(ca_server, service_server):
     """A person stored under the old raw key; the old card (its raw key is the stored one) and the renewed card
     (U+3000: only the new key finds the person) register two phones at once, round after round."""
-    cards = [make_card(ca_server.store, ca_server.settings), make_card(ca_server.store, ca_server.settings, SPACED)]
+    person = unique_person()
+    cards = [make_card(ca_server.store, ca_server.settings, person),
+             make_card(ca_server.store, ca_server.settings, _spaced(person))]
     store = Store(service_server.database_url)
     secret = _secret(service_server)
-    rounds = 4 if database_url.startswith("postgresql") else 2
+    rounds = 4 if service_server.database_url.startswith("postgresql") else 2
     try:
+        mine = _before(store)
         with service_server.client() as client:
             assert register(client, cards[0], PhoneForTests()).status_code == 201
             for number in range(rounds):
-                _as_before_the_change(store, secret, PERSON)
-                before = {r.id for r in _live(store)}
+                _as_before_the_change(store, secret, person, mine)
+                before = {r.id for r in _live(store, mine)}
                 bodies = [register_body(client, card, PhoneForTests()) for card in cards]
                 answers: list[httpx.Response] = []
                 barrier = threading.Barrier(len(bodies))
@@ -299,11 +347,11 @@ def test_a_legacy_keyed_and_a_new_keyed_request_racing_end_with_one_live_registr
                     thread.join()
                 # 202: accepted, the CA's part still under way (the other request's commands go first).
                 assert all(a.status_code in (201, 202) for a in answers), [a.text for a in answers]
-                live = _live(store)
+                live = _live(store, mine)
                 assert len(live) == 1, f"round {number}: {len(live)} live registrations"
                 created = {a.json()["registration_id"] for a in answers}
                 superseded = [rid for a in answers for rid in a.json()["superseded"]]
                 assert live[0].id in created and sorted(superseded) == sorted(before | created - {live[0].id})
-                assert _keys(store) == ({person_key(secret, PERSON)},) * 2
+                assert _keys(store, mine) == ({person_key(secret, person)},) * 2
     finally:
         store.dispose()
