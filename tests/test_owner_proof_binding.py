@@ -34,17 +34,26 @@ from tests.service_helpers import (
     register_body,
     signed,
 )
+from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique, unique_person  # noqa: F401 (a fixture)
 from tests.test_call_centre_api import LOST
-from tests.test_service_proofs import assert_problem, registered, snapshot  # noqa: F401 (fixture)
+from tests.test_service_proofs import assert_problem, card_serials, registered, snapshot  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.e2e
+# One CA and one service per backend for the whole module: each test registers cards of persons of its own,
+# and snapshots and counts only what its own cards have (snapshot's and ca_certificate_count's ``cards``).
+ca_server, service_server = shared_servers("proof-binding")
 
 
-def ca_certificate_count(ca_server) -> int:
+def ca_certificate_count(ca_server, *cards) -> int:
+    """The CA's certificates, less the phone certificates derived from cards other than ``cards`` (other tests'
+    phones, which the service's background worker may still be certifying)."""
     engine = sa.create_engine(ca_server.settings.resolved_database_url())
+    query = sa.text("SELECT count(*) FROM certificates"
+                    + (" WHERE card_serial IS NULL OR card_serial IN :cards" if cards else "")
+                    ).bindparams(*[sa.bindparam("cards", expanding=True)] * bool(cards))
     try:
         with engine.connect() as connection:
-            return connection.execute(sa.text("SELECT count(*) FROM certificates")).scalar_one()
+            return connection.execute(query, {"cards": card_serials(cards)} if cards else {}).scalar_one()
     finally:
         engine.dispose()
 
@@ -68,10 +77,12 @@ def public_pem(key: rsa.RSAPrivateKey) -> str:
                                          serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
-def assert_nothing_issued(ca_server, service_server, response, before: dict, certificates: int, body: dict) -> dict:
+def assert_nothing_issued(ca_server, service_server, response, before: dict, certificates: int, body: dict,
+                          card) -> dict:
+    """Refused, and nothing written or certified for ``card`` (``before``, ``certificates``: with ``card``)."""
     problem = assert_problem(response, 403, "proof-rejected")
-    assert snapshot(service_server.database_url) == before
-    assert ca_certificate_count(ca_server) == certificates
+    assert snapshot(service_server.database_url, card) == before
+    assert ca_certificate_count(ca_server, card) == certificates
     assert challenge_used(service_server, body["proof"]["challenge_id"])
     return problem
 
@@ -108,43 +119,43 @@ def test_a_version_1_signature_is_recognised_but_not_accepted_for_keys():
 # -- register ----------------------------------------------------------------------------------
 
 def test_register_with_a_csr_swapped_after_signing_issues_nothing(ca_server, service_server):
-    card = make_card(ca_server.store, ca_server.settings)
+    card = make_card(ca_server.store, ca_server.settings, unique_person())
     with service_server.client() as client:
-        before, certificates = snapshot(service_server.database_url), ca_certificate_count(ca_server)
+        before, certificates = snapshot(service_server.database_url, card), ca_certificate_count(ca_server, card)
         for field in ("signature_csr_pem", "authentication_csr_pem"):
             body = register_body(client, card, PhoneForTests())
             body[field] = csr_pem(new_key())  # someone else's key, after the card signed
             problem = assert_nothing_issued(ca_server, service_server, client.post("/api/v1/registrations", json=body),
-                                            before, certificates, body)
+                                            before, certificates, body, card)
             assert "keys this request carries" in problem["detail"] and problem["field"] == "proof.signature"
         assert client.get("/api/v1/registrations/" + "0" * 32, headers={"Authorization": "Bearer x"}).status_code == 404
 
 
 def test_register_with_a_swapped_device_key_is_refused(ca_server, service_server):
-    card = make_card(ca_server.store, ca_server.settings)
+    card = make_card(ca_server.store, ca_server.settings, unique_person())
     with service_server.client() as client:
-        before, certificates = snapshot(service_server.database_url), ca_certificate_count(ca_server)
+        before, certificates = snapshot(service_server.database_url, card), ca_certificate_count(ca_server, card)
         body = register_body(client, card, PhoneForTests())
         body["device"]["device_public_key_pem"] = public_pem(new_key())
         assert_nothing_issued(ca_server, service_server, client.post("/api/v1/registrations", json=body),
-                              before, certificates, body)
+                              before, certificates, body, card)
 
 
 def test_register_with_a_version_1_proof_is_refused(ca_server, service_server):
-    card = make_card(ca_server.store, ca_server.settings)
+    card = make_card(ca_server.store, ca_server.settings, unique_person())
     with service_server.client() as client:
-        before, certificates = snapshot(service_server.database_url), ca_certificate_count(ca_server)
+        before, certificates = snapshot(service_server.database_url, card), ca_certificate_count(ca_server, card)
         body = register_body(client, card, PhoneForTests())
         c = {"action": "register", "registration_id": None, "challenge_id": body["proof"]["challenge_id"]}
         nonce = _nonce(service_server, c["challenge_id"])
         body["proof"]["signature"] = signed(c | {"nonce": nonce}, card.key, version=PROOF_VERSION_1)
         problem = assert_nothing_issued(ca_server, service_server, client.post("/api/v1/registrations", json=body),
-                                        before, certificates, body)
+                                        before, certificates, body, card)
         assert PROOF_VERSION_1 in problem["detail"] and PROOF_VERSION in problem["detail"]
 
 
 def test_the_genuine_registration_still_works(ca_server, service_server):
-    card = make_card(ca_server.store, ca_server.settings)
+    card = make_card(ca_server.store, ca_server.settings, unique_person())
     phone = PhoneForTests()
     with service_server.client() as client:
         body = register_body(client, card, phone)
@@ -167,7 +178,7 @@ def _nonce(service_server, challenge_id: str) -> str:
 # -- lift --------------------------------------------------------------------------------------
 
 def _suspend(service_server, phone) -> None:
-    with operator_client(service_server, "clerk-proofs", "operator") as staff:
+    with operator_client(service_server, unique("clerk-proofs"), "operator") as staff:
         answer = staff.post(f"/api/v1/operator/registrations/{phone.case_reference}/suspend", json=LOST)
         assert answer.status_code in (200, 202), answer.text
 
@@ -175,13 +186,13 @@ def _suspend(service_server, phone) -> None:
 def test_lift_with_a_csr_swapped_after_signing_issues_nothing(ca_server, service_server, registered):
     card, phone, client = registered
     _suspend(service_server, phone)
-    before, certificates = snapshot(service_server.database_url), ca_certificate_count(ca_server)
+    before, certificates = snapshot(service_server.database_url, card), ca_certificate_count(ca_server, card)
     url = f"/api/v1/registrations/{phone.registration_id}/lift-suspension"
 
     body = lift_body(client, card, phone, new_key())
     body["signature_csr_pem"] = csr_pem(new_key())  # a stranger's key, after card and phone signed
     problem = assert_nothing_issued(ca_server, service_server, client.post(url, json=body), before, certificates,
-                                    body)
+                                    body, card)
     assert problem["field"] == "proof.device_signature"
 
     # Device key re-signed by the thief holding the phone, the card's signature still over the owner's CSR.
@@ -192,7 +203,7 @@ def test_lift_with_a_csr_swapped_after_signing_issues_nothing(ca_server, service
     body["proof"]["device_signature"] = signed(c, phone.device_key,
                                                authorised_digest(signature_csr_pem=body["signature_csr_pem"]))
     problem = assert_nothing_issued(ca_server, service_server, client.post(url, json=body), before, certificates,
-                                    body)
+                                    body, card)
     assert problem["field"] == "proof.signature" and "card" in problem["detail"]
 
     # A version-1 lift (both signatures over the old message) is refused by name.
@@ -202,7 +213,7 @@ def test_lift_with_a_csr_swapped_after_signing_issues_nothing(ca_server, service
     body["proof"]["signature"] = signed(c, card.key, version=PROOF_VERSION_1)
     body["proof"]["device_signature"] = signed(c, phone.device_key, version=PROOF_VERSION_1)
     problem = assert_nothing_issued(ca_server, service_server, client.post(url, json=body), before, certificates,
-                                    body)
+                                    body, card)
     assert PROOF_VERSION_1 in problem["detail"]
 
     # The genuine lift still works, and certifies the key the owner signed.
@@ -226,12 +237,12 @@ def test_a_version_1_proof_still_serves_a_request_that_carries_no_key(service_se
 
 
 def test_a_keyless_request_signed_with_a_digest_is_refused(service_server, registered):
-    _card, phone, client = registered
+    card, phone, client = registered
     c = challenge(client, "revoke", phone.registration_id)
-    before = snapshot(service_server.database_url)
+    before = snapshot(service_server.database_url, card)
     body = {"proof": {"challenge_id": c["challenge_id"],
                       "signature": signed(c, phone.signature_key, authorised_digest(signature_csr_pem=csr_pem(
                           new_key())))}}
     assert_problem(client.post(f"/api/v1/registrations/{phone.registration_id}/revoke", json=body),
                    403, "proof-rejected")
-    assert snapshot(service_server.database_url) == before
+    assert snapshot(service_server.database_url, card) == before
