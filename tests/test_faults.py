@@ -103,6 +103,19 @@ class ServiceProcess:
     store: ServiceStore | None = None
     armed: bool = False  # the running process was started with JPKI_CRASH_AT (or other extra settings)
 
+    def arm(self, point: str) -> None:
+        """Make the running process kill itself at ``point`` (JPKI_CRASH_AT_FILE, common/faults.py)."""
+        draft = self.crash_file.with_suffix(".draft")
+        draft.write_text(point)
+        draft.replace(self.crash_file)
+
+    def disarm(self) -> None:
+        self.crash_file.unlink(missing_ok=True)
+
+    @property
+    def crash_file(self) -> Path:
+        return Path(self.env["JPKI_CRASH_AT_FILE"])
+
     def start(self, crash_at: str | None = None, **extra: str) -> None:
         env = {**self.env, **extra}
         if crash_at:
@@ -195,6 +208,8 @@ def make_bench(kind: str, tmp: Path, stack) -> Bench:
         "JPKI_CASCADE_INTERVAL_SECONDS": "1",
         # The crash matrix crashes the acts themselves; the two-person rule's wait has its own tests.
         "JPKI_TWO_PERSON_ACTS": "",
+        # The matrix arms the running service for each case (ServiceProcess.arm), no new process needed.
+        "JPKI_CRASH_AT_FILE": str(tmp / "crash-at"),
     }
     service = ServiceProcess(f"http://127.0.0.1:{port}", port, svc_db, tmp / "service", env, tmp / "service.log")
     stack.callback(lambda: service.store and service.store.dispose())
@@ -451,17 +466,20 @@ def run_admin_commands(bench: Bench, card_serial: str) -> None:
 
 def run_case(bench: Bench, point: str, operation: str) -> dict:
     setup, send, event, check = OPERATIONS[operation]
+    bench.service.disarm()  # left armed by a case that failed half-way (the bench is shared)
     if bench.service.process is not None and bench.service.armed:
-        bench.service.stop()  # left armed by a case that failed half-way (the bench is shared)
+        bench.service.stop()  # started with other settings by a case that failed half-way
     if bench.service.process is None:
         bench.service.start()
     case = setup(bench)
-    bench.service.settle()
-    bench.service.stop()
+    bench.service.settle()  # nothing left for the dispatcher: the next pass of a point is the request's
 
-    bench.service.start(crash_at=point)
-    answer = send(bench, case)
-    code = bench.service.wait_dead()
+    bench.service.arm(point)
+    try:
+        answer = send(bench, case)
+        code = bench.service.wait_dead()
+    finally:
+        bench.service.disarm()
     crashed = code == -9
     if code is None:
         bench.service.stop()  # the point was not reached: the request ran to its end

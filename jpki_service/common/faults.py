@@ -5,7 +5,11 @@ point; then the process kills itself with SIGKILL, as a power cut or ``kill -9``
 ``finally``, no rollback handler, no flush. ``JPKI_CRASH_AT=name:N`` crashes the N-th time the
 process passes the point (counted per process, from 1). Unset, a call costs one dict lookup.
 
-Never set ``JPKI_CRASH_AT`` outside tests. The points, in the order a request meets them
+``JPKI_CRASH_AT_FILE=path`` arms a running process instead: while the file exists, its content is the
+target, read at each pass (the crash matrix arms the service it already runs, rather than starting
+another process for each case). Passes are counted only while armed for the point.
+
+Never set ``JPKI_CRASH_AT`` or ``JPKI_CRASH_AT_FILE`` outside tests. The points, in the order a request meets them
 (docs/faults-and-races.md):
 
 ``after-record``     the transition's transaction has committed; no CA call made yet
@@ -20,8 +24,10 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 ENV = "JPKI_CRASH_AT"
+FILE_ENV = "JPKI_CRASH_AT_FILE"
 POINTS = ("after-record", "during-ca-call", "after-ca-answer", "before-reply")
 
 _passes: dict[str, int] = {}
@@ -29,10 +35,20 @@ _lock = threading.Lock()
 
 
 def crash_point(name: str) -> None:
-    """SIGKILL this process if ``JPKI_CRASH_AT`` is ``name`` (or ``name:N`` and this is the N-th pass)."""
+    """SIGKILL this process if ``JPKI_CRASH_AT`` (or the file ``JPKI_CRASH_AT_FILE`` names) is ``name``
+    (or ``name:N`` and this is the N-th pass)."""
     target = os.environ.get(ENV)
+    if target is None and (armed_by := os.environ.get(FILE_ENV)):
+        target = _target_in(Path(armed_by))
     if target is not None:
         _maybe_crash(name, target)
+
+
+def _target_in(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
 
 
 def _maybe_crash(name: str, target: str) -> None:
