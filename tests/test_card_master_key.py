@@ -6,6 +6,7 @@ CA's answers judged by the ``openssl ocsp`` CLI; on SQLite and on PostgreSQL.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -23,25 +24,39 @@ from ca_mock.certificates.service import change_status
 from ca_mock.certificates.status_rules import StatusAction
 from jpki_common.owner_proof import proof_message, sign_message
 from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
-from tests.helpers import PERSON, openssl_ocsp
+from tests.helpers import openssl_ocsp
 from tests.service_helpers import CardForTests, PhoneForTests, make_card, register
-from tests.test_service_proofs import assert_problem, snapshot
+from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique, unique_person  # noqa: F401 (a fixture)
+from tests.test_service_proofs import LIFECYCLE_TABLES, assert_problem
 
 pytestmark = pytest.mark.e2e
 
+# One CA and one service per backend for the module: each test's owner is a person of its own (the listing shows
+# all of a person's registrations), as is each stranger, and the CA is changed only under operation ids of its own.
+ca_server, service_server = shared_servers("card-master-key")
+
 LISTED = {"case_reference", "device_model", "registered_at", "state", "ca_sync"}
-OTHER_PERSON = {"name": "佐藤 花子", "date_of_birth": "1985-05-06", "gender": "2", "address": "大阪府大阪市北区梅田1-1"}
+
+
+def _other_person() -> dict[str, str]:
+    """Another person than the owner, of this test alone (no other test's registrations are theirs either)."""
+    return {**unique_person("佐藤 花子"), "gender": "2"}
 
 
 @pytest.fixture
-def card_file(ca_server, tmp_path: Path) -> Path:
+def owner_person() -> dict[str, str]:
+    """The owner: a person of this test's own, whose registrations no other test on the shared service makes."""
+    return unique_person()
+
+
+@pytest.fixture
+def card_file(ca_server, owner_person: dict, tmp_path: Path) -> Path:
     """The owner's card in the simulated reader (``jpki-ca card issue``)."""
-    return _card_file(ca_server, tmp_path / "card.json")
+    return _card_file(ca_server, tmp_path / "card.json", owner_person)
 
 
-def _card_file(ca_server, path: Path, person: dict | None = None) -> Path:
-    write_card(issue_card(ca_server.store, ca_server.settings, PersonIn(**(person or PERSON)), CARD_PASSWORD,
-                          CARD_PIN), path)
+def _card_file(ca_server, path: Path, person: dict) -> Path:
+    write_card(issue_card(ca_server.store, ca_server.settings, PersonIn(**person), CARD_PASSWORD, CARD_PIN), path)
     return path
 
 
@@ -96,6 +111,36 @@ def _last_event(service_server, case_reference: str) -> tuple:
 def _notices(service_server, case_reference: str) -> list[tuple]:
     return _rows(service_server.database_url, "SELECT event, actor FROM owner_notifications "
                  "WHERE case_reference = :reference ORDER BY id", reference=case_reference)
+
+
+# Where each lifecycle table names the registration (or the person) a row belongs to.
+_OWNING_COLUMN = {"registrations": "id", "phone_certificates": "registration_id",
+                  "registration_events": "registration_id", "ca_commands": "registration_id", "people": "person_key"}
+
+
+def _made_before(database_url: str) -> set[tuple[str, str]]:
+    """The registrations and people already on the shared service (other tests'), as (column, value) pairs."""
+    return ({("registration", r) for (r,) in _rows(database_url, "SELECT id FROM registrations")}
+            | {("person", p) for (p,) in _rows(database_url, "SELECT person_key FROM people")})
+
+
+def _snapshot(database_url: str, made_before: set[tuple[str, str]]) -> dict[str, str]:
+    """tests/test_service_proofs.py's ``snapshot`` of the lifecycle tables, less the rows of the registrations and
+    people in ``made_before`` (other tests' on the shared service, whose background work may still change them):
+    every row this test made, and any row that appears."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            snapshot = {}
+            for table in LIFECYCLE_TABLES:
+                column = _OWNING_COLUMN[table]
+                kind = "person" if column == "person_key" else "registration"
+                rows = [tuple(row) for row in connection.execute(sa.text(f"SELECT * FROM {table}"))
+                        if (kind, row._mapping[column]) not in made_before]
+                snapshot[table] = hashlib.sha256(repr(sorted(rows, key=repr)).encode()).hexdigest()
+            return snapshot
+    finally:
+        engine.dispose()
 
 
 def test_the_owner_revokes_an_old_phone_with_the_card_alone(app_cli, card_file, ca_server, service_server,
@@ -155,12 +200,12 @@ def test_the_owner_suspends_a_lost_phone_with_the_card_and_lifts_it_with_card_an
     assert [(r["state"], r["ca_sync"]) for r in _listed(app_cli, card_file)] == [("active", "done")]
 
 
-def test_the_listing_shows_the_persons_registrations_and_nothing_more(app_cli, card_file, ca_server, service_server,
-                                                                      tmp_path):
+def test_the_listing_shows_the_persons_registrations_and_nothing_more(app_cli, card_file, owner_person, ca_server,
+                                                                      service_server, tmp_path):
     first = _register_phone(app_cli, card_file, "first", "iPhone 15")
     second = _register_phone(app_cli, card_file, "second", "Pixel 9")  # supersedes the first
     # A renewed card of the same person (new keys, new serial) finds them too.
-    renewed = _card_file(ca_server, tmp_path / "renewed.json")
+    renewed = _card_file(ca_server, tmp_path / "renewed.json", owner_person)
     for card in (card_file, renewed):
         listing = _listed(app_cli, card)
         assert [(r["case_reference"], r["device_model"], r["state"]) for r in listing] == [
@@ -172,7 +217,7 @@ def test_the_listing_shows_the_persons_registrations_and_nothing_more(app_cli, c
     for hidden in (first["registration_id"], second["registration_id"], *(c["serial"] for c in second["certificates"])):
         assert hidden not in text
     # Another person's card lists none of them.
-    stranger = _card_file(ca_server, tmp_path / "stranger.json", OTHER_PERSON)
+    stranger = _card_file(ca_server, tmp_path / "stranger.json", _other_person())
     assert _listed(app_cli, stranger) == []
     assert "the service holds no registration of the person this card names" in _ok(
         app_cli("pc", "card", "list", "--card", str(stranger)))
@@ -203,18 +248,19 @@ def _act(client: httpx.Client, card: CardForTests, act: str, reference: str, **c
                                                                                      change.get("target")))
 
 
-def test_refused_requests_change_nothing(app_cli, card_file, ca_server, service_server, tmp_path):
-    owner = make_card(ca_server.store, ca_server.settings)  # the same person, a card of its own
+def test_refused_requests_change_nothing(app_cli, card_file, owner_person, ca_server, service_server, tmp_path):
+    made_before = _made_before(service_server.database_url)  # other tests' on the shared service
+    owner = make_card(ca_server.store, ca_server.settings, owner_person)  # the same person, a card of its own
     old_phone, phone = PhoneForTests(), PhoneForTests()
     with service_server.client() as client:
         assert register(client, owner, old_phone).status_code == 201
         assert register(client, owner, phone).status_code == 201  # supersedes the old phone (revoked)
     target, other = phone.case_reference, old_phone.case_reference
     database = service_server.database_url
-    before = snapshot(database)
+    before = _snapshot(database, made_before)
 
     def unchanged() -> None:
-        assert snapshot(database) == before
+        assert _snapshot(database, made_before) == before
 
     with service_server.client() as client:
         # A proof for another registration, for another act, or signed over another reference.
@@ -229,7 +275,7 @@ def test_refused_requests_change_nothing(app_cli, card_file, ca_server, service_
         unchanged()
 
         # Another person's card cannot act on this person's registration: 404, as an unknown reference.
-        stranger = make_card(ca_server.store, ca_server.settings, OTHER_PERSON)
+        stranger = make_card(ca_server.store, ca_server.settings, _other_person())
         refused = assert_problem(_act(client, stranger, "revoke", target), 404, "registration-unknown")
         unknown = assert_problem(_act(client, owner, "revoke", "ZZZZ-ZZZZ-ZZZZ"), 404, "registration-unknown")
         assert refused["detail"].replace(target, "?") == unknown["detail"].replace("ZZZZ-ZZZZ-ZZZZ", "?")
@@ -257,8 +303,8 @@ def test_refused_requests_change_nothing(app_cli, card_file, ca_server, service_
         unchanged()
 
         # A renewed card of the same person acts too, but not once the CA has revoked it.
-        renewed = make_card(ca_server.store, ca_server.settings)
-        change_status(ca_server.store, ca_server.settings, renewed.serial, StatusAction.REVOKE, "moved-1",
+        renewed = make_card(ca_server.store, ca_server.settings, owner_person)
+        change_status(ca_server.store, ca_server.settings, renewed.serial, StatusAction.REVOKE, unique("moved-1"),
                       "affiliationChanged")
         problem = assert_problem(_act(client, renewed, "suspend", target), 403, "proof-rejected")
         assert problem["detail"] == "the card certificate is revoked at the CA (affiliationChanged)"
@@ -266,9 +312,10 @@ def test_refused_requests_change_nothing(app_cli, card_file, ca_server, service_
 
     # The same refusals as the owner meets them in the app, each on one line.
     revoked_card = tmp_path / "revoked.json"
-    _card_file(ca_server, revoked_card)
+    _card_file(ca_server, revoked_card, owner_person)
     serial = json.loads(revoked_card.read_text())["signature"]["serial"]
-    change_status(ca_server.store, ca_server.settings, serial, StatusAction.REVOKE, "moved-2", "affiliationChanged")
+    change_status(ca_server.store, ca_server.settings, serial, StatusAction.REVOKE, unique("moved-2"),
+                  "affiliationChanged")
     refused = app_cli("pc", "card", "list", "--card", str(revoked_card))
     assert refused.exit_code == 1
     assert ("error: the service did not accept the card's proof (the service said: the card certificate is revoked "
