@@ -6,7 +6,12 @@ phone file is searched for the secrets used and for any 12-digit number: none ma
 what the service keeps (its database files with -wal and -shm, or every PostgreSQL table; its data
 folder with the notices; its log) is searched for every holder's items, in clear, in DER or inside
 base64, while it runs and after it stopped (tests/privacy_scan.py). The CA's store is not searched
-for the items: as the CA it holds the certificates, which carry them, by design."""
+for the items: as the CA it holds the certificates, which carry them, by design.
+
+The tests share one CA and one service per backend (tests/shared_ca.py): each issues cards for persons of
+its own, and the scans read the shared servers' folders and databases too, so they cover what the test made
+(and every other test's data besides). The service is stopped for the scan after each test and started
+again on the same database, data folder and log."""
 from __future__ import annotations
 
 import json
@@ -21,11 +26,13 @@ import pytest
 import sqlalchemy as sa
 
 from tests import privacy_scan
-from tests.conftest import stop_process
+from tests.conftest import start_service, stop_process
 from tests.helpers import openssl_ocsp
+from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique_person  # noqa: F401 (a fixture)
 from tests.test_service_flows import wait_for
 
 pytestmark = pytest.mark.e2e
+ca_server, service_server = shared_servers("e2e-phone")
 
 CARD_PASSWORD, CARD_PIN = "MYNA2024CARD", "7391"
 PHONE_PASSWORD, PHONE_PIN, NEW_PASSWORD = "PHONE77SIGN", "5820", "RESET99NEW"
@@ -56,10 +63,11 @@ class World:
         return result
 
     def issue_card(self, name: str = "山田 太郎", out: str = "card.json") -> Path:
-        path = self.tmp / out
-        self.holders.append(privacy_scan.Holder(name, "1990-01-02", "東京都千代田区千代田1-1"))
+        """A card for a person of this test's own (the CA and the service are shared: tests/shared_ca.py)."""
+        path, person = self.tmp / out, unique_person(name)
+        self.holders.append(privacy_scan.Holder(name, person["date_of_birth"], person["address"]))
         self.run([sys.executable, "-m", "ca_mock", "card", "issue", "--out", str(path), "--name", name,
-                  "--birth", "1990-01-02", "--gender", "1", "--address", "東京都千代田区千代田1-1"],
+                  "--birth", person["date_of_birth"], "--gender", "1", "--address", person["address"]],
                  {"JPKI_CA_DATA_DIR": str(self.ca.settings.data_dir),
                   "JPKI_CA_DATABASE_URL": self.ca.settings.resolved_database_url(),
                   "JPKI_CARD_PASSWORD": CARD_PASSWORD, "JPKI_CARD_PIN": CARD_PIN})
@@ -104,7 +112,11 @@ def world(ca_server, service_server, tmp_path):
     yield world
     # Privacy: nothing anywhere holds a secret or a 12-digit number (the Individual Number).
     # Files are read by another process: the CA's store is open in this one (tests/privacy_scan.py).
-    texts = {str(p): privacy_scan.read_file(p).decode("latin-1") for p in tmp_path.rglob("*") if p.is_file()}
+    # This test's folder (phones, cards, app log) and the shared CA's and service's folders (store files,
+    # data folders, logs), where conftest's per-test servers kept theirs in this test's folder.
+    ca_folder, service_folder = ca_server.settings.data_dir.parent, service_server.data_dir.parent
+    texts = {str(p): privacy_scan.read_file(p).decode("latin-1") for folder in (tmp_path, ca_folder, service_folder)
+             for p in folder.rglob("*") if p.is_file()}
     texts["ca database"] = _database_text(ca_server.settings.resolved_database_url())
     texts["service database"] = _database_text(service_server.database_url)
     for where, text in texts.items():
@@ -119,10 +131,15 @@ def world(ca_server, service_server, tmp_path):
     # stand-in, holds the card's items by design; the phone's files are the owner's own). Searched while
     # the service runs (its WAL as it stands) and after it stopped (the WAL checkpointed into the file).
     assert world.holders, "the scan needs the holders whose items it looks for"
-    logs = [tmp_path / "service.log"]
+    logs = [service_folder / "service.log"]
     running = privacy_scan.service_sources(service_server.database_url, service_server.data_dir, logs)
     stop_process(service_server.process)
-    stopped = privacy_scan.service_sources(service_server.database_url, service_server.data_dir, logs)
+    try:
+        stopped = privacy_scan.service_sources(service_server.database_url, service_server.data_dir, logs)
+    finally:
+        # The shared service again for the module's next test: the same database, data folder and log.
+        again = start_service(ca_server, service_server.database_url, service_folder)
+        service_server.url, service_server.process = again.url, again.process
     found = privacy_scan.scan(running, world.holders) + privacy_scan.scan(
         {f"{where} (service stopped)": blob for where, blob in stopped.items()}, world.holders)
     assert not found, "holder items in clear in the service's store:\n" + "\n".join(found[:20])
