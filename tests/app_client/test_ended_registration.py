@@ -24,8 +24,8 @@ from app_client.secure_element import KeySlot, NoKey, SecureElement
 from ca_mock.cards.service import issue_card, write_card
 from ca_mock.certificates.schemas import PersonIn
 from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
-from tests.conftest import free_port
-from tests.helpers import PERSON
+from tests.conftest import free_port, serve_ca, start_service, stop_process
+from tests.shared_ca import _fresh_keys_per_test, module_ca_server, module_service_server, unique_person  # noqa: F401 (a fixture)
 from tests.test_service_flows import ocsp_status, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -34,25 +34,75 @@ SECRETS = {"JPKI_CARD_PASSWORD": CARD_PASSWORD, "JPKI_SIGN_PASSWORD": PHONE_PASS
            "JPKI_NEW_SIGN_PASSWORD": None}
 
 
+# One CA and one service for the module, on SQLite alone as this folder's tests/app_client/conftest.py has it (the
+# store is not what these tests are about): each test registers with a card of its own, for a person of its own (a
+# new registration supersedes the person's earlier ones), and reads and changes only its own registrations. The two
+# tests that stop the CA have servers of their own (own_ca_server, own_service_server).
+@pytest.fixture(scope="module")
+def ca_server(tmp_path_factory):
+    with module_ca_server("sqlite", tmp_path_factory.mktemp("ended-registration")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def service_server(ca_server, tmp_path_factory):
+    with module_service_server(ca_server, "sqlite", tmp_path_factory.mktemp("ended-registration-svc")) as running:
+        yield running
+
+
 @pytest.fixture
-def card(ca_server, tmp_path: Path) -> CardReader:
+def own_ca_server(ca_settings, store, hierarchy, tmp_path):
+    """``jpki-ca serve`` for one test (conftest's ``ca_server``), for a test that stops it."""
+    running = serve_ca(ca_settings, store, tmp_path)
+    yield running
+    stop_process(running.process)
+
+
+@pytest.fixture
+def own_service_server(own_ca_server, service_database_url, tmp_path):
+    """``jpki-service serve`` for one test, talking to ``own_ca_server`` (conftest's ``service_server``)."""
+    running = start_service(own_ca_server, service_database_url, tmp_path)
+    yield running
+    stop_process(running.process)
+
+
+def _card(ca, tmp_path: Path) -> CardReader:
     path = tmp_path / "card.json"
-    write_card(issue_card(ca_server.store, ca_server.settings, PersonIn(**PERSON), CARD_PASSWORD, CARD_PIN), path)
+    write_card(issue_card(ca.store, ca.settings, PersonIn(**unique_person()), CARD_PASSWORD, CARD_PIN), path)
     return CardReader(path)
 
 
 @pytest.fixture
-def jpki_app(service_server, tmp_path: Path):
+def card(ca_server, tmp_path: Path) -> CardReader:
+    return _card(ca_server, tmp_path)
+
+
+@pytest.fixture
+def own_card(own_ca_server, tmp_path: Path) -> CardReader:
+    return _card(own_ca_server, tmp_path)
+
+
+def _jpki_app(service_url: str, tmp_path: Path):
     """``jpki-app`` on one phone (``<tmp>/phone``); ``service=`` points it elsewhere for one command."""
     runner = CliRunner()
 
     def run(*args: str, service: str | None = None):
-        env = {**SECRETS, "JPKI_APP_HOME": str(tmp_path / "phone"), "JPKI_SERVICE_URL": service or service_server.url}
+        env = {**SECRETS, "JPKI_APP_HOME": str(tmp_path / "phone"), "JPKI_SERVICE_URL": service or service_url}
         result = runner.invoke(app, list(args), env=env)
         assert PHONE_PASSWORD not in result.output and CARD_PASSWORD not in result.output
         return result
 
     return run
+
+
+@pytest.fixture
+def jpki_app(service_server, tmp_path: Path):
+    return _jpki_app(service_server.url, tmp_path)
+
+
+@pytest.fixture
+def own_jpki_app(own_service_server, tmp_path: Path):
+    return _jpki_app(own_service_server.url, tmp_path)
 
 
 def _ok(result) -> str:
@@ -145,7 +195,8 @@ def test_a_new_registration_replaces_the_record_of_an_ended_one(jpki_app, card):
     assert _status(jpki_app)["ended"]["registration_id"] == second["registration_id"]
 
 
-def test_a_revocation_the_ca_does_not_have_yet_is_pending_then_done(jpki_app, card, ca_server, tmp_path):
+def test_a_revocation_the_ca_does_not_have_yet_is_pending_then_done(own_jpki_app, own_card, own_ca_server, tmp_path):
+    jpki_app, card, ca_server = own_jpki_app, own_card, own_ca_server
     _ok(jpki_app("register", "--card", str(card.card_file)))
     registration_id = _status(jpki_app)["registration_id"]
 
@@ -192,7 +243,8 @@ def test_a_revocation_the_ca_does_not_have_yet_is_pending_then_done(jpki_app, ca
             assert ca.get(f"/api/v1/certificates/{serial}").json()["status"] == "revoked"
 
 
-def test_forget_tells_when_the_ca_had_not_confirmed_it(jpki_app, card, ca_server):
+def test_forget_tells_when_the_ca_had_not_confirmed_it(own_jpki_app, own_card, own_ca_server):
+    jpki_app, card, ca_server = own_jpki_app, own_card, own_ca_server
     _ok(jpki_app("register", "--card", str(card.card_file)))
     ca_server.stop()
     try:
