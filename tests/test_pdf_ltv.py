@@ -37,18 +37,67 @@ from sqlalchemy import delete
 from typer.testing import CliRunner
 
 from app_client import flows, pdf
+from app_client.app_data import AppState
 from app_client.cli import app as jpki_app
 from app_client.errors import AppError
 from app_client.secure_element import KeySlot
 from ca_mock.authorities.models import Authority
-from ca_mock.certificates.service import change_status
+from ca_mock.cards.service import issue_card
+from ca_mock.certificates.schemas import IssueRequest, PersonIn
+from ca_mock.certificates.service import change_status, issue_certificate
 from ca_mock.certificates.status_rules import StatusAction
 from ca_mock.tsa.service import TimeStampResp
 from jpki_common.i18n import japan_time
-from tests.app_client.conftest import PHONE_PASSWORD
-from tests.pdf_fixtures import PasswordAsked, document, phone, pyhanko_ltv, pyhanko_now  # noqa: F401 (fixtures)
+from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
+from tests.conftest import serve_ca, stop_process
+from tests.pdf_fixtures import REGISTRATION, PasswordAsked, document, pyhanko_ltv, pyhanko_now  # noqa: F401 (fixtures)
+from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique, unique_person  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.e2e
+
+# One CA per backend for the module: each test revokes, holds or reads only its own phone's certificate (a
+# person of its own, operation ids of its own). The one test that deletes the CA's TSA and restarts it has a
+# CA of its own (``own_ca_server``).
+ca_server, _service_server = shared_servers("ltv")
+
+
+def _registered_phone(ca, folder: Path) -> flows.Phone:
+    """As tests/pdf_fixtures.py's ``phone``, for a person of its own and under operation ids of its own: a
+    registered phone, its SE key certified by ``ca``, the CA chain pinned from the card."""
+    store, settings = ca.store, ca.settings
+    person = PersonIn(**unique_person())
+    card = issue_card(store, settings, person, CARD_PASSWORD, CARD_PIN)
+    phone = flows.open_phone(folder, "http://127.0.0.1:9")
+    enrolment = phone.se.enrol(PHONE_PASSWORD, PHONE_PIN)
+    issued = issue_certificate(store, settings, IssueRequest(
+        operation_id=unique("phone-signature"), profile="phone-signature", csr_pem=enrolment.signature_csr_pem,
+        person=person, card_serial=card["signature"]["serial"],
+    ))
+    phone.se.bind(REGISTRATION)
+    phone.se.store_certificate(KeySlot.SIGNATURE, issued["certificate_pem"])
+    phone.app_data.save(AppState(registration_id=REGISTRATION, ca_chain=card["chain"]))
+    return phone
+
+
+@pytest.fixture
+def phone(ca_server, tmp_path: Path) -> flows.Phone:
+    return _registered_phone(ca_server, tmp_path / "phone")
+
+
+@pytest.fixture
+def own_ca_server(ca_settings, store, hierarchy, tmp_path: Path):
+    """conftest's per-test ``ca_server`` (a store and process of this test's own), for a test that changes the
+    CA's store under it and restarts it. Its hierarchy takes CA keys the module's CA has not used: the keys
+    are not handed out from the start again in this module (``_fresh_keys_per_test``)."""
+    running = serve_ca(ca_settings, store, tmp_path)
+    yield running
+    stop_process(running.process)
+
+
+@pytest.fixture
+def own_phone(own_ca_server, tmp_path: Path) -> flows.Phone:
+    return _registered_phone(own_ca_server, tmp_path / "phone")
+
 
 SECRET_VARIABLES = ("JPKI_CARD_PASSWORD", "JPKI_SIGN_PASSWORD", "JPKI_NEW_SIGN_PASSWORD", "JPKI_AUTH_PIN")
 
@@ -80,8 +129,8 @@ def _certificate(phone: flows.Phone) -> x509.Certificate:
 
 def _change(ca_server, phone, action: StatusAction, reason: str | None = None, invalidity_date=None) -> None:
     serial = format(_certificate(phone).serial_number, "x")
-    change_status(ca_server.store, ca_server.settings, serial, action, f"test-{action.value}-{reason}", reason,
-                  invalidity_date)
+    change_status(ca_server.store, ca_server.settings, serial, action, unique(f"test-{action.value}-{reason}"),
+                  reason, invalidity_date)
 
 
 def _wait_past(moment: dt.datetime) -> None:
@@ -372,7 +421,8 @@ def test_the_tsa_refuses_a_weak_hash_and_another_media_type(ca_server, tmp_path)
         assert wrong.status_code == 415 and wrong.headers["content-type"] == "application/problem+json"
 
 
-def test_a_store_made_before_the_tsa_answers_404_and_signing_says_so(ca_server, phone, document, tmp_path):
+def test_a_store_made_before_the_tsa_answers_404_and_signing_says_so(own_ca_server, own_phone, document, tmp_path):
+    ca_server, phone = own_ca_server, own_phone  # deletes the CA's TSA and restarts it: a CA of its own
     ca_server.stop()
     with ca_server.store.transaction() as session:
         session.execute(delete(Authority).where(Authority.name == "tsa"))
