@@ -5,6 +5,10 @@ which ``openssl cms -verify`` and ``jpki-service verify-receipt`` accept offline
 could not be revoked (the CA down) gets none; a forged or altered receipt fails both verifiers; an attestation
 from an unknown maker or for another challenge is refused and changes nothing. Through the real service and
 CA processes over HTTP, judged with openssl; on SQLite and on PostgreSQL.
+
+One CA and one service per backend for the module (tests/shared_ca.py): each test's card is of a person of its
+own and its snapshot covers its own card's rows. The test that stops the CA has a CA and a service of its own;
+the one that needs other makers, a service of its own on the module's CA.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import Result
@@ -34,23 +39,69 @@ from jpki_common.owner_proof import sign_message
 from jpki_common.se_attestation import statement_bytes
 from jpki_service.entrypoints.cli import app as service_cli
 from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
-from tests.conftest import start_service, stop_process
-from tests.helpers import PERSON, openssl_ocsp
+from tests.conftest import _empty_database, serve_ca, start_service, stop_process
+from tests.helpers import openssl_ocsp
+from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique_person  # noqa: F401 (a fixture)
 from tests.test_service_flows import wait_for
 from tests.test_service_proofs import assert_problem, snapshot
 
 pytestmark = pytest.mark.e2e
 
+ca_server, service_server = shared_servers("dealer")
+
 
 @pytest.fixture
-def card_file(ca_server, tmp_path: Path) -> Path:
+def own_ca_server(ca_settings, store, hierarchy, tmp_path: Path):
+    """``jpki-ca serve`` for one test (conftest's ``ca_server``), for a test that stops it: the test keys go
+    on from where the module's CA left them (a key this new store certifies is never given to that CA)."""
+    running = serve_ca(ca_settings, store, tmp_path)
+    yield running
+    stop_process(running.process)
+
+
+@pytest.fixture
+def own_service_server(own_ca_server, service_database_url: str, tmp_path: Path):
+    """``jpki-service serve`` for one test, talking to ``own_ca_server`` (conftest's ``service_server``)."""
+    running = start_service(own_ca_server, service_database_url, tmp_path)
+    yield running
+    stop_process(running.process)
+
+
+@pytest.fixture
+def own_service_database_url(ca_server, tmp_path: Path):
+    """An empty database for a service of one test's own on the module's CA, on that CA's backend."""
+    with _empty_database("sqlite" if ca_server.store.url.startswith("sqlite") else "postgresql", tmp_path,
+                         "svc") as url:
+        yield url
+
+
+def _issued_card(ca) -> dict:
+    """A card of a person of its own, issued by ``ca``."""
+    return issue_card(ca.store, ca.settings, PersonIn(**unique_person()), CARD_PASSWORD, CARD_PIN)
+
+
+def _card_file(card: dict, tmp_path: Path) -> Path:
     path = tmp_path / "card.json"
-    write_card(issue_card(ca_server.store, ca_server.settings, PersonIn(**PERSON), CARD_PASSWORD, CARD_PIN), path)
+    write_card(card, path)
     return path
 
 
 @pytest.fixture
+def card(ca_server) -> dict:
+    return _issued_card(ca_server)
+
+
+@pytest.fixture
+def card_file(card: dict, tmp_path: Path) -> Path:
+    return _card_file(card, tmp_path)
+
+
+@pytest.fixture
 def app_cli(service_server, tmp_path: Path):
+    return _app_cli(service_server, tmp_path)
+
+
+def _app_cli(service_server, tmp_path: Path):
     """``jpki-app --lang en --home <tmp>/<home> --service <the service> ...``; only register gets secrets."""
     runner = CliRunner()
 
@@ -169,8 +220,10 @@ def _ca_store_status(ca_server, pem: str) -> str:
     return json.loads(shown.stdout)["status"]
 
 
-def test_a_phone_whose_certificates_could_not_be_revoked_gets_no_receipt(
-        app_cli, card_file, ca_server, service_server, tmp_path):
+def test_a_phone_whose_certificates_could_not_be_revoked_gets_no_receipt(own_ca_server, own_service_server, tmp_path):
+    # The CA is stopped: servers of this test's own.
+    ca_server, service_server = own_ca_server, own_service_server
+    app_cli, card_file = _app_cli(service_server, tmp_path), _card_file(_issued_card(ca_server), tmp_path)
     registration = _factory_reset_phone(app_cli, card_file)
     pems = _pems(registration)
     receipt = tmp_path / "receipt.p7s"
@@ -217,10 +270,12 @@ def _unknown_maker_certificate(key: ec.EllipticCurvePrivateKey) -> str:
 
 
 def test_an_attestation_from_an_unknown_maker_or_for_another_challenge_is_refused(
-        app_cli, card_file, service_server, tmp_path):
+        app_cli, card, card_file, service_server, tmp_path):
     _factory_reset_phone(app_cli, card_file)
     se = SecureElement(tmp_path / "phone" / "se")
-    before = snapshot(service_server.database_url)
+    # The lifecycle tables less other tests' registrations (the module's service is shared).
+    this_card = SimpleNamespace(serial=card["signature"]["serial"])
+    before = snapshot(service_server.database_url, this_card)
     with service_server.client() as client:
         def challenge() -> dict:
             answer = client.post("/api/v1/challenges", json={"action": "dealer-receipt"})
@@ -261,13 +316,14 @@ def test_an_attestation_from_an_unknown_maker_or_for_another_challenge_is_refuse
         refused = client.post("/api/v1/receipts", json={**body(fourth["challenge_id"], b"x", "c2ln", "pem"),
                                                         "statement": "not base64!"})
         assert assert_problem(refused, 422, "invalid-request")["field"] == "statement"
-    assert snapshot(service_server.database_url) == before
+    assert snapshot(service_server.database_url, this_card) == before
     assert se.holds_keys()
 
 
-def test_a_service_configured_with_other_makers_refuses_the_simulated_one(ca_server, service_database_url, tmp_path):
+def test_a_service_configured_with_other_makers_refuses_the_simulated_one(ca_server, own_service_database_url,
+                                                                          tmp_path):
     """JPKI_SE_MAKER_CA_FILE replaces the simulated maker: the simulator's SE is then a stranger, and nothing
-    changes."""
+    changes. A service of this test's own (other settings), on the module's CA."""
     maker_key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "A real SE maker's attestation root")])
     now = dt.datetime.now(dt.UTC)
@@ -279,7 +335,7 @@ def test_a_service_configured_with_other_makers_refuses_the_simulated_one(ca_ser
     makers = tmp_path / "makers.pem"
     makers.write_bytes(root.public_bytes(serialization.Encoding.PEM))
     (tmp_path / "configured").mkdir()
-    service = start_service(ca_server, service_database_url, tmp_path / "configured",
+    service = start_service(ca_server, own_service_database_url, tmp_path / "configured",
                             settings={"JPKI_SE_MAKER_CA_FILE": str(makers)})
     try:
         refused = CliRunner().invoke(app, ["--lang", "en", "--home", str(tmp_path / "phone"), "--service", service.url,
