@@ -29,10 +29,35 @@ from jpki_service.holder_data import (
 from jpki_service.japanese_items import MODERN_ERAS
 from jpki_service.registrations.models import PhoneCertificate, Registration
 from jpki_service.registrations.service import reindex_holders
+from tests.conftest import serve_ca, start_service, stop_process
 from tests.helpers import PERSON
 from tests.service_helpers import PhoneForTests, make_card, operator_client, read, register
+from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique, unique_person  # noqa: F401 (a fixture)
 
 SEARCH = "/api/v1/operator/registrations/search"
+
+# One CA and one service per backend for the module's tests that only register and search: each registers a person
+# no other test here registers, and signs in as an operator of its own. The test that rewrites rows as the service
+# wrote them before the rules and recomputes the whole index has servers of its own (own_ca_server,
+# own_service_server).
+ca_server, service_server = shared_servers("japanese-items")
+
+
+@pytest.fixture
+def own_ca_server(ca_settings, store, hierarchy, tmp_path):
+    """``jpki-ca serve`` for one test (conftest's ``ca_server``): the test keys go on from where the module's CA
+    left them (a key this new store certifies is never given to that CA)."""
+    running = serve_ca(ca_settings, store, tmp_path)
+    yield running
+    stop_process(running.process)
+
+
+@pytest.fixture
+def own_service_server(own_ca_server, service_database_url, tmp_path):
+    """``jpki-service serve`` for one test, talking to ``own_ca_server`` (conftest's ``service_server``)."""
+    running = start_service(own_ca_server, service_database_url, tmp_path)
+    yield running
+    stop_process(running.process)
 
 
 # -- era dates -------------------------------------------------------------------------------------
@@ -192,8 +217,9 @@ def _found(operator, name: str, birth: str, address: str) -> list[str]:
 
 @pytest.mark.e2e
 def test_the_call_centre_finds_a_registration_by_an_era_date_and_a_spoken_address(ca_server, service_server):
-    phone = _register(ca_server, service_server, PERSON)  # the card: 1990-01-02, 東京都千代田区千代田1-1
-    with operator_client(service_server, "erika", "operator") as operator:
+    # The card: 1990-01-02, 東京都千代田区千代田1-1. No other test here registers PERSON (the search finds only this).
+    phone = _register(ca_server, service_server, PERSON)
+    with operator_client(service_server, unique("erika"), "operator") as operator:
         for birth, address in [("平成2年1月2日", "東京都千代田区千代田一丁目一番"),
                                ("平成２年１月２日", "東京都千代田区千代田1丁目1番地"),
                                ("H2.1.2", "東京都 千代田区 千代田 一丁目 一番"),
@@ -228,7 +254,9 @@ def _as_indexed_before_the_rules(ctx: ServiceContext, phone: PhoneForTests, pers
 
 @pytest.mark.e2e
 def test_a_registration_indexed_before_the_rules_is_found_before_and_after_its_index_is_recomputed(
-        ca_server, service_server):
+        own_ca_server, own_service_server):
+    # Servers of its own: the recomputation counts and the rules it checks are the whole store's.
+    ca_server, service_server = own_ca_server, own_service_server
     spoken = dict(PERSON, name="佐藤 花子", gender="2", address="大阪府大阪市北区梅田一丁目1番")
     unissued = dict(PERSON, name="鈴木 一郎", address="大阪府大阪市北区梅田二丁目2番")
     phone, waiting = _register(ca_server, service_server, spoken), _register(ca_server, service_server, unissued)
@@ -267,7 +295,7 @@ def test_a_registration_indexed_before_the_rules_is_found_before_and_after_its_i
 def test_a_person_keyed_before_spoken_addresses_is_re_keyed_and_superseded(ca_server, service_server):
     """The card writes 梅田一丁目1番: before the rules its person key spelled that as it is; registering again
     with the same card finds the old phone under that key, supersedes it and moves it to the new key."""
-    spoken = dict(PERSON, address="大阪府大阪市北区梅田一丁目1番")
+    spoken = dict(unique_person(PERSON["name"]), address="大阪府大阪市北区梅田一丁目1番")  # born on a day of its own
     old_phone = _register(ca_server, service_server, spoken)
     ctx = _context(service_server)
     try:
@@ -277,8 +305,9 @@ def test_a_person_keyed_before_spoken_addresses_is_re_keyed_and_superseded(ca_se
             answer = register(client, make_card(ca_server.store, ca_server.settings, spoken), new_phone)
             assert answer.status_code in (201, 202), answer.text
             assert answer.json()["superseded"] == [old_phone.registration_id]
-        with ctx.store.sessions() as session:
-            keys = set(session.scalars(select(Registration.person_key)))
+        with ctx.store.sessions() as session:  # this test's two registrations (others share the service)
+            keys = set(session.scalars(select(Registration.person_key).where(
+                Registration.id.in_((old_phone.registration_id, new_phone.registration_id)))))
         assert keys == {person_key(ctx.keys.person_index, spoken)}
     finally:
         ctx.store.dispose()
