@@ -5,6 +5,12 @@ concurrent revokes, holds and retries of one operation id behave as if they ran 
 other. Afterwards the certificate row, its status history, its CRL entry and its pre-produced
 OCSP answers must tell one story. SQLite serialises writers with ``BEGIN IMMEDIATE``; its race
 test checks that no "database is locked" escapes.
+
+The PostgreSQL races share one CA store for the module (``shared_ca``; its set-up, keys and
+migrations, was most of each test's time): each test races on certificates it issued itself,
+under operation ids of its own (``ids``), and counts only what it made. The first CRL
+publication needs a CA that never published one, and SQLite's test a SQLite store: each has
+a CA of its own (``ca``).
 """
 from __future__ import annotations
 
@@ -36,7 +42,9 @@ from ca_mock.settings import CASettings
 from jpki_common.problems import Problem
 from jpki_common.profiles import KEY_COMPROMISE, REVOCATION_REASONS
 from jpki_common.store import Store
-from tests.helpers import csr_pem
+from tests.conftest import _empty_database
+from tests.helpers import csr_pem, start_handing_out_keys_again
+from tests.shared_ca import _fresh_keys_per_test, unique  # noqa: F401 (a fixture)
 
 THREADS = 8
 ROUNDS = 20
@@ -71,9 +79,35 @@ class CA:
 
 @pytest.fixture
 def ca(database_url: str, tmp_path: Path):
+    """A CA of this test's own."""
     authority = CA(database_url, tmp_path)
     yield authority
     authority.close()
+
+
+@pytest.fixture(scope="module", params=["postgresql"])
+def shared_ca(request, tmp_path_factory):
+    """One CA for the module's PostgreSQL races: the test keys start over with its new store (csr_pem hands
+    out each key once from then on, as _fresh_keys_per_test no longer starts them over at each test)."""
+    folder = tmp_path_factory.mktemp("concurrency")
+    with _empty_database(request.param, folder, "ca") as database_url:
+        start_handing_out_keys_again()
+        authority = CA(database_url, folder)
+        try:
+            yield authority
+        finally:
+            authority.close()
+
+
+@pytest.fixture
+def ids() -> str:
+    """A prefix for this test's operation ids: operation ids are the shared CA's."""
+    return unique("t") + "-"
+
+
+def count_of(store: Store, table) -> int:
+    with store.sessions() as session:
+        return session.scalar(sa.select(sa.func.count()).select_from(table))
 
 
 def race(ca: CA, job) -> list[tuple[str, object]]:
@@ -189,14 +223,14 @@ def test_snake_matches_asn1crypto_names():
 
 
 # -- PostgreSQL races -------------------------------------------------------------------------
-@postgresql_only
-def test_concurrent_revokes_with_different_operation_ids_revoke_once(ca):
+def test_concurrent_revokes_with_different_operation_ids_revoke_once(shared_ca, ids):
+    ca = shared_ca
     for round_ in range(ROUNDS):
-        serial = ca.issue(f"issue-{round_}")
+        serial = ca.issue(f"{ids}issue-{round_}")
         reasons = [WEAK_REASONS[(round_ + i) % len(WEAK_REASONS)] for i in range(THREADS)]
 
         outcomes = race(ca, lambda store, i: change_status(
-            store, ca.settings, serial, StatusAction.REVOKE, f"rev-{round_}-{i}", reasons[i]))
+            store, ca.settings, serial, StatusAction.REVOKE, f"{ids}rev-{round_}-{i}", reasons[i]))
 
         won = successes(outcomes)
         assert len(won) == 1, f"round {round_}: {len(won)} revokes succeeded"
@@ -206,18 +240,18 @@ def test_concurrent_revokes_with_different_operation_ids_revoke_once(ca):
             assert isinstance(exc, StatusChangeRefused) and "already revoked" in exc.detail
         cert, events = assert_consistent(ca.store, serial)
         assert cert.reason == reasons[winner]
-        assert [(e.status, e.operation_id) for e in events] == [("good", f"issue-{round_}"),
-                                                                ("revoked", f"rev-{round_}-{winner}")]
+        assert [(e.status, e.operation_id) for e in events] == [("good", f"{ids}issue-{round_}"),
+                                                                ("revoked", f"{ids}rev-{round_}-{winner}")]
 
 
-@postgresql_only
-def test_concurrent_revokes_end_in_key_compromise_when_one_asks_for_it(ca):
+def test_concurrent_revokes_end_in_key_compromise_when_one_asks_for_it(shared_ca, ids):
+    ca = shared_ca
     for round_ in range(ROUNDS):
-        serial = ca.issue(f"issue-{round_}")
+        serial = ca.issue(f"{ids}issue-{round_}")
         reasons = [KEY_COMPROMISE if i % 2 else "superseded" for i in range(THREADS)]
 
         outcomes = race(ca, lambda store, i: change_status(
-            store, ca.settings, serial, StatusAction.REVOKE, f"rev-{round_}-{i}", reasons[i]))
+            store, ca.settings, serial, StatusAction.REVOKE, f"{ids}rev-{round_}-{i}", reasons[i]))
 
         won = successes(outcomes)
         by_reason = Counter(reasons[i] for i, _ in won)
@@ -233,15 +267,15 @@ def test_concurrent_revokes_end_in_key_compromise_when_one_asks_for_it(ca):
         assert len(events) == 1 + len(won)
 
 
-@postgresql_only
-def test_hold_racing_revoke(ca):
+def test_hold_racing_revoke(shared_ca, ids):
+    ca = shared_ca
     held_first = 0
     for round_ in range(ROUNDS):
-        serial = ca.issue(f"issue-{round_}")
+        serial = ca.issue(f"{ids}issue-{round_}")
         actions = [StatusAction.HOLD if i % 2 else StatusAction.REVOKE for i in range(THREADS)]
 
         outcomes = race(ca, lambda store, i: change_status(
-            store, ca.settings, serial, actions[i], f"op-{round_}-{i}",
+            store, ca.settings, serial, actions[i], f"{ids}op-{round_}-{i}",
             "cessationOfOperation" if actions[i] is StatusAction.REVOKE else None))
 
         won = Counter(actions[i] for i, _ in successes(outcomes))
@@ -261,12 +295,12 @@ def test_hold_racing_revoke(ca):
     print(f"hold won the race in {held_first} of {ROUNDS} rounds")
 
 
-@postgresql_only
 @pytest.mark.parametrize("action", [StatusAction.REVOKE, StatusAction.HOLD])
-def test_same_operation_id_raced_is_done_once_with_identical_answers(ca, action):
+def test_same_operation_id_raced_is_done_once_with_identical_answers(shared_ca, ids, action):
+    ca = shared_ca
     for round_ in range(ROUNDS):
-        serial = ca.issue(f"issue-{round_}")
-        operation_id = f"same-{round_}"
+        serial = ca.issue(f"{ids}issue-{round_}")
+        operation_id = f"{ids}same-{round_}"
         reason = "affiliationChanged" if action is StatusAction.REVOKE else None
 
         outcomes = race(ca, lambda store, i: change_status(
@@ -277,17 +311,17 @@ def test_same_operation_id_raced_is_done_once_with_identical_answers(ca, action)
         assert all(answer == answers[0] for answer in answers)
         assert answers[0]["status"] == ("revoked" if action is StatusAction.REVOKE else "held")
         cert, events = assert_consistent(ca.store, serial)
-        assert [e.operation_id for e in events] == [f"issue-{round_}", operation_id]
+        assert [e.operation_id for e in events] == [f"{ids}issue-{round_}", operation_id]
         with ca.store.sessions() as session:
             assert session.scalar(sa.select(sa.func.count()).select_from(Operation)
                                   .where(Operation.operation_id == operation_id)) == 1
 
 
-@postgresql_only
-def test_same_operation_id_raced_on_two_certificates_is_one_change_and_conflicts(ca):
+def test_same_operation_id_raced_on_two_certificates_is_one_change_and_conflicts(shared_ca, ids):
+    ca = shared_ca
     for round_ in range(ROUNDS // 2):
-        serials = [ca.issue(f"issue-{round_}-a"), ca.issue(f"issue-{round_}-b")]
-        operation_id = f"shared-{round_}"
+        serials = [ca.issue(f"{ids}issue-{round_}-a"), ca.issue(f"{ids}issue-{round_}-b")]
+        operation_id = f"{ids}shared-{round_}"
 
         outcomes = race(ca, lambda store, i: change_status(
             store, ca.settings, serials[i % 2], StatusAction.REVOKE, operation_id, "superseded"))
@@ -304,10 +338,12 @@ def test_same_operation_id_raced_on_two_certificates_is_one_change_and_conflicts
         assert assert_consistent(ca.store, other)[0].status == "good"
 
 
-@postgresql_only
-def test_same_issue_operation_id_raced_issues_one_certificate(ca):
+def test_same_issue_operation_id_raced_issues_one_certificate(shared_ca, ids):
+    ca = shared_ca
+    # The store is the module's: the counts below are of what this test made (the tests before it are done).
+    before = {table: count_of(ca.store, table) for table in (IssuedCertificate, PreparedOCSPResponse, Operation)}
     for round_ in range(ROUNDS // 2):
-        request = IssueRequest(operation_id=f"issue-{round_}", profile="card-authentication",
+        request = IssueRequest(operation_id=f"{ids}issue-{round_}", profile="card-authentication",
                                csr_pem=csr_pem())
 
         outcomes = race(ca, lambda store, i: issue_certificate(store, ca.settings, request))
@@ -318,19 +354,19 @@ def test_same_issue_operation_id_raced_issues_one_certificate(ca):
         with ca.store.sessions() as session:
             issued = session.scalars(sa.select(IssuedCertificate.serial).join(
                 StatusEvent, StatusEvent.serial == IssuedCertificate.serial).where(
-                StatusEvent.operation_id == f"issue-{round_}")).all()
+                StatusEvent.operation_id == f"{ids}issue-{round_}")).all()
         assert issued == [answers[0]["serial"]]
         assert_consistent(ca.store, answers[0]["serial"])
-    with ca.store.sessions() as session:
-        assert session.scalar(sa.select(sa.func.count()).select_from(IssuedCertificate)) == ROUNDS // 2
-        assert session.scalar(sa.select(sa.func.count()).select_from(PreparedOCSPResponse)) == ROUNDS
-        assert session.scalar(sa.select(sa.func.count()).select_from(Operation)) == ROUNDS // 2
+    made = {table: count_of(ca.store, table) - before[table] for table in before}
+    assert made[IssuedCertificate] == ROUNDS // 2
+    assert made[PreparedOCSPResponse] == ROUNDS
+    assert made[Operation] == ROUNDS // 2
 
 
-@postgresql_only
-def test_hold_and_release_flapping_keeps_one_story(ca):
-    serials = [ca.issue(f"issue-{n}") for n in range(2)]
-    ids = itertools.count()
+def test_hold_and_release_flapping_keeps_one_story(shared_ca, ids):
+    ca = shared_ca
+    serials = [ca.issue(f"{ids}issue-{n}") for n in range(2)]
+    prefix, numbers = ids, itertools.count()
     lock = threading.Lock()
 
     def flap(store, index):
@@ -338,7 +374,7 @@ def test_hold_and_release_flapping_keeps_one_story(ca):
         done = []
         for _ in range(ROUNDS):
             with lock:
-                operation_id = f"flap-{next(ids)}"
+                operation_id = f"{prefix}flap-{next(numbers)}"
             serial = rng.choice(serials)
             action = rng.choice([StatusAction.HOLD, StatusAction.RELEASE])
             try:
@@ -356,9 +392,9 @@ def test_hold_and_release_flapping_keeps_one_story(ca):
         assert changes[serial] > 0
 
 
-@postgresql_only
-def test_status_changes_racing_crl_publication_are_never_missed(ca):
-    serials = [ca.issue(f"issue-{n}") for n in range(THREADS * 2)]
+def test_status_changes_racing_crl_publication_are_never_missed(shared_ca, ids):
+    ca = shared_ca
+    serials = [ca.issue(f"{ids}issue-{n}") for n in range(THREADS * 2)]
     publish(ca.store, ca.settings, "auth", force=True)  # past the first publication (see below)
 
     def job(store, index):
@@ -369,9 +405,9 @@ def test_status_changes_racing_crl_publication_are_never_missed(ca):
         mine = serials[index * 2: index * 2 + 4]
         for n, serial in enumerate(mine):
             if n % 2:
-                change_status(store, ca.settings, serial, StatusAction.HOLD, f"hold-{serial}")
+                change_status(store, ca.settings, serial, StatusAction.HOLD, f"{ids}hold-{serial}")
             else:
-                change_status(store, ca.settings, serial, StatusAction.REVOKE, f"rev-{serial}", "superseded")
+                change_status(store, ca.settings, serial, StatusAction.REVOKE, f"{ids}rev-{serial}", "superseded")
         return mine
 
     outcomes = race(ca, job)
@@ -380,10 +416,11 @@ def test_status_changes_racing_crl_publication_are_never_missed(ca):
     with ca.store.sessions() as session:
         full = session.scalars(sa.select(PublishedCRL).where(
             PublishedCRL.authority == "auth", PublishedCRL.partition.is_(None), PublishedCRL.kind == "full")).one()
+        # Of this test's certificates (the store is the module's: other tests' are listed too).
         listed = {s for s, in session.execute(sa.select(IssuedCertificate.serial).where(
-            IssuedCertificate.status.in_(("held", "revoked"))))}
+            IssuedCertificate.status.in_(("held", "revoked")), IssuedCertificate.serial.in_(serials)))}
     crl = x509.load_der_x509_crl(full.der)
-    assert {format(entry.serial_number, "x") for entry in crl} == listed
+    assert {format(entry.serial_number, "x") for entry in crl} & set(serials) == listed
     assert len(listed) == len([s for _, done in successes(outcomes) if done for s in done])
     for serial in listed:
         assert_consistent(ca.store, serial)
