@@ -7,17 +7,24 @@ wait for a second supervisor.
 - An approval is asked for (202, nothing done: the CA still says held), refused to the one who asked,
   approved by another supervisor (the act done, at the CA too), or rejected, or expired; each step is
   in the audit trail; pending approvals are listed (API and CLI).
+
+One CA and one service with the default policy per backend for the module (tests/shared_ca.py): each test's
+card is of a person of its own, its operators' usernames are its own, and what it reads of the approvals and the
+audit trail is its own registration's and its own operators'. The CLI test, which reads that nothing at all waits
+for approval, has a service of its own on the module's CA.
 """
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import start_service, stop_process
+from tests.conftest import _empty_database, start_service, stop_process
 from tests.service_helpers import PhoneForTests, make_card, operator_client, read, register
+from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique_person  # noqa: F401 (a fixture)
 from tests.test_operator_cli import PASSWORDS, ROLES, Operator
 from tests.test_service_flows import ocsp_status
 
@@ -25,38 +32,56 @@ pytestmark = pytest.mark.e2e
 
 LOST = {"reason": "lost", "caller": "self", "ticket": "T-1"}
 FOUND = {"reason": "owner found the phone, identity checked", "caller": "self", "ticket": "T-2"}
+# The default two-person policy (the suite's other services turn it off).
+DEFAULT_POLICY = {"JPKI_TWO_PERSON_ACTS": "lift,revoke:keyCompromise"}
+
+ca_server, service_server = shared_servers("approvals", **DEFAULT_POLICY)
 
 
 @pytest.fixture
-def default_policy_service(ca_server, service_database_url: str, tmp_path: Path):
-    """The service with the default two-person policy (the suite's other services turn it off)."""
-    running = start_service(ca_server, service_database_url, tmp_path,
-                            settings={"JPKI_TWO_PERSON_ACTS": "lift,revoke:keyCompromise"})
-    yield running
-    stop_process(running.process)
+def default_policy_service(service_server):
+    """The module's service, with the default two-person policy."""
+    return service_server
+
+
+@pytest.fixture
+def own_default_policy_service(ca_server, tmp_path: Path):
+    """A service of one test's own with the default two-person policy, on the module's CA and its backend."""
+    with _empty_database("sqlite" if ca_server.store.url.startswith("sqlite") else "postgresql", tmp_path,
+                         "svc") as database_url:
+        running = start_service(ca_server, database_url, tmp_path, settings=DEFAULT_POLICY)
+        try:
+            yield running
+        finally:
+            stop_process(running.process)
+
+
+def _username(name: str) -> str:
+    """An operator username no other test on the module's service has."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
 def _suspended(ca_server, service) -> tuple[PhoneForTests, dict, str]:
-    card = make_card(ca_server.store, ca_server.settings)
+    card = make_card(ca_server.store, ca_server.settings, unique_person())
     phone = PhoneForTests()
     with service.client() as client:
         registered = register(client, card, phone)
     assert registered.status_code == 201, registered.text
     path = f"/api/v1/operator/registrations/{phone.case_reference}"
-    with operator_client(service, "olga", "operator") as operator:
+    with operator_client(service, _username("olga"), "operator") as operator:
         assert operator.post(f"{path}/suspend", json=LOST).status_code == 200
     pems = {c["kind"]: c["certificate_pem"] for c in registered.json()["certificates"]}
     return phone, pems, path
 
 
 def _audit(service) -> list[dict]:
-    with operator_client(service, "aiko", "auditor") as auditor:
+    with operator_client(service, _username("aiko"), "auditor") as auditor:
         return auditor.get("/api/v1/operator/audit", params={"limit": 1000}).json()["entries"]
 
 
 def test_a_proxy_may_ask_for_a_suspension_only_and_every_act_records_who_asked(ca_server, default_policy_service):
     phone, pems, path = _suspended(ca_server, default_policy_service)
-    with operator_client(default_policy_service, "sara", "supervisor") as supervisor:
+    with operator_client(default_policy_service, _username("sara"), "supervisor") as supervisor:
         for act, body in (("lift", FOUND), ("revoke", {"reason": "keyCompromise", "ticket": "T-3"})):
             refused = supervisor.post(f"{path}/{act}", json={**body, "caller": "proxy", "relationship": "spouse"})
             assert refused.status_code == 422, refused.text
@@ -66,20 +91,27 @@ def test_a_proxy_may_ask_for_a_suspension_only_and_every_act_records_who_asked(c
         assert missing.status_code == 422 and "caller" in missing.text
     assert read(default_policy_service.client(), phone)["state"] == "suspended"
     assert {ocsp_status(ca_server.url, pem) for pem in pems.values()} == {"revoked:certificateHold"}
-    [suspension] = [e for e in _audit(default_policy_service) if e["action"] == "suspend"]
+    [suspension] = [e for e in _audit(default_policy_service)
+                    if e["action"] == "suspend" and e["case_reference"] == phone.case_reference]
     assert suspension["details"]["caller"] == "self"
 
 
 def test_a_supervisors_lift_waits_for_a_second_supervisor(ca_server, default_policy_service):
     service = default_policy_service
     phone, pems, path = _suspended(ca_server, service)
-    with operator_client(service, "sara", "supervisor") as first, \
-            operator_client(service, "sven", "supervisor") as second, \
-            operator_client(service, "oto", "operator") as operator:
+    sara, sven, oto = _username("sara"), _username("sven"), _username("oto")
+
+    def pending() -> list[str]:  # this registration's pending approvals (other tests' are the service's too)
+        return [a["approval_id"] for a in second.get("/api/v1/operator/approvals").json()["approvals"]
+                if a["case_reference"] == phone.case_reference]
+
+    with operator_client(service, sara, "supervisor") as first, \
+            operator_client(service, sven, "supervisor") as second, \
+            operator_client(service, oto, "operator") as operator:
         asked = first.post(f"{path}/lift", json=FOUND)
         assert asked.status_code == 202, asked.text
         waiting = asked.json()["awaiting_approval"]
-        assert waiting["state"] == "pending" and waiting["action"] == "lift" and waiting["requested_by"] == "sara"
+        assert waiting["state"] == "pending" and waiting["action"] == "lift" and waiting["requested_by"] == sara
         assert waiting["request"]["caller"] == "self" and asked.json()["state"] == "suspended"
         assert {ocsp_status(ca_server.url, pem) for pem in pems.values()} == {"revoked:certificateHold"}  # not done
         again = first.post(f"{path}/lift", json=FOUND)
@@ -89,8 +121,7 @@ def test_a_supervisors_lift_waits_for_a_second_supervisor(ca_server, default_pol
         own = first.post(f"{approval}/approve")
         assert own.status_code == 403 and own.json()["type"].endswith("second-person-needed")
         assert operator.post(f"{approval}/approve").status_code == 403  # an operator may not approve
-        assert [a["approval_id"] for a in second.get("/api/v1/operator/approvals").json()["approvals"]] == [
-            waiting["approval_id"]]
+        assert pending() == [waiting["approval_id"]]
         history = second.get(f"{path}/history").json()["registration"]
         assert [a["approval_id"] for a in history["pending_approvals"]] == [waiting["approval_id"]]
 
@@ -99,18 +130,20 @@ def test_a_supervisors_lift_waits_for_a_second_supervisor(ca_server, default_pol
         assert approved.json()["state"] == "active" and approved.json()["decided_approval"]["state"] == "approved"
         assert ocsp_status(ca_server.url, pems["authentication"]) == "good"
         assert ocsp_status(ca_server.url, pems["signature"]) == "revoked:superseded"
-        assert second.get("/api/v1/operator/approvals").json()["approvals"] == []
+        assert pending() == []
         assert second.post(f"{approval}/approve").status_code == 409  # decided once
 
     everything = _audit(service)
     trail = [e for e in everything if e["case_reference"] == phone.case_reference]
     steps = {e["action"]: e for e in trail}
-    assert steps["approval-requested"]["actor"] == "supervisor:sara"
-    assert steps["lift"]["actor"] == "supervisor:sven" and steps["lift"]["details"]["requested_by"] == "sara"
+    assert steps["approval-requested"]["actor"] == f"supervisor:{sara}"
+    assert steps["lift"]["actor"] == f"supervisor:{sven}" and steps["lift"]["details"]["requested_by"] == sara
     assert steps["approval-granted"]["details"]["approval"] == waiting["approval_id"]
-    refused = [e for e in everything if e["action"] == "refused"]
+    # The refusals of this test's operators (a refused approval names no registration).
+    ours = {f"supervisor:{sara}", f"supervisor:{sven}", f"operator:{oto}"}
+    refused = [e for e in everything if e["action"] == "refused" and e["actor"] in ours]
     assert [(e["actor"], e["details"]["attempted"]) for e in refused] == [
-        ("operator:oto", "approve or reject another supervisor's lift or revocation")]
+        (f"operator:{oto}", "approve or reject another supervisor's lift or revocation")]
 
 
 def test_a_keycompromise_revocation_is_rejected_or_expires_and_other_reasons_need_no_second(
@@ -118,8 +151,8 @@ def test_a_keycompromise_revocation_is_rejected_or_expires_and_other_reasons_nee
     service = default_policy_service
     phone, pems, path = _suspended(ca_server, service)
     compromised = {"reason": "keyCompromise", "ticket": "T-4", "caller": "internal", "note": "fraud team"}
-    with operator_client(service, "sara", "supervisor") as first, \
-            operator_client(service, "sven", "supervisor") as second:
+    with operator_client(service, _username("sara"), "supervisor") as first, \
+            operator_client(service, _username("sven"), "supervisor") as second:
         asked = first.post(f"{path}/revoke", json=compromised).json()["awaiting_approval"]
         rejected = second.post(f"/api/v1/operator/approvals/{asked['approval_id']}/reject")
         assert rejected.status_code == 200 and rejected.json()["decided_approval"]["state"] == "rejected"
@@ -139,7 +172,8 @@ def test_a_keycompromise_revocation_is_rejected_or_expires_and_other_reasons_nee
         assert expired.status_code == 410 and expired.json()["type"].endswith("approval-expired")
         assert {ocsp_status(ca_server.url, pem) for pem in pems.values()} == {"revoked:certificateHold"}
         listed = second.get("/api/v1/operator/approvals", params={"all": "true"}).json()["approvals"]
-        assert {a["state"] for a in listed} == {"rejected", "expired"}
+        # This registration's (other tests' approvals are the service's too).
+        assert {a["state"] for a in listed if a["case_reference"] == phone.case_reference} == {"rejected", "expired"}
 
         # Another reason is not under the rule: done at once by one supervisor.
         done = first.post(f"{path}/revoke", json={**compromised, "reason": "cessationOfOperation"})
@@ -147,8 +181,9 @@ def test_a_keycompromise_revocation_is_rejected_or_expires_and_other_reasons_nee
     assert {ocsp_status(ca_server.url, pem) for pem in pems.values()} == {"revoked:cessationOfOperation"}
 
 
-def test_approvals_over_the_cli(ca_server, default_policy_service, tmp_path: Path):
-    service = default_policy_service
+def test_approvals_over_the_cli(ca_server, own_default_policy_service, tmp_path: Path):
+    # A service of this test's own: its last step reads that nothing at all waits for approval.
+    service = own_default_policy_service
     phone, _pems, _path = _suspended(ca_server, service)
     from jpki_service.adapters.db import Store
     from jpki_service.operators.service import add_operator
