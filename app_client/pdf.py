@@ -28,7 +28,7 @@ import io
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import cast
 
@@ -55,6 +55,12 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 from app_client.errors import AppError
 from app_client.messages import _
 from app_client.secure_element import KeySlot, SecureElement
+
+TSA_TIMEOUT_SECONDS = 30
+# Judging "now": pyHanko fixes "now" when the context is made, and refuses revocation information made
+# more than its tolerance (1 s by default) later; the OCSP answers and CRLs are fetched during the
+# validation, which takes longer than that on a slow network or a busy machine.
+FETCH_TOLERANCE = timedelta(seconds=60)
 
 OID_JPKI_NAME = "1.2.392.200149.8.5.5.1"  # the holder's name in a JPKI signature certificate's SAN
 _MAX_AIA_HOPS = 4
@@ -84,7 +90,8 @@ class Trust:
         """For judging at the current time: revocation information fetched now, hard-fail."""
         return ValidationContext(trust_roots=[_asn1(c) for c in (self.root, *extra_roots)],
                                  other_certs=[_asn1(c) for c in self.intermediates],
-                                 allow_fetching=True, revocation_mode="hard-fail")
+                                 allow_fetching=True, revocation_mode="hard-fail",
+                                 time_tolerance=FETCH_TOLERANCE)
 
     def validation_context_at(self, moment: datetime, dss: DocumentSecurityStore) -> ValidationContext:
         """For judging at ``moment`` in the past: only the certificates, OCSP responses and CRLs
@@ -265,8 +272,9 @@ def _refusal(exc: SigningError) -> str:
 
 
 def http_timestamper(url: str) -> TimeStamper:
-    """An RFC 3161 TSA over HTTP, for PAdES B-LT."""
-    return HTTPTimeStamper(url)
+    """An RFC 3161 TSA over HTTP, for PAdES B-LT (pyHanko's default wait, 5 s, was too short for a CA
+    answering its first timestamp request on a busy machine)."""
+    return HTTPTimeStamper(url, timeout=TSA_TIMEOUT_SECONDS)
 
 
 # -- verifying ----------------------------------------------------------------------------------
