@@ -13,6 +13,12 @@ are counted under the addresses the proxy gives (X-Forwarded-For).
 
 The service's windows follow its own clock, so where a window's edge could fall inside a burst the assertions
 allow for it (a burst spans at most the windows counted around it) instead of timing anything.
+
+One CA and one service with these limits per backend for the module (tests/shared_ca.py). The limits count per
+client address (and per registration), so the tests on that service send from addresses no other test uses (the
+stranger and the owner; the relying party's flood and guesser), never from the proxy's own, and each registers
+a card of a person of its own. The test that needs a short challenge lifetime has a service of its own on the
+module's CA.
 """
 from __future__ import annotations
 
@@ -28,13 +34,15 @@ from jpki_service.adapters.db import Store, migrate
 from jpki_service.challenges.models import Challenge
 from jpki_service.challenges.service import issue_challenge, purge_expired_challenges, spend_challenge
 from jpki_service.common.problems import ChallengeExpired, ChallengeUnknown
-from tests.conftest import start_service, stop_process
+from tests.conftest import _empty_database, start_service, stop_process
 from tests.service_helpers import PhoneForTests, make_card, register, signed
+from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique_person  # noqa: F401 (a fixture)
 from tests.test_service_flows import wait_for
 from tests.test_service_proofs import assert_problem
 
 pytestmark = pytest.mark.e2e
 
+# Each address is one test's only, on the module's service: the per-client counts are the service's, not a test's.
 STRANGER, OWNER, RP_FLOOD, RP_GUESSER = "198.51.100.66", "203.0.113.7", "198.51.100.77", "198.51.100.88"
 CHALLENGES_PER_CLIENT = 20
 FAILED_PER_REGISTRATION = 3
@@ -49,6 +57,8 @@ LIMITS = {
     "JPKI_RP_FAILED_LOGINS_PER_CLIENT_PER_MINUTE": str(RP_FAILED_PER_CLIENT),
 }
 
+ca_server, service_server = shared_servers("lockout", **LIMITS)
+
 
 def windows(started: float, ended: float, seconds: int) -> int:
     """How many of the service's fixed windows a burst between ``started`` and ``ended`` can have touched."""
@@ -62,10 +72,17 @@ def assert_too_many(response: httpx.Response, scope: str) -> None:
 
 
 @pytest.fixture
-def service(ca_server, service_database_url, tmp_path):
-    running = start_service(ca_server, service_database_url, tmp_path, settings=LIMITS)
-    yield running
-    stop_process(running.process)
+def service(service_server):
+    """The module's service, with LIMITS."""
+    return service_server
+
+
+@pytest.fixture
+def own_service_database_url(ca_server, tmp_path):
+    """An empty database for a service of one test's own on the module's CA, on that CA's backend."""
+    with _empty_database("sqlite" if ca_server.store.url.startswith("sqlite") else "postgresql", tmp_path,
+                         "svc") as url:
+        yield url
 
 
 def as_client(service, address: str) -> httpx.Client:
@@ -75,7 +92,7 @@ def as_client(service, address: str) -> httpx.Client:
 
 
 def test_a_strangers_flood_does_not_stop_the_owner(ca_server, service):
-    card, phone = make_card(ca_server.store, ca_server.settings), PhoneForTests()
+    card, phone = make_card(ca_server.store, ca_server.settings, unique_person()), PhoneForTests()
     with as_client(service, OWNER) as owner, as_client(service, STRANGER) as stranger:
         assert register(owner, card, phone).status_code == 201
         registration = phone.registration_id
@@ -139,7 +156,7 @@ def test_relying_party_login_challenges_and_refused_logins_are_limited(ca_server
 
     # A card's signature certificate is no user-authentication certificate: each login is refused (403),
     # and over the per-client limit of refused logins the refusal is 429.
-    card = make_card(ca_server.store, ca_server.settings)
+    card = make_card(ca_server.store, ca_server.settings, unique_person())
     codes = []
     with as_client(service, RP_GUESSER) as guesser:
         for _ in range(2 * RP_FAILED_PER_CLIENT + 1):
@@ -156,9 +173,11 @@ def test_relying_party_login_challenges_and_refused_logins_are_limited(ca_server
     assert codes[0] == 403 and codes[-1] == 429, codes
 
 
-def test_an_expired_challenge_leaves_the_table(ca_server, service_database_url, tmp_path):
-    running = start_service(ca_server, service_database_url, tmp_path, settings={"JPKI_CHALLENGE_TTL_SECONDS": "1"})
-    engine = sa.create_engine(service_database_url)
+def test_an_expired_challenge_leaves_the_table(ca_server, own_service_database_url, tmp_path):
+    # A service of this test's own (another challenge lifetime, and no limits), on the module's CA.
+    running = start_service(ca_server, own_service_database_url, tmp_path,
+                            settings={"JPKI_CHALLENGE_TTL_SECONDS": "1"})
+    engine = sa.create_engine(own_service_database_url)
 
     def present(challenge_id: str) -> bool:
         with engine.connect() as connection:
