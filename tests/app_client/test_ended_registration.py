@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import sys
 from pathlib import Path
 
 import httpx
@@ -21,10 +22,12 @@ from app_client.card_reader import CardReader
 from app_client.cli import app
 from app_client.errors import AppError, NotRegistered
 from app_client.secure_element import KeySlot, NoKey, SecureElement
+from ca_mock.authorities.service import initialise
 from ca_mock.cards.service import issue_card, write_card
 from ca_mock.certificates.schemas import PersonIn
 from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
 from tests.conftest import free_port, serve_ca, start_service, stop_process
+from tests.helpers import reused_ca_keys, start_handing_out_keys_again
 from tests.shared_ca import _fresh_keys_per_test, module_ca_server, module_service_server, unique_person  # noqa: F401 (a fixture)
 from tests.test_service_flows import ocsp_status, wait_for
 
@@ -51,8 +54,13 @@ def service_server(ca_server, tmp_path_factory):
 
 
 @pytest.fixture
-def own_ca_server(ca_settings, store, hierarchy, tmp_path):
-    """``jpki-ca serve`` for one test (conftest's ``ca_server``), for a test that stops it."""
+def own_ca_server(ca_settings, store, tmp_path):
+    """``jpki-ca serve`` for one test (conftest's ``ca_server``), for a test that stops it. Its hierarchy is made
+    on the CA keys made earlier in this process, as conftest's is: this module's cards and phones make keys of their
+    own, none from tests.helpers' pools, so starting those over takes no key the module's CA certified."""
+    start_handing_out_keys_again()
+    with reused_ca_keys(sys.modules[initialise.__module__].keys):
+        initialise(store, ca_settings)
     running = serve_ca(ca_settings, store, tmp_path)
     yield running
     stop_process(running.process)
