@@ -29,35 +29,31 @@ from jpki_service.holder_data import (
 from jpki_service.japanese_items import MODERN_ERAS
 from jpki_service.registrations.models import PhoneCertificate, Registration
 from jpki_service.registrations.service import reindex_holders
-from tests.conftest import serve_ca, start_service, stop_process
 from tests.helpers import PERSON
 from tests.service_helpers import PhoneForTests, make_card, operator_client, read, register
-from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique, unique_person  # noqa: F401 (a fixture)
+from tests.shared_ca import (  # noqa: F401 (a fixture)
+    _fresh_keys_per_test,
+    module_service_server,
+    shared_servers,
+    unique,
+    unique_person,
+)
 
 SEARCH = "/api/v1/operator/registrations/search"
 
 # One CA and one service per backend for the module's tests that only register and search: each registers a person
 # no other test here registers, and signs in as an operator of its own. The test that rewrites rows as the service
-# wrote them before the rules and recomputes the whole index has servers of its own (own_ca_server,
-# own_service_server).
+# wrote them before the rules and recomputes the whole index has a service of its own (own_service_server), on the
+# module's CA (it only has cards issued there, for persons no other test has).
 ca_server, service_server = shared_servers("japanese-items")
 
 
 @pytest.fixture
-def own_ca_server(ca_settings, store, hierarchy, tmp_path):
-    """``jpki-ca serve`` for one test (conftest's ``ca_server``): the test keys go on from where the module's CA
-    left them (a key this new store certifies is never given to that CA)."""
-    running = serve_ca(ca_settings, store, tmp_path)
-    yield running
-    stop_process(running.process)
-
-
-@pytest.fixture
-def own_service_server(own_ca_server, service_database_url, tmp_path):
-    """``jpki-service serve`` for one test, talking to ``own_ca_server`` (conftest's ``service_server``)."""
-    running = start_service(own_ca_server, service_database_url, tmp_path)
-    yield running
-    stop_process(running.process)
+def own_service_server(ca_server, tmp_path):
+    """``jpki-service serve`` for one test, on a new database of the CA's backend, talking to the module's CA."""
+    kind = "sqlite" if ca_server.store.url.startswith("sqlite") else "postgresql"
+    with module_service_server(ca_server, kind, tmp_path) as running:
+        yield running
 
 
 # -- era dates -------------------------------------------------------------------------------------
@@ -254,9 +250,9 @@ def _as_indexed_before_the_rules(ctx: ServiceContext, phone: PhoneForTests, pers
 
 @pytest.mark.e2e
 def test_a_registration_indexed_before_the_rules_is_found_before_and_after_its_index_is_recomputed(
-        own_ca_server, own_service_server):
-    # Servers of its own: the recomputation counts and the rules it checks are the whole store's.
-    ca_server, service_server = own_ca_server, own_service_server
+        ca_server, own_service_server):
+    # A service of its own: the recomputation counts and the rules it checks are the whole store's.
+    service_server = own_service_server
     spoken = dict(PERSON, name="佐藤 花子", gender="2", address="大阪府大阪市北区梅田一丁目1番")
     unissued = dict(PERSON, name="鈴木 一郎", address="大阪府大阪市北区梅田二丁目2番")
     phone, waiting = _register(ca_server, service_server, spoken), _register(ca_server, service_server, unissued)
