@@ -19,13 +19,13 @@ def test_a_device_key_event_is_told_to_the_owner(ca_server, service_server, even
     phone = PhoneForTests()
     with service_server.client() as client:
         assert register(client, card, phone).status_code == 201
-        before = len(_notices(service_server))
+        before = len(_notices(service_server, phone.case_reference))
         ended = client.post(f"/api/v1/registrations/{phone.registration_id}/{event}",
                             json=proof_for(client, event, phone, phone.device_key))
         assert ended.status_code in (200, 202), ended.text
         assert ended.json()["state"] == "expired"
-    notices = wait_for(lambda: len(_notices(service_server)) > before and _notices(service_server)[before:])
-    [notice] = [n for n in notices if n["case_reference"] == phone.case_reference]
+    # The notices about this registration made since it was registered: exactly one.
+    [notice] = wait_for(lambda: _notices(service_server, phone.case_reference)[before:])
     expected = "uninstalled" if event == "uninstall" else "stale-certificate"
     assert notice["event"] == expected and notice["actor"] == "owner"
     assert "the app was" in notice["text_en"] and "call the JPKI call centre" in notice["text_en"]
