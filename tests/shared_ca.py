@@ -59,11 +59,17 @@ def unique(operation_id: str) -> str:
     return f"{operation_id}-{uuid.uuid4().hex[:8]}"
 
 
+def backend_of(ca: RunningCA) -> str:
+    """The database ``ca``'s store is on (sqlite, postgresql): a service beside it goes on the same."""
+    return "sqlite" if ca.store.url.startswith("sqlite") else "postgresql"
+
+
 @contextlib.contextmanager
-def module_service_server(ca: RunningCA, kind: str, tmp_path: Path, **settings: str) -> Iterator[RunningService]:
-    """``jpki-service serve`` on a new database on ``kind``, talking to ``ca``, as conftest's ``service_server``,
-    once for a whole module (``settings``: JPKI_* variables, as :func:`tests.conftest.start_service`'s)."""
-    with _empty_database(kind, tmp_path, "svc") as database_url:
+def module_service_server(ca: RunningCA, tmp_path: Path, **settings: str) -> Iterator[RunningService]:
+    """``jpki-service serve`` on a new database on ``ca``'s backend, talking to ``ca``, as conftest's
+    ``service_server``, for a whole module or one test that needs a service of its own on the module's CA
+    (``settings``: JPKI_* variables, as :func:`tests.conftest.start_service`'s)."""
+    with _empty_database(backend_of(ca), tmp_path, "svc") as database_url:
         running = start_service(ca, database_url, tmp_path, settings=settings or None)
         try:
             yield running
@@ -85,12 +91,38 @@ def shared_servers(prefix: str, **settings: str):
 
     @pytest.fixture(scope="module")
     def service_server(ca_server, tmp_path_factory):
-        kind = "sqlite" if ca_server.store.url.startswith("sqlite") else "postgresql"
-        with module_service_server(ca_server, kind, tmp_path_factory.mktemp(f"{prefix}-svc-{kind}"),
-                                   **settings) as running:
+        folder = tmp_path_factory.mktemp(f"{prefix}-svc-{backend_of(ca_server)}")
+        with module_service_server(ca_server, folder, **settings) as running:
             yield running
 
     return ca_server, service_server
+
+
+# -- servers of one test's own, in a module on shared ones (import the fixtures the module uses) -------------
+
+@pytest.fixture
+def own_ca_server(ca_settings, store, hierarchy, tmp_path: Path) -> Iterator[RunningCA]:
+    """conftest's per-test ``ca_server`` under another name, for a test that stops its CA or changes its store
+    under it. Its hierarchy takes CA keys the module's CA has not used (the module does not hand the test keys
+    out from the start again at each test: :func:`_fresh_keys_per_test`)."""
+    running = serve_ca(ca_settings, store, tmp_path)
+    yield running
+    stop_process(running.process)
+
+
+@pytest.fixture
+def own_service_server(own_ca_server, service_database_url: str, tmp_path: Path) -> Iterator[RunningService]:
+    """conftest's per-test ``service_server`` under another name, talking to ``own_ca_server``."""
+    running = start_service(own_ca_server, service_database_url, tmp_path)
+    yield running
+    stop_process(running.process)
+
+
+@pytest.fixture
+def own_service_database_url(ca_server, tmp_path: Path) -> Iterator[str]:
+    """An empty database for a service of one test's own beside the module's CA, on that CA's backend."""
+    with _empty_database(backend_of(ca_server), tmp_path, "svc") as url:
+        yield url
 
 
 def unique_person(name: str = "山田 太郎") -> dict[str, str]:

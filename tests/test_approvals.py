@@ -22,9 +22,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import _empty_database, start_service, stop_process
 from tests.service_helpers import PhoneForTests, make_card, operator_client, read, register
-from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique_person  # noqa: F401 (a fixture)
+from tests.shared_ca import _fresh_keys_per_test, module_service_server, shared_servers, unique_person  # noqa: F401 (a fixture)
 from tests.test_operator_cli import PASSWORDS, ROLES, Operator
 from tests.test_service_flows import ocsp_status
 
@@ -47,13 +46,8 @@ def default_policy_service(service_server):
 @pytest.fixture
 def own_default_policy_service(ca_server, tmp_path: Path):
     """A service of one test's own with the default two-person policy, on the module's CA and its backend."""
-    with _empty_database("sqlite" if ca_server.store.url.startswith("sqlite") else "postgresql", tmp_path,
-                         "svc") as database_url:
-        running = start_service(ca_server, database_url, tmp_path, settings=DEFAULT_POLICY)
-        try:
-            yield running
-        finally:
-            stop_process(running.process)
+    with module_service_server(ca_server, tmp_path, **DEFAULT_POLICY) as running:
+        yield running
 
 
 def _username(name: str) -> str:

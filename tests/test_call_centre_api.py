@@ -16,7 +16,6 @@ import sys
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import serve_ca, start_service, stop_process
 from tests.service_helpers import (
     PhoneForTests,
     lift_body,
@@ -26,7 +25,14 @@ from tests.service_helpers import (
     read,
     register,
 )
-from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique, unique_person  # noqa: F401 (a fixture)
+from tests.shared_ca import (  # noqa: F401 (fixtures)
+    _fresh_keys_per_test,
+    own_ca_server,
+    own_service_server,
+    shared_servers,
+    unique,
+    unique_person,
+)
 from tests.test_service_flows import ocsp_status, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -36,23 +42,6 @@ LOST = {"reason": "lost", "caller": "self", "ticket": "T-1001"}
 ca_server, service_server = shared_servers("call-centre")
 
 _FULL_WIDTH_DIGITS = str.maketrans("0123456789-", "０１２３４５６７８９－")
-
-
-@pytest.fixture
-def own_ca_server(ca_settings, store, hierarchy, tmp_path):
-    """``jpki-ca serve`` for one test (conftest's ``ca_server``), for a test that stops it: the test keys go
-    on from where the module's CA left them (a key this new store certifies is never given to that CA)."""
-    running = serve_ca(ca_settings, store, tmp_path)
-    yield running
-    stop_process(running.process)
-
-
-@pytest.fixture
-def own_service_server(own_ca_server, service_database_url, tmp_path):
-    """``jpki-service serve`` for one test, talking to ``own_ca_server`` (conftest's ``service_server``)."""
-    running = start_service(own_ca_server, service_database_url, tmp_path)
-    yield running
-    stop_process(running.process)
 
 
 def _registered(ca_server, service_server, person=None):

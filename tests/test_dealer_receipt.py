@@ -33,52 +33,28 @@ from typer.testing import CliRunner
 
 from app_client.cli import app
 from app_client.secure_element import SecureElement
-from ca_mock.authorities.service import initialise
 from ca_mock.cards.service import issue_card, write_card
 from ca_mock.certificates.schemas import PersonIn
 from jpki_common.owner_proof import sign_message
 from jpki_common.se_attestation import statement_bytes
 from jpki_service.entrypoints.cli import app as service_cli
 from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
-from tests.conftest import _empty_database, serve_ca, start_service, stop_process
-from tests.helpers import openssl_ocsp, reused_ca_keys, start_handing_out_keys_again
-from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique_person  # noqa: F401 (a fixture)
+from tests.conftest import start_service, stop_process
+from tests.helpers import openssl_ocsp
+from tests.shared_ca import (  # noqa: F401 (fixtures)
+    _fresh_keys_per_test,
+    own_ca_server,
+    own_service_database_url,
+    own_service_server,
+    shared_servers,
+    unique_person,
+)
 from tests.test_service_flows import wait_for
 from tests.test_service_proofs import assert_problem, snapshot
 
 pytestmark = pytest.mark.e2e
 
 ca_server, service_server = shared_servers("dealer")
-
-
-@pytest.fixture
-def own_ca_server(ca_settings, store, tmp_path: Path):
-    """``jpki-ca serve`` for one test (conftest's ``ca_server``), for a test that stops it. Its hierarchy is made
-    on the CA keys made earlier in this process, as conftest's is: this module's cards, phones and receipts make
-    keys of their own, none from tests.helpers' pools, so starting those over takes no key the module's CA
-    certified."""
-    start_handing_out_keys_again()
-    with reused_ca_keys(sys.modules[initialise.__module__].keys):
-        initialise(store, ca_settings)
-    running = serve_ca(ca_settings, store, tmp_path)
-    yield running
-    stop_process(running.process)
-
-
-@pytest.fixture
-def own_service_server(own_ca_server, service_database_url: str, tmp_path: Path):
-    """``jpki-service serve`` for one test, talking to ``own_ca_server`` (conftest's ``service_server``)."""
-    running = start_service(own_ca_server, service_database_url, tmp_path)
-    yield running
-    stop_process(running.process)
-
-
-@pytest.fixture
-def own_service_database_url(ca_server, tmp_path: Path):
-    """An empty database for a service of one test's own on the module's CA, on that CA's backend."""
-    with _empty_database("sqlite" if ca_server.store.url.startswith("sqlite") else "postgresql", tmp_path,
-                         "svc") as url:
-        yield url
 
 
 def _issued_card(ca) -> dict:

@@ -38,6 +38,7 @@ from tests.service_helpers import (
 )
 from tests.shared_ca import (  # noqa: F401 (_fresh_keys_per_test: a fixture)
     _fresh_keys_per_test,
+    backend_of,
     module_service_server,
     shared_servers,
     unique,
@@ -106,8 +107,7 @@ def smtp() -> Iterator[SmtpServer]:
 @pytest.fixture(scope="module")
 def service(ca_server, tmp_path_factory, smtp: SmtpServer):
     """One service per backend for the module, sending owner notices to the module's SMTP server."""
-    kind = "sqlite" if ca_server.store.url.startswith("sqlite") else "postgresql"
-    with module_service_server(ca_server, kind, tmp_path_factory.mktemp(f"email-notices-svc-{kind}"),
+    with module_service_server(ca_server, tmp_path_factory.mktemp(f"email-notices-svc-{backend_of(ca_server)}"),
                                JPKI_SMTP_HOST="127.0.0.1", JPKI_SMTP_PORT=str(smtp.port),
                                JPKI_SMTP_FROM="notices@jpki.example.jp", JPKI_SMTP_TIMEOUT_SECONDS="2") as running:
         yield running

@@ -51,8 +51,7 @@ ca_server, service_server = shared_servers("japanese-items")
 @pytest.fixture
 def own_service_server(ca_server, tmp_path):
     """``jpki-service serve`` for one test, on a new database of the CA's backend, talking to the module's CA."""
-    kind = "sqlite" if ca_server.store.url.startswith("sqlite") else "postgresql"
-    with module_service_server(ca_server, kind, tmp_path) as running:
+    with module_service_server(ca_server, tmp_path) as running:
         yield running
 
 

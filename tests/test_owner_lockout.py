@@ -34,9 +34,9 @@ from jpki_service.adapters.db import Store, migrate
 from jpki_service.challenges.models import Challenge
 from jpki_service.challenges.service import issue_challenge, purge_expired_challenges, spend_challenge
 from jpki_service.common.problems import ChallengeExpired, ChallengeUnknown
-from tests.conftest import _empty_database, start_service, stop_process
+from tests.conftest import start_service, stop_process
 from tests.service_helpers import PhoneForTests, make_card, register, signed
-from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique_person  # noqa: F401 (a fixture)
+from tests.shared_ca import _fresh_keys_per_test, own_service_database_url, shared_servers, unique_person  # noqa: F401 (fixtures)
 from tests.test_service_flows import wait_for
 from tests.test_service_proofs import assert_problem
 
@@ -75,14 +75,6 @@ def assert_too_many(response: httpx.Response, scope: str) -> None:
 def service(service_server):
     """The module's service, with LIMITS."""
     return service_server
-
-
-@pytest.fixture
-def own_service_database_url(ca_server, tmp_path):
-    """An empty database for a service of one test's own on the module's CA, on that CA's backend."""
-    with _empty_database("sqlite" if ca_server.store.url.startswith("sqlite") else "postgresql", tmp_path,
-                         "svc") as url:
-        yield url
 
 
 def as_client(service, address: str) -> httpx.Client:

@@ -49,9 +49,8 @@ from ca_mock.certificates.status_rules import StatusAction
 from ca_mock.tsa.service import TimeStampResp
 from jpki_common.i18n import japan_time
 from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
-from tests.conftest import serve_ca, stop_process
 from tests.pdf_fixtures import REGISTRATION, PasswordAsked, document, pyhanko_ltv, pyhanko_now  # noqa: F401 (fixtures)
-from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique, unique_person  # noqa: F401 (a fixture)
+from tests.shared_ca import _fresh_keys_per_test, own_ca_server, shared_servers, unique, unique_person  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.e2e
 
@@ -82,16 +81,6 @@ def _registered_phone(ca, folder: Path) -> flows.Phone:
 @pytest.fixture
 def phone(ca_server, tmp_path: Path) -> flows.Phone:
     return _registered_phone(ca_server, tmp_path / "phone")
-
-
-@pytest.fixture
-def own_ca_server(ca_settings, store, hierarchy, tmp_path: Path):
-    """conftest's per-test ``ca_server`` (a store and process of this test's own), for a test that changes the
-    CA's store under it and restarts it. Its hierarchy takes CA keys the module's CA has not used: the keys
-    are not handed out from the start again in this module (``_fresh_keys_per_test``)."""
-    running = serve_ca(ca_settings, store, tmp_path)
-    yield running
-    stop_process(running.process)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import sys
 from pathlib import Path
 
 import httpx
@@ -22,13 +21,18 @@ from app_client.card_reader import CardReader
 from app_client.cli import app
 from app_client.errors import AppError, NotRegistered
 from app_client.secure_element import KeySlot, NoKey, SecureElement
-from ca_mock.authorities.service import initialise
 from ca_mock.cards.service import issue_card, write_card
 from ca_mock.certificates.schemas import PersonIn
 from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
-from tests.conftest import free_port, serve_ca, start_service, stop_process
-from tests.helpers import reused_ca_keys, start_handing_out_keys_again
-from tests.shared_ca import _fresh_keys_per_test, module_ca_server, module_service_server, unique_person  # noqa: F401 (a fixture)
+from tests.conftest import free_port
+from tests.shared_ca import (  # noqa: F401 (fixtures)
+    _fresh_keys_per_test,
+    module_ca_server,
+    module_service_server,
+    own_ca_server,
+    own_service_server,
+    unique_person,
+)
 from tests.test_service_flows import ocsp_status, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -49,29 +53,8 @@ def ca_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def service_server(ca_server, tmp_path_factory):
-    with module_service_server(ca_server, "sqlite", tmp_path_factory.mktemp("ended-registration-svc")) as running:
+    with module_service_server(ca_server, tmp_path_factory.mktemp("ended-registration-svc")) as running:
         yield running
-
-
-@pytest.fixture
-def own_ca_server(ca_settings, store, tmp_path):
-    """``jpki-ca serve`` for one test (conftest's ``ca_server``), for a test that stops it. Its hierarchy is made
-    on the CA keys made earlier in this process, as conftest's is: this module's cards and phones make keys of their
-    own, none from tests.helpers' pools, so starting those over takes no key the module's CA certified."""
-    start_handing_out_keys_again()
-    with reused_ca_keys(sys.modules[initialise.__module__].keys):
-        initialise(store, ca_settings)
-    running = serve_ca(ca_settings, store, tmp_path)
-    yield running
-    stop_process(running.process)
-
-
-@pytest.fixture
-def own_service_server(own_ca_server, service_database_url, tmp_path):
-    """``jpki-service serve`` for one test, talking to ``own_ca_server`` (conftest's ``service_server``)."""
-    running = start_service(own_ca_server, service_database_url, tmp_path)
-    yield running
-    stop_process(running.process)
 
 
 def _card(ca, tmp_path: Path) -> CardReader:

@@ -51,7 +51,7 @@ def ca_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def service_server(ca_server, tmp_path_factory):
-    with module_service_server(ca_server, "sqlite", tmp_path_factory.mktemp("flows-service-svc")) as running:
+    with module_service_server(ca_server, tmp_path_factory.mktemp("flows-service-svc")) as running:
         yield running
 
 
