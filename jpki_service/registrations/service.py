@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -486,9 +486,13 @@ def list_with_card(ctx: ServiceContext, proof: OwnerProof) -> list[dict[str, Any
     card = _proven_card(ctx, proof, challenge, NOTHING_AUTHORISED)
     with ctx.store.transaction() as session:
         _lock_person(session, ctx, card)  # older rows of this person come under the card's person key
+        # created_at is to the second: two phones registered within one second are ordered by their first
+        # history entry (an autoincrement id, written in the registering transaction; the person is locked).
+        first_entry = (select(func.min(RegistrationEvent.id))
+                       .where(RegistrationEvent.registration_id == Registration.id).scalar_subquery())
         return [card_summary(session, registration) for registration in session.scalars(
             select(Registration).where(Registration.person_key == card.person_key)
-            .order_by(Registration.created_at, Registration.id))]
+            .order_by(Registration.created_at, first_entry))]
 
 
 def act_with_card(ctx: ServiceContext, action: Action, case_reference: str, proof: OwnerProof,
