@@ -77,14 +77,15 @@ def module_service_server(ca: RunningCA, tmp_path: Path, **settings: str) -> Ite
             stop_process(running.process)
 
 
-def shared_servers(prefix: str, **settings: str):
+def shared_servers(prefix: str, backends: tuple[str, ...] = ("sqlite", "postgresql"), **settings: str):
     """The ``ca_server`` and ``service_server`` fixtures of a module whose tests share one CA and one service
-    per backend: ``ca_server, service_server = shared_servers("my-module")`` at the module's top level, and
+    per backend (``backends=("sqlite",)`` for a module that runs on SQLite alone, as tests/app_client's do):
+    ``ca_server, service_server = shared_servers("my-module")`` at the module's top level, and
     import :func:`_fresh_keys_per_test` too. Its tests must not depend on being alone on them: each issues
     cards for persons of its own (:func:`unique_person`), names writes with :func:`unique`, and counts only
     what it made."""
 
-    @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+    @pytest.fixture(scope="module", params=list(backends))
     def ca_server(request, tmp_path_factory):
         with module_ca_server(request.param, tmp_path_factory.mktemp(f"{prefix}-{request.param}")) as running:
             yield running

@@ -27,10 +27,9 @@ from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, P
 from tests.conftest import free_port
 from tests.shared_ca import (  # noqa: F401 (fixtures)
     _fresh_keys_per_test,
-    module_ca_server,
-    module_service_server,
     own_ca_server,
     own_service_server,
+    shared_servers,
     unique_person,
 )
 from tests.test_service_flows import ocsp_status, wait_for
@@ -45,16 +44,7 @@ SECRETS = {"JPKI_CARD_PASSWORD": CARD_PASSWORD, "JPKI_SIGN_PASSWORD": PHONE_PASS
 # store is not what these tests are about): each test registers with a card of its own, for a person of its own (a
 # new registration supersedes the person's earlier ones), and reads and changes only its own registrations. The two
 # tests that stop the CA have servers of their own (own_ca_server, own_service_server).
-@pytest.fixture(scope="module")
-def ca_server(tmp_path_factory):
-    with module_ca_server("sqlite", tmp_path_factory.mktemp("ended-registration")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def service_server(ca_server, tmp_path_factory):
-    with module_service_server(ca_server, tmp_path_factory.mktemp("ended-registration-svc")) as running:
-        yield running
+ca_server, service_server = shared_servers("ended-registration", backends=("sqlite",))
 
 
 def _card(ca, tmp_path: Path) -> CardReader:

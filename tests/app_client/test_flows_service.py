@@ -34,7 +34,7 @@ from jpki_service.common.settings import ServiceSettings
 from jpki_service.operators.roles import Role
 from jpki_service.operators.service import SignedIn
 from tests.app_client.conftest import CARD_PASSWORD, CARD_PIN, PHONE_PASSWORD, PHONE_PIN
-from tests.shared_ca import _fresh_keys_per_test, module_ca_server, module_service_server, unique, unique_person  # noqa: F401 (a fixture)
+from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique, unique_person  # noqa: F401 (a fixture)
 from tests.test_service_flows import ocsp_status, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -43,16 +43,7 @@ pytestmark = pytest.mark.e2e
 # One CA and one service for the module, on SQLite alone as this folder's tests/app_client/conftest.py has it (the
 # store is not what these tests are about): each test registers with a card of its own, for a person of its own
 # (a new registration supersedes the person's earlier ones), and changes the CA only under operation ids of its own.
-@pytest.fixture(scope="module")
-def ca_server(tmp_path_factory):
-    with module_ca_server("sqlite", tmp_path_factory.mktemp("flows-service")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def service_server(ca_server, tmp_path_factory):
-    with module_service_server(ca_server, tmp_path_factory.mktemp("flows-service-svc")) as running:
-        yield running
+ca_server, service_server = shared_servers("flows-service", backends=("sqlite",))
 
 
 @pytest.fixture
