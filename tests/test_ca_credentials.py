@@ -257,6 +257,25 @@ def test_serve_refuses_an_admin_token_equal_to_the_service_token(ca_settings, hi
     assert ca_settings.resolved_api_token() not in result.stdout + result.stderr
 
 
+def test_a_store_whose_key_is_not_its_certificates_is_refused(ca_settings, hierarchy):
+    """The CA loads its own keys without cryptography's slow RSA check (jpki_common/keys.py) and checks
+    instead that each key is its certificate's: a store whose two issuing keys were swapped is refused
+    with the authority named, and signs nothing."""
+    with sa.create_engine(ca_settings.resolved_database_url()).begin() as connection:
+        keys = dict(connection.exec_driver_sql("SELECT name, private_key_pem FROM authorities").all())
+        names = sorted(name for name in keys if name != "root")[:2]
+        for name, other in zip(names, reversed(names), strict=True):
+            connection.execute(sa.text("UPDATE authorities SET private_key_pem = :pem WHERE name = :name"),
+                               {"pem": keys[other], "name": name})
+    env = {**os.environ, "JPKI_CA_DATA_DIR": str(ca_settings.data_dir),
+           "JPKI_CA_DATABASE_URL": ca_settings.resolved_database_url()}
+    result = subprocess.run([sys.executable, "-m", "ca_mock", "crl", "--issuer", "sign"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "in this store is not its certificate's" in result.stderr and names[0] in result.stderr
+    assert "BEGIN X509 CRL" not in result.stdout
+
+
 def test_a_store_without_an_admin_token_serves_and_says_how_to_get_one(ca_settings, hierarchy, tmp_path):
     (ca_settings.data_dir / "admin-token").unlink()
     port = int(ca_settings.public_url.rsplit(":", 1)[1])

@@ -27,6 +27,7 @@ from ca_mock.problems import AlreadyInitialised, NotInitialised, UnknownAuthorit
 from ca_mock.settings import CASettings
 from jpki_common import keys
 from jpki_common.private_files import private_folder
+from jpki_common.problems import StoreUnusable
 from jpki_common.profiles import AUTHENTICATION_CA, ROOT, SIGNATURE_CA
 from jpki_common.store import Store, utcnow
 
@@ -318,9 +319,11 @@ def load_hierarchy(store: Store) -> Hierarchy:
         loaded = {}
         for row in session.scalars(select(Authority)):
             cert = x509.load_der_x509_certificate(row.certificate_der)
+            key = keys.private_key_from_pem(row.private_key_pem, cert)
+            if key is None:
+                raise StoreUnusable(f"the private key of {row.name} in this store is not its certificate's")
             loaded[row.name] = LoadedAuthority(
-                name=row.name, role=row.role, certificate=cert, der=row.certificate_der,
-                key=keys.private_key_from_pem(row.private_key_pem),
+                name=row.name, role=row.role, certificate=cert, der=row.certificate_der, key=key,
                 cert_id_hashes=_cert_id_hashes(cert) if row.role == "issuing" else {},
             )
     hierarchy = Hierarchy(public_url=meta.value, key_algorithm=algorithm.value, authorities=loaded)
