@@ -29,6 +29,25 @@ from tests.helpers import reused_ca_keys, start_handing_out_keys_again
 
 # The programs speak Japanese by default (issue 14); the tests read their English unless they ask for Japanese.
 os.environ.setdefault("JPKI_LANG", "en")
+
+
+def _one_tls_context_for_the_test_process() -> None:
+    """Every httpx client builds a TLS context and reads the CA bundle again (20-50 ms of CPU), though the
+    tests' clients speak plain HTTP to 127.0.0.1: py-spy found that a third of a test worker's CPU. The
+    clients made in a test process (never the programs under test) share one default context instead."""
+    from httpx._transports import default as transports
+
+    make = transports.create_ssl_context
+    assert make.__name__ == "create_ssl_context", "httpx moved create_ssl_context: see tests/conftest.py"
+    shared = make()
+
+    def create_ssl_context(verify=True, cert=None, trust_env=True):
+        return shared if verify is True and cert is None else make(verify=verify, cert=cert, trust_env=trust_env)
+
+    transports.create_ssl_context = create_ssl_context
+
+
+_one_tls_context_for_the_test_process()
 POSTGRES_URL = os.environ.get("JPKI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -169,16 +188,17 @@ def start_process(args: list[str], env: dict[str, str], health_url: str, log_pat
     process = subprocess.Popen(args, env={**os.environ, **env}, stdout=log, stderr=log)
     # Generous: on a loaded 2-core CI machine a cold start (imports, key loading) can take this long.
     deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(health_url, timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"{args} did not start: {log_path.read_text()}")
-        time.sleep(0.1)
+    with httpx.Client(timeout=2) as client:  # one client for the polls: a new one costs 20-50 ms of CPU
+        while True:
+            try:
+                if client.get(health_url).status_code == 200:
+                    return process
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"{args} did not start: {log_path.read_text()}")
+            time.sleep(0.1)
 
 
 def stop_process(process: subprocess.Popen) -> None:
@@ -255,3 +275,22 @@ def service_server(ca_server: RunningCA, service_database_url: str, tmp_path: Pa
     running = start_service(ca_server, service_database_url, tmp_path)
     yield running
     stop_process(running.process)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under xdist (``--dist loadgroup``, pyproject.toml), the tests that share a module-scoped server or
+    store (tests/shared_ca.py, the crash matrix's bench) go to one worker per backend: each such module
+    then starts its servers once per backend, not once per worker, and no worker runs its tests between
+    another module's (which would stop the module's servers and start them again)."""
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if fixtures is None:
+            continue
+        shared = [name for name in fixtures.names_closure
+                  if (definitions := fixtures.name2fixturedefs.get(name))
+                  and definitions[-1].scope == "module" and definitions[-1].baseid.startswith("tests")]
+        if not shared:
+            continue
+        params = getattr(item, "callspec", None)
+        backends = sorted({str(params.params[name]) for name in shared if params and name in params.params})
+        item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}[{','.join(backends)}]"))

@@ -24,8 +24,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ca_mock.authorities.service import initialise
+from ca_mock.db import migrate
+from ca_mock.settings import CASettings
+from jpki_common.store import Store
 from tests.conftest import free_port
-from tests.helpers import PERSON, csr_pem, rsa_key
+from tests.helpers import PERSON, csr_pem, reused_ca_keys, rsa_key
 
 CARD_PASSWORD = "QW7ER9TY"
 CARD_PIN = "4719"
@@ -119,7 +123,17 @@ def cli(database_url: str, tmp_path: Path) -> CLI:
 
 @pytest.fixture
 def ready(cli: CLI) -> CLI:
-    cli.ok("init")
+    """The CLI on a store holding a CA as ``jpki-ca init`` with its defaults leaves it, made in-process on CA
+    keys made earlier in this test process (as conftest's ``hierarchy``): ``init`` itself has the tests
+    above, and its six new RSA keys would cost a second of CPU at each of the ~100 tests on this fixture."""
+    settings = CASettings(data_dir=cli.data_dir, database_url=cli.database_url)
+    store = Store(settings.resolved_database_url())
+    try:
+        migrate(store.url)
+        with reused_ca_keys(sys.modules[initialise.__module__].keys):
+            initialise(store, settings)
+    finally:
+        store.dispose()
     return cli
 
 

@@ -111,16 +111,17 @@ def _start_embedded_ca(settings: ServiceSettings, host: str, port: int) -> subpr
         env=ca_env, stdout=log, stderr=log,
     )
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            fail(f"the mock CA did not start; see {settings.data_dir / 'ca.log'}")
-        try:
-            if httpx.get(f"http://{host}:{port}/healthz", timeout=1).status_code == 200:
-                settings.ca_url = f"http://{host}:{port}"
-                settings.ca_token = token
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    with httpx.Client(timeout=1) as client:  # one client: each new one reads the system's CA bundle again
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                fail(f"the mock CA did not start; see {settings.data_dir / 'ca.log'}")
+            try:
+                if client.get(f"http://{host}:{port}/healthz").status_code == 200:
+                    settings.ca_url = f"http://{host}:{port}"
+                    settings.ca_token = token
+                    return process
+            except httpx.HTTPError:
+                time.sleep(0.2)
     process.kill()
     fail("the mock CA did not answer within 30 s")
     raise AssertionError  # unreachable
