@@ -16,9 +16,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jpki_common.http_server import HttpServerSettings, short_reason
-from jpki_common.problems import BodyTooLarge, InternalError, InvalidRequest, Problem, problem_type
-
-PROBLEM_MEDIA_TYPE = "application/problem+json"
+from jpki_common.problems import (
+    PROBLEM_MEDIA_TYPE,
+    BodyTooLarge,
+    InternalError,
+    InvalidRequest,
+    Problem,
+    problem_type,
+)
 
 
 class ProblemOut(BaseModel):

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from jpki_common.i18n import N_, Sentence
 
 PROBLEM_TYPE_BASE = "https://jpki-mock.invalid/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
 def problem_type(slug: str) -> str:

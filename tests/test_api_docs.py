@@ -18,8 +18,7 @@ import pytest
 
 import ca_mock.app  # noqa: F401 - every kind of problem the CA defines, for the register below
 import jpki_service.entrypoints.app  # noqa: F401 - and the service's
-from jpki_common.http import PROBLEM_MEDIA_TYPE
-from jpki_common.problems import Problem, problem_type
+from jpki_common.problems import PROBLEM_MEDIA_TYPE, Problem, problem_type
 from tests.conftest import missing_on_this_machine
 from tests.service_helpers import operator_client
 

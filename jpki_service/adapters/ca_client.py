@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPub
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
-from jpki_common.http import PROBLEM_MEDIA_TYPE
+from jpki_common.problems import PROBLEM_MEDIA_TYPE
 from jpki_service.adapters.ocsp_verification import OCSPFreshness, ocsp_question, verify_ocsp_answer
 from jpki_service.common.settings import ServiceSettings
 
