@@ -10,8 +10,8 @@ for the items: as the CA it holds the certificates, which carry them, by design.
 
 The tests share one CA and one service per backend (tests/shared_ca.py): each issues cards for persons of
 its own, and the scans read the shared servers' folders and databases too, so they cover what the test made
-(and every other test's data besides). The service is stopped for the scan after each test and started
-again on the same database, data folder and log."""
+(and every other test's data besides). The scan of the running service is made after each test; the scan of
+the stopped service once its last test is done, for the holders of every test of the module."""
 from __future__ import annotations
 
 import json
@@ -26,7 +26,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests import privacy_scan
-from tests.conftest import start_service, stop_process
+from tests.conftest import stop_process
 from tests.helpers import openssl_ocsp
 from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique_person  # noqa: F401 (a fixture)
 from tests.test_service_flows import wait_for
@@ -106,10 +106,25 @@ def _database_text(url: str) -> str:
         engine.dispose()
 
 
+@pytest.fixture(scope="module")
+def holders_of_the_module(service_server):
+    """Every holder of the module's tests on this backend's service. When the last test is done, the service
+    is stopped (its WAL checkpointed into the file) and what it keeps is searched for all their items."""
+    holders: list[privacy_scan.Holder] = []
+    yield holders
+    assert holders, "the scan needs the holders whose items it looks for"
+    stop_process(service_server.process)
+    logs = [service_server.data_dir.parent / "service.log"]
+    stopped = privacy_scan.service_sources(service_server.database_url, service_server.data_dir, logs)
+    found = privacy_scan.scan({f"{where} (service stopped)": blob for where, blob in stopped.items()}, holders)
+    assert not found, "holder items in clear in the stopped service's store:\n" + "\n".join(found[:20])
+
+
 @pytest.fixture
-def world(ca_server, service_server, tmp_path):
+def world(ca_server, service_server, holders_of_the_module, tmp_path):
     world = World(ca_server, service_server, tmp_path, tmp_path / "app.log")
     yield world
+    holders_of_the_module.extend(world.holders)
     # Privacy: nothing anywhere holds a secret or a 12-digit number (the Individual Number).
     # Files are read by another process: the CA's store is open in this one (tests/privacy_scan.py).
     # This test's folder (phones, cards, app log) and the shared CA's and service's folders (store files,
@@ -129,19 +144,11 @@ def world(ca_server, service_server, tmp_path):
         assert not found, f"a 12-digit number in {where}: {text[max(0, found.start() - 40):found.end() + 40]!r}"
     # Personal data at rest in the service: sealed or blind-indexed, never in clear (the CA, the J-LIS
     # stand-in, holds the card's items by design; the phone's files are the owner's own). Searched while
-    # the service runs (its WAL as it stands) and after it stopped (the WAL checkpointed into the file).
+    # the service runs (its WAL as it stands), and after it stopped (holders_of_the_module).
     assert world.holders, "the scan needs the holders whose items it looks for"
     logs = [service_folder / "service.log"]
     running = privacy_scan.service_sources(service_server.database_url, service_server.data_dir, logs)
-    stop_process(service_server.process)
-    try:
-        stopped = privacy_scan.service_sources(service_server.database_url, service_server.data_dir, logs)
-    finally:
-        # The shared service again for the module's next test: the same database, data folder and log.
-        again = start_service(ca_server, service_server.database_url, service_folder)
-        service_server.url, service_server.process = again.url, again.process
-    found = privacy_scan.scan(running, world.holders) + privacy_scan.scan(
-        {f"{where} (service stopped)": blob for where, blob in stopped.items()}, world.holders)
+    found = privacy_scan.scan(running, world.holders)
     assert not found, "holder items in clear in the service's store:\n" + "\n".join(found[:20])
 
 
