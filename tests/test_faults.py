@@ -450,21 +450,24 @@ def ca_cli(bench: Bench, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def run_admin_commands(bench: Bench, card_serial: str) -> None:
-    """What an administrator runs while the CA serves and the service is down after a crash: each on the
-    live stores (``jpki-ca status`` once made the running CA's commits vanish at its next restart).
-    The service's command reads only the service's database: it runs beside the CA's two, which run
-    one after the other as before."""
+def run_admin_commands(bench: Bench, card_serial: str, on_the_ca: bool) -> None:
+    """What an administrator runs while the CA serves and the service is down after a crash, each on the
+    live stores: ``jpki-service status`` on the store the crash just left, and with ``on_the_ca``
+    ``jpki-ca status`` and ``jpki-ca crl`` (``jpki-ca status`` once made the running CA's commits vanish at
+    its next restart). The CA's store is the same whichever point the service crashed at, so its two
+    commands run at each test's first crash, before the commits of its other cases, which the CA's SIGKILL
+    and restart at the test's end then checks; the service's command runs beside them."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as pool:
         service_status = pool.submit(service_cli, bench, "status")
-        ca_cli(bench, "status", card_serial)
-        ca_cli(bench, "crl", "--issuer", "sign")
+        if on_the_ca:
+            ca_cli(bench, "status", card_serial)
+            ca_cli(bench, "crl", "--issuer", "sign")
         service_status.result()
 
 
-def run_case(bench: Bench, point: str, operation: str) -> dict:
+def run_case(bench: Bench, point: str, operation: str, first: bool = True) -> dict:
     setup, send, event, check = OPERATIONS[operation]
     bench.service.disarm()  # left armed by a case that failed half-way (the bench is shared)
     if bench.service.process is not None and bench.service.armed:
@@ -483,7 +486,7 @@ def run_case(bench: Bench, point: str, operation: str) -> dict:
     crashed = code == -9
     if code is None:
         bench.service.stop()  # the point was not reached: the request ran to its end
-    run_admin_commands(bench, case.card.serial)
+    run_admin_commands(bench, case.card.serial, on_the_ca=first)
     bench.service.start()
     queue = bench.service.settle()
 
@@ -538,7 +541,7 @@ def test_every_crash_point_of_every_operation(bench: Bench, operation: str, caps
     outcomes = []
     for point, _ in cases:
         began = time.monotonic()
-        outcome = run_case(bench, point, operation)
+        outcome = run_case(bench, point, operation, first=not outcomes)
         outcomes.append(outcome)
         with capsys.disabled():
             print(f"\n[{bench.kind}] {point:18} {operation:18} {time.monotonic() - began:4.1f}s "
