@@ -36,6 +36,7 @@ from app_client.owner_secrets import (
 )
 from jpki_common.card_rules import SecretRuleViolation
 from jpki_common.i18n import choose_language, japan_time
+from jpki_common.process import no_garbage_collection_at_exit
 from jpki_common.secret_prompt import NoTerminal, ask
 
 if TYPE_CHECKING:
@@ -684,6 +685,7 @@ def _certificates(path: Path | None) -> list[x509.Certificate]:
 
 
 def main() -> None:
+    no_garbage_collection_at_exit()
     app()
 
 

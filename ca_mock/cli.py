@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from jpki_common.process import no_garbage_collection_at_exit
 from jpki_common.revocation_reasons import REVOCATION_REASONS
 
 if TYPE_CHECKING:
@@ -347,4 +348,5 @@ def card_issue(
 
 
 def main() -> None:
+    no_garbage_collection_at_exit()
     app()

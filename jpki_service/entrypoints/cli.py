@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 
 from jpki_common.private_files import private_folder, private_log
+from jpki_common.process import no_garbage_collection_at_exit
 from jpki_service.audit.cli import audit_app
 from jpki_service.ca_commands.cli import ca_commands_app
 from jpki_service.carriers.cli import carrier_app
@@ -325,4 +326,5 @@ def new_operator_password(prompt: str) -> str:
 
 
 def main() -> None:
+    no_garbage_collection_at_exit()
     app()

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import typer
 
 from jpki_common.i18n import Messages, choose_language, japan_time
+from jpki_common.process import no_garbage_collection_at_exit
 from jpki_common.revocation_reasons import REVOCATION_REASONS
 from jpki_common.secret_prompt import NoTerminal, ask
 from jpki_service.callcentre.choices import CallerKind, Channel, SuspensionReason
@@ -736,6 +737,7 @@ def audit(
 
 
 def main() -> None:
+    no_garbage_collection_at_exit()
     app()
 
 
