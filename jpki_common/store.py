@@ -105,6 +105,14 @@ def make_engine(url: str) -> Engine:
     return _shared_engine(url)[0]
 
 
+def close_every_engine() -> None:
+    """Close the pooled connections of every engine this process made: on SQLite the last connection to
+    close folds the WAL into the store file (``jpki-ca init`` then leaves one whole ``ca.sqlite3``)."""
+    with _ENGINES_LOCK:
+        for engine, _health in _ENGINES.values():
+            engine.dispose()
+
+
 def _forget_engines_after_fork() -> None:
     # A forked child must not share its parent's connections: it makes its own on first use.
     _ENGINES.clear()

@@ -231,6 +231,27 @@ def test_init_with_p256(cli, tmp_path):
     cert.verify_directly_issued_by(x509.load_der_x509_certificate(cli.ca_keys()["auth"][0]))
 
 
+def test_a_command_leaves_the_store_whole(tmp_path):
+    """A command closes its store's connections as it exits, before it skips the interpreter's last garbage
+    collections (jpki_common/process.py): SQLite then folds the WAL into ca.sqlite3, which alone holds the
+    CA, so a copy of that one file is a whole copy. SQLite only: PostgreSQL keeps no file of ours."""
+    cli = CLI(tmp_path / "ca-data", None)
+    cli.ok("init")
+    cli.ok("crl", "--issuer", "sign", "--force")  # a command that writes
+    assert sorted(p.name for p in cli.data_dir.iterdir() if p.name.startswith("ca.sqlite3")) == ["ca.sqlite3"]
+    copy = tmp_path / "copy.sqlite3"
+    copy.write_bytes((cli.data_dir / "ca.sqlite3").read_bytes())
+    engine = sa.create_engine(f"sqlite:///{copy}")
+    try:
+        with engine.connect() as connection:
+            authorities = connection.exec_driver_sql("SELECT name FROM authorities ORDER BY name").scalars().all()
+            crls = connection.exec_driver_sql("SELECT count(*) FROM published_crls").scalar_one()
+    finally:
+        engine.dispose()
+    assert authorities == ["auth", "auth-ocsp", "root", "sign", "sign-ocsp", "tsa"]
+    assert crls >= 2  # the full and delta CRL the command published
+
+
 def test_secrets_on_disk_are_owner_only(cli):
     cli.ok("init")
     assert stat.S_IMODE((cli.data_dir / "api-token").stat().st_mode) == 0o600
