@@ -1,7 +1,9 @@
 """The mock CA judged by an independent implementation: the ``openssl`` CLI.
 
 A real ``jpki-ca serve`` process answers over HTTP; openssl fetches nothing from our code but
-the bytes the CA publishes, and decides on its own.
+the bytes the CA publishes, and decides on its own. One CA per backend for the module (conftest's is one
+per test): each test writes under operation ids of its own (``unique``) and judges only its own
+certificates' entries in the CRLs the tests share.
 """
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.helpers import issue_body
+from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.e2e
+ca_server = shared_servers("openssl-judge")[0]
 
 
 def openssl(*args: str | Path) -> subprocess.CompletedProcess:
@@ -35,7 +39,7 @@ def published(ca_server, tmp_path: Path):
 
 
 def _issue(client: httpx.Client, tmp_path: Path, profile: str, op: str, **kw) -> tuple[dict, Path]:
-    response = client.post("/api/v1/certificates", json=issue_body(profile, op, **kw))
+    response = client.post("/api/v1/certificates", json=issue_body(profile, unique(op), **kw))
     assert response.status_code == 201, response.text
     issued = response.json()
     path = tmp_path / f"{op}.pem"
@@ -60,9 +64,9 @@ def test_openssl_verify_with_crl_check(ca_server, published, tmp_path):
         revoked, revoked_pem = _issue(client, tmp_path, "phone-signature", "rev", card_serial=card["serial"])
         held, held_pem = _issue(client, tmp_path, "phone-signature", "held", card_serial=card["serial"])
         assert client.post(f"/api/v1/certificates/{revoked['serial']}/revoke",
-                           json={"operation_id": "r1", "reason": "keyCompromise"}).status_code == 200
+                           json={"operation_id": unique("r1"), "reason": "keyCompromise"}).status_code == 200
         assert client.post(f"/api/v1/certificates/{held['serial']}/hold",
-                           json={"operation_id": "h1"}).status_code == 200
+                           json={"operation_id": unique("h1")}).status_code == 200
 
     crl = _crl(ca_server, tmp_path, "sign")
     root_crl = _crl(ca_server, tmp_path, "root")
@@ -99,8 +103,9 @@ def test_openssl_ocsp_good_revoked_held(ca_server, published, tmp_path, hash_opt
         revoked, revoked_pem = _issue(client, tmp_path, "phone-authentication", "rev", card_serial=card["serial"])
         held, held_pem = _issue(client, tmp_path, "phone-authentication", "held", card_serial=card["serial"])
         client.post(f"/api/v1/certificates/{revoked['serial']}/revoke",
-                    json={"operation_id": "r1", "reason": "superseded"}).raise_for_status()
-        client.post(f"/api/v1/certificates/{held['serial']}/hold", json={"operation_id": "h1"}).raise_for_status()
+                    json={"operation_id": unique("r1"), "reason": "superseded"}).raise_for_status()
+        client.post(f"/api/v1/certificates/{held['serial']}/hold",
+                    json={"operation_id": unique("h1")}).raise_for_status()
 
     out = _ocsp(ca_server, published, good_pem, "auth", *hash_option)
     assert f"{good_pem}: good" in out
@@ -113,7 +118,8 @@ def test_openssl_ocsp_good_revoked_held(ca_server, published, tmp_path, hash_opt
 
     # Released: good again at once.
     with ca_server.client() as client:
-        client.post(f"/api/v1/certificates/{held['serial']}/release", json={"operation_id": "rel1"}).raise_for_status()
+        client.post(f"/api/v1/certificates/{held['serial']}/release",
+                    json={"operation_id": unique("rel1")}).raise_for_status()
     out = _ocsp(ca_server, published, held_pem, "auth", *hash_option)
     assert f"{held_pem}: good" in out
 
@@ -129,17 +135,29 @@ def test_openssl_ocsp_without_nonce_uses_prepared_answer(ca_server, published, t
     assert produced and produced == [line for line in second.splitlines() if "Produced At" in line]
 
 
+def _entry(text: str, serial: str) -> str:
+    """The lines ``openssl crl -text`` prints for the entry of ``serial`` (hex), from its serial number to the
+    next entry's."""
+    blocks = text.split("Serial Number:")[1:]
+    found = [block for block in blocks
+             if block.split()[0].replace(":", "").upper().lstrip("0") == serial.upper().lstrip("0")]
+    assert len(found) == 1, (serial, text)
+    return found[0]
+
+
 def test_openssl_parses_full_and_delta_crl_with_remove_from_crl(ca_server, published, tmp_path):
     with ca_server.client(admin=True) as client:
         card, _ = _issue(client, tmp_path, "card-signature", "card")
         phone, _ = _issue(client, tmp_path, "phone-authentication", "p", card_serial=card["serial"])
         other, _ = _issue(client, tmp_path, "phone-authentication", "q", card_serial=card["serial"])
-        client.post(f"/api/v1/certificates/{phone['serial']}/hold", json={"operation_id": "h"}).raise_for_status()
+        client.post(f"/api/v1/certificates/{phone['serial']}/hold",
+                    json={"operation_id": unique("h")}).raise_for_status()
         client.post(f"/api/v1/certificates/{other['serial']}/revoke",
-                    json={"operation_id": "r", "reason": "cessationOfOperation",
+                    json={"operation_id": unique("r"), "reason": "cessationOfOperation",
                           "invalidity_date": "2026-01-01T00:00:00Z"}).raise_for_status()
         full_before = _crl(ca_server, tmp_path, "auth")
-        client.post(f"/api/v1/certificates/{phone['serial']}/release", json={"operation_id": "rel"}).raise_for_status()
+        client.post(f"/api/v1/certificates/{phone['serial']}/release",
+                    json={"operation_id": unique("rel")}).raise_for_status()
 
     full_after = _crl(ca_server, tmp_path, "auth")
     delta = _crl(ca_server, tmp_path, "auth", delta=True)
@@ -150,6 +168,10 @@ def test_openssl_parses_full_and_delta_crl_with_remove_from_crl(ca_server, publi
     assert "verify OK" in text_before.stderr + text_before.stdout
     assert phone["serial"].upper() in text_before.stdout.replace(":", "").upper()
     assert "Certificate Hold" in text_before.stdout and "Invalidity Date" in text_before.stdout
+    # The CRL is shared with the module's other tests: the hold and the invalidity date are this test's entries'.
+    assert "Certificate Hold" in _entry(text_before.stdout, phone["serial"]), text_before.stdout
+    other_entry = _entry(text_before.stdout, other["serial"])
+    assert "Cessation Of Operation" in other_entry and "Invalidity Date" in other_entry, other_entry
 
     text_after = openssl("crl", "-in", full_after, "-noout", "-text", *chain_args)
     assert text_after.returncode == 0 and phone["serial"].upper() not in text_after.stdout.upper()
@@ -160,6 +182,7 @@ def test_openssl_parses_full_and_delta_crl_with_remove_from_crl(ca_server, publi
     assert "Delta CRL Indicator" in text_delta.stdout
     assert "Remove From CRL" in text_delta.stdout
     assert phone["serial"].upper() in text_delta.stdout.upper()
+    assert "Remove From CRL" in _entry(text_delta.stdout, phone["serial"]), text_delta.stdout  # this test's release
     # Full and delta published together share their CRL number; the delta names an older-or-equal base.
     full_crl = x509.load_pem_x509_crl(full_after.read_bytes())
     delta_crl = x509.load_pem_x509_crl(delta.read_bytes())
