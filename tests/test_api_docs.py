@@ -21,10 +21,13 @@ import jpki_service.entrypoints.app  # noqa: F401 - and the service's
 from jpki_common.problems import PROBLEM_MEDIA_TYPE, Problem, problem_type
 from tests.conftest import missing_on_this_machine
 from tests.service_helpers import operator_client
+from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.e2e
-# The documents do not depend on the database: one backend is enough.
-ONE_BACKEND = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+# The documents do not depend on the database: one backend is enough. One CA and one service for the module
+# (conftest's are one per test): the tests read the documents and pages, and the refusals are asked with
+# operators and operation ids of the test's own (unique()).
+ca_server, service_server = shared_servers("api-docs", backends=("sqlite",))
 METHODS = ("get", "post", "put", "patch", "delete")
 # Answers only OCSP responses (malformedRequest...), never a problem document: ca_mock/ocsp/responder.py.
 NO_PROBLEMS = {("get", "/ocsp/{request}")}
@@ -67,7 +70,6 @@ def _declared_types(document: dict[str, Any], method: str, path: str, status: in
     return {example["value"]["type"] for example in examples.values()}
 
 
-@ONE_BACKEND
 def test_docs_pages_load_nothing_from_elsewhere(service_server, ca_server):
     for url in (service_server.url, ca_server.url):
         host = urlsplit(url).netloc
@@ -91,7 +93,6 @@ def test_docs_pages_load_nothing_from_elsewhere(service_server, ca_server):
             assert "cdn.jsdelivr" not in answer.text and "fonts.googleapis" not in answer.text, page
 
 
-@ONE_BACKEND
 def test_every_operation_declares_its_problems_and_the_bearer_credentials(service_server, ca_server):
     for url in (service_server.url, ca_server.url):
         document = httpx.get(f"{url}/openapi.json").json()
@@ -133,14 +134,14 @@ def test_every_operation_declares_its_problems_and_the_bearer_credentials(servic
         assert operation.get("security") == wanted, (method, path)
 
 
-@ONE_BACKEND
 def test_real_refusals_are_among_the_declared_kinds(service_server, ca_server):
     """What the servers really answer, with its type, is what the documents say each operation answers."""
     service = httpx.get(f"{service_server.url}/openapi.json").json()
     ca = httpx.get(f"{ca_server.url}/openapi.json").json()
     unknown = "0" * 32
-    with service_server.client() as anyone, operator_client(service_server, "docs.auditor", "auditor") as auditor, \
-            operator_client(service_server, "docs.supervisor", "supervisor") as supervisor:
+    auditor_name, supervisor_name = unique("docs.auditor"), unique("docs.supervisor")
+    with service_server.client() as anyone, operator_client(service_server, auditor_name, "auditor") as auditor, \
+            operator_client(service_server, supervisor_name, "supervisor") as supervisor:
         caller = {"name": "山田 太郎", "birth": "1990-01-02", "address": "東京都千代田区千代田1-1"}
         proof = {"proof": {"challenge_id": "nope", "signature": "AAAA"}}
         asked = [
@@ -154,7 +155,7 @@ def test_real_refusals_are_among_the_declared_kinds(service_server, ca_server):
              anyone.post("/rp/v1/login", json={"challenge_id": "nope", "certificate_pem": "x", "signature": "x"})),
             (service, "get", "/api/v1/operator/session", anyone.get("/api/v1/operator/session")),
             (service, "post", "/api/v1/operator/session",
-             anyone.post("/api/v1/operator/session", json={"username": "docs.auditor", "password": "wrong"})),
+             anyone.post("/api/v1/operator/session", json={"username": auditor_name, "password": "wrong"})),
             (service, "post", "/api/v1/operator/registrations/search",
              auditor.post("/api/v1/operator/registrations/search", json=caller)),
             (service, "post", "/api/v1/operator/registrations/search",
@@ -170,8 +171,8 @@ def test_real_refusals_are_among_the_declared_kinds(service_server, ca_server):
             (ca, "get", "/api/v1/certificates/{serial}", stranger.get("/api/v1/certificates/1A")),
             (ca, "get", "/api/v1/certificates/{serial}", the_service.get("/api/v1/certificates/1A2B3C4D5E")),
             (ca, "post", "/api/v1/certificates",
-             the_service.post("/api/v1/certificates", json={"operation_id": "docs-1", "profile": "card-signature",
-                                                            "csr_pem": "not a request"})),
+             the_service.post("/api/v1/certificates", json={"operation_id": unique("docs-1"),
+                                                            "profile": "card-signature", "csr_pem": "not a request"})),
             (ca, "get", "/crl/{filename}", stranger.get("/crl/nosuch.crl")),
         ]
     seen = set()
@@ -187,7 +188,6 @@ def test_real_refusals_are_among_the_declared_kinds(service_server, ca_server):
             "unknown-certificate", "outside-credential-scope", "unknown-authority"} <= seen, seen
 
 
-@ONE_BACKEND
 def test_swagger_ui_renders_the_operations_offline(service_server):
     """Chromium may reach 127.0.0.1 and nothing else: the page still shows every operation and Authorize."""
     if shutil.which("chromium") is None:
