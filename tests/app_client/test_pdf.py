@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from pathlib import Path
 
 import pytest
 from asn1crypto import keys as asn1_keys
@@ -26,10 +27,23 @@ from app_client.secure_element import KeySlot
 from ca_mock.certificates.service import change_status
 from ca_mock.certificates.status_rules import StatusAction
 from tests.helpers import PERSON
-from tests.pdf_fixtures import PasswordAsked, document, phone  # noqa: F401 (fixtures)
+from tests.pdf_fixtures import PasswordAsked, document  # noqa: F401 (fixtures)
+from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique  # noqa: F401 (a fixture)
+from tests.test_pdf_ltv import _registered_phone
 
 pytestmark = pytest.mark.e2e
 
+# One CA for the module, on SQLite alone as this folder's tests/app_client/conftest.py has it: each test's phone
+# is certified for a person of its own under operation ids of its own (``phone``, as tests/test_pdf_ltv.py's), and
+# a test revokes or holds only its own phone's certificate, under operation ids of its own (``_change``).
+ca_server = shared_servers("pdf", backends=("sqlite",))[0]
+
+
+@pytest.fixture
+def phone(ca_server, tmp_path: Path) -> flows.Phone:
+    """As tests/pdf_fixtures.py's ``phone`` (a registered phone, its SE key certified by the CA, the CA chain
+    pinned from the card), for a person of its own (named as tests.helpers.PERSON) on the module's CA."""
+    return _registered_phone(ca_server, tmp_path / "phone")
 
 
 def _serial(phone: flows.Phone) -> str:
@@ -38,7 +52,7 @@ def _serial(phone: flows.Phone) -> str:
 
 
 def _change(ca_server, phone: flows.Phone, action: StatusAction, reason: str | None = None) -> None:
-    change_status(ca_server.store, ca_server.settings, _serial(phone), action, f"test-{action.value}", reason)
+    change_status(ca_server.store, ca_server.settings, _serial(phone), action, unique(f"test-{action.value}"), reason)
 
 
 def test_sign_with_the_se_key_and_verify(ca_server, phone, document, tmp_path):
