@@ -7,15 +7,19 @@ from __future__ import annotations
 import pytest
 
 from tests.service_helpers import PhoneForTests, make_card, proof_for, register
+from tests.shared_ca import _fresh_keys_per_test, shared_servers, unique_person  # noqa: F401 (a fixture)
 from tests.test_call_centre_api import _notices
 from tests.test_service_flows import wait_for
 
 pytestmark = pytest.mark.e2e
+# One CA and one service per backend for the module: each test registers a card of a person of its own and
+# counts only the notices about its own registration (``_notices`` by case reference, after ``before``).
+ca_server, service_server = shared_servers("owner-notices")
 
 
 @pytest.mark.parametrize("event", ["uninstall", "stale-certificate"])
 def test_a_device_key_event_is_told_to_the_owner(ca_server, service_server, event):
-    card = make_card(ca_server.store, ca_server.settings)
+    card = make_card(ca_server.store, ca_server.settings, unique_person())
     phone = PhoneForTests()
     with service_server.client() as client:
         assert register(client, card, phone).status_code == 201
