@@ -3,10 +3,12 @@ databases: the session cookie's flags, sign-in refusals and the throttle, pages 
 forged forms (no or wrong CSRF token, another site's Origin), roles, the confirmation step, the
 security headers, and no personal data in URLs or pages beyond the masked name.
 
-Tests that need a real registration use the real CA process (``ca_server``); the others run
-without any CA at all."""
+Tests that need a real registration use the real CA process (``ca_server``, one per backend for the
+module); the others run without any CA at all. Each test's service is in-process on a database of its
+own, so its accounts, its registrations and its audit trail are its own."""
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
 from collections.abc import Iterator
@@ -31,12 +33,17 @@ from jpki_service.operators.service import add_operator
 from jpki_service.registrations.transitions import load_by_case_reference
 from tests.helpers import PERSON
 from tests.service_helpers import PhoneForTests, make_card, register
+from tests.shared_ca import _fresh_keys_per_test, own_service_database_url, shared_servers  # noqa: F401 (fixtures)
 
 PASSWORD = "a console password"
 SUSPEND = {"reason": "lost", "caller": "self", "ticket": "T-100", "channel": "phone"}
 LIFT = {"reason": "owner found the phone; identity confirmed by callback", "ticket": "T-101", "caller": "self"}
 FOREIGN = "http://attacker.example"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+# One CA per backend for the module, for the tests that register a phone (make_console_beside_ca): it only certifies
+# their phones. Each test's service database is its own, so registered()'s cards may all be for PERSON: the CA keeps
+# its cards apart, and a service only ever sees its own test's registration.
+ca_server = shared_servers("console-security")[0]
 HEADERS = {
     "cache-control": "no-store",
     "x-frame-options": "DENY",
@@ -79,10 +86,9 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-@pytest.fixture
-def make_console(service_database_url: str, tmp_path: Path) -> Iterator:
-    """Builds the service app in-process on this test's database; with ``ca`` (a RunningCA) it can
-    register phones, without one it has no CA at all (nothing here may call it)."""
+@contextlib.contextmanager
+def _consoles(service_database_url: str, tmp_path: Path) -> Iterator:
+    """What ``make_console`` yields, on ``service_database_url``; the consoles made are closed after."""
     made: list[Console] = []
 
     def make(ca=None, **overrides: Any) -> Console:
@@ -95,12 +101,31 @@ def make_console(service_database_url: str, tmp_path: Path) -> Iterator:
         made.append(console)
         return console
 
-    yield make
-    for console in made:
-        for client in console.clients:
-            client.close()
-        console.ctx.ca.close()
-        console.ctx.store.dispose()
+    try:
+        yield make
+    finally:
+        for console in made:
+            for client in console.clients:
+                client.close()
+            console.ctx.ca.close()
+            console.ctx.store.dispose()
+
+
+@pytest.fixture
+def make_console(service_database_url: str, tmp_path: Path) -> Iterator:
+    """Builds the service app in-process on this test's database; with ``ca`` (a RunningCA) it can
+    register phones, without one it has no CA at all (nothing here may call it)."""
+    with _consoles(service_database_url, tmp_path) as make:
+        yield make
+
+
+@pytest.fixture
+def make_console_beside_ca(own_service_database_url: str, tmp_path: Path) -> Iterator:
+    """``make_console`` for a test on the module's CA (``ca_server``): this test's own database, on that CA's
+    backend (conftest's ``service_database_url`` goes by ``database_url``, a parameter of its own, which would
+    pair each backend's CA with both backends' databases)."""
+    with _consoles(own_service_database_url, tmp_path) as make:
+        yield make
 
 
 def registered(console: Console, ca_server) -> str:
@@ -296,8 +321,8 @@ def test_find_is_a_post_and_says_clearly_when_nothing_matches(make_console):
 
 
 # -- acting: forged forms, confirmation, roles ---------------------------------------------------
-def test_find_shows_the_masked_name_only_and_forged_forms_change_nothing(make_console, ca_server):
-    console = make_console(ca_server)
+def test_find_shows_the_masked_name_only_and_forged_forms_change_nothing(make_console_beside_ca, ca_server):
+    console = make_console_beside_ca(ca_server)
     case = registered(console, ca_server)
     client, csrf = console.signed_in("olga", Role.OPERATOR)
     answer = client.post("/console/find", data={"csrf_token": csrf, "by": "items", "name": " 山田　太郎 ",
@@ -329,8 +354,8 @@ def test_find_shows_the_masked_name_only_and_forged_forms_change_nothing(make_co
     assert console.state(case) == "active"
 
 
-def test_acts_are_confirmed_first_and_roles_hold(make_console, ca_server):
-    console = make_console(ca_server)
+def test_acts_are_confirmed_first_and_roles_hold(make_console_beside_ca, ca_server):
+    console = make_console_beside_ca(ca_server)
     case = registered(console, ca_server)
     page_url = f"/console/registrations/{case}"
     operator, csrf = console.signed_in("olga", Role.OPERATOR)
