@@ -5,14 +5,20 @@ The registration is made through the service's HTTP API with a real card; the op
 created on the service's database. Each act's outcome is checked in the CLI's output, and the
 certificates' status at the CA itself (OCSP). Exit codes: 1 refused, 2 usage / not signed in,
 3 service unreachable (docs/operator-api.md).
+
+One CA and one service per backend for the module (tests/shared_ca.py): each test signs in with accounts of its
+own (the three roles' names made unique) and registers a card of a person of its own. The test that stops the CA
+keeps a CA and a service of its own.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import stat
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +31,7 @@ from jpki_service.operators.service import add_operator
 from tests.conftest import free_port
 from tests.japanese_output import untranslated
 from tests.service_helpers import PhoneForTests, make_card, register
+from tests.shared_ca import _fresh_keys_per_test, own_ca_server, own_service_server, shared_servers, unique_person  # noqa: F401 (fixtures)
 from tests.test_service_flows import ocsp_status, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -32,9 +39,22 @@ pytestmark = pytest.mark.e2e
 PASSWORDS = {"op.sato": "operator-pass-4821", "sv.suzuki": "supervisor-pass-9034",
              "au.ito": "auditor-pass-5517"}
 ROLES = {"op.sato": Role.OPERATOR, "sv.suzuki": Role.SUPERVISOR, "au.ito": Role.AUDITOR}
-# How a caller may say the card's items (tests/helpers.py PERSON): an ideographic space and extra
-# spaces in the name, full-width digits and a full-width hyphen in the address.
-SPOKEN_NAME, SPOKEN_BIRTH, SPOKEN_ADDRESS = " 山田　 太郎 ", "1990-01-02", "東京都千代田区千代田１－１"
+# How a caller may say the card's items (tests/helpers.py PERSON's name and address; the birth is the test's
+# person's, heisei_person): an ideographic space and extra spaces in the name, full-width digits and a
+# full-width hyphen in the address.
+SPOKEN_NAME, SPOKEN_ADDRESS = " 山田　 太郎 ", "東京都千代田区千代田１－１"
+FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+
+ca_server, service_server = shared_servers("operator-cli")
+
+
+def heisei_person() -> tuple[dict[str, str], str]:
+    """As tests.helpers.PERSON (the name and address SPOKEN_NAME and SPOKEN_ADDRESS say), born on a day of
+    their own in the Heisei era (the person key is name, birth and address: no other test's person on the
+    module's servers), and that birth as the card prints it, in the era, in full-width digits."""
+    born = dt.date(1990, 1, 2) + dt.timedelta(days=uuid.uuid4().int % 5800)  # 1990-01-02 .. 2005-11
+    era = f"平成{born.year - 1988}年{born.month}月{born.day}日".translate(FULL_WIDTH)
+    return {**unique_person(), "date_of_birth": born.isoformat(), "address": "東京都千代田区千代田1-1"}, era
 
 
 def _command() -> list[str]:
@@ -55,6 +75,7 @@ class Operator:
     service_url: str
     home: Path
     outputs: list[str] = field(default_factory=list)
+    password: str | None = None  # PASSWORDS[username] unless given
 
     @property
     def session_file(self) -> Path:
@@ -65,7 +86,8 @@ class Operator:
         env = {**_clean_env(), "NO_COLOR": "1", "COLUMNS": "250", "HOME": str(self.home), "JPKI_LANG": "en",
                "JPKI_OPERATOR_SERVICE": self.service_url, "JPKI_OPERATOR_SESSION": str(self.session_file),
                "JPKI_OPERATOR_USER": self.username,
-               "JPKI_OPERATOR_PASSWORD": password if password is not None else PASSWORDS[self.username],
+               "JPKI_OPERATOR_PASSWORD": password if password is not None
+               else self.password or PASSWORDS[self.username],
                **extra_env}
         # A new session: no controlling terminal, so a prompt reads stdin (empty unless ``input``).
         result = subprocess.run([*_command(), *args], env=env, capture_output=True, text=True, timeout=120,
@@ -92,16 +114,31 @@ class Operator:
         return result.stderr.strip()
 
 
-@pytest.fixture
-def call_centre(service_server, tmp_path: Path) -> dict[str, Operator]:
-    """The three roles' accounts on the service's database, each with a home folder."""
-    store = Store(service_server.database_url)
+def _call_centre(service, tmp_path: Path) -> dict[str, Operator]:
+    """The three roles' accounts on the service's database, each with a home folder, keyed by PASSWORDS's
+    names: the accounts' own names are those made unique (other tests sign in on the same service)."""
+    suffix = uuid.uuid4().hex[:8]
+    operators = {name: Operator(f"{name}-{suffix}", service.url, tmp_path / name, password=password)
+                 for name, password in PASSWORDS.items()}
+    store = Store(service.database_url)
     try:
-        for username, password in PASSWORDS.items():
-            add_operator(store, username, ROLES[username], password)
+        for name, operator in operators.items():
+            add_operator(store, operator.username, ROLES[name], PASSWORDS[name])
     finally:
         store.dispose()
-    return {name: Operator(name, service_server.url, tmp_path / name) for name in PASSWORDS}
+    return operators
+
+
+@pytest.fixture
+def call_centre(service_server, tmp_path: Path) -> dict[str, Operator]:
+    """The three roles' accounts on the module's service."""
+    return _call_centre(service_server, tmp_path)
+
+
+@pytest.fixture
+def own_call_centre(own_service_server, tmp_path: Path) -> dict[str, Operator]:
+    """The three roles' accounts on a service of the test's own."""
+    return _call_centre(own_service_server, tmp_path)
 
 
 def _state(operator: Operator, case: str) -> dict:
@@ -126,7 +163,9 @@ def _no_secret_shown(operators: dict[str, Operator]) -> None:
 
 def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
     op, sv, au = call_centre["op.sato"], call_centre["sv.suzuki"], call_centre["au.ito"]
-    card = make_card(ca_server.store, ca_server.settings)
+    person, era_birth = heisei_person()
+    birth = person["date_of_birth"]  # as a caller says it: the ISO date
+    card = make_card(ca_server.store, ca_server.settings, person)
     phone = PhoneForTests()
     with service_server.client() as client:
         registered = register(client, card, phone)
@@ -143,19 +182,19 @@ def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
     saved = json.loads(op.session_file.read_text())
     assert saved["service"] == service_server.url and saved["token"]
     assert PASSWORDS["op.sato"] not in op.session_file.read_text()
-    assert "op.sato (operator)" in op.ok("whoami").stdout
+    assert f"{op.username} (operator)" in op.ok("whoami").stdout
     assert op.json("whoami")["role"] == "operator" and "token" not in op.json("whoami")
 
     # Find by what the caller says, spelled differently from the card.
-    table = op.ok("find", "--name", SPOKEN_NAME, "--birth", SPOKEN_BIRTH, "--address", SPOKEN_ADDRESS).stdout
+    table = op.ok("find", "--name", SPOKEN_NAME, "--birth", birth, "--address", SPOKEN_ADDRESS).stdout
     header, row = table.splitlines()
     assert header.split() == ["CASE", "NAME", "REGISTERED", "MODEL", "STATE", "REASON"]
     assert rid in row and "山* 太*" in row and "Test Phone 1" in row and "active" in row
     assert "太郎" not in table
-    found = op.json("find", "--name", SPOKEN_NAME, "--birth", SPOKEN_BIRTH, "--address", SPOKEN_ADDRESS)
+    found = op.json("find", "--name", SPOKEN_NAME, "--birth", birth, "--address", SPOKEN_ADDRESS)
     assert [r["case_reference"] for r in found["results"]] == [rid] and phone.registration_id not in table
     # As a caller in Japan says it: the era date the card prints, the address's block numbers spoken.
-    said = op.json("find", "--name", SPOKEN_NAME, "--birth", "平成２年１月２日",
+    said = op.json("find", "--name", SPOKEN_NAME, "--birth", era_birth,
                    "--address", "東京都千代田区千代田一丁目一番")
     assert [r["case_reference"] for r in said["results"]] == [rid]
     op.refused("find", "--name", SPOKEN_NAME, "--birth", "平成32年1月2日", "--address", SPOKEN_ADDRESS, code=1,
@@ -210,11 +249,11 @@ def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
     assert "管理者による一時利用停止の解除" in japanese
     assert untranslated(japanese.replace("found at home", "")) == [], japanese
     history = op.ok("history", rid).stdout
-    assert "suspended" in history and "operator:op.sato" in history and "supervisor:sv.suzuki" in history
+    assert "suspended" in history and f"operator:{op.username}" in history and f"supervisor:{sv.username}" in history
     assert "lost; caller proxy (spouse); ticket CC-2024-0001" in history
     events = {e["event"]: e for e in op.json("history", rid)["events"]}
-    assert events["suspended"]["operator"] == "op.sato" and events["suspended"]["to_state"] == "suspended"
-    assert events["supervisor-lifted"]["operator"] == "sv.suzuki"
+    assert events["suspended"]["operator"] == op.username and events["suspended"]["to_state"] == "suspended"
+    assert events["supervisor-lifted"]["operator"] == sv.username
 
     # The supervisor revokes for good.
     revoked = sv.json("revoke", rid, "--reason", "keyCompromise", "--caller", "self", "--ticket", "CC-2024-0003",
@@ -229,9 +268,9 @@ def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
     # The auditor reads the trail; the others may not, and the auditor may not act.
     trail = au.json("audit", "--limit", "200")["entries"]
     acts = {(e["actor"], e["action"]) for e in trail}
-    assert {("operator:op.sato", "suspend"), ("supervisor:sv.suzuki", "lift"),
-            ("supervisor:sv.suzuki", "revoke"), ("operator:op.sato", "find"),
-            ("operator:op.sato", "login")} <= acts
+    assert {(f"operator:{op.username}", "suspend"), (f"supervisor:{sv.username}", "lift"),
+            (f"supervisor:{sv.username}", "revoke"), (f"operator:{op.username}", "find"),
+            (f"operator:{op.username}", "login")} <= acts
     assert not any(e["action"] == "lift" and e["actor"].startswith("operator:") for e in trail)
     listing = au.ok("audit", "--limit", "5").stdout
     assert listing.splitlines()[0].split() == ["SEQ", "AT", "ACTOR", "ACTION", "CASE", "DETAILS"]
@@ -249,7 +288,7 @@ def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
     au.refused("history", rid, code=1, message="refused (403 Not allowed for this role): an auditor may not")
 
     # Nothing found: a clear refusal, exit 1.
-    op.refused("find", "--name", "山田 花子", "--birth", "1990-01-02", "--address", SPOKEN_ADDRESS, code=1,
+    op.refused("find", "--name", "山田 花子", "--birth", birth, "--address", SPOKEN_ADDRESS, code=1,
                message="refused (404 No registration matches): no registration matches")
 
     # Logout ends the session at the service too.
@@ -263,10 +302,12 @@ def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
     _no_secret_shown(call_centre)
 
 
-def test_with_the_ca_down_the_cli_says_the_suspension_waits_for_it(ca_server, service_server, call_centre):
+def test_with_the_ca_down_the_cli_says_the_suspension_waits_for_it(own_ca_server, own_service_server,
+                                                                   own_call_centre):
     """Honest status: until the CA has the hold, jpki-operator says it was requested, never that it is done
-    (relying parties still get `good` from the CA meanwhile); once the CA has it, `history` says suspended."""
-    op = call_centre["op.sato"]
+    (relying parties still get `good` from the CA meanwhile); once the CA has it, `history` says suspended.
+    It stops the CA: a CA and a service of its own."""
+    ca_server, service_server, op = own_ca_server, own_service_server, own_call_centre["op.sato"]
     phone = PhoneForTests()
     with service_server.client() as client:
         registered = register(client, make_card(ca_server.store, ca_server.settings), phone)
@@ -331,17 +372,17 @@ def test_sign_in_refusals(service_server, call_centre):
 
     # Prompted user and password (none in the environment): the password is read without echo.
     sv.session_file.unlink(missing_ok=True)
-    prompted = sv.run("login", input=f"sv.suzuki\n{PASSWORDS['sv.suzuki']}\n",
+    prompted = sv.run("login", input=f"{sv.username}\n{PASSWORDS['sv.suzuki']}\n",
                       JPKI_OPERATOR_USER="", JPKI_OPERATOR_PASSWORD="")
     assert prompted.returncode == 0, prompted.stderr
-    assert "as sv.suzuki (supervisor)" in prompted.stdout and sv.session_file.exists()
-    assert "sv.suzuki (supervisor)" in sv.ok("whoami").stdout
+    assert f"as {sv.username} (supervisor)" in prompted.stdout and sv.session_file.exists()
+    assert f"{sv.username} (supervisor)" in sv.ok("whoami").stdout
 
     # Wrong passwords: refused each time (the throttle that follows more of them: tests/test_operator_accounts.py).
     for _ in range(4):
         sv.refused("login", password="wrong-password-000", code=1,
                    message="refused (401 Login refused): username or password wrong")
-    assert "sv.suzuki (supervisor)" in sv.ok("whoami").stdout  # a refused login leaves the session as it was
+    assert f"{sv.username} (supervisor)" in sv.ok("whoami").stdout  # a refused login leaves the session as it was
     # An unknown account gets the same answer as a wrong password.
     stranger = Operator("nobody.here", service_server.url, op.home.parent / "nobody")
     stranger.refused("login", password="whatever-password", code=1,
