@@ -6,6 +6,10 @@ subprocess) names the missing tail and the rewound head once an anchor exists, a
 deleted from the table too is named from the anchor folder. `audit export` writes anchors that
 `openssl ts -verify` (the real openssl) accepts. The running service anchors on schedule; with
 the CA's TSA down it says so in its log, keeps answering, and anchors once the TSA is back.
+
+One CA per backend for the module (tests/shared_ca.py): its TSA only stamps what it is given. Each test has a
+service (and a database) of its own beside it: the tests cut, rewind and count the whole audit chain and its
+anchors from entry 1, which no other test may write to. The test that stops the CA has a CA of its own.
 """
 from __future__ import annotations
 
@@ -25,10 +29,25 @@ from jpki_service.adapters.service_keys import load_service_keys
 from jpki_service.audit.service import record
 from jpki_service.common.settings import ServiceSettings
 from tests.conftest import start_service, stop_process
+from tests.shared_ca import _fresh_keys_per_test, module_ca_server, module_service_server, own_ca_server  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.e2e
 
 ACTIONS = ["operator-login", "search", "suspend", "note", "lift a suspension", "revoke"]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def ca_server(request, tmp_path_factory):
+    """The module's CA, on each backend (as shared_servers's: the module has no service to share)."""
+    with module_ca_server(request.param, tmp_path_factory.mktemp(f"audit-anchors-{request.param}")) as running:
+        yield running
+
+
+@pytest.fixture
+def service_server(ca_server, tmp_path: Path):
+    """A service of the test's own beside the module's CA: its audit chain is the test's alone."""
+    with module_service_server(ca_server, tmp_path) as running:
+        yield running
 
 
 def _env(service, **extra: str) -> dict[str, str]:
@@ -203,8 +222,10 @@ def test_exported_anchors_verify_with_openssl(ca_server, service_server, tmp_pat
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_the_service_anchors_on_schedule_and_waits_out_a_tsa_that_is_down(ca_server, service_database_url,
+def test_the_service_anchors_on_schedule_and_waits_out_a_tsa_that_is_down(own_ca_server, service_database_url,
                                                                           tmp_path: Path):
+    """It stops the CA: a CA of its own."""
+    ca_server = own_ca_server
     service = start_service(ca_server, service_database_url, tmp_path,
                             settings={"JPKI_AUDIT_ANCHOR_INTERVAL_SECONDS": "1"})
     try:
