@@ -276,21 +276,3 @@ def service_server(ca_server: RunningCA, service_database_url: str, tmp_path: Pa
     yield running
     stop_process(running.process)
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under xdist (``--dist loadgroup``, pyproject.toml), the tests that share a module-scoped server or
-    store (tests/shared_ca.py, the crash matrix's bench) go to one worker per backend: each such module
-    then starts its servers once per backend, not once per worker, and no worker runs its tests between
-    another module's (which would stop the module's servers and start them again)."""
-    for item in items:
-        fixtures = getattr(item, "_fixtureinfo", None)
-        if fixtures is None:
-            continue
-        shared = [name for name in fixtures.names_closure
-                  if (definitions := fixtures.name2fixturedefs.get(name))
-                  and definitions[-1].scope == "module" and definitions[-1].baseid.startswith("tests")]
-        if not shared:
-            continue
-        params = getattr(item, "callspec", None)
-        backends = sorted({str(params.params[name]) for name in shared if params and name in params.params})
-        item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}[{','.join(backends)}]"))
