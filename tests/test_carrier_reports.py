@@ -41,9 +41,10 @@ ca_server, service_server = shared_servers("carrier-reports")
 
 def own_subscriber() -> tuple[dict[str, str], dict[str, str]]:
     """A person of the test's own (tests.helpers.PERSON born on a day no other test's person is) and the
-    subscriber's items as the carrier says them: SUBSCRIBER with that birth, in the era."""
+    subscriber's items as the carrier says them: SUBSCRIBER with that birth, in the era (in ASCII digits, as
+    SUBSCRIBER's)."""
     person, era = heisei_person()
-    return person, {**SUBSCRIBER, "birth": era}
+    return person, {**SUBSCRIBER, "birth": era.translate(str.maketrans("０１２３４５６７８９", "0123456789"))}
 
 
 def other_person() -> dict[str, str]:
