@@ -109,7 +109,7 @@ def _database_text(url: str) -> str:
 @pytest.fixture(scope="module")
 def holders_of_the_module(service_server):
     """Every holder of the module's tests on this backend's service. When the last test is done, the service
-    is stopped (its WAL checkpointed into the file) and what it keeps is searched for all their items."""
+    is stopped and what it keeps (database file, WAL, data folder, log) is searched for all their items."""
     holders: list[privacy_scan.Holder] = []
     yield holders
     assert holders, "the scan needs the holders whose items it looks for"
