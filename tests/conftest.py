@@ -188,7 +188,7 @@ def start_process(args: list[str], env: dict[str, str], health_url: str, log_pat
     process = subprocess.Popen(args, env={**os.environ, **env}, stdout=log, stderr=log)
     # Generous: on a loaded 2-core CI machine a cold start (imports, key loading) can take this long.
     deadline = time.monotonic() + 90
-    with httpx.Client(timeout=2) as client:  # one client for the polls: a new one costs 20-50 ms of CPU
+    with httpx.Client(timeout=2) as client:  # one client and one connection pool for the polls
         while True:
             try:
                 if client.get(health_url).status_code == 200:
@@ -275,4 +275,3 @@ def service_server(ca_server: RunningCA, service_database_url: str, tmp_path: Pa
     running = start_service(ca_server, service_database_url, tmp_path)
     yield running
     stop_process(running.process)
-

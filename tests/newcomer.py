@@ -74,7 +74,7 @@ class Newcomer:
         log = open(self.folder / "serve.log", "a")
         self.server = subprocess.Popen(["jpki-service", "serve", "--port", str(self.port)], cwd=self.folder,
                                        env=self.env, stdout=log, stderr=log)
-        with httpx.Client(timeout=2) as client:  # one client for the polls: a new one costs 20-50 ms of CPU
+        with httpx.Client(timeout=2) as client:  # one client and one connection pool for the polls
             for _ in range(900):
                 if self.server.poll() is not None:
                     raise RuntimeError(f"jpki-service serve stopped: {(self.folder / 'serve.log').read_text()}")

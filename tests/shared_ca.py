@@ -133,3 +133,13 @@ def unique_person(name: str = "山田 太郎") -> dict[str, str]:
     day = uuid.uuid4().int % 20000
     return {"name": name, "date_of_birth": (dt.date(1940, 1, 1) + dt.timedelta(days=day)).isoformat(), "gender": "1",
             "address": f"東京都千代田区千代田1-{uuid.uuid4().int % 9000 + 1}"}
+
+
+def heisei_person() -> tuple[dict[str, str], str]:
+    """As tests.helpers.PERSON (name and address), born on a day of their own in the Heisei era (the person key
+    is name, birth and address: no other test's person on the module's servers), and that birth as the card
+    prints it, in the era (平成2年1月2日). The era year is counted by hand, an oracle independent of the
+    service's japanera: every day drawn lies within 平成 (1990-01-02 .. 2005-11)."""
+    born = dt.date(1990, 1, 2) + dt.timedelta(days=uuid.uuid4().int % 5800)
+    era = f"平成{born.year - 1988}年{born.month}月{born.day}日"
+    return {**unique_person(), "date_of_birth": born.isoformat(), "address": "東京都千代田区千代田1-1"}, era

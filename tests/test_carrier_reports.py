@@ -23,8 +23,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.helpers import openssl_ocsp
 from tests.service_helpers import PhoneForTests, lift_body, make_card, read, register
-from tests.shared_ca import _fresh_keys_per_test, module_service_server, shared_servers, unique, unique_person  # noqa: F401 (a fixture)
-from tests.test_operator_cli import heisei_person
+from tests.shared_ca import (  # noqa: F401 (a fixture)
+    _fresh_keys_per_test,
+    heisei_person,
+    module_service_server,
+    shared_servers,
+    unique,
+    unique_person,
+)
 from tests.test_service_flows import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +50,7 @@ def own_subscriber() -> tuple[dict[str, str], dict[str, str]]:
     subscriber's items as the carrier says them: SUBSCRIBER with that birth, in the era (in ASCII digits, as
     SUBSCRIBER's)."""
     person, era = heisei_person()
-    return person, {**SUBSCRIBER, "birth": era.translate(str.maketrans("０１２３４５６７８９", "0123456789"))}
+    return person, {**SUBSCRIBER, "birth": era}
 
 
 def other_person() -> dict[str, str]:

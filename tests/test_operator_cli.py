@@ -12,7 +12,6 @@ keeps a CA and a service of its own.
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import stat
@@ -31,7 +30,13 @@ from jpki_service.operators.service import add_operator
 from tests.conftest import free_port
 from tests.japanese_output import untranslated
 from tests.service_helpers import PhoneForTests, make_card, register
-from tests.shared_ca import _fresh_keys_per_test, own_ca_server, own_service_server, shared_servers, unique_person  # noqa: F401 (fixtures)
+from tests.shared_ca import (  # noqa: F401 (fixtures)
+    _fresh_keys_per_test,
+    heisei_person,
+    own_ca_server,
+    own_service_server,
+    shared_servers,
+)
 from tests.test_service_flows import ocsp_status, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -46,15 +51,6 @@ SPOKEN_NAME, SPOKEN_ADDRESS = " 山田　 太郎 ", "東京都千代田区千代
 FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 
 ca_server, service_server = shared_servers("operator-cli")
-
-
-def heisei_person() -> tuple[dict[str, str], str]:
-    """As tests.helpers.PERSON (the name and address SPOKEN_NAME and SPOKEN_ADDRESS say), born on a day of
-    their own in the Heisei era (the person key is name, birth and address: no other test's person on the
-    module's servers), and that birth as the card prints it, in the era, in full-width digits."""
-    born = dt.date(1990, 1, 2) + dt.timedelta(days=uuid.uuid4().int % 5800)  # 1990-01-02 .. 2005-11
-    era = f"平成{born.year - 1988}年{born.month}月{born.day}日".translate(FULL_WIDTH)
-    return {**unique_person(), "date_of_birth": born.isoformat(), "address": "東京都千代田区千代田1-1"}, era
 
 
 def _command() -> list[str]:
@@ -163,7 +159,8 @@ def _no_secret_shown(operators: dict[str, Operator]) -> None:
 
 def test_call_centre_over_the_cli(ca_server, service_server, call_centre):
     op, sv, au = call_centre["op.sato"], call_centre["sv.suzuki"], call_centre["au.ito"]
-    person, era_birth = heisei_person()
+    person, era = heisei_person()
+    era_birth = era.translate(FULL_WIDTH)  # as the caller says it, in full-width digits
     birth = person["date_of_birth"]  # as a caller says it: the ISO date
     card = make_card(ca_server.store, ca_server.settings, person)
     phone = PhoneForTests()
